@@ -1,0 +1,39 @@
+/*
+ * Logging. One process-wide sink (stderr by default). Thread-safe: each message is
+ * formatted into a local buffer and written with one write(2).
+ *
+ * Never log credentials or Authorization headers: callers pass redacted values.
+ */
+#pragma once
+
+#include <stdarg.h>
+
+enum cm_log_level {
+	CM_LOG_ERROR = 0,
+	CM_LOG_WARN = 1,
+	CM_LOG_INFO = 2,
+	CM_LOG_DEBUG = 3,
+};
+
+/* Set the maximum level printed (default CM_LOG_WARN, or $ISORUN_LOG=error|warn|info|debug). */
+void cm_log_set_level(enum cm_log_level level);
+enum cm_log_level cm_log_get_level(void);
+/* Set the program name printed as prefix ("isorun-index"). The string is not copied. */
+void cm_log_set_ident(const char *ident);
+
+void cm_log(enum cm_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Log at error level and return `err` (a -errno), for `return cm_log_errno(-EPROTO, "...")`.
+ * If `err` is a -errno, ": strerror" is NOT appended; say what was wrong in the message.
+ */
+int cm_log_ret(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) cm_log(CM_LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  cm_log(CM_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  cm_log(CM_LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                             \
+	do {                                                                                       \
+		if (cm_log_get_level() >= CM_LOG_DEBUG)                                            \
+			cm_log(CM_LOG_DEBUG, __VA_ARGS__);                                         \
+	} while (0)

@@ -1,0 +1,48 @@
+/* Small utilities shared by every module. All return -errno on failure. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct cm_buf;
+
+/* mkdir -p relative to `dirfd` (AT_FDCWD allowed). Existing directories are fine. */
+int cm_mkdir_p(int dirfd, const char *path, mode_t mode);
+
+/*
+ * Atomically publish `len` bytes as `dirfd/name`: write a unique temporary file in the
+ * same directory, optionally fsync it, rename over `name`. Readers see the old file,
+ * the new file, or none, never a partial one. Thread- and process-safe.
+ */
+int cm_write_file_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+			 bool durable);
+
+/* Read a whole file into `buf` (appending). -EFBIG when larger than the buffer's cap. */
+int cm_read_file(int dirfd, const char *path, struct cm_buf *buf);
+
+/* Read/write exactly `len` bytes, retrying on EINTR and short transfers. -EIO on early EOF. */
+int cm_read_full(int fd, void *buf, size_t len);
+int cm_write_full(int fd, const void *buf, size_t len);
+int cm_pread_full(int fd, void *buf, size_t len, off_t off);
+
+/* Remove a directory tree below `dirfd/name` without following symlinks. */
+int cm_rm_rf_at(int dirfd, const char *name);
+
+/* The state root: $ISORUN_ROOT or /var/lib/isorun. Never NULL; the string is static/env. */
+const char *cm_root_default(void);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t cm_now_ns(void);
+
+/* "1.5 MiB" style. `out` holds at least 32 bytes. */
+void cm_format_bytes(uint64_t n, char *out, size_t outlen);
+
+/* Parse "64K", "1M", "2G", "123" (binary units) into bytes. -EINVAL if malformed. */
+int cm_parse_size(const char *s, uint64_t *ret);
+
+/* asprintf that returns NULL on failure instead of leaving the pointer undefined. */
+char *cm_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+bool cm_str_has_prefix(const char *s, const char *prefix);

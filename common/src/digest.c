@@ -1,0 +1,114 @@
+#include "common/digest.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+struct cm_sha256 {
+	EVP_MD_CTX *ctx;
+};
+
+int cm_sha256_new(struct cm_sha256 **ret)
+{
+	struct cm_sha256 *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->ctx = EVP_MD_CTX_new();
+	if (!s->ctx || EVP_DigestInit_ex(s->ctx, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(s->ctx);
+		free(s);
+		return -ENOMEM;
+	}
+	*ret = s;
+	return 0;
+}
+
+void cm_sha256_free(struct cm_sha256 *s)
+{
+	if (!s)
+		return;
+	EVP_MD_CTX_free(s->ctx);
+	free(s);
+}
+
+void cm_sha256_reset(struct cm_sha256 *s)
+{
+	EVP_DigestInit_ex(s->ctx, EVP_sha256(), NULL);
+}
+
+void cm_sha256_update(struct cm_sha256 *s, const void *data, size_t len)
+{
+	EVP_DigestUpdate(s->ctx, data, len);
+}
+
+void cm_sha256_final(struct cm_sha256 *s, uint8_t out[CM_SHA256_LEN])
+{
+	unsigned int n = 0;
+	EVP_DigestFinal_ex(s->ctx, out, &n);
+	EVP_DigestInit_ex(s->ctx, EVP_sha256(), NULL);
+}
+
+void cm_sha256(const void *data, size_t len, uint8_t out[CM_SHA256_LEN])
+{
+	unsigned int n = 0;
+	EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+}
+
+void cm_hex_format(const uint8_t *d, size_t len, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = hex[d[i] >> 4];
+		out[2 * i + 1] = hex[d[i] & 15];
+	}
+	out[2 * len] = 0;
+}
+
+void cm_digest_format(const uint8_t d[CM_SHA256_LEN], char out[CM_DIGEST_STR_SIZE])
+{
+	memcpy(out, "sha256:", 7);
+	cm_hex_format(d, CM_SHA256_LEN, out + 7);
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int cm_digest_parse(const char *s, uint8_t out[CM_SHA256_LEN])
+{
+	if (!s)
+		return -EPROTO;
+	const char *colon = strchr(s, ':');
+	if (!colon)
+		return -EPROTO;
+	if ((size_t)(colon - s) != 6 || strncmp(s, "sha256", 6) != 0)
+		return colon == s ? -EPROTO : -ENOTSUP;
+	const char *h = colon + 1;
+	if (strlen(h) != 64)
+		return -EPROTO;
+	for (size_t i = 0; i < CM_SHA256_LEN; i++) {
+		int hi = hexval(h[2 * i]), lo = hexval(h[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -EPROTO;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+bool cm_digest_valid(const char *s)
+{
+	uint8_t d[CM_SHA256_LEN];
+	return cm_digest_parse(s, d) == 0;
+}
+
+uint64_t cm_xxh3(const void *data, size_t len)
+{
+	return XXH3_64bits(data, len);
+}

@@ -1,0 +1,82 @@
+#include "common/log.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static _Atomic int log_level = -1;
+static const char *log_ident = "isorun";
+
+static int level_from_env(void)
+{
+	const char *e = getenv("ISORUN_LOG");
+	if (!e)
+		return CM_LOG_WARN;
+	if (!strcmp(e, "error"))
+		return CM_LOG_ERROR;
+	if (!strcmp(e, "info"))
+		return CM_LOG_INFO;
+	if (!strcmp(e, "debug"))
+		return CM_LOG_DEBUG;
+	return CM_LOG_WARN;
+}
+
+void cm_log_set_level(enum cm_log_level level)
+{
+	atomic_store(&log_level, (int)level);
+}
+
+enum cm_log_level cm_log_get_level(void)
+{
+	int l = atomic_load(&log_level);
+	if (l < 0) {
+		l = level_from_env();
+		atomic_store(&log_level, l);
+	}
+	return (enum cm_log_level)l;
+}
+
+void cm_log_set_ident(const char *ident)
+{
+	log_ident = ident;
+}
+
+static void vlog(enum cm_log_level level, const char *fmt, va_list ap)
+{
+	static const char *names[] = {"error", "warning", "info", "debug"};
+	char buf[4096];
+	int n;
+
+	if ((int)level > (int)cm_log_get_level())
+		return;
+	n = snprintf(buf, sizeof(buf), "%s: %s: ", log_ident, names[level]);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return;
+	int m = vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+	if (m < 0)
+		return;
+	n += m;
+	if ((size_t)n >= sizeof(buf) - 1)
+		n = sizeof(buf) - 2;
+	buf[n++] = '\n';
+	(void)!write(STDERR_FILENO, buf, (size_t)n);
+}
+
+void cm_log(enum cm_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(level, fmt, ap);
+	va_end(ap);
+}
+
+int cm_log_ret(int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(CM_LOG_ERROR, fmt, ap);
+	va_end(ap);
+	return err;
+}
