@@ -1,0 +1,478 @@
+#!/bin/bash
+# Time-to-first-command of real images, by method and network, side by side.
+#
+#   bench/run.sh [--quick] [--images "minimal python ..."] [--nets "lo wan"] [--reps N]
+#                [--out FILE.json] [--delay MS] [--rate RATE]
+#
+# --quick: minimal image, loopback, one repetition, results in bench/work/quick.json (the CTest
+# entry integration/bench_quick). Default: every image, loopback and WAN, 3 repetitions,
+# results in bench/results/run-<UTC time>.json (and latest.json). Exit 77 when not root or
+# when an image must be built and the Debian mirror is unreachable; non-zero when any
+# measured step fails.
+#
+# Methods (one m_<name> function each; a method whose isorun verb is not built yet prints
+# "n/a (not built yet)"). Every cold repetition starts with `sync; echo 3 > drop_caches`.
+#   baseline     skopeo copy → OCI layout, umoci unpack, first command in a chroot of the tree
+#                (split: pull, unpack, command)
+#   floor        the first command on the already-unpacked tree, cold page cache
+#   index        isorun-index build REF into an empty store
+#   pull         isorun pull REF into an empty store
+#   run-cold     isorun run REF -- CMD, empty store (first boot builds the index)
+#   run-index    isorun run REF -- CMD, store holding only the pre-built index
+#   run-warm     isorun run REF -- CMD again, chunks local, page cache kept
+#   mount-cold / mount-index / mount-warm: the same three through `isorun mount REF DIR` and
+#                the first command in a chroot of DIR (mount time included)
+# Bytes: "touched" = page-cache-resident bytes of every file in the unpacked tree after the
+# command ran on a cold cache (mincore via fincore; includes kernel readahead); "opened" =
+# files opened/executed after chroot (strace) and their total size; "fetched" = what isorun
+# says it fetched (`isorun stats`), n/a without that verb.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+QUICK=0
+IMAGES=
+NETS="lo wan"
+REPS=3
+OUT=
+WAN_ARGS=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--quick) QUICK=1 ;;
+	--images) IMAGES=$2; shift ;;
+	--nets) NETS=$2; shift ;;
+	--reps) REPS=$2; shift ;;
+	--out) OUT=$2; shift ;;
+	--delay | --rate) WAN_ARGS+=("$1" "$2"); shift ;;
+	-h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+	*) die "unknown argument $1" ;;
+	esac
+	shift
+done
+if [ "$QUICK" = 1 ]; then
+	IMAGES=${IMAGES:-minimal}
+	NETS=lo
+	REPS=1
+	OUT=${OUT:-$BENCH_WORK/quick.json}
+fi
+IMAGES=${IMAGES:-minimal python python-zstd browser}
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${OUT:-$BENCH_RESULTS/run-$STAMP.json}
+[[ $REPS =~ ^[1-9][0-9]*$ ]] || die "--reps wants a positive number"
+
+require_root
+require_cmds skopeo umoci unshare chroot strace fincore jq curl awk
+mkdir -p "$BENCH_WORK"
+exec 9>"$BENCH_WORK/.run.lock"
+flock -n 9 || die "another bench/run.sh holds $BENCH_WORK/.run.lock"
+
+RUN=$BENCH_WORK/run
+RECORDS=$BENCH_WORK/records.$$.tsv
+: >"$RECORDS"
+rm -rf "$RUN"
+mkdir -p "$RUN"
+STARTED_REGISTRY=0
+STARTED_WAN=0
+MOUNTS=()
+
+cleanup() {
+	local m
+	for m in "${MOUNTS[@]}"; do
+		mountpoint -q "$m" && { umount "$m" 2>/dev/null || umount -l "$m"; }
+	done
+	[ "$STARTED_WAN" = 0 ] || "$BENCH_DIR/wan.sh" down >/dev/null 2>&1 || true
+	[ "$STARTED_REGISTRY" = 0 ] || "$BENCH_DIR/registry.sh" stop >/dev/null 2>&1 || true
+	rm -f "$RECORDS"
+	rm -rf "$RUN"
+}
+trap cleanup EXIT
+
+# Images and their first commands -----------------------------------------------------------
+
+# image_cmds IMAGE: one line per first command: LABEL MODE ARGV... (MODE as in in_chroot).
+image_cmds() {
+	case $1 in
+	minimal) echo "true bare /bin/true" ;;
+	python | python-zstd) echo "numpy bare python3 -c 'import numpy'" ;;
+	browser)
+		echo "chromium full chromium --headless --no-sandbox --disable-gpu --dump-dom about:blank"
+		echo "node full node -e 1"
+		;;
+	*) die "no first command known for image $1" ;;
+	esac
+}
+
+net_addr() { [ "$1" = lo ] && echo "$BENCH_LO_ADDR" || echo "$BENCH_WAN_ADDR"; }
+
+# record IMAGE CMD NET METHOD METRIC REP VALUE
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RECORDS"; }
+
+# step NAME CMD...: runs a measured step; its failure fails the whole run (with its output).
+step() {
+	local name=$1
+	shift
+	if ! "$@" >"$RUN/step.log" 2>&1; then
+		log "FAILED: $name: $*"
+		tail -n 30 "$RUN/step.log" >&2
+		exit 1
+	fi
+}
+
+# run_first IMAGE LABEL ROOT: the first command LABEL of IMAGE in a chroot of ROOT.
+run_first() {
+	local line mode root=$3
+	line=$(image_cmds "$1" | awk -v l="$2" '$1 == l')
+	mode=$(awk '{ print $2 }' <<<"$line")
+	eval "set -- ${line#* * }"
+	in_chroot "$mode" "$root" "$@"
+}
+run_first_step() { step "first command" run_first "$@"; }
+
+# isorun tools, when built
+ISORUN=$(isorun_bin isorun)
+ISORUN_INDEX=$(isorun_bin isorun-index)
+export ISORUN_INSECURE_REGISTRIES=$BENCH_WAN_ADDR
+
+# Methods: avail_<m> says whether it can run (else "n/a"), m_<m> IMAGE LABEL NET REP measures
+# and records. Adding a method = one pair of functions + its name in METHODS.
+METHODS="baseline floor index pull run-cold run-index run-warm mount-cold mount-index mount-warm"
+declare -A METHOD_TITLE=(
+	[baseline]="baseline: skopeo+umoci+chroot"
+	[floor]="floor: unpacked tree, cold cache"
+	[index]="isorun-index build"
+	[pull]="isorun pull"
+	[run-cold]="isorun run, cold, no index"
+	[run-index]="isorun run, cold, pre-built index"
+	[run-warm]="isorun run, warm"
+	[mount-cold]="isorun mount+chroot, cold, no index"
+	[mount-index]="isorun mount+chroot, cold, pre-built index"
+	[mount-warm]="isorun mount+chroot, warm"
+)
+
+avail_baseline() { return 0; }
+avail_floor() { return 0; }
+avail_index() { has_verb "$ISORUN_INDEX" build; }
+avail_pull() { has_verb "$ISORUN" pull; }
+avail_run_cold() { has_verb "$ISORUN" run; }
+avail_run_index() { has_verb "$ISORUN" run && has_verb "$ISORUN_INDEX" build; }
+avail_run_warm() { has_verb "$ISORUN" run; }
+avail_mount_cold() { has_verb "$ISORUN" mount; }
+avail_mount_index() { has_verb "$ISORUN" mount && has_verb "$ISORUN_INDEX" build; }
+avail_mount_warm() { has_verb "$ISORUN" mount; }
+
+# The baseline pulls and unpacks once per image and repetition (m_baseline_prepare), then
+# times each first command on that tree, whose files the unpack left in the page cache.
+BASE_TREE=
+m_baseline_prepare() { # IMAGE NET REP
+	local image=$1 net=$2 rep=$3 t
+	rm -rf "$RUN/baseline"
+	mkdir -p "$RUN/baseline"
+	drop_caches
+	t=$(now_ns)
+	step "skopeo copy" skopeo copy -q --src-tls-verify=false \
+		"docker://$(net_addr "$net")/$image:latest" "oci:$RUN/baseline/layout:latest"
+	BASE_PULL=$(ms_since "$t")
+	t=$(now_ns)
+	step "umoci unpack" umoci unpack --image "$RUN/baseline/layout:latest" "$RUN/baseline/bundle"
+	BASE_UNPACK=$(ms_since "$t")
+	BASE_TREE=$RUN/baseline/bundle/rootfs
+}
+m_baseline() { # IMAGE LABEL NET REP
+	local t cmd
+	t=$(now_ns)
+	run_first_step "$1" "$2" "$BASE_TREE"
+	cmd=$(ms_since "$t")
+	record "$1" "$2" "$3" baseline pull_ms "$4" "$BASE_PULL"
+	record "$1" "$2" "$3" baseline unpack_ms "$4" "$BASE_UNPACK"
+	record "$1" "$2" "$3" baseline cmd_ms "$4" "$cmd"
+	record "$1" "$2" "$3" baseline total_ms "$4" "$(awk -v a="$BASE_PULL" -v b="$BASE_UNPACK" -v c="$cmd" 'BEGIN { printf "%.1f", a + b + c }')"
+}
+m_floor() {
+	local t
+	drop_caches
+	t=$(now_ns)
+	run_first_step "$1" "$2" "$BASE_TREE"
+	record "$1" "$2" "$3" floor total_ms "$4" "$(ms_since "$t")"
+}
+
+# bytes_touched IMAGE LABEL NET: page-level trace of the first command on the unpacked tree.
+bytes_touched() {
+	local image=$1 label=$2 net=$3 line mode resident opened
+	line=$(image_cmds "$image" | awk -v l="$label" '$1 == l')
+	mode=$(awk '{ print $2 }' <<<"$line")
+	drop_caches
+	run_first_step "$image" "$label" "$BASE_TREE"
+	# fincore maps each file and asks mincore(): it reports residency without reading.
+	resident=$(find "$BASE_TREE" -xdev -type f -print0 |
+		xargs -0 -r fincore --bytes --noheadings --output RES 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+	drop_caches
+	# strace the chroot itself: everything opened after chroot() is the command's.
+	eval "set -- ${line#* * }"
+	step "strace" strace -f -qq -e trace=chroot,openat,open,execve -o "$RUN/strace.log" \
+		bash -c '. "$1"; shift; in_chroot "$@"' sh "$BENCH_DIR/lib.sh" "$mode" "$BASE_TREE" "$@"
+	opened=$(awk '
+		/chroot\(".*\) = 0/ { inside = 1; next }
+		inside && /(openat|open|execve)\(/ && !/= -1/ {
+			if (match($0, /"[^"]*"/)) print substr($0, RSTART + 1, RLENGTH - 2)
+		}' "$RUN/strace.log" | sort -u | while read -r p; do
+		f=$BASE_TREE/$p
+		[ -f "$f" ] && [ ! -L "$f" ] && stat -c %s "$f"
+	done | awk '{ n++; s += $1 } END { printf "%d %d", n, s }')
+	record "$image" "$label" "$net" trace resident_bytes 1 "$resident"
+	record "$image" "$label" "$net" trace opened_files 1 "${opened% *}"
+	record "$image" "$label" "$net" trace opened_bytes 1 "${opened#* }"
+}
+
+# isorun methods -----------------------------------------------------------------------------
+
+IROOT=$RUN/isorun-root
+IDXROOT=$RUN/isorun-index-root
+
+isorun_fresh_root() { rm -rf "$IROOT"; mkdir -p "$IROOT"; }
+
+# isorun_prebuilt_index REF: an empty store that holds only REF's index, as if the index had
+# been built in CI and published: isorun-index builds it in a store of its own (--push when
+# the tool offers it, so the client finds the artifact in the registry), and only indexes/
+# (never chunks/) is carried over into the client's store.
+isorun_prebuilt_index() {
+	rm -rf "$IDXROOT"
+	mkdir -p "$IDXROOT"
+	local push=()
+	"$ISORUN_INDEX" build --help 2>&1 | grep -q -- --push && push=(--push)
+	step "isorun-index build (prepare)" "$ISORUN_INDEX" --root "$IDXROOT" build "${push[@]}" "$1"
+	isorun_fresh_root
+	[ ! -d "$IDXROOT/indexes" ] || cp -a "$IDXROOT/indexes" "$IROOT/"
+}
+
+# fetched_bytes: what isorun says it fetched over the network, or "null".
+fetched_bytes() {
+	has_verb "$ISORUN" stats || { echo null; return; }
+	local out v
+	out=$("$ISORUN" --root "$IROOT" stats --json 2>/dev/null || "$ISORUN" --root "$IROOT" stats 2>/dev/null || true)
+	v=$(jq -r '.. | objects | to_entries[] | select(.key | test("fetched.*bytes|bytes.*fetched")) | .value' \
+		<<<"$out" 2>/dev/null | head -n1)
+	[ -n "$v" ] || v=$(grep -Eio 'fetched[^0-9]*[0-9]+' <<<"$out" | grep -Eo '[0-9]+$' | head -n1)
+	echo "${v:-null}"
+}
+
+m_index() {
+	local t
+	rm -rf "$IDXROOT"
+	mkdir -p "$IDXROOT"
+	drop_caches
+	t=$(now_ns)
+	step "isorun-index build" "$ISORUN_INDEX" --root "$IDXROOT" build "$(net_addr "$3")/$1:latest"
+	record "$1" "$2" "$3" index total_ms "$4" "$(ms_since "$t")"
+}
+m_pull() {
+	local t
+	isorun_fresh_root
+	drop_caches
+	t=$(now_ns)
+	step "isorun pull" "$ISORUN" --root "$IROOT" pull "$(net_addr "$3")/$1:latest"
+	record "$1" "$2" "$3" pull total_ms "$4" "$(ms_since "$t")"
+}
+
+isorun_run() { # IMAGE LABEL NET
+	local line
+	line=$(image_cmds "$1" | awk -v l="$2" '$1 == l')
+	eval "set -- $(net_addr "$3")/$1:latest ${line#* * }"
+	"$ISORUN" --root "$IROOT" run "$@"
+}
+m_run_cold() {
+	local t
+	isorun_fresh_root
+	drop_caches
+	t=$(now_ns)
+	step "isorun run (cold)" isorun_run "$@"
+	record "$1" "$2" "$3" run-cold total_ms "$4" "$(ms_since "$t")"
+	record "$1" "$2" "$3" run-cold fetched_bytes "$4" "$(fetched_bytes)"
+}
+m_run_index() {
+	local t
+	isorun_prebuilt_index "$(net_addr "$3")/$1:latest"
+	drop_caches
+	t=$(now_ns)
+	step "isorun run (pre-built index)" isorun_run "$@"
+	record "$1" "$2" "$3" run-index total_ms "$4" "$(ms_since "$t")"
+	record "$1" "$2" "$3" run-index fetched_bytes "$4" "$(fetched_bytes)"
+}
+m_run_warm() {
+	local t
+	isorun_fresh_root
+	step "isorun run (warming)" isorun_run "$@"
+	t=$(now_ns)
+	step "isorun run (warm)" isorun_run "$@"
+	record "$1" "$2" "$3" run-warm total_ms "$4" "$(ms_since "$t")"
+}
+
+# isorun_mount REF DIR: mounts, whether `isorun mount` daemonizes or stays in the foreground
+# (then it runs in the background until DIR is unmounted). Waits for the mount (120 s max).
+isorun_mount() {
+	mkdir -p "$2"
+	MOUNTS+=("$2")
+	"$ISORUN" --root "$IROOT" mount "$1" "$2" >"$RUN/mount.log" 2>&1 &
+	MOUNT_PID=$!
+	local i
+	for i in $(seq 1200); do
+		mountpoint -q "$2" && return 0
+		if ! kill -0 "$MOUNT_PID" 2>/dev/null; then
+			wait "$MOUNT_PID" || { cat "$RUN/mount.log" >&2; return 1; }
+			mountpoint -q "$2" && return 0
+			echo "isorun mount exited 0 without mounting $2" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+	echo "isorun mount: $2 not mounted after 120 s" >&2
+	return 1
+}
+isorun_umount() {
+	if has_verb "$ISORUN" umount; then
+		"$ISORUN" --root "$IROOT" umount "$1" || umount "$1"
+	else
+		umount "$1"
+	fi
+	wait "$MOUNT_PID" 2>/dev/null || true
+}
+mount_and_run() { # IMAGE LABEL NET: mount, first command in a chroot of it
+	isorun_mount "$(net_addr "$3")/$1:latest" "$RUN/mnt" && run_first "$1" "$2" "$RUN/mnt"
+}
+m_mount_cold() {
+	local t
+	isorun_fresh_root
+	drop_caches
+	t=$(now_ns)
+	step "isorun mount + chroot (cold)" mount_and_run "$@"
+	record "$1" "$2" "$3" mount-cold total_ms "$4" "$(ms_since "$t")"
+	record "$1" "$2" "$3" mount-cold fetched_bytes "$4" "$(fetched_bytes)"
+	step "umount" isorun_umount "$RUN/mnt"
+}
+m_mount_index() {
+	local t
+	isorun_prebuilt_index "$(net_addr "$3")/$1:latest"
+	drop_caches
+	t=$(now_ns)
+	step "isorun mount + chroot (pre-built index)" mount_and_run "$@"
+	record "$1" "$2" "$3" mount-index total_ms "$4" "$(ms_since "$t")"
+	record "$1" "$2" "$3" mount-index fetched_bytes "$4" "$(fetched_bytes)"
+	step "umount" isorun_umount "$RUN/mnt"
+}
+m_mount_warm() {
+	local t
+	isorun_fresh_root
+	step "isorun mount + chroot (warming)" mount_and_run "$@"
+	t=$(now_ns)
+	step "chroot (warm)" run_first "$1" "$2" "$RUN/mnt"
+	record "$1" "$2" "$3" mount-warm total_ms "$4" "$(ms_since "$t")"
+	step "umount" isorun_umount "$RUN/mnt"
+}
+
+# Set-up ------------------------------------------------------------------------------------
+
+rc=0
+# shellcheck disable=SC2086
+"$BENCH_DIR/images.sh" $(printf -- '--only %s ' $IMAGES) --no-push >"$BENCH_WORK/images.log" 2>&1 || rc=$?
+[ "$rc" = 77 ] && skip "$(grep SKIP "$BENCH_WORK/images.log" | head -n1)"
+[ "$rc" = 0 ] || { tail -n 30 "$BENCH_WORK/images.log" >&2; die "bench/images.sh failed"; }
+
+if ! "$BENCH_DIR/registry.sh" status >/dev/null 2>&1; then
+	"$BENCH_DIR/registry.sh" start >/dev/null
+	STARTED_REGISTRY=1
+fi
+for image in $IMAGES; do
+	step "push $image" skopeo copy -q --preserve-digests --dest-tls-verify=false \
+		"oci:$BENCH_WORK/oci:$image" "docker://$BENCH_LO_ADDR/$image:latest"
+done
+case " $NETS " in *" wan "*)
+	if ! "$BENCH_DIR/wan.sh" status >/dev/null 2>&1; then
+		"$BENCH_DIR/wan.sh" up "${WAN_ARGS[@]}" >/dev/null
+		STARTED_WAN=1
+	fi
+	;;
+esac
+WAN_DESC=$(cat "$BENCH_WORK/wan.state" 2>/dev/null || echo "not used")
+
+declare -A AVAIL
+for m in $METHODS; do
+	if "avail_${m//-/_}"; then AVAIL[$m]=1; else AVAIL[$m]=0; fi
+done
+log "isorun: ${ISORUN:-not built}; isorun-index: ${ISORUN_INDEX:-not built}"
+log "methods available: $(for m in $METHODS; do [ "${AVAIL[$m]}" = 1 ] && printf '%s ' "$m"; done)"
+
+# Measurements ------------------------------------------------------------------------------
+
+for image in $IMAGES; do
+	labels=$(image_cmds "$image" | awk '{ print $1 }')
+	for net in $NETS; do
+		for rep in $(seq "$REPS"); do
+			log "$image / $net / repetition $rep of $REPS"
+			m_baseline_prepare "$image" "$net" "$rep"
+			for label in $labels; do
+				m_baseline "$image" "$label" "$net" "$rep"
+				m_floor "$image" "$label" "$net" "$rep"
+				for m in $METHODS; do
+					case $m in baseline | floor) continue ;; esac
+					[ "${AVAIL[$m]}" = 1 ] || continue
+					"m_${m//-/_}" "$image" "$label" "$net" "$rep"
+				done
+			done
+		done
+		# The trace depends on the tree, not the network: once per image.
+		if [ "$net" = "${NETS%% *}" ]; then
+			for label in $labels; do bytes_touched "$image" "$label" "$net"; done
+		fi
+		rm -rf "$RUN/baseline"
+	done
+done
+
+# Results -----------------------------------------------------------------------------------
+
+machine_json() {
+	jq -n --arg kernel "$(uname -r)" \
+		--arg cpu "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" \
+		--argjson cpus "$(nproc)" \
+		--argjson mem "$(awk '/MemTotal/ { print $2 * 1024 }' /proc/meminfo)" \
+		--arg os "$(. /etc/os-release && echo "$PRETTY_NAME")" \
+		--arg fs "$(df -T "$BENCH_WORK" | awk 'NR == 2 { print $2 }')" \
+		--arg skopeo "$(skopeo --version | awk '{ print $3 }')" \
+		--arg umoci "$(umoci --version | awk '{ print $3 }')" \
+		--arg registry "$(docker-registry --version | awk '{ print $3 }')" \
+		--arg commit "$(git -C "$BENCH_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+		'{kernel: $kernel, cpu: $cpu, cpus: $cpus, mem_bytes: $mem, os: $os, work_fs: $fs,
+		  skopeo: $skopeo, umoci: $umoci, docker_registry: $registry, isorun_commit: $commit}'
+}
+
+images_json() {
+	local i
+	for i in $IMAGES; do cat "$BENCH_WORK/stats/$i.json"; done | jq -s .
+}
+
+# One object per image, command, network, method, metric: the repetitions and their median.
+results_json() {
+	awk -F'\t' '{ k = $1 "\t" $2 "\t" $3 "\t" $4 "\t" $5; v[k] = v[k] (v[k] == "" ? "" : ",") $7 }
+		END { for (k in v) print k "\t" v[k] }' "$RECORDS" | sort |
+		while IFS=$'\t' read -r image label net method metric values; do
+			med=$(median ${values//,/ })
+			[[ $values == *null* ]] && med=null
+			jq -n --arg i "$image" --arg c "$label" --arg n "$net" --arg m "$method" \
+				--arg k "$metric" --argjson v "[${values}]" --argjson med "$med" \
+				'{image: $i, command: $c, network: $n, method: $m, metric: $k, values: $v, median: $med}'
+		done | jq -s .
+}
+
+mkdir -p "$(dirname "$OUT")"
+jq -n --arg date "$(date -u +%FT%TZ)" --argjson machine "$(machine_json)" \
+	--argjson images "$(images_json)" --argjson results "$(results_json)" \
+	--arg nets "$NETS" --argjson reps "$REPS" --arg wan "$WAN_DESC" \
+	--arg methods "$METHODS" \
+	--argjson avail "$(for m in $METHODS; do echo "{\"$m\": ${AVAIL[$m]}}"; done | jq -s 'add | map_values(. == 1)')" \
+	--argjson titles "$(for m in $METHODS; do jq -n --arg k "$m" --arg v "${METHOD_TITLE[$m]}" '{($k): $v}'; done | jq -s add)" \
+	--argjson cmds "$(for i in $IMAGES; do image_cmds "$i" | while read -r l _ a; do
+		jq -n --arg i "$i" --arg l "$l" --arg a "$a" '{image: $i, label: $l, argv: $a}'; done; done | jq -s .)" \
+	'{date: $date, machine: $machine, networks: ($nets | split(" ")), repetitions: $reps,
+	  wan: $wan, methods: ($methods | split(" ")), method_titles: $titles, available: $avail,
+	  commands: $cmds, images: $images, results: $results}' >"$OUT"
+[ "$QUICK" = 1 ] || cp "$OUT" "$BENCH_RESULTS/latest.json"
+
+"$BENCH_DIR/plot.sh" --table "$OUT"
+log "results: $OUT"

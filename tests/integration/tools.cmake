@@ -1,0 +1,6 @@
+# The benchmark harness in its quick form (minimal image, loopback, one repetition), so that
+# bench/ cannot rot: it builds the image from Debian packages on first use (cached in
+# bench/work/), runs a real registry on loopback and fails when any measured step fails.
+# It measures every isorun verb this build has. Skips (77) without root or Debian mirror.
+isorun_integration_test(bench_quick ${CMAKE_SOURCE_DIR}/bench/run.sh --quick)
+set_tests_properties(integration/bench_quick PROPERTIES TIMEOUT 600 RUN_SERIAL TRUE LABELS "integration;bench")
