@@ -38,3 +38,8 @@ int cm_digest_parse(const char *s, uint8_t out[CM_SHA256_LEN]);
 bool cm_digest_valid(const char *s);
 
 uint64_t cm_xxh3(const void *data, size_t len);
+
+static inline void cm_sha256_freep(struct cm_sha256 **p)
+{
+	cm_sha256_free(*p);
+}

@@ -1,0 +1,564 @@
+/*
+ * idx_build: image source -> merged tree + chunks -> index blob (+ OCI artifact layout).
+ * Media types accepted (image-spec media-types.md, and Docker's v2 schema 2):
+ *   manifests: application/vnd.oci.image.manifest.v1+json,
+ *              application/vnd.docker.distribution.manifest.v2+json
+ *   indexes:   application/vnd.oci.image.index.v1+json,
+ *              application/vnd.docker.distribution.manifest.list.v2+json
+ *   layers:    application/vnd.oci.image.layer[.nondistributable].v1.tar[+gzip|+zstd],
+ *              application/vnd.docker.image.rootfs[.foreign].diff.tar[.gzip]
+ * Anything else (schema 1 included) is rejected by name.
+ */
+#include "indexer/build.h"
+
+#include "indexer/index.h"
+#include "indexer/source.h"
+#include "indexer/store.h"
+
+#include "build_int.h"
+#include "layer.h"
+#include "pool.h"
+#include "tree.h"
+#include "writer.h"
+#include "chunker.h"
+
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/digest.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MANIFEST_CAP (4u << 20)
+#define CONFIG_CAP   (8u << 20)
+#define MAX_LAYERS   1024
+
+#define MT_OCI_MANIFEST	  "application/vnd.oci.image.manifest.v1+json"
+#define MT_OCI_INDEX	  "application/vnd.oci.image.index.v1+json"
+#define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define MT_DOCKER_LIST	  "application/vnd.docker.distribution.manifest.list.v2+json"
+#define MT_EMPTY	  "application/vnd.oci.empty.v1+json"
+#define EMPTY_DIGEST	  "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+
+DEFINE_CLEANUP_FUNC(json_object, json_object_put)
+DEFINE_CLEANUP_FUNC(struct idx_tree, idx_tree_free)
+DEFINE_CLEANUP_FUNC(struct idx_pool, idx_pool_free)
+DEFINE_CLEANUP_FUNC(struct idx_config, idx_config_free)
+
+static void cm_buf_finip(struct cm_buf *b)
+{
+	cm_buf_fini(b);
+}
+#define _cleanup_buf_ _cleanup_(cm_buf_finip)
+
+struct layer_desc {
+	char digest[72];
+	uint64_t size;
+	enum idx_compression comp;
+};
+
+static json_object *parse_json(const struct cm_buf *b, const char *what)
+{
+	json_tokener *tok = json_tokener_new();
+	if (!tok)
+		return NULL;
+	json_object *o = json_tokener_parse_ex(tok, (const char *)b->data, (int)b->len);
+	enum json_tokener_error e = json_tokener_get_error(tok);
+	json_tokener_free(tok);
+	if (!o || e != json_tokener_success || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		log_error("%s is not a JSON object", what);
+		return NULL;
+	}
+	return o;
+}
+
+static const char *jstr(json_object *o, const char *key)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static int jsize(json_object *o, uint64_t *ret)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, "size", &v) || !json_object_is_type(v, json_type_int))
+		return -EPROTO;
+	int64_t n = json_object_get_int64(v);
+	if (n < 0)
+		return -EPROTO;
+	*ret = (uint64_t)n;
+	return 0;
+}
+
+static bool is_index_type(const char *mt)
+{
+	return mt && (!strcmp(mt, MT_OCI_INDEX) || !strcmp(mt, MT_DOCKER_LIST));
+}
+
+static const char *infer_media_type(json_object *m, const char *given)
+{
+	const char *mt = jstr(m, "mediaType");
+	if (mt)
+		return mt;
+	if (given && *given)
+		return given;
+	json_object *v;
+	if (json_object_object_get_ex(m, "schemaVersion", &v) && json_object_get_int(v) == 1)
+		return "application/vnd.docker.distribution.manifest.v1+json";
+	if (json_object_object_get_ex(m, "manifests", &v))
+		return MT_OCI_INDEX;
+	return MT_OCI_MANIFEST;
+}
+
+static int check_manifest_type(const char *mt)
+{
+	if (!strcmp(mt, MT_OCI_MANIFEST) || !strcmp(mt, MT_DOCKER_MANIFEST) || is_index_type(mt))
+		return 0;
+	if (strstr(mt, "manifest.v1"))
+		return cm_log_ret(-ENOTSUP, "Docker schema 1 manifests (%s) are not supported; "
+					    "re-push the image with a current client", mt);
+	return cm_log_ret(-ENOTSUP, "unsupported manifest media type '%s'", mt);
+}
+
+static int parse_platform(const char *spec, char os[32], char arch[32], char variant[32])
+{
+	os[0] = arch[0] = variant[0] = 0;
+	if (sscanf(spec, "%31[^/]/%31[^/]/%31s", os, arch, variant) < 2)
+		return cm_log_ret(-EINVAL, "platform '%s' is not os/arch[/variant]", spec);
+	return 0;
+}
+
+/* Choose the manifest for the platform from an image index. */
+static int select_platform(json_object *idx, const char *platform, char ret_digest[72])
+{
+	char os[32], arch[32], variant[32];
+	int r = parse_platform(platform ? platform : "linux/amd64", os, arch, variant);
+	if (r < 0)
+		return r;
+	json_object *mans;
+	if (!json_object_object_get_ex(idx, "manifests", &mans) ||
+	    !json_object_is_type(mans, json_type_array))
+		return cm_log_ret(-EPROTO, "image index has no manifests array");
+	size_t n = json_object_array_length(mans);
+	int best = -1, best_score = -1;
+	for (size_t i = 0; i < n; i++) {
+		json_object *m = json_object_array_get_idx(mans, i), *p;
+		const char *d = jstr(m, "digest");
+		if (!d || !json_object_object_get_ex(m, "platform", &p))
+			continue;
+		const char *mos = jstr(p, "os"), *march = jstr(p, "architecture"), *mv = jstr(p, "variant");
+		if (!mos || !march || strcmp(mos, os) || strcmp(march, arch))
+			continue;
+		int score = 1;
+		if (variant[0]) {
+			if (!mv || strcmp(mv, variant))
+				continue;
+			score = 2;
+		} else if (!mv || (!strcmp(arch, "arm64") && !strcmp(mv, "v8"))) {
+			score = 2;
+		}
+		if (score > best_score) {
+			best = (int)i;
+			best_score = score;
+		}
+	}
+	if (best < 0)
+		return cm_log_ret(-ENOENT, "the image has no manifest for platform %s (choose one with "
+					   "--platform)", platform ? platform : "linux/amd64");
+	const char *d = jstr(json_object_array_get_idx(mans, (size_t)best), "digest");
+	if (!cm_digest_valid(d))
+		return cm_log_ret(-EPROTO, "image index: invalid digest '%s'", d);
+	snprintf(ret_digest, 72, "%s", d);
+	return 0;
+}
+
+static int layer_compression(const char *mt, enum idx_compression *ret)
+{
+	static const struct {
+		const char *mt;
+		enum idx_compression c;
+	} types[] = {
+		{"application/vnd.oci.image.layer.v1.tar", IDX_COMP_NONE},
+		{"application/vnd.oci.image.layer.v1.tar+gzip", IDX_COMP_GZIP},
+		{"application/vnd.oci.image.layer.v1.tar+zstd", IDX_COMP_ZSTD},
+		{"application/vnd.oci.image.layer.nondistributable.v1.tar", IDX_COMP_NONE},
+		{"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", IDX_COMP_GZIP},
+		{"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd", IDX_COMP_ZSTD},
+		{"application/vnd.docker.image.rootfs.diff.tar", IDX_COMP_NONE},
+		{"application/vnd.docker.image.rootfs.diff.tar.gzip", IDX_COMP_GZIP},
+		{"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", IDX_COMP_GZIP},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(types); i++)
+		if (!strcmp(mt, types[i].mt)) {
+			*ret = types[i].c;
+			return 0;
+		}
+	return cm_log_ret(-ENOTSUP, "unsupported layer media type '%s'", mt);
+}
+
+/* Read a regular file of the tree through the pool (prefetch analysis). */
+static int read_tree_file(void *ud, const struct idx_tnode_inode *in, size_t max, uint8_t **ret,
+			  size_t *ret_len)
+{
+	struct idx_pool *pool = ud;
+	size_t want = in->size < max ? (size_t)in->size : max, got = 0;
+	uint8_t *buf = malloc(want + 1);
+	if (!buf)
+		return -ENOMEM;
+	_cleanup_free_ uint8_t *chunk = malloc(IDX_CDC_MAX_BYTES);
+	if (!chunk) {
+		free(buf);
+		return -ENOMEM;
+	}
+	uint32_t n;
+	struct idx_uchunk *uc = idx_pool_chunks(pool, &n);
+	for (uint32_t s = 0; s < in->nslots && got < want; s++) {
+		uint32_t c = idx_pool_slot_chunk(pool, in->slots[s]);
+		int r = idx_pool_read_chunk(pool, c, chunk);
+		if (r < 0) {
+			free(buf);
+			return r;
+		}
+		size_t take = MIN((size_t)uc[c].usize, want - got);
+		memcpy(buf + got, chunk, take);
+		got += take;
+	}
+	buf[got] = 0;
+	*ret = buf;
+	*ret_len = got;
+	return 0;
+}
+
+/* --- OCI artifact layout output ------------------------------------------------------- */
+
+struct oci_out {
+	int dirfd;
+	int pack_fd;
+	uint32_t npacks;
+	struct {
+		char digest[72];
+		uint64_t size;
+	} *packs;
+};
+
+static int out_pack_data(void *ud, uint32_t pack, const uint8_t *data, size_t len)
+{
+	struct oci_out *o = ud;
+	if (o->pack_fd < 0) {
+		o->pack_fd = openat(o->dirfd, "blobs/sha256/.pack.tmp",
+				    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (o->pack_fd < 0)
+			return cm_log_ret(-errno, "oci-out: %s", strerror(errno));
+	}
+	return cm_write_full(o->pack_fd, data, len);
+}
+
+static int out_pack_done(void *ud, uint32_t pack, const uint8_t digest[32], uint64_t size)
+{
+	struct oci_out *o = ud;
+	void *np = realloc(o->packs, (o->npacks + 1) * sizeof(*o->packs));
+	if (!np)
+		return -ENOMEM;
+	o->packs = np;
+	cm_digest_format(digest, o->packs[o->npacks].digest);
+	o->packs[o->npacks].size = size;
+	char name[96];
+	snprintf(name, sizeof(name), "blobs/sha256/%s", o->packs[o->npacks].digest + 7);
+	o->npacks++;
+	if (o->pack_fd >= 0) {
+		close(o->pack_fd);
+		o->pack_fd = -1;
+	}
+	if (renameat(o->dirfd, "blobs/sha256/.pack.tmp", o->dirfd, name) < 0)
+		return cm_log_ret(-errno, "oci-out: %s", strerror(errno));
+	return 0;
+}
+
+static int write_blob(int dirfd, const void *data, size_t len, char ret_digest[72])
+{
+	uint8_t d[32];
+	cm_sha256(data, len, d);
+	cm_digest_format(d, ret_digest);
+	char name[96];
+	snprintf(name, sizeof(name), "blobs/sha256/%s", ret_digest + 7);
+	return cm_write_file_atomic(dirfd, name, data, len, 0644, false);
+}
+
+static json_object *descriptor(const char *mt, const char *digest, uint64_t size)
+{
+	json_object *d = json_object_new_object();
+	json_object_object_add(d, "mediaType", json_object_new_string(mt));
+	json_object_object_add(d, "digest", json_object_new_string(digest));
+	json_object_object_add(d, "size", json_object_new_int64((int64_t)size));
+	return d;
+}
+
+static int write_artifact(struct oci_out *o, const struct cm_buf *index, const char *index_digest,
+			  const char *subject_mt, const char *subject_digest, uint64_t subject_size)
+{
+	char d[72];
+	int r = write_blob(o->dirfd, index->data, index->len, d);
+	if (r < 0)
+		return r;
+	r = write_blob(o->dirfd, "{}", 2, d);
+	if (r < 0)
+		return r;
+	_cleanup_(json_object_putp) json_object *m = json_object_new_object();
+	json_object_object_add(m, "schemaVersion", json_object_new_int(2));
+	json_object_object_add(m, "mediaType", json_object_new_string(MT_OCI_MANIFEST));
+	json_object_object_add(m, "artifactType", json_object_new_string(IDX_ARTIFACT_TYPE));
+	json_object *cfg = descriptor(MT_EMPTY, EMPTY_DIGEST, 2);
+	json_object_object_add(cfg, "data", json_object_new_string("e30="));
+	json_object_object_add(m, "config", cfg);
+	json_object *layers = json_object_new_array();
+	json_object_array_add(layers, descriptor(IDX_MEDIA_INDEX, index_digest, index->len));
+	for (uint32_t i = 0; i < o->npacks; i++)
+		json_object_array_add(layers, descriptor(IDX_MEDIA_PACK, o->packs[i].digest, o->packs[i].size));
+	json_object_object_add(m, "layers", layers);
+	json_object_object_add(m, "subject", descriptor(subject_mt, subject_digest, subject_size));
+	json_object *ann = json_object_new_object();
+	json_object_object_add(ann, "dev.isorun.index.digest", json_object_new_string(index_digest));
+	json_object_object_add(ann, "dev.isorun.index.format", json_object_new_string("1"));
+	json_object_object_add(m, "annotations", ann);
+	size_t mlen;
+	const char *ms = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN, &mlen);
+	char mdigest[72];
+	r = write_blob(o->dirfd, ms, mlen, mdigest);
+	if (r < 0)
+		return r;
+
+	_cleanup_(json_object_putp) json_object *ix = json_object_new_object();
+	json_object_object_add(ix, "schemaVersion", json_object_new_int(2));
+	json_object_object_add(ix, "mediaType", json_object_new_string(MT_OCI_INDEX));
+	json_object *mans = json_object_new_array();
+	json_object *md = descriptor(MT_OCI_MANIFEST, mdigest, mlen);
+	json_object_object_add(md, "artifactType", json_object_new_string(IDX_ARTIFACT_TYPE));
+	json_object_array_add(mans, md);
+	json_object_object_add(ix, "manifests", mans);
+	size_t ilen;
+	const char *is = json_object_to_json_string_length(ix, JSON_C_TO_STRING_PLAIN, &ilen);
+	r = cm_write_file_atomic(o->dirfd, "oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}", 30,
+				 0644, false);
+	if (r == 0)
+		r = cm_write_file_atomic(o->dirfd, "index.json", is, ilen, 0644, true);
+	return r;
+}
+
+/* --- the build ------------------------------------------------------------------------ */
+
+static void progress(const struct idx_build_opts *o, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void progress(const struct idx_build_opts *o, const char *fmt, ...)
+{
+	if (!o->progress)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+}
+
+int idx_build(struct idx_store *store, struct idx_source *src, const struct idx_build_opts *opts,
+	      struct idx_build_result *ret)
+{
+	static const struct idx_build_opts defaults = {0};
+	const struct idx_build_opts *o = opts ? opts : &defaults;
+	_cleanup_buf_ struct cm_buf mbody = {0}, cbody = {0}, index = {0};
+	_cleanup_free_ char *mt = NULL, *mt2 = NULL;
+	_cleanup_(json_object_putp) json_object *manifest = NULL, *config = NULL;
+	_cleanup_(idx_tree_freep) struct idx_tree *tree = NULL;
+	_cleanup_(idx_pool_freep) struct idx_pool *pool = NULL;
+	_cleanup_(idx_config_freep) struct idx_config *cfg = NULL;
+	_cleanup_free_ struct layer_desc *layers = NULL;
+	struct oci_out out = {.dirfd = -1, .pack_fd = -1};
+	char mdigest[72];
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	cm_buf_init(&mbody, MANIFEST_CAP);
+	cm_buf_init(&cbody, CONFIG_CAP);
+	cm_buf_init(&index, 0);
+
+	r = src->ops->get_manifest(src, NULL, &mbody, &mt, mdigest);
+	if (r < 0)
+		return r;
+	manifest = parse_json(&mbody, "manifest");
+	if (!manifest)
+		return -EPROTO;
+	const char *mtype = infer_media_type(manifest, mt);
+	if ((r = check_manifest_type(mtype)) < 0)
+		return r;
+	if (is_index_type(mtype)) {
+		char child[72];
+		if ((r = select_platform(manifest, o->platform, child)) < 0)
+			return r;
+		json_object_put(TAKE_PTR(manifest));
+		cm_buf_clear(&mbody);
+		r = src->ops->get_manifest(src, child, &mbody, &mt2, mdigest);
+		if (r < 0)
+			return r;
+		manifest = parse_json(&mbody, "manifest");
+		if (!manifest)
+			return -EPROTO;
+		mtype = infer_media_type(manifest, mt2);
+		if ((r = check_manifest_type(mtype)) < 0)
+			return r;
+		if (is_index_type(mtype))
+			return cm_log_ret(-EPROTO, "image index %s points to another index", child);
+	}
+	_cleanup_free_ char *subject_mt = strdup(mtype);
+	if (!subject_mt)
+		return -ENOMEM;
+
+	/* Config and layers. */
+	json_object *jcfg, *jlayers;
+	if (!json_object_object_get_ex(manifest, "config", &jcfg) ||
+	    !json_object_object_get_ex(manifest, "layers", &jlayers) ||
+	    !json_object_is_type(jlayers, json_type_array))
+		return cm_log_ret(-EPROTO, "manifest %s has no config or layers", mdigest);
+	const char *cdigest = jstr(jcfg, "digest");
+	uint64_t csize;
+	if (!cdigest || !cm_digest_valid(cdigest) || jsize(jcfg, &csize) < 0)
+		return cm_log_ret(-EPROTO, "manifest %s: invalid config descriptor", mdigest);
+	if (csize > CONFIG_CAP)
+		return cm_log_ret(-EFBIG, "image config is %llu bytes (limit %u)",
+				  (unsigned long long)csize, CONFIG_CAP);
+	if ((r = src->ops->get_blob(src, cdigest, csize, &cbody)) < 0)
+		return r;
+	if (cbody.len != csize)
+		return cm_log_ret(-EBADMSG, "image config size %zu differs from its descriptor (%llu)",
+				  cbody.len, (unsigned long long)csize);
+	config = parse_json(&cbody, "image config");
+	if (!config)
+		return -EPROTO;
+	json_object *rootfs, *diff_ids;
+	if (!json_object_object_get_ex(config, "rootfs", &rootfs) ||
+	    !json_object_object_get_ex(rootfs, "diff_ids", &diff_ids) ||
+	    !json_object_is_type(diff_ids, json_type_array))
+		return cm_log_ret(-EPROTO, "image config has no rootfs.diff_ids");
+	size_t nlayers = json_object_array_length(jlayers);
+	if (nlayers > MAX_LAYERS)
+		return cm_log_ret(-EFBIG, "image has %zu layers (limit %d)", nlayers, MAX_LAYERS);
+	if (json_object_array_length(diff_ids) != nlayers)
+		return cm_log_ret(-EPROTO, "image config lists %zu diff_ids for %zu layers",
+				  json_object_array_length(diff_ids), nlayers);
+	layers = calloc(nlayers ? nlayers : 1, sizeof(*layers));
+	if (!layers)
+		return -ENOMEM;
+	for (size_t i = 0; i < nlayers; i++) {
+		json_object *l = json_object_array_get_idx(jlayers, i);
+		const char *d = jstr(l, "digest"), *lmt = jstr(l, "mediaType");
+		if (!d || !cm_digest_valid(d) || !lmt || jsize(l, &layers[i].size) < 0)
+			return cm_log_ret(-EPROTO, "manifest %s: invalid descriptor for layer %zu",
+					  mdigest, i + 1);
+		if ((r = layer_compression(lmt, &layers[i].comp)) < 0)
+			return r;
+		snprintf(layers[i].digest, sizeof(layers[i].digest), "%s", d);
+	}
+	if ((r = idx_config_parse((const char *)cbody.data, cbody.len, &cfg)) < 0)
+		return r;
+
+	if ((r = idx_tree_new(&tree)) < 0)
+		return r;
+	if ((r = idx_pool_new(store, o->threads, o->zstd_level ? o->zstd_level : 3, &pool)) < 0)
+		return r;
+
+	for (size_t i = 0; i < nlayers; i++) {
+		char name[96];
+		snprintf(name, sizeof(name), "%zu (%s)", i + 1, layers[i].digest);
+		progress(o, "layer %zu/%zu %.19s… %llu bytes\n", i + 1, nlayers, layers[i].digest,
+			 (unsigned long long)layers[i].size);
+		struct idx_stream *st;
+		if ((r = src->ops->open_blob(src, layers[i].digest, layers[i].size, &st)) < 0)
+			return r;
+		struct idx_layer_result lr = {0};
+		idx_tree_begin_layer(tree, (uint32_t)(i + 1));
+		r = idx_layer_read(tree, pool, st, layers[i].comp, name, &lr);
+		st->close(st);
+		if (r < 0)
+			return r;
+		uint8_t want[32];
+		cm_digest_parse(layers[i].digest, want);
+		if (lr.size != layers[i].size || memcmp(want, lr.digest, 32) != 0)
+			return cm_log_ret(-EBADMSG, "layer %s does not match its descriptor (size %llu, "
+						    "expected %llu, or digest differs)",
+					  name, (unsigned long long)lr.size,
+					  (unsigned long long)layers[i].size);
+		const char *diff = json_object_get_string(json_object_array_get_idx(diff_ids, i));
+		uint8_t dwant[32];
+		if (!diff || cm_digest_parse(diff, dwant) < 0 || memcmp(dwant, lr.diff_id, 32) != 0)
+			return cm_log_ret(-EBADMSG, "layer %s: uncompressed content does not match "
+						    "diff_id %s", name, diff ? diff : "(invalid)");
+		ret->layers++;
+	}
+	if ((r = idx_pool_finish(pool)) < 0)
+		return r;
+	if ((r = idx_prefetch_compute(tree, cfg, read_tree_file, pool)) < 0)
+		return r;
+
+	if (o->oci_out) {
+		if ((r = cm_mkdir_p(AT_FDCWD, o->oci_out, 0755)) < 0)
+			return cm_log_ret(r, "oci-out %s: %s", o->oci_out, strerror(-r));
+		out.dirfd = open(o->oci_out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (out.dirfd < 0 || (r = cm_mkdir_p(out.dirfd, "blobs/sha256", 0755)) < 0) {
+			r = out.dirfd < 0 ? -errno : r;
+			goto out;
+		}
+	}
+	uint8_t md[32], cd[32];
+	cm_digest_parse(mdigest, md);
+	cm_digest_parse(cdigest, cd);
+	struct idx_writer_input win = {
+		.tree = tree,
+		.pool = pool,
+		.manifest_digest = md,
+		.config_digest = cd,
+		.config = (const char *)cbody.data,
+		.config_len = cbody.len,
+		.pack_target = o->pack_target ? o->pack_target : (32ull << 20),
+		.pack_data = o->oci_out ? out_pack_data : NULL,
+		.pack_done = o->oci_out ? out_pack_done : NULL,
+		.pack_ud = &out,
+	};
+	if ((r = idx_writer_write(&win, &index)) < 0)
+		goto out;
+
+	/* Publish: chunks first, then the index that references them, then the record. */
+	if ((r = idx_pool_commit(pool, &ret->new_chunks, &ret->new_bytes)) < 0)
+		goto out;
+	if ((r = idx_store_put_index(store, index.data, index.len, ret->index_digest)) < 0)
+		goto out;
+	if ((r = idx_store_record_image(store, src->ref, mdigest, ret->index_digest)) < 0)
+		goto out;
+	if (o->oci_out && (r = write_artifact(&out, &index, ret->index_digest, subject_mt, mdigest,
+					      mbody.len)) < 0)
+		goto out;
+	snprintf(ret->manifest_digest, sizeof(ret->manifest_digest), "%s", mdigest);
+	snprintf(ret->config_digest, sizeof(ret->config_digest), "%s", cdigest);
+	uint32_t nuniq;
+	struct idx_uchunk *uc = idx_pool_chunks(pool, &nuniq);
+	for (uint32_t i = 0; i < nuniq; i++)
+		if (uc[i].order != UINT32_MAX) {
+			ret->chunks++;
+			ret->file_bytes += uc[i].usize;
+		}
+out:
+	if (out.pack_fd >= 0)
+		close(out.pack_fd);
+	if (out.dirfd >= 0)
+		close(out.dirfd);
+	free(out.packs);
+	return r;
+}

@@ -1,0 +1,415 @@
+/*
+ * Reading one layer: blob stream -> SHA-256 of the stored bytes -> decompression (gzip,
+ * zstd, or none) -> SHA-256 of the tar stream (the diff_id) -> libarchive (tar formats only:
+ * ustar, PAX, GNU; no filters, we decompress ourselves so the diff_id covers exactly the tar
+ * bytes) -> tree entries, file data through the chunker into the pool.
+ */
+#include "layer.h"
+
+#include "chunker.h"
+
+#include "common/cleanup.h"
+#include "common/digest.h"
+#include "common/log.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#define IN_BUF	(256u << 10)
+#define OUT_BUF (256u << 10)
+#define MAX_FILE_SIZE	(256ull << 30) /* "absurd": larger regular files are rejected */
+#define MAX_XATTRS	1024
+#define MAX_XATTR_VALUE 65536
+#define MAX_ENTRIES	(16u << 20)
+
+struct lreader {
+	struct idx_stream *st;
+	enum idx_compression comp;
+	struct cm_sha256 *sha_c, *sha_u;
+	uint64_t csize, usize;
+	z_stream z;
+	bool z_init, z_end;
+	ZSTD_DCtx *zd;
+	uint8_t *in, *out;
+	size_t in_pos, in_len;
+	bool src_eof;
+	int err;
+	char errmsg[160];
+};
+
+static int fill_input(struct lreader *l)
+{
+	if (l->in_pos < l->in_len || l->src_eof)
+		return 0;
+	ssize_t n = l->st->read(l->st, l->in, IN_BUF);
+	if (n < 0)
+		return (int)n;
+	if (n == 0) {
+		l->src_eof = true;
+		return 0;
+	}
+	cm_sha256_update(l->sha_c, l->in, (size_t)n);
+	l->csize += (uint64_t)n;
+	l->in_pos = 0;
+	l->in_len = (size_t)n;
+	return 0;
+}
+
+/* Produce up to OUT_BUF bytes of the tar stream. 0 = end. */
+static ssize_t next_block(struct lreader *l)
+{
+	for (;;) {
+		int r = fill_input(l);
+		if (r < 0)
+			return r;
+		size_t avail = l->in_len - l->in_pos;
+		if (l->comp == IDX_COMP_NONE) {
+			if (!avail)
+				return 0;
+			memcpy(l->out, l->in + l->in_pos, avail);
+			l->in_pos = l->in_len;
+			return (ssize_t)avail;
+		}
+		if (!avail && l->src_eof) {
+			if (l->comp == IDX_COMP_GZIP && !l->z_end && l->z_init) {
+				snprintf(l->errmsg, sizeof(l->errmsg), "gzip stream is truncated");
+				return -EPROTO;
+			}
+			if (l->comp == IDX_COMP_ZSTD && !l->z_end) {
+				snprintf(l->errmsg, sizeof(l->errmsg), "zstd stream is truncated");
+				return -EPROTO;
+			}
+			return 0;
+		}
+		if (l->comp == IDX_COMP_GZIP) {
+			if (l->z_end) {
+				/* Another gzip member may follow (RFC 1952 allows concatenation). */
+				if (inflateReset(&l->z) != Z_OK)
+					return -EIO;
+				l->z_end = false;
+			}
+			l->z.next_in = l->in + l->in_pos;
+			l->z.avail_in = (uInt)avail;
+			l->z.next_out = l->out;
+			l->z.avail_out = OUT_BUF;
+			int zr = inflate(&l->z, Z_NO_FLUSH);
+			l->in_pos = l->in_len - l->z.avail_in;
+			if (zr == Z_STREAM_END)
+				l->z_end = true;
+			else if (zr != Z_OK && zr != Z_BUF_ERROR) {
+				snprintf(l->errmsg, sizeof(l->errmsg), "gzip: %s",
+					 l->z.msg ? l->z.msg : "corrupt data");
+				return -EPROTO;
+			}
+			size_t produced = OUT_BUF - l->z.avail_out;
+			if (produced)
+				return (ssize_t)produced;
+		} else {
+			ZSTD_inBuffer ib = {l->in + l->in_pos, avail, 0};
+			ZSTD_outBuffer ob = {l->out, OUT_BUF, 0};
+			size_t zr = ZSTD_decompressStream(l->zd, &ob, &ib);
+			l->in_pos += ib.pos;
+			if (ZSTD_isError(zr)) {
+				snprintf(l->errmsg, sizeof(l->errmsg), "zstd: %s", ZSTD_getErrorName(zr));
+				return -EPROTO;
+			}
+			l->z_end = zr == 0;
+			if (ob.pos)
+				return (ssize_t)ob.pos;
+		}
+	}
+}
+
+static la_ssize_t la_read(struct archive *a, void *ud, const void **buf)
+{
+	struct lreader *l = ud;
+	ssize_t n = next_block(l);
+	if (n < 0) {
+		l->err = (int)n;
+		archive_set_error(a, EIO, "%s", l->errmsg[0] ? l->errmsg : "read error");
+		return -1;
+	}
+	cm_sha256_update(l->sha_u, l->out, (size_t)n);
+	l->usize += (uint64_t)n;
+	*buf = l->out;
+	return n;
+}
+
+struct file_ctx {
+	struct idx_pool *pool;
+	struct idx_tnode_inode *in;
+};
+
+static int emit_chunk(void *ud, const uint8_t *chunk, size_t len)
+{
+	struct file_ctx *f = ud;
+	struct idx_tnode_inode *in = f->in;
+	if (in->nslots == in->slots_cap) {
+		uint32_t n = in->slots_cap ? in->slots_cap * 2 : 4;
+		uint32_t *s = realloc(in->slots, n * sizeof(*s));
+		if (!s)
+			return -ENOMEM;
+		in->slots = s;
+		in->slots_cap = n;
+	}
+	uint32_t slot;
+	int r = idx_pool_submit(f->pool, chunk, len, &slot);
+	if (r < 0)
+		return r;
+	in->slots[in->nslots++] = slot;
+	return 0;
+}
+
+static const uint8_t zeros[65536];
+
+/* Stream a regular file's data (holes of sparse files as zeros) through the chunker. */
+static int read_file_data(struct archive *a, struct idx_cdc *cdc, int64_t size, uint64_t *ret_len)
+{
+	const void *buf;
+	size_t len;
+	la_int64_t off;
+	uint64_t pos = 0;
+	int r;
+	for (;;) {
+		r = archive_read_data_block(a, &buf, &len, &off);
+		if (r == ARCHIVE_EOF)
+			break;
+		if (r < ARCHIVE_WARN)
+			return -EPROTO;
+		if (off < 0 || (uint64_t)off < pos || (uint64_t)off + len > (uint64_t)size)
+			return -EPROTO;
+		while (pos < (uint64_t)off) {
+			size_t z = (size_t)MIN((uint64_t)sizeof(zeros), (uint64_t)off - pos);
+			if ((r = idx_cdc_feed(cdc, zeros, z)) < 0)
+				return r;
+			pos += z;
+		}
+		if ((r = idx_cdc_feed(cdc, buf, len)) < 0)
+			return r;
+		pos += len;
+	}
+	while (pos < (uint64_t)size) { /* trailing hole */
+		size_t z = (size_t)MIN((uint64_t)sizeof(zeros), (uint64_t)size - pos);
+		if ((r = idx_cdc_feed(cdc, zeros, z)) < 0)
+			return r;
+		pos += z;
+	}
+	if ((r = idx_cdc_finish(cdc)) < 0)
+		return r;
+	*ret_len = pos;
+	return 0;
+}
+
+static int entry_attr(struct archive_entry *e, struct idx_entry_attr *a,
+		      struct idx_xattr_kv *xbuf, const char **why)
+{
+	int64_t uid = archive_entry_uid(e), gid = archive_entry_gid(e);
+	if (uid < 0 || uid > UINT32_MAX || gid < 0 || gid > UINT32_MAX) {
+		*why = "uid or gid out of range";
+		return -EPROTO;
+	}
+	memset(a, 0, sizeof(*a));
+	a->uid = (uint32_t)uid;
+	a->gid = (uint32_t)gid;
+	a->mtime_sec = archive_entry_mtime(e);
+	long ns = archive_entry_mtime_nsec(e);
+	a->mtime_nsec = ns >= 0 && ns < 1000000000 ? (uint32_t)ns : 0;
+	a->rdev_major = archive_entry_rdevmajor(e);
+	a->rdev_minor = archive_entry_rdevminor(e);
+	const char *name;
+	const void *value;
+	size_t size;
+	archive_entry_xattr_reset(e);
+	while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
+		if (a->nxattrs == MAX_XATTRS) {
+			*why = "too many extended attributes";
+			return -EPROTO;
+		}
+		if (!name || !*name || strlen(name) > 255 || size > MAX_XATTR_VALUE) {
+			*why = "invalid extended attribute";
+			return -EPROTO;
+		}
+		xbuf[a->nxattrs++] = (struct idx_xattr_kv){(char *)name, (uint8_t *)value, (uint32_t)size};
+	}
+	a->xattrs = xbuf;
+	return 0;
+}
+
+int idx_layer_read(struct idx_tree *tree, struct idx_pool *pool, struct idx_stream *st,
+		   enum idx_compression comp, const char *layer_name,
+		   struct idx_layer_result *ret)
+{
+	struct lreader l = {.st = st, .comp = comp};
+	struct archive *a = NULL;
+	struct idx_cdc cdc = {0};
+	struct idx_cdc_params params = {IDX_CDC_MIN, IDX_CDC_AVG, IDX_CDC_MAX};
+	_cleanup_free_ struct idx_xattr_kv *xbuf = calloc(MAX_XATTRS, sizeof(*xbuf));
+	int r = 0;
+	uint64_t entries = 0;
+	const char *cur = NULL;
+
+	l.in = malloc(IN_BUF);
+	l.out = malloc(OUT_BUF);
+	if (!l.in || !l.out || !xbuf || cm_sha256_new(&l.sha_c) < 0 || cm_sha256_new(&l.sha_u) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (comp == IDX_COMP_GZIP) {
+		if (inflateInit2(&l.z, 16 + MAX_WBITS) != Z_OK) {
+			r = -ENOMEM;
+			goto out;
+		}
+		l.z_init = true;
+	} else if (comp == IDX_COMP_ZSTD) {
+		l.zd = ZSTD_createDCtx();
+		if (!l.zd) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	struct file_ctx fctx = {.pool = pool};
+	r = idx_cdc_init(&cdc, &params, emit_chunk, &fctx);
+	if (r < 0)
+		goto out;
+
+	a = archive_read_new();
+	if (!a) {
+		r = -ENOMEM;
+		goto out;
+	}
+	archive_read_support_format_tar(a);
+	archive_read_support_format_gnutar(a);
+	if (archive_read_open(a, &l, NULL, la_read, NULL) != ARCHIVE_OK) {
+		r = -EPROTO;
+		goto out;
+	}
+	for (;;) {
+		struct archive_entry *e;
+		int ar = archive_read_next_header(a, &e);
+		if (ar == ARCHIVE_EOF)
+			break;
+		if (ar < ARCHIVE_WARN) {
+			r = l.err ? l.err : -EPROTO;
+			log_error("layer %s: %s%s%s", layer_name, archive_error_string(a),
+				  cur ? " after entry " : "", cur ? cur : "");
+			if (r == -EPROTO || r == -EIO)
+				r = -EPROTO;
+			goto out;
+		}
+		if (++entries > MAX_ENTRIES) {
+			r = cm_log_ret(-EFBIG, "layer %s: more than %u entries", layer_name, MAX_ENTRIES);
+			goto out;
+		}
+		const char *path = archive_entry_pathname(e);
+		if (!path) {
+			r = cm_log_ret(-EPROTO, "layer %s: entry without a name", layer_name);
+			goto out;
+		}
+		cur = path;
+		struct idx_entry_attr attr;
+		const char *why = NULL;
+		if (entry_attr(e, &attr, xbuf, &why) < 0) {
+			r = cm_log_ret(-EPROTO, "layer %s: entry '%s': %s", layer_name, path, why);
+			goto out;
+		}
+		const char *hardlink = archive_entry_hardlink(e);
+		if (hardlink) {
+			r = idx_tree_link(tree, path, hardlink);
+			if (r < 0) {
+				log_error("layer %s: hardlink entry rejected", layer_name);
+				goto out;
+			}
+			continue;
+		}
+		mode_t type = archive_entry_filetype(e);
+		uint32_t perm = archive_entry_perm(e) & 07777;
+		switch (type) {
+		case AE_IFREG: case AE_IFDIR: case AE_IFLNK: case AE_IFCHR: case AE_IFBLK: case AE_IFIFO:
+			break;
+		case AE_IFSOCK:
+			log_debug("layer %s: skipping socket '%s'", layer_name, path);
+			continue;
+		default:
+			r = cm_log_ret(-EPROTO, "layer %s: entry '%s' has an unsupported type", layer_name, path);
+			goto out;
+		}
+		attr.mode = (uint32_t)type | perm;
+		if (type == AE_IFLNK) {
+			attr.link = archive_entry_symlink(e);
+			if (!attr.link || !*attr.link || strlen(attr.link) > 4095) {
+				r = cm_log_ret(-EPROTO, "layer %s: symlink '%s' has an invalid target",
+					       layer_name, path);
+				goto out;
+			}
+		}
+		int64_t size = type == AE_IFREG ? archive_entry_size(e) : 0;
+		if (size < 0 || (uint64_t)size > MAX_FILE_SIZE) {
+			r = cm_log_ret(-EFBIG, "layer %s: entry '%s' claims %lld bytes (limit %llu)",
+				       layer_name, path, (long long)size, MAX_FILE_SIZE);
+			goto out;
+		}
+		struct idx_tnode_inode *in;
+		r = idx_tree_apply(tree, path, &attr, &in);
+		if (r < 0) {
+			log_error("layer %s: entry rejected", layer_name);
+			goto out;
+		}
+		if (in) {
+			fctx.in = in;
+			uint64_t got = 0;
+			r = read_file_data(a, &cdc, size, &got);
+			if (r < 0) {
+				if (r == -EPROTO)
+					log_error("layer %s: entry '%s': %s", layer_name, path,
+						  l.errmsg[0] ? l.errmsg
+							      : archive_error_string(a) ? archive_error_string(a)
+											: "bad data");
+				if (l.err)
+					r = l.err;
+				goto out;
+			}
+			in->size = got;
+			ret->file_bytes += got;
+		}
+		ret->entries++;
+	}
+	/* Drain what follows the end-of-archive marker so both digests cover the whole blob. */
+	for (;;) {
+		ssize_t n = next_block(&l);
+		if (n < 0) {
+			r = cm_log_ret((int)n, "layer %s: %s", layer_name, l.errmsg);
+			goto out;
+		}
+		if (n == 0)
+			break;
+		cm_sha256_update(l.sha_u, l.out, (size_t)n);
+		l.usize += (uint64_t)n;
+	}
+	if (comp != IDX_COMP_NONE && !l.z_end) {
+		r = cm_log_ret(-EPROTO, "layer %s: compressed stream is truncated", layer_name);
+		goto out;
+	}
+	cm_sha256_final(l.sha_c, ret->digest);
+	cm_sha256_final(l.sha_u, ret->diff_id);
+	ret->size = l.csize;
+	ret->usize = l.usize;
+out:
+	if (a)
+		archive_read_free(a);
+	idx_cdc_fini(&cdc);
+	if (l.z_init)
+		inflateEnd(&l.z);
+	ZSTD_freeDCtx(l.zd);
+	cm_sha256_free(l.sha_c);
+	cm_sha256_free(l.sha_u);
+	free(l.in);
+	free(l.out);
+	return r;
+}

@@ -1,0 +1,392 @@
+/*
+ * The local content-addressed store (see indexer/store.h for the layout).
+ *
+ * Concurrency: chunk and index files are published with rename(2) from ROOT/tmp, so several
+ * processes may insert the same chunk at once; the last rename wins with identical bytes.
+ * The sqlite handle is guarded by `lock`; sqlite itself serialises across processes (WAL,
+ * busy timeout).
+ */
+#include "indexer/store.h"
+
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/digest.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zstd.h>
+
+struct idx_store {
+	char *root;
+	int root_fd;
+	pthread_mutex_t lock;
+	sqlite3 *db; /* guarded by lock */
+};
+
+static const char schema[] =
+	"PRAGMA journal_mode=WAL;"
+	"PRAGMA synchronous=NORMAL;"
+	"CREATE TABLE IF NOT EXISTS images("
+	" ref TEXT PRIMARY KEY,"
+	" manifest_digest TEXT NOT NULL,"
+	" index_digest TEXT NOT NULL,"
+	" created INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS images_manifest ON images(manifest_digest);";
+
+static int err_from_sqlite(sqlite3 *db, int rc, const char *what)
+{
+	log_error("store.db: %s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	switch (rc) {
+	case SQLITE_NOMEM: return -ENOMEM;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED: return -EAGAIN;
+	case SQLITE_PERM:
+	case SQLITE_READONLY:
+	case SQLITE_CANTOPEN: return -EACCES;
+	default: return -EIO;
+	}
+}
+
+int idx_store_open(const char *root, struct idx_store **ret)
+{
+	int r = cm_mkdir_p(AT_FDCWD, root, 0755);
+	if (r < 0)
+		return cm_log_ret(r, "cannot create store root %s: %s", root, strerror(-r));
+	struct idx_store *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	s->root_fd = -1;
+	s->root = strdup(root);
+	if (!s->root) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	s->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->root_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	static const char *dirs[] = {"chunks", "indexes", "tmp", "mounts", "sandboxes"};
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
+		if (mkdirat(s->root_fd, dirs[i], 0755) < 0 && errno != EEXIST) {
+			r = -errno;
+			goto fail;
+		}
+	/* chunks/00 .. chunks/ff, created once so inserts never race on mkdir. */
+	struct stat st;
+	if (fstatat(s->root_fd, "chunks/ff", &st, 0) < 0) {
+		for (int i = 0; i < 256; i++) {
+			char d[16];
+			snprintf(d, sizeof(d), "chunks/%02x", i);
+			if (mkdirat(s->root_fd, d, 0755) < 0 && errno != EEXIST) {
+				r = -errno;
+				goto fail;
+			}
+		}
+	}
+	_cleanup_free_ char *dbpath = cm_strdupf("%s/store.db", root);
+	if (!dbpath) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	int rc = sqlite3_open_v2(dbpath, &s->db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		r = err_from_sqlite(s->db, rc, "open");
+		goto fail;
+	}
+	sqlite3_busy_timeout(s->db, 10000);
+	rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		r = err_from_sqlite(s->db, rc, "schema");
+		goto fail;
+	}
+	*ret = s;
+	return 0;
+fail:
+	if (r != -ENOMEM)
+		log_error("cannot open store %s: %s", root, strerror(-r));
+	idx_store_free(s);
+	return r;
+}
+
+void idx_store_free(struct idx_store *s)
+{
+	if (!s)
+		return;
+	if (s->db)
+		sqlite3_close(s->db);
+	if (s->root_fd >= 0)
+		close(s->root_fd);
+	pthread_mutex_destroy(&s->lock);
+	free(s->root);
+	free(s);
+}
+
+const char *idx_store_root(const struct idx_store *s)
+{
+	return s->root;
+}
+
+int idx_store_root_fd(const struct idx_store *s)
+{
+	return s->root_fd;
+}
+
+void idx_store_chunk_relpath(const uint8_t digest[32], char out[80])
+{
+	char hex[65];
+	cm_hex_format(digest, 32, hex);
+	snprintf(out, 80, "chunks/%.2s/%s", hex, hex);
+}
+
+bool idx_store_has_chunk(struct idx_store *s, const uint8_t digest[32])
+{
+	char p[80];
+	idx_store_chunk_relpath(digest, p);
+	return faccessat(s->root_fd, p, F_OK, AT_EACCESS) == 0;
+}
+
+/* Decompress one zstd frame of exactly `usize` bytes and compare its SHA-256. */
+static int verify_frame(const uint8_t digest[32], const void *cdata, size_t clen, void *ubuf,
+			uint32_t usize)
+{
+	unsigned long long fsz = ZSTD_getFrameContentSize(cdata, clen);
+	if (fsz != usize)
+		return -EBADMSG;
+	size_t n = ZSTD_decompress(ubuf, usize, cdata, clen);
+	if (ZSTD_isError(n) || n != usize)
+		return -EBADMSG;
+	uint8_t d[32];
+	cm_sha256(ubuf, usize, d);
+	return memcmp(d, digest, 32) == 0 ? 0 : -EBADMSG;
+}
+
+/* Write `len` bytes to a fresh file in ROOT/tmp and rename it to `relpath`. */
+static int publish(struct idx_store *s, const char *relpath, const void *data, size_t len,
+		   bool durable)
+{
+	static unsigned long counter;
+	char tmp[96];
+	snprintf(tmp, sizeof(tmp), "tmp/%ld.%lu.%lx", (long)getpid(),
+		 __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED), (unsigned long)pthread_self());
+	_cleanup_close_ int fd = openat(s->root_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	int r = cm_write_full(fd, data, len);
+	if (r == 0 && durable && fsync(fd) < 0)
+		r = -errno;
+	if (r == 0 && renameat(s->root_fd, tmp, s->root_fd, relpath) < 0)
+		r = -errno;
+	if (r < 0) {
+		unlinkat(s->root_fd, tmp, 0);
+		log_error("store: cannot publish %s: %s", relpath, strerror(-r));
+	}
+	return r;
+}
+
+int idx_store_put_chunk(struct idx_store *s, const uint8_t digest[32], const void *cdata,
+			size_t clen, uint32_t usize, bool verify)
+{
+	char p[80];
+	idx_store_chunk_relpath(digest, p);
+	if (faccessat(s->root_fd, p, F_OK, AT_EACCESS) == 0)
+		return 0;
+	if (verify) {
+		_cleanup_free_ void *u = malloc(usize ? usize : 1);
+		if (!u)
+			return -ENOMEM;
+		int r = verify_frame(digest, cdata, clen, u, usize);
+		if (r < 0)
+			return r;
+	}
+	int r = publish(s, p, cdata, clen, false);
+	return r < 0 ? r : 1;
+}
+
+int idx_store_open_chunk(struct idx_store *s, const uint8_t digest[32])
+{
+	char p[80];
+	idx_store_chunk_relpath(digest, p);
+	int fd = openat(s->root_fd, p, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int idx_store_read_chunk(struct idx_store *s, const uint8_t digest[32], void *ubuf, uint32_t usize)
+{
+	_cleanup_close_ int fd = idx_store_open_chunk(s, digest);
+	if (fd < 0)
+		return fd;
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_size <= 0 || (uint64_t)st.st_size > ZSTD_compressBound(usize))
+		goto corrupt;
+	_cleanup_free_ void *c = malloc((size_t)st.st_size);
+	if (!c)
+		return -ENOMEM;
+	int r = cm_pread_full(fd, c, (size_t)st.st_size, 0);
+	if (r < 0)
+		return r;
+	if (verify_frame(digest, c, (size_t)st.st_size, ubuf, usize) == 0)
+		return 0;
+corrupt:;
+	char p[80], hex[72];
+	idx_store_chunk_relpath(digest, p);
+	cm_digest_format(digest, hex);
+	log_error("store: chunk %s is corrupt; removed", hex);
+	unlinkat(s->root_fd, p, 0);
+	return -EBADMSG;
+}
+
+int idx_store_put_index(struct idx_store *s, const void *data, size_t len, char ret_digest[72])
+{
+	uint8_t d[32];
+	char hex[65], p[96];
+	cm_sha256(data, len, d);
+	cm_digest_format(d, ret_digest);
+	cm_hex_format(d, 32, hex);
+	snprintf(p, sizeof(p), "indexes/%s", hex);
+	if (faccessat(s->root_fd, p, F_OK, AT_EACCESS) == 0)
+		return 0;
+	return publish(s, p, data, len, true);
+}
+
+int idx_store_index_path(struct idx_store *s, const char *digest, char **ret)
+{
+	uint8_t d[32];
+	if (cm_digest_parse(digest, d) < 0)
+		return -EPROTO;
+	*ret = cm_strdupf("%s/indexes/%s", s->root, digest + 7);
+	return *ret ? 0 : -ENOMEM;
+}
+
+int idx_store_record_image(struct idx_store *s, const char *ref, const char *manifest_digest,
+			   const char *index_digest)
+{
+	sqlite3_stmt *st = NULL;
+	int r = 0;
+	idx_store_lock(s);
+	int rc = sqlite3_prepare_v2(s->db,
+				    "INSERT OR REPLACE INTO images(ref, manifest_digest, index_digest, created)"
+				    " VALUES(?, ?, ?, ?)",
+				    -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, manifest_digest, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, index_digest, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL));
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE)
+			rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_OK)
+		r = err_from_sqlite(s->db, rc, "record image");
+	sqlite3_finalize(st);
+	idx_store_unlock(s);
+	return r;
+}
+
+int idx_store_find_index(struct idx_store *s, const char *key, char **ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r = -ENOENT;
+	idx_store_lock(s);
+	int rc = sqlite3_prepare_v2(s->db,
+				    "SELECT index_digest FROM images WHERE ref = ?1 OR manifest_digest = ?1"
+				    " OR index_digest = ?1 ORDER BY created DESC LIMIT 1",
+				    -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*ret = strdup((const char *)sqlite3_column_text(st, 0));
+			r = *ret ? 0 : -ENOMEM;
+		} else if (rc != SQLITE_DONE) {
+			r = err_from_sqlite(s->db, rc, "find image");
+		}
+	} else {
+		r = err_from_sqlite(s->db, rc, "find image");
+	}
+	sqlite3_finalize(st);
+	idx_store_unlock(s);
+	return r;
+}
+
+int idx_store_list_images(struct idx_store *s, struct idx_store_image **ret, size_t *ret_n)
+{
+	sqlite3_stmt *st = NULL;
+	struct idx_store_image *v = NULL;
+	size_t n = 0;
+	int r = 0;
+	idx_store_lock(s);
+	int rc = sqlite3_prepare_v2(s->db,
+				    "SELECT ref, manifest_digest, index_digest, created FROM images"
+				    " ORDER BY created DESC, ref",
+				    -1, &st, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct idx_store_image *nv = realloc(v, (n + 1) * sizeof(*v));
+		if (!nv) {
+			r = -ENOMEM;
+			break;
+		}
+		v = nv;
+		v[n].ref = strdup((const char *)sqlite3_column_text(st, 0));
+		v[n].manifest_digest = strdup((const char *)sqlite3_column_text(st, 1));
+		v[n].index_digest = strdup((const char *)sqlite3_column_text(st, 2));
+		v[n].created = sqlite3_column_int64(st, 3);
+		n++;
+		if (!v[n - 1].ref || !v[n - 1].manifest_digest || !v[n - 1].index_digest) {
+			r = -ENOMEM;
+			break;
+		}
+		rc = SQLITE_OK;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = err_from_sqlite(s->db, rc, "list images");
+	sqlite3_finalize(st);
+	idx_store_unlock(s);
+	if (r < 0) {
+		idx_store_images_free(v, n);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+void idx_store_images_free(struct idx_store_image *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].ref);
+		free(v[i].manifest_digest);
+		free(v[i].index_digest);
+	}
+	free(v);
+}
+
+struct sqlite3 *idx_store_db(struct idx_store *s)
+{
+	return s->db;
+}
+
+void idx_store_lock(struct idx_store *s)
+{
+	pthread_mutex_lock(&s->lock);
+}
+
+void idx_store_unlock(struct idx_store *s)
+{
+	pthread_mutex_unlock(&s->lock);
+}
