@@ -62,6 +62,7 @@ int idx_store_open(const char *root, struct idx_store **ret)
 	int r = cm_mkdir_p(AT_FDCWD, root, 0755);
 	if (r < 0)
 		return cm_log_ret(r, "cannot create store root %s: %s", root, strerror(-r));
+	_cleanup_free_ char *dbpath = NULL; /* before any goto fail: cleanup runs there */
 	struct idx_store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -95,7 +96,7 @@ int idx_store_open(const char *root, struct idx_store **ret)
 			}
 		}
 	}
-	_cleanup_free_ char *dbpath = cm_strdupf("%s/store.db", root);
+	dbpath = cm_strdupf("%s/store.db", root);
 	if (!dbpath) {
 		r = -ENOMEM;
 		goto fail;
@@ -225,6 +226,7 @@ int idx_store_open_chunk(struct idx_store *s, const uint8_t digest[32])
 
 int idx_store_read_chunk(struct idx_store *s, const uint8_t digest[32], void *ubuf, uint32_t usize)
 {
+	_cleanup_free_ void *c = NULL; /* before `goto corrupt`, which jumps over the malloc */
 	_cleanup_close_ int fd = idx_store_open_chunk(s, digest);
 	if (fd < 0)
 		return fd;
@@ -233,7 +235,7 @@ int idx_store_read_chunk(struct idx_store *s, const uint8_t digest[32], void *ub
 		return -errno;
 	if (st.st_size <= 0 || (uint64_t)st.st_size > ZSTD_compressBound(usize))
 		goto corrupt;
-	_cleanup_free_ void *c = malloc((size_t)st.st_size);
+	c = malloc((size_t)st.st_size);
 	if (!c)
 		return -ENOMEM;
 	int r = cm_pread_full(fd, c, (size_t)st.st_size, 0);
