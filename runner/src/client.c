@@ -1,0 +1,496 @@
+/*
+ * The host side of the agent protocol (docs/protocol.md): handshake, ping, exec with live
+ * stdio forwarding, file put/get, shutdown. One connection per client; this side uses one
+ * exec or file stream at a time per connection (the agent accepts several).
+ */
+#include "sandbox.h"
+
+#include "agent/protocol.h"
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define IN_CAP (AGENT_FRAME_HDR + AGENT_FRAME_MAX_PAYLOAD)
+#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+struct run_client {
+	int fd;
+	uint8_t *in;
+	size_t in_len, in_off; /* bytes [in_off, in_len) not yet parsed */
+	struct agent_wbuf out;
+	uint32_t next_stream;
+};
+
+DEFINE_CLEANUP_FUNC(struct run_client, run_client_free)
+
+void run_client_free(struct run_client *c)
+{
+	if (!c)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->in);
+	agent_wbuf_fini(&c->out);
+	free(c);
+}
+
+static int flush_out(struct run_client *c)
+{
+	int r = cm_write_full(c->fd, c->out.data, c->out.len);
+	c->out.len = 0;
+	return r == -EPIPE || r == -ECONNRESET ? -EPIPE : r;
+}
+
+/* Next complete frame already buffered: 1 and *f, 0 if none, -errno on a bad frame. */
+static int next_frame(struct run_client *c, struct agent_frame *f)
+{
+	int r = agent_frame_parse(c->in + c->in_off, c->in_len - c->in_off, f);
+	if (r <= 0)
+		return r < 0 ? cm_log_ret(-EPROTO, "agent sent a malformed frame") : 0;
+	c->in_off += (size_t)r;
+	return 1;
+}
+
+/* Read more bytes from the agent (blocking). -EPIPE at EOF. */
+static int fill(struct run_client *c)
+{
+	if (c->in_off) {
+		memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+		c->in_len -= c->in_off;
+		c->in_off = 0;
+	}
+	for (;;) {
+		ssize_t n = read(c->fd, c->in + c->in_len, IN_CAP - c->in_len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == ECONNRESET ? -EPIPE : -errno;
+		if (n == 0)
+			return -EPIPE;
+		c->in_len += (size_t)n;
+		return 0;
+	}
+}
+
+static int recv_frame(struct run_client *c, struct agent_frame *f)
+{
+	for (;;) {
+		int r = next_frame(c, f);
+		if (r != 0)
+			return r < 0 ? r : 0;
+		if ((r = fill(c)) < 0)
+			return r;
+	}
+}
+
+static int error_from_frame(const struct agent_frame *f)
+{
+	struct agent_error e;
+	if (agent_error_decode(f->type, f->payload, f->len, &e) < 0)
+		return -EPROTO;
+	log_debug("agent error: %s (%s)", e.msg, strerror(e.err));
+	return -e.err;
+}
+
+int run_client_open_fd(int fd, struct run_client **ret)
+{
+	_cleanup_(run_client_freep) struct run_client *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return -ENOMEM;
+	}
+	c->fd = fd;
+	c->next_stream = 1;
+	agent_wbuf_init(&c->out, IN_CAP);
+	c->in = malloc(IN_CAP);
+	if (!c->in)
+		return -ENOMEM;
+	size_t off;
+	int r;
+	if ((r = agent_frame_begin(&c->out, AGENT_MSG_HELLO, 0, &off)) < 0 ||
+	    (r = agent_put_u32(&c->out, AGENT_PROTO_VERSION)) < 0 ||
+	    (r = agent_put_u32(&c->out, AGENT_PROTO_VERSION)) < 0 ||
+	    (r = agent_frame_end(&c->out, off)) < 0 || (r = flush_out(c)) < 0)
+		return r;
+	struct agent_frame f;
+	if ((r = recv_frame(c, &f)) < 0)
+		return r;
+	if (f.type == AGENT_MSG_ERROR)
+		return error_from_frame(&f);
+	struct agent_rd rd;
+	uint32_t ver;
+	const char *ident;
+	agent_rd_init(&rd, f.payload, f.len);
+	if (f.type != AGENT_MSG_HELLO_OK || agent_get_u32(&rd, &ver) < 0 ||
+	    agent_get_str(&rd, AGENT_MAX_MSG, &ident) < 0 || ver != AGENT_PROTO_VERSION)
+		return cm_log_ret(-EPROTO, "agent handshake failed");
+	*ret = TAKE_PTR(c);
+	return 0;
+}
+
+int run_client_connect(struct run_ctx *ctx, const char *id, struct run_client **ret)
+{
+	struct run_sandbox *sb = NULL;
+	int r = run_sandbox_load(ctx, id, &sb);
+	if (r < 0)
+		return r;
+	int fd = -1;
+	const struct run_backend_ops *be = run_backend_find(sb->backend);
+	r = be ? be->connect(sb, &fd) : -EINVAL;
+	run_sandbox_free(sb);
+	if (r < 0)
+		return r == -ENOENT ? -ECONNREFUSED : r;
+	return run_client_open_fd(fd, ret);
+}
+
+int run_client_ping(struct run_client *c)
+{
+	static const char token[] = "isorun-ping";
+	int r = agent_frame_put(&c->out, AGENT_MSG_PING, 0, token, sizeof(token));
+	if (r < 0 || (r = flush_out(c)) < 0)
+		return r;
+	struct agent_frame f;
+	if ((r = recv_frame(c, &f)) < 0)
+		return r;
+	if (f.type != AGENT_MSG_PONG || f.len != sizeof(token) || memcmp(f.payload, token, f.len))
+		return -EPROTO;
+	return 0;
+}
+
+int run_client_shutdown(struct run_client *c, uint32_t grace_ms)
+{
+	uint8_t p[4];
+	cm_put_le32(p, grace_ms);
+	int r = agent_frame_put(&c->out, AGENT_MSG_SHUTDOWN, 0, p, 4);
+	if (r < 0 || (r = flush_out(c)) < 0)
+		return r;
+	struct agent_frame f;
+	for (;;) {
+		if ((r = recv_frame(c, &f)) < 0)
+			return r == -EPIPE ? 0 : r; /* the agent may exit before we read */
+		if (f.type == AGENT_MSG_SHUTDOWN_OK)
+			return 0;
+	}
+}
+
+/* ---- exec ---- */
+
+static int send_signal(struct run_client *c, uint32_t stream, int sig)
+{
+	uint8_t p[8];
+	cm_put_le32(p, (uint32_t)sig);
+	cm_put_le32(p + 4, 0);
+	int r = agent_frame_put(&c->out, AGENT_MSG_SIGNAL, stream, p, 8);
+	return r < 0 ? r : flush_out(c);
+}
+
+static int send_winsize(struct run_client *c, uint32_t stream, int ttyfd)
+{
+	struct winsize ws;
+	if (ttyfd < 0 || ioctl(ttyfd, TIOCGWINSZ, &ws) < 0)
+		return 0;
+	uint8_t p[4];
+	cm_put_le16(p, ws.ws_row);
+	cm_put_le16(p + 2, ws.ws_col);
+	int r = agent_frame_put(&c->out, AGENT_MSG_RESIZE, stream, p, 4);
+	return r < 0 ? r : flush_out(c);
+}
+
+int run_client_exec(struct run_client *c, const struct run_exec_opts *o,
+		    struct run_exec_result *ret)
+{
+	uint32_t stream = c->next_stream++;
+	size_t argc = 0, envc = 0;
+	int r;
+	while (o->argv[argc])
+		argc++;
+	while (o->env && o->env[envc])
+		envc++;
+	if (argc == 0)
+		return -EINVAL;
+	struct agent_exec_req q = {
+		.flags = (o->tty ? AGENT_EXEC_PTY : 0) | (o->stdin_fd >= 0 ? AGENT_EXEC_STDIN : 0),
+		.timeout_ms = o->timeout_ms,
+		.rows = o->rows,
+		.cols = o->cols,
+		.user = o->user ? o->user : "",
+		.cwd = o->cwd ? o->cwd : "/",
+		.argc = (uint32_t)argc,
+		.envc = (uint32_t)envc,
+		.argv = (const char **)o->argv,
+		.envp = (const char **)o->env,
+	};
+	if ((r = agent_exec_req_encode(&c->out, stream, &q)) < 0)
+		return cm_log_ret(r, "exec request too large");
+	if ((r = flush_out(c)) < 0)
+		return r;
+
+	memset(ret, 0, sizeof(*ret));
+	bool stdin_open = o->stdin_fd >= 0;
+	uint8_t buf[AGENT_DATA_CHUNK];
+	for (;;) {
+		struct agent_frame f;
+		while ((r = next_frame(c, &f)) > 0) {
+			if (f.stream != stream && f.stream != 0)
+				continue;
+			switch (f.type) {
+			case AGENT_MSG_EXEC_STARTED:
+				break;
+			case AGENT_MSG_STDOUT:
+			case AGENT_MSG_STDERR: {
+				int fd = f.type == AGENT_MSG_STDOUT ? o->stdout_fd : o->stderr_fd;
+				if (fd >= 0 && cm_write_full(fd, f.payload, f.len) < 0)
+					log_debug("exec: output write failed");
+				break;
+			}
+			case AGENT_MSG_EXIT: {
+				struct agent_exit x;
+				if (agent_exit_decode(f.payload, f.len, &x) < 0)
+					return cm_log_ret(-EPROTO, "malformed EXIT from the agent");
+				ret->kind = x.kind ? RUN_EXEC_SIGNALED : RUN_EXEC_EXITED;
+				ret->code = (int)x.code;
+				ret->timed_out = x.flags & AGENT_EXIT_TIMED_OUT;
+				return 0;
+			}
+			case AGENT_MSG_EXEC_FAILED: {
+				struct agent_error e;
+				if (agent_error_decode(f.type, f.payload, f.len, &e) < 0)
+					return cm_log_ret(-EPROTO, "malformed EXEC_FAILED");
+				ret->kind = RUN_EXEC_FAILED;
+				ret->code = e.err;
+				ret->stage = (int)e.stage;
+				snprintf(ret->message, sizeof(ret->message), "%s", e.msg);
+				return 0;
+			}
+			case AGENT_MSG_ERROR:
+				return error_from_frame(&f);
+			default:
+				return cm_log_ret(-EPROTO, "unexpected %s from the agent",
+						  agent_msg_type_name(f.type));
+			}
+		}
+		if (r < 0)
+			return r;
+
+		struct pollfd p[3];
+		int n = 0, isock, iin = -1, isig = -1;
+		p[n] = (struct pollfd){.fd = c->fd, .events = POLLIN};
+		isock = n++;
+		if (stdin_open) {
+			p[n] = (struct pollfd){.fd = o->stdin_fd, .events = POLLIN};
+			iin = n++;
+		}
+		if (o->signal_fd >= 0) {
+			p[n] = (struct pollfd){.fd = o->signal_fd, .events = POLLIN};
+			isig = n++;
+		}
+		if (poll(p, (nfds_t)n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (isig >= 0 && (p[isig].revents & POLLIN)) {
+			struct signalfd_siginfo si;
+			while (read(o->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				if (si.ssi_signo == SIGWINCH)
+					r = send_winsize(c, stream, o->stdin_fd);
+				else
+					r = send_signal(c, stream, (int)si.ssi_signo);
+				if (r < 0)
+					return r;
+			}
+		}
+		if (iin >= 0 && (p[iin].revents & (POLLIN | POLLHUP | POLLERR))) {
+			ssize_t k = read(o->stdin_fd, buf, sizeof(buf));
+			if (k < 0 && (errno == EINTR || errno == EAGAIN))
+				k = -2;
+			if (k >= 0) {
+				if (k == 0)
+					stdin_open = false;
+				r = agent_frame_put(&c->out, AGENT_MSG_STDIN, stream, buf,
+						    (size_t)k);
+				if (r < 0 || (r = flush_out(c)) < 0)
+					return r;
+			} else if (k == -1) {
+				stdin_open = false;
+				r = agent_frame_put(&c->out, AGENT_MSG_STDIN, stream, NULL, 0);
+				if (r < 0 || (r = flush_out(c)) < 0)
+					return r;
+			}
+		}
+		if (p[isock].revents & (POLLIN | POLLHUP | POLLERR)) {
+			if ((r = fill(c)) < 0)
+				return r == -EPIPE ? cm_log_ret(-EPIPE, "the agent went away") : r;
+		}
+	}
+}
+
+int run_exec_status(const struct run_exec_result *r)
+{
+	if (r->timed_out)
+		return 124;
+	switch (r->kind) {
+	case RUN_EXEC_EXITED:
+		return r->code;
+	case RUN_EXEC_SIGNALED:
+		return 128 + r->code;
+	case RUN_EXEC_FAILED:
+	default:
+		if (r->stage == AGENT_STAGE_EXEC && (r->code == ENOENT || r->code == ENOTDIR))
+			return 127;
+		return 126;
+	}
+}
+
+static bool env_has(char **env, size_t n, const char *kv)
+{
+	size_t k = strcspn(kv, "=");
+	for (size_t i = 0; i < n; i++)
+		if (!strncmp(env[i], kv, k) && env[i][k] == '=')
+			return true;
+	return false;
+}
+
+int run_sandbox_exec(struct run_ctx *ctx, const char *id, const struct run_exec_opts *o,
+		     struct run_exec_result *ret)
+{
+	struct run_sandbox *sb = NULL;
+	int r = run_sandbox_load(ctx, id, &sb);
+	if (r < 0)
+		return r;
+	const struct run_config *cfg = sb->config;
+	/* env: PATH first (the image's, else the default), image Env, then overrides */
+	size_t ni = 0, no = 0;
+	while (cfg && cfg->env && cfg->env[ni])
+		ni++;
+	while (o->env && o->env[no])
+		no++;
+	_cleanup_free_ char **env = calloc(ni + no + 2, sizeof(char *));
+	if (!env) {
+		run_sandbox_free(sb);
+		return -ENOMEM;
+	}
+	size_t n = 0;
+	const char *path = NULL;
+	for (size_t i = 0; i < no && !path; i++)
+		if (cm_str_has_prefix(o->env[i], "PATH="))
+			path = o->env[i];
+	for (size_t i = 0; i < ni && !path; i++)
+		if (cm_str_has_prefix(cfg->env[i], "PATH="))
+			path = cfg->env[i];
+	env[n++] = (char *)(path ? path : DEFAULT_PATH);
+	for (size_t i = 0; i < no; i++)
+		if (!env_has(env, n, o->env[i]))
+			env[n++] = (char *)o->env[i];
+	for (size_t i = 0; i < ni; i++)
+		if (!env_has(env, n, cfg->env[i]))
+			env[n++] = cfg->env[i];
+	env[n] = NULL;
+
+	struct run_exec_opts eo = *o;
+	eo.env = (const char *const *)env;
+	if (!eo.cwd)
+		eo.cwd = cfg && cfg->working_dir && cfg->working_dir[0] ? cfg->working_dir : "/";
+	if (!eo.user)
+		eo.user = cfg && cfg->user ? cfg->user : "";
+
+	struct run_client *c = NULL;
+	r = run_client_connect(ctx, id, &c);
+	if (r >= 0)
+		r = run_client_exec(c, &eo, ret);
+	run_client_free(c);
+	run_sandbox_free(sb);
+	return r;
+}
+
+/* ---- files ---- */
+
+int run_client_put_file(struct run_client *c, int fd, const char *path, uint32_t mode, uint32_t uid,
+			uint32_t gid)
+{
+	uint32_t stream = c->next_stream++;
+	struct agent_file_hdr h = {.mode = mode & 07777, .uid = uid, .gid = gid, .path = path};
+	int r = agent_file_hdr_encode(&c->out, AGENT_MSG_FILE_PUT, stream, &h);
+	if (r < 0)
+		return r;
+	uint8_t buf[AGENT_DATA_CHUNK];
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if ((r = agent_frame_put(&c->out, AGENT_MSG_FILE_DATA, stream, buf, (size_t)n)) <
+			    0 ||
+		    (r = flush_out(c)) < 0)
+			return r;
+		if (n == 0)
+			break;
+	}
+	struct agent_frame f;
+	for (;;) {
+		if ((r = recv_frame(c, &f)) < 0)
+			return r;
+		if (f.stream != stream && f.stream != 0)
+			continue;
+		if (f.type == AGENT_MSG_FILE_DONE)
+			return 0;
+		if (f.type == AGENT_MSG_ERROR)
+			return error_from_frame(&f);
+		return -EPROTO;
+	}
+}
+
+int run_client_get_file(struct run_client *c, const char *path, int fd, uint32_t *ret_mode)
+{
+	uint32_t stream = c->next_stream++;
+	struct agent_file_hdr h = {.path = path};
+	int r = agent_file_hdr_encode(&c->out, AGENT_MSG_FILE_GET, stream, &h);
+	if (r < 0 || (r = flush_out(c)) < 0)
+		return r;
+	struct agent_frame f;
+	bool info = false;
+	for (;;) {
+		if ((r = recv_frame(c, &f)) < 0)
+			return r;
+		if (f.stream != stream && f.stream != 0)
+			continue;
+		switch (f.type) {
+		case AGENT_MSG_FILE_INFO: {
+			struct agent_file_hdr i;
+			if (info || agent_file_hdr_decode(f.type, f.payload, f.len, &i) < 0)
+				return -EPROTO;
+			info = true;
+			if (ret_mode)
+				*ret_mode = i.mode;
+			break;
+		}
+		case AGENT_MSG_FILE_DATA:
+			if (!info)
+				return -EPROTO;
+			if (f.len == 0)
+				return 0;
+			if ((r = cm_write_full(fd, f.payload, f.len)) < 0)
+				return r;
+			break;
+		case AGENT_MSG_ERROR:
+			return error_from_frame(&f);
+		default:
+			return -EPROTO;
+		}
+	}
+}

@@ -1,0 +1,647 @@
+/*
+ * The namespace backend: a sandbox is a set of Linux namespaces whose PID 1 is the agent.
+ *
+ * Boot (ns_start), in three processes:
+ *   caller ── fork ──▶ A: setsid; clone3(NEWNS|NEWPID|NEWUTS|NEWIPC[|NEWNET]) ──▶ B; exit
+ *   so B is detached from the caller (re-parented to the host's init, which reaps it).
+ *   B (pid 1 of the new pid namespace) builds the sandbox and execs the agent:
+ *     1. join the sandbox's cgroups, then unshare(CLONE_NEWCGROUP) so / is its own group
+ *     2. make every mount private; overlay lower=<lower dir>, upper/work=scratch at rootfs/
+ *     3. /proc (fresh, masked and read-only paths like docker), /sys read-only, /dev tmpfs
+ *        with null zero full random urandom tty bound from the host, devpts newinstance,
+ *        /dev/shm, the /dev/fd links; /tmp tmpfs noexec; /sandbox on the scratch layer;
+ *        /etc/hosts, /etc/hostname, /etc/resolv.conf bound read-only from the state dir
+ *     4. hostname; lo up (--net none)
+ *     5. pivot_root into rootfs/, detach the old root
+ *     6. bounding set := docker's default capabilities, inheritable and ambient cleared,
+ *        no_new_privs, the default seccomp filter
+ *     7. execveat(agent fd) with the listening socket as fd 3, stderr to agent.log
+ *   Targets inside the image (proc, dev, etc/hosts, ...) are opened with openat2
+ *   RESOLVE_IN_ROOT (directories with RESOLVE_NO_SYMLINKS: a symlink there is replaced by
+ *   a real directory in the scratch layer) and mounted through /proc/self/fd/N, so no
+ *   symlink from the image can redirect a mount outside the sandbox root.
+ *   B reports a failure as text on a close-on-exec pipe; EOF without text means the agent
+ *   was exec'd. The caller then connects and pings.
+ *
+ * The agent never runs a mount or namespace syscall after that (it could not: seccomp).
+ * Stop sends SHUTDOWN; when the agent (pid 1) exits the kernel kills everything left in the
+ * pid namespace and the mount namespace, with the overlay, disappears with it.
+ */
+#include "sandbox.h"
+
+#include "agent/protocol.h"
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/openat2.h>
+#include <linux/sched.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DEFAULT_CAPS                                                                               \
+	((1ull << CAP_CHOWN) | (1ull << CAP_DAC_OVERRIDE) | (1ull << CAP_FSETID) |                 \
+	 (1ull << CAP_FOWNER) | (1ull << CAP_MKNOD) | (1ull << CAP_NET_RAW) |                      \
+	 (1ull << CAP_SETGID) | (1ull << CAP_SETUID) | (1ull << CAP_SETFCAP) |                     \
+	 (1ull << CAP_SETPCAP) | (1ull << CAP_NET_BIND_SERVICE) | (1ull << CAP_SYS_CHROOT) |       \
+	 (1ull << CAP_KILL) | (1ull << CAP_AUDIT_WRITE))
+
+/* ---- create / destroy ---- */
+
+static int write_file_at(int dirfd, const char *name, const char *content)
+{
+	return cm_write_file_atomic(dirfd, name, content, strlen(content), 0644, false);
+}
+
+static int ns_create(struct run_sandbox *sb)
+{
+	int r;
+	_cleanup_close_ int dfd = openat(sb->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	if ((r = cm_mkdir_p(dfd, "scratch/upper", 0755)) < 0 ||
+	    (r = cm_mkdir_p(dfd, "scratch/work", 0700)) < 0 ||
+	    (r = cm_mkdir_p(dfd, "rootfs", 0755)) < 0)
+		return cm_log_ret(r, "sandbox %s: cannot create the scratch layer: %s", sb->id,
+				  strerror(-r));
+	_cleanup_free_ char *hosts = cm_strdupf("127.0.0.1\tlocalhost\n"
+						"::1\tlocalhost ip6-localhost ip6-loopback\n"
+						"127.0.1.1\t%s\n",
+						sb->hostname);
+	_cleanup_free_ char *hostname = cm_strdupf("%s\n", sb->hostname);
+	if (!hosts || !hostname)
+		return -ENOMEM;
+	if ((r = write_file_at(dfd, "hosts", hosts)) < 0 ||
+	    (r = write_file_at(dfd, "hostname", hostname)) < 0)
+		return r;
+	/* the host's resolvers with --net host; none reachable without a network */
+	struct cm_buf b;
+	cm_buf_init(&b, 64 << 10);
+	if (sb->net == RUN_NET_HOST && cm_read_file(AT_FDCWD, "/etc/resolv.conf", &b) >= 0)
+		r = cm_write_file_atomic(dfd, "resolv.conf", b.data, b.len, 0644, false);
+	else
+		r = write_file_at(dfd, "resolv.conf", "# no network (isorun --net none)\n");
+	cm_buf_fini(&b);
+	return r;
+}
+
+static int ns_destroy(struct run_sandbox *sb)
+{
+	unlinkat(sb->dirfd, "agent.sock", 0);
+	return run_cgroup_destroy(sb->id);
+}
+
+/* ---- the sandbox's init (process B), before the agent ---- */
+
+struct boot {
+	struct run_sandbox *sb;
+	const char *lower;
+	int listen_fd, agent_fd, null_fd, log_fd, err_fd;
+	char root[4096]; /* <state>/rootfs */
+};
+
+static _Noreturn void boot_fail(const struct boot *b, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static _Noreturn void boot_fail(const struct boot *b, int err, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(msg))
+		n = sizeof(msg) - 1;
+	if (err)
+		n += snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", strerror(err));
+	(void)!write(b->err_fd, msg, strlen(msg));
+	_exit(1);
+}
+
+static int openat2_(int dirfd, const char *path, int flags, uint64_t resolve)
+{
+	struct open_how how = {.flags = (uint64_t)flags, .resolve = resolve};
+	return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+/*
+ * Open (creating if missing) `rel` under the root fd as a directory or an empty file;
+ * returns an O_PATH fd. See the header comment for the symlink rules.
+ */
+static int ensure_in_root(int rootfd, const char *rel, bool dir)
+{
+	uint64_t res = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | (dir ? RESOLVE_NO_SYMLINKS : 0);
+	int fd = openat2_(rootfd, rel, O_PATH | O_CLOEXEC, res);
+	if (fd >= 0) {
+		struct stat st;
+		if (fstat(fd, &st) == 0 && (dir ? S_ISDIR(st.st_mode) : !S_ISDIR(st.st_mode)))
+			return fd;
+		close(fd);
+		return -ENOTDIR;
+	}
+	if (errno != ENOENT && errno != ELOOP)
+		return -errno;
+	/* create it: parent first (always a directory) */
+	char parent[4096];
+	snprintf(parent, sizeof(parent), "%s", rel);
+	char *slash = strrchr(parent, '/');
+	const char *base = rel;
+	_cleanup_close_ int pfd = -1;
+	if (slash) {
+		*slash = 0;
+		base = slash + 1;
+		pfd = ensure_in_root(rootfd, parent, true);
+		if (pfd < 0)
+			return pfd;
+	} else {
+		pfd = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+	}
+	_cleanup_close_ int pdir = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (pdir < 0)
+		return -errno;
+	struct stat st;
+	if (fstatat(pdir, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+		unlinkat(pdir, base, 0); /* a dangling or forbidden symlink: replace it */
+	if (dir) {
+		if (mkdirat(pdir, base, 0755) < 0 && errno != EEXIST)
+			return -errno;
+	} else {
+		int f = openat(pdir, base, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (f < 0)
+			return -errno;
+		close(f);
+	}
+	fd = openat(pdir, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+static void mount_in_root(const struct boot *b, int rootfd, const char *rel, bool dir,
+			  const char *src, const char *fstype, unsigned long flags, const char *data)
+{
+	int fd = ensure_in_root(rootfd, rel, dir);
+	if (fd < 0)
+		boot_fail(b, -fd, "cannot prepare /%s in the sandbox", rel);
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+	if (mount(src, p, fstype, flags, data) < 0)
+		boot_fail(b, errno, "mount %s on /%s", fstype ? fstype : src, rel);
+	close(fd);
+}
+
+/* Bind a path onto itself read-only (inside our own fresh mounts only). */
+static void bind_ro(const struct boot *b, const char *path)
+{
+	if (access(path, F_OK) < 0)
+		return;
+	if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+	    mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV |
+					    MS_NOEXEC, NULL) < 0)
+		boot_fail(b, errno, "read-only %s", path);
+}
+
+static void mask(const struct boot *b, const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return;
+	int r = S_ISDIR(st.st_mode)
+			? mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+				"size=0")
+			: mount("/dev/null", path, NULL, MS_BIND, NULL);
+	if (r < 0)
+		boot_fail(b, errno, "mask %s", path);
+}
+
+static void setup_proc(const struct boot *b, int rootfd)
+{
+	char p[4200];
+	mount_in_root(b, rootfd, "proc", true, "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		      NULL);
+	static const char *const masked[] = {"acpi",	     "asound",	    "kcore",
+					     "keys",	     "latency_stats", "timer_list",
+					     "timer_stats", "sched_debug", "scsi",
+					     "sysrq-trigger"};
+	static const char *const ro[] = {"bus", "fs", "irq", "sys"};
+	for (size_t i = 0; i < ARRAY_SIZE(ro); i++) {
+		snprintf(p, sizeof(p), "%s/proc/%s", b->root, ro[i]);
+		bind_ro(b, p);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(masked); i++) {
+		snprintf(p, sizeof(p), "%s/proc/%s", b->root, masked[i]);
+		mask(b, p);
+	}
+}
+
+static void setup_dev(const struct boot *b, int rootfd)
+{
+	char d[4200], p[4300];
+	mount_in_root(b, rootfd, "dev", true, "tmpfs", "tmpfs", MS_NOSUID | MS_NOEXEC,
+		      "mode=755,size=65536k");
+	snprintf(d, sizeof(d), "%s/dev", b->root);
+	static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+	for (size_t i = 0; i < ARRAY_SIZE(nodes); i++) {
+		char src[64];
+		snprintf(src, sizeof(src), "/dev/%s", nodes[i]);
+		snprintf(p, sizeof(p), "%s/%s", d, nodes[i]);
+		int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		if (fd < 0)
+			boot_fail(b, errno, "create /dev/%s", nodes[i]);
+		close(fd);
+		if (mount(src, p, NULL, MS_BIND, NULL) < 0)
+			boot_fail(b, errno, "bind /dev/%s", nodes[i]);
+	}
+	snprintf(p, sizeof(p), "%s/pts", d);
+	if (mkdir(p, 0755) < 0 ||
+	    mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC,
+		  "newinstance,ptmxmode=0666,mode=0620") < 0)
+		boot_fail(b, errno, "devpts");
+	snprintf(p, sizeof(p), "%s/shm", d);
+	if (mkdir(p, 01777) < 0 ||
+	    mount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") < 0)
+		boot_fail(b, errno, "/dev/shm");
+	static const char *const links[][2] = {{"ptmx", "pts/ptmx"},
+					       {"fd", "/proc/self/fd"},
+					       {"stdin", "/proc/self/fd/0"},
+					       {"stdout", "/proc/self/fd/1"},
+					       {"stderr", "/proc/self/fd/2"}};
+	for (size_t i = 0; i < ARRAY_SIZE(links); i++) {
+		snprintf(p, sizeof(p), "%s/%s", d, links[i][0]);
+		if (symlink(links[i][1], p) < 0)
+			boot_fail(b, errno, "symlink /dev/%s", links[i][0]);
+	}
+}
+
+static void lo_up(const struct boot *b)
+{
+	_cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ifreq ifr = {0};
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		boot_fail(b, errno, "lo flags");
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		boot_fail(b, errno, "lo up");
+}
+
+static void drop_caps(const struct boot *b)
+{
+	for (int cap = 0; cap <= 63; cap++) {
+		if (DEFAULT_CAPS & (1ull << cap))
+			continue;
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+			if (errno == EINVAL)
+				break; /* past the kernel's last capability */
+			boot_fail(b, errno, "drop capability %d from the bounding set", cap);
+		}
+	}
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		boot_fail(b, errno, "clear ambient capabilities");
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct d[2];
+	if (syscall(SYS_capget, &h, d) < 0)
+		boot_fail(b, errno, "capget");
+	d[0].inheritable = d[1].inheritable = 0;
+	if (syscall(SYS_capset, &h, d) < 0)
+		boot_fail(b, errno, "capset");
+}
+
+static _Noreturn void boot_child(struct boot *b)
+{
+	struct run_sandbox *sb = b->sb;
+	int r;
+
+	if ((r = run_cgroup_join(sb->id)) < 0)
+		boot_fail(b, -r, "join the sandbox's cgroups");
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		boot_fail(b, errno, "cgroup namespace");
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		boot_fail(b, errno, "make mounts private");
+
+	char opts[8192];
+	int n = snprintf(opts, sizeof(opts),
+			 "lowerdir=%s,upperdir=%s/scratch/upper,workdir=%s/scratch/work,index=off",
+			 b->lower, sb->dir, sb->dir);
+	if (n < 0 || (size_t)n >= sizeof(opts))
+		boot_fail(b, ENAMETOOLONG, "overlay options");
+	if (mount("overlay", b->root, "overlay", 0, opts) < 0)
+		boot_fail(b, errno, "overlay (lower %s)", b->lower);
+	int rootfd = open(b->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		boot_fail(b, errno, "open the sandbox root");
+
+	setup_proc(b, rootfd);
+	mount_in_root(b, rootfd, "sys", true, "sysfs", "sysfs",
+		      MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	{
+		char p[4200];
+		snprintf(p, sizeof(p), "%s/sys/firmware", b->root);
+		mask(b, p);
+	}
+	setup_dev(b, rootfd);
+	mount_in_root(b, rootfd, "tmp", true, "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		      "mode=1777");
+	{
+		int fd = ensure_in_root(rootfd, "sandbox", true);
+		if (fd < 0)
+			boot_fail(b, -fd, "create /sandbox");
+		char p[64];
+		snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+		if (chmod(p, 01777) < 0)
+			boot_fail(b, errno, "chmod /sandbox");
+		close(fd);
+	}
+	static const char *const etc[] = {"hosts", "hostname", "resolv.conf"};
+	for (size_t i = 0; i < ARRAY_SIZE(etc); i++) {
+		char src[4200], rel[64];
+		snprintf(src, sizeof(src), "%s/%s", sb->dir, etc[i]);
+		snprintf(rel, sizeof(rel), "etc/%s", etc[i]);
+		mount_in_root(b, rootfd, rel, false, src, NULL, MS_BIND, NULL);
+		int fd = ensure_in_root(rootfd, rel, false);
+		char p[64];
+		snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+		if (fd < 0 || mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID |
+							  MS_NODEV | MS_NOEXEC, NULL) < 0)
+			boot_fail(b, errno, "read-only /etc/%s", etc[i]);
+		close(fd);
+	}
+
+	if (sethostname(sb->hostname, strlen(sb->hostname)) < 0)
+		boot_fail(b, errno, "sethostname");
+	if (sb->net == RUN_NET_NONE)
+		lo_up(b);
+
+	if (fchdir(rootfd) < 0 || syscall(SYS_pivot_root, ".", ".") < 0)
+		boot_fail(b, errno, "pivot_root");
+	if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+		boot_fail(b, errno, "detach the old root");
+	close(rootfd);
+
+	drop_caps(b);
+	if ((r = run_seccomp_load_default()) < 0)
+		boot_fail(b, -r, "seccomp");
+
+	/* fds: 0,1 /dev/null, 2 agent.log, 3 the listening socket; everything else closes */
+	int hi_listen = fcntl(b->listen_fd, F_DUPFD_CLOEXEC, 10);
+	int hi_null = fcntl(b->null_fd, F_DUPFD_CLOEXEC, 10);
+	int hi_log = fcntl(b->log_fd, F_DUPFD_CLOEXEC, 10);
+	if (hi_listen < 0 || hi_null < 0 || hi_log < 0 || dup2(hi_null, 0) < 0 ||
+	    dup2(hi_null, 1) < 0 || dup2(hi_log, 2) < 0 || dup2(hi_listen, 3) < 0)
+		boot_fail(b, errno, "agent fds");
+	if (b->agent_fd <= 3 || b->err_fd <= 3)
+		boot_fail(b, EBADF, "agent fds collide");
+	close_range(4, ~0u, CLOSE_RANGE_CLOEXEC);
+	char *const argv[] = {"isorun-agent", "--listen-fd", "3", NULL};
+	char *const envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			      NULL};
+	syscall(SYS_execveat, b->agent_fd, "", argv, envp, AT_EMPTY_PATH);
+	boot_fail(b, errno, "exec the agent");
+}
+
+static pid_t clone_sandbox(struct boot *b)
+{
+	struct clone_args ca = {
+		.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
+			 (b->sb->net == RUN_NET_NONE ? CLONE_NEWNET : 0),
+		.exit_signal = SIGCHLD,
+	};
+	pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+	if (pid == 0)
+		boot_child(b);
+	return pid;
+}
+
+/* ---- start ---- */
+
+static int listen_at(int dirfd, int *ret)
+{
+	unlinkat(dirfd, "agent.sock", 0);
+	_cleanup_close_ int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	/* through the directory fd: state paths may be longer than sun_path */
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/agent.sock", dirfd);
+	if (bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	if (fchmodat(dirfd, "agent.sock", 0600, 0) < 0)
+		return -errno;
+	if (listen(s, 64) < 0)
+		return -errno;
+	*ret = TAKE_FD(s);
+	return 0;
+}
+
+int run_unix_connect_at(int dirfd, const char *name, int *ret_fd)
+{
+	_cleanup_close_ int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dirfd, name);
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	*ret_fd = TAKE_FD(s);
+	return 0;
+}
+
+static bool path_ok_for_overlay(const char *p)
+{
+	return !strpbrk(p, ",:\\\n");
+}
+
+static void kill_pid(pid_t pid, uint64_t start)
+{
+	uint64_t st;
+	if (pid > 0 && run_proc_start_time(pid, &st) == 0 && st == start)
+		kill(pid, SIGKILL);
+}
+
+static int ns_start(struct run_sandbox *sb, const char *lower)
+{
+	struct boot b = {.sb = sb, .lower = lower, .listen_fd = -1, .agent_fd = -1,
+			 .null_fd = -1, .log_fd = -1, .err_fd = -1};
+	_cleanup_close_ int listen_fd = -1, agent_fd = -1, null_fd = -1, log_fd = -1;
+	int errp[2] = {-1, -1}, pidp[2] = {-1, -1};
+	pid_t pid = -1;
+	uint64_t pid_start = 0;
+	int r;
+
+	if (!path_ok_for_overlay(lower) || !path_ok_for_overlay(sb->dir))
+		return cm_log_ret(-EINVAL, "paths with ',', ':' or '\\' cannot be overlay layers");
+	struct stat st;
+	if (stat(lower, &st) < 0 || !S_ISDIR(st.st_mode))
+		return cm_log_ret(-ENOENT, "lower dir %s is not a directory", lower);
+	const char *agent = run_ctx_agent_path(sb->ctx);
+	agent_fd = open(agent, O_RDONLY | O_CLOEXEC);
+	if (agent_fd < 0)
+		return cm_log_ret(-errno, "agent binary %s: %s", agent, strerror(errno));
+	snprintf(b.root, sizeof(b.root), "%s/rootfs", sb->dir);
+
+	struct run_cgroup_limits lim = {.memory_bytes = sb->memory_bytes,
+					.cpu_millis = sb->cpu_millis,
+					.pids_max = sb->pids_max};
+	if ((r = run_cgroup_create(sb->id, &lim)) < 0)
+		goto fail;
+	if ((r = listen_at(sb->dirfd, &listen_fd)) < 0) {
+		log_error("sandbox %s: agent socket: %s", sb->id, strerror(-r));
+		goto fail;
+	}
+	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	log_fd = openat(sb->dirfd, "agent.log",
+			O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (null_fd < 0 || log_fd < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(pidp, O_CLOEXEC) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	b.listen_fd = listen_fd;
+	b.agent_fd = agent_fd;
+	b.null_fd = null_fd;
+	b.log_fd = log_fd;
+	b.err_fd = errp[1];
+
+	pid_t a = fork();
+	if (a < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (a == 0) {
+		/* A: detach from the caller's session, start B, report its pid, vanish */
+		setsid();
+		pid_t c = clone_sandbox(&b);
+		int e = c < 0 ? errno : 0;
+		if (c < 0) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "clone3: %s", strerror(e));
+			(void)!write(errp[1], msg, strlen(msg));
+		} else {
+			(void)!write(pidp[1], &c, sizeof(c));
+		}
+		_exit(c < 0);
+	}
+	close(errp[1]);
+	errp[1] = -1;
+	close(pidp[1]);
+	pidp[1] = -1;
+	while (waitpid(a, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (read(pidp[0], &pid, sizeof(pid)) != (ssize_t)sizeof(pid))
+		pid = -1;
+	if (pid > 0 && run_proc_start_time(pid, &pid_start) < 0)
+		pid_start = 0;
+
+	char msg[1024];
+	size_t mlen = 0;
+	for (;;) {
+		ssize_t n = read(errp[0], msg + mlen, sizeof(msg) - 1 - mlen);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		mlen += (size_t)n;
+		if (mlen == sizeof(msg) - 1)
+			break;
+	}
+	msg[mlen] = 0;
+	if (mlen || pid <= 0) {
+		log_error("sandbox %s: boot failed: %s", sb->id, mlen ? msg : "no agent pid");
+		r = -EIO;
+		goto fail;
+	}
+	sb->pid = pid;
+	sb->pid_start = pid_start;
+
+	/* ready when the agent answers (the socket already queues our connection) */
+	struct run_client *c = NULL;
+	r = run_client_connect(sb->ctx, sb->id, &c);
+	if (r >= 0)
+		r = run_client_ping(c);
+	run_client_free(c);
+	if (r < 0) {
+		log_error("sandbox %s: the agent did not answer: %s (see %s/agent.log)", sb->id,
+			  strerror(-r), sb->dir);
+		goto fail;
+	}
+	cm_closep(&errp[0]);
+	cm_closep(&pidp[0]);
+	return 0;
+fail:
+	cm_closep(&errp[0]);
+	cm_closep(&errp[1]);
+	cm_closep(&pidp[0]);
+	cm_closep(&pidp[1]);
+	if (pid > 0) {
+		kill_pid(pid, pid_start);
+		_cleanup_close_ int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (pfd >= 0) {
+			struct pollfd p = {.fd = pfd, .events = POLLIN};
+			poll(&p, 1, 5000);
+		}
+		waitpid(pid, NULL, WNOHANG);
+	}
+	sb->pid = 0;
+	ns_destroy(sb);
+	return r;
+}
+
+/* ---- stop ---- */
+
+static int ns_stop(struct run_sandbox *sb, uint32_t grace_ms)
+{
+	if (run_sandbox_agent_alive(sb)) {
+		_cleanup_close_ int pfd = (int)syscall(SYS_pidfd_open, sb->pid, 0);
+		/* the pid could have been reused between the check and pidfd_open */
+		if (pfd >= 0 && !run_sandbox_agent_alive(sb))
+			cm_closep(&pfd);
+		if (pfd >= 0) {
+			struct run_client *c = NULL;
+			if (grace_ms && run_client_connect(sb->ctx, sb->id, &c) >= 0)
+				(void)run_client_shutdown(c, grace_ms);
+			run_client_free(c);
+			struct pollfd p = {.fd = pfd, .events = POLLIN};
+			if (poll(&p, 1, grace_ms ? 2000 : 0) <= 0) {
+				syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+				p.revents = 0;
+				while (poll(&p, 1, -1) < 0 && errno == EINTR)
+					;
+			}
+		}
+	}
+	/* our child when created in the foreground: reap it; otherwise ECHILD */
+	if (sb->pid > 0)
+		waitpid(sb->pid, NULL, WNOHANG);
+	return ns_destroy(sb);
+}
+
+static int ns_connect(struct run_sandbox *sb, int *ret_fd)
+{
+	return run_unix_connect_at(sb->dirfd, "agent.sock", ret_fd);
+}
+
+const struct run_backend_ops run_backend_ns = {
+	.name = "ns",
+	.create = ns_create,
+	.start = ns_start,
+	.stop = ns_stop,
+	.destroy = ns_destroy,
+	.connect = ns_connect,
+};

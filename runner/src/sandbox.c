@@ -1,0 +1,801 @@
+/*
+ * Runner context, sandbox state (config.json, state.json) and lifecycle dispatch to the
+ * backend. See sandbox.h for the state directory layout.
+ */
+#include "sandbox.h"
+
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/digest.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CONFIG_JSON_CAP (1u << 20)
+
+struct run_ctx {
+	char *root;
+	char *agent;
+	int sbfd; /* $root/sandboxes */
+	struct run_image_ops image_ops;
+	bool have_image_ops;
+};
+
+DEFINE_CLEANUP_FUNC(json_object, json_object_put)
+DEFINE_CLEANUP_FUNC(struct run_sandbox, run_sandbox_free)
+DEFINE_CLEANUP_FUNC(struct run_config, run_config_free)
+
+int run_ctx_new(const char *root, struct run_ctx **ret)
+{
+	struct run_ctx *ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return -ENOMEM;
+	ctx->sbfd = -1;
+	ctx->root = strdup(root ? root : cm_root_default());
+	if (!ctx->root) {
+		run_ctx_free(ctx);
+		return -ENOMEM;
+	}
+	_cleanup_free_ char *sb = cm_strdupf("%s/sandboxes", ctx->root);
+	if (!sb) {
+		run_ctx_free(ctx);
+		return -ENOMEM;
+	}
+	int r = cm_mkdir_p(AT_FDCWD, sb, 0700);
+	if (r < 0) {
+		log_error("cannot create %s: %s", sb, strerror(-r));
+		run_ctx_free(ctx);
+		return r;
+	}
+	ctx->sbfd = open(sb, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (ctx->sbfd < 0) {
+		r = -errno;
+		run_ctx_free(ctx);
+		return r;
+	}
+	*ret = ctx;
+	return 0;
+}
+
+void run_ctx_free(struct run_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	if (ctx->sbfd >= 0)
+		close(ctx->sbfd);
+	free(ctx->root);
+	free(ctx->agent);
+	free(ctx);
+}
+
+int run_ctx_set_agent(struct run_ctx *ctx, const char *path)
+{
+	char *p = strdup(path);
+	if (!p)
+		return -ENOMEM;
+	free(ctx->agent);
+	ctx->agent = p;
+	return 0;
+}
+
+void run_ctx_set_image_ops(struct run_ctx *ctx, const struct run_image_ops *ops)
+{
+	ctx->have_image_ops = ops != NULL;
+	if (ops)
+		ctx->image_ops = *ops;
+}
+
+const char *run_ctx_root(struct run_ctx *ctx)
+{
+	return ctx->root;
+}
+
+const char *run_ctx_agent_path(struct run_ctx *ctx)
+{
+	if (ctx->agent)
+		return ctx->agent;
+	const char *e = getenv("ISORUN_AGENT");
+	if (e && *e)
+		return (ctx->agent = strdup(e));
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = 0;
+		char *slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = 0;
+			const char *cands[] = {"%s/isorun-agent", "%s/../agent/isorun-agent",
+					       "%s/../libexec/isorun/isorun-agent"};
+			for (size_t i = 0; i < ARRAY_SIZE(cands); i++) {
+				_cleanup_free_ char *p = NULL;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+				p = cm_strdupf(cands[i], exe);
+#pragma GCC diagnostic pop
+				if (p && access(p, X_OK) == 0)
+					return (ctx->agent = TAKE_PTR(p));
+			}
+		}
+	}
+	return (ctx->agent = strdup("/usr/libexec/isorun/isorun-agent"));
+}
+
+/* ---- image config ---- */
+
+void run_config_free(struct run_config *c)
+{
+	if (!c)
+		return;
+	if (c->env)
+		for (char **e = c->env; *e; e++)
+			free(*e);
+	free(c->env);
+	free(c->working_dir);
+	free(c->user);
+	free(c);
+}
+
+static int strv_from_json(json_object *a, char ***ret)
+{
+	if (!a) {
+		*ret = NULL;
+		return 0;
+	}
+	if (!json_object_is_type(a, json_type_array))
+		return -EPROTO;
+	size_t n = json_object_array_length(a);
+	char **v = calloc(n + 1, sizeof(char *));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		json_object *s = json_object_array_get_idx(a, i);
+		if (!json_object_is_type(s, json_type_string) ||
+		    !(v[i] = strdup(json_object_get_string(s)))) {
+			for (size_t j = 0; j < i; j++)
+				free(v[j]);
+			free(v);
+			return json_object_is_type(s, json_type_string) ? -ENOMEM : -EPROTO;
+		}
+	}
+	*ret = v;
+	return 0;
+}
+
+static int opt_str(json_object *o, const char *key, char **ret)
+{
+	json_object *v;
+	*ret = NULL;
+	if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_string))
+		return -EPROTO;
+	*ret = strdup(json_object_get_string(v));
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int config_from_json(json_object *o, struct run_config **ret)
+{
+	_cleanup_(run_config_freep) struct run_config *c = calloc(1, sizeof(*c));
+	json_object *v = NULL;
+	int r;
+	if (!c)
+		return -ENOMEM;
+	if (!json_object_is_type(o, json_type_object))
+		return -EPROTO;
+	json_object_object_get_ex(o, "Env", &v);
+	if ((r = strv_from_json(v, &c->env)) < 0)
+		return r;
+	if ((r = opt_str(o, "WorkingDir", &c->working_dir)) < 0 ||
+	    (r = opt_str(o, "User", &c->user)) < 0)
+		return r;
+	*ret = TAKE_PTR(c);
+	return 0;
+}
+
+int run_config_parse(const char *json, size_t len, struct run_config **ret)
+{
+	if (len > CONFIG_JSON_CAP)
+		return -EFBIG;
+	_cleanup_(json_object_putp) json_object *o = NULL;
+	json_tokener *tok = json_tokener_new();
+	if (!tok)
+		return -ENOMEM;
+	o = json_tokener_parse_ex(tok, json, (int)len);
+	bool ok = json_tokener_get_error(tok) == json_tokener_success;
+	json_tokener_free(tok);
+	if (!o || !ok || !json_object_is_type(o, json_type_object))
+		return cm_log_ret(-EPROTO, "image config: not a JSON object");
+	json_object *cfg;
+	if (json_object_object_get_ex(o, "config", &cfg) &&
+	    json_object_is_type(cfg, json_type_object))
+		return config_from_json(cfg, ret);
+	return config_from_json(o, ret);
+}
+
+/* ---- state ---- */
+
+void run_sandbox_free(struct run_sandbox *sb)
+{
+	if (!sb)
+		return;
+	if (sb->dirfd >= 0)
+		close(sb->dirfd);
+	free(sb->dir);
+	free(sb->lower_dir);
+	free(sb->image_key);
+	free(sb->backend);
+	free(sb->hostname);
+	run_config_free(sb->config);
+	free(sb);
+}
+
+static bool id_valid(const char *id)
+{
+	if (strlen(id) != RUN_ID_LEN)
+		return false;
+	for (const char *p = id; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
+static int read_json(int dirfd, const char *name, json_object **ret)
+{
+	struct cm_buf b;
+	cm_buf_init(&b, CONFIG_JSON_CAP);
+	int r = cm_read_file(dirfd, name, &b);
+	if (r < 0) {
+		cm_buf_fini(&b);
+		return r;
+	}
+	json_tokener *tok = json_tokener_new();
+	json_object *o = tok ? json_tokener_parse_ex(tok, (const char *)b.data, (int)b.len) : NULL;
+	bool ok = tok && json_tokener_get_error(tok) == json_tokener_success;
+	if (tok)
+		json_tokener_free(tok);
+	cm_buf_fini(&b);
+	if (!o || !ok || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return -EPROTO;
+	}
+	*ret = o;
+	return 0;
+}
+
+static int64_t json_int(json_object *o, const char *k)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
+}
+
+static int write_json(int dirfd, const char *name, json_object *o)
+{
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
+	if (!s)
+		return -ENOMEM;
+	return cm_write_file_atomic(dirfd, name, s, strlen(s), 0600, false);
+}
+
+static const char *status_names[] = {"created", "running", "stopped", "stale"};
+
+const char *run_status_name(enum run_status s)
+{
+	return (unsigned)s < ARRAY_SIZE(status_names) ? status_names[s] : "unknown";
+}
+
+int run_sandbox_save_state(struct run_sandbox *sb)
+{
+	_cleanup_(json_object_putp) json_object *o = json_object_new_object();
+	if (!o)
+		return -ENOMEM;
+	json_object_object_add(o, "status", json_object_new_string(run_status_name(sb->status)));
+	json_object_object_add(o, "pid", json_object_new_int64(sb->pid));
+	json_object_object_add(o, "pid_start", json_object_new_int64((int64_t)sb->pid_start));
+	return write_json(sb->dirfd, "state.json", o);
+}
+
+static int save_config(struct run_sandbox *sb)
+{
+	_cleanup_(json_object_putp) json_object *o = json_object_new_object();
+	if (!o)
+		return -ENOMEM;
+	json_object_object_add(o, "version", json_object_new_int(1));
+	json_object_object_add(o, "id", json_object_new_string(sb->id));
+	json_object_object_add(o, "backend", json_object_new_string(sb->backend));
+	if (sb->lower_dir)
+		json_object_object_add(o, "lower_dir", json_object_new_string(sb->lower_dir));
+	if (sb->image_key)
+		json_object_object_add(o, "image_key", json_object_new_string(sb->image_key));
+	json_object_object_add(o, "hostname", json_object_new_string(sb->hostname));
+	json_object_object_add(o, "net",
+			       json_object_new_string(sb->net == RUN_NET_HOST ? "host" : "none"));
+	json_object_object_add(o, "userns", json_object_new_boolean(sb->userns));
+	json_object_object_add(o, "memory", json_object_new_int64((int64_t)sb->memory_bytes));
+	json_object_object_add(o, "cpu_millis", json_object_new_int64(sb->cpu_millis));
+	json_object_object_add(o, "pids", json_object_new_int64(sb->pids_max));
+	json_object_object_add(o, "created", json_object_new_int64(sb->created));
+	json_object *cfg = json_object_new_object();
+	json_object_object_add(o, "config", cfg);
+	if (sb->config) {
+		json_object *env = json_object_new_array();
+		json_object_object_add(cfg, "Env", env);
+		if (sb->config->env)
+			for (char **e = sb->config->env; *e; e++)
+				json_object_array_add(env, json_object_new_string(*e));
+		if (sb->config->working_dir)
+			json_object_object_add(cfg, "WorkingDir",
+					       json_object_new_string(sb->config->working_dir));
+		if (sb->config->user)
+			json_object_object_add(cfg, "User",
+					       json_object_new_string(sb->config->user));
+	}
+	return write_json(sb->dirfd, "config.json", o);
+}
+
+int run_sandbox_load(struct run_ctx *ctx, const char *id, struct run_sandbox **ret)
+{
+	if (!id_valid(id))
+		return -ENOENT;
+	_cleanup_(run_sandbox_freep) struct run_sandbox *sb = calloc(1, sizeof(*sb));
+	if (!sb)
+		return -ENOMEM;
+	sb->ctx = ctx;
+	snprintf(sb->id, sizeof(sb->id), "%s", id);
+	sb->dirfd = openat(ctx->sbfd, id, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (sb->dirfd < 0)
+		return -errno;
+	sb->dir = cm_strdupf("%s/sandboxes/%s", ctx->root, id);
+	if (!sb->dir)
+		return -ENOMEM;
+	_cleanup_(json_object_putp) json_object *c = NULL;
+	int r = read_json(sb->dirfd, "config.json", &c);
+	if (r < 0)
+		return r == -ENOENT ? -ENOENT : cm_log_ret(r, "sandbox %s: bad config.json", id);
+	json_object *v;
+	if ((r = opt_str(c, "lower_dir", &sb->lower_dir)) < 0 ||
+	    (r = opt_str(c, "image_key", &sb->image_key)) < 0 ||
+	    (r = opt_str(c, "backend", &sb->backend)) < 0 ||
+	    (r = opt_str(c, "hostname", &sb->hostname)) < 0)
+		return r;
+	if (!sb->backend || !sb->hostname)
+		return -EPROTO;
+	sb->net = json_object_object_get_ex(c, "net", &v) &&
+				  !strcmp(json_object_get_string(v), "host")
+			  ? RUN_NET_HOST
+			  : RUN_NET_NONE;
+	sb->userns = json_object_object_get_ex(c, "userns", &v) && json_object_get_boolean(v);
+	sb->memory_bytes = (uint64_t)json_int(c, "memory");
+	sb->cpu_millis = (uint32_t)json_int(c, "cpu_millis");
+	sb->pids_max = (uint32_t)json_int(c, "pids");
+	sb->created = json_int(c, "created");
+	if (json_object_object_get_ex(c, "config", &v) && (r = config_from_json(v, &sb->config)) < 0)
+		return r;
+
+	_cleanup_(json_object_putp) json_object *s = NULL;
+	sb->status = RUN_STATUS_CREATED;
+	if (read_json(sb->dirfd, "state.json", &s) == 0) {
+		_cleanup_free_ char *st = NULL;
+		(void)opt_str(s, "status", &st);
+		for (size_t i = 0; st && i < ARRAY_SIZE(status_names); i++)
+			if (!strcmp(st, status_names[i]))
+				sb->status = (enum run_status)i;
+		sb->pid = (pid_t)json_int(s, "pid");
+		sb->pid_start = (uint64_t)json_int(s, "pid_start");
+	}
+	*ret = TAKE_PTR(sb);
+	return 0;
+}
+
+int run_proc_start_time(pid_t pid, uint64_t *ret)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -ESRCH;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return -ESRCH;
+	buf[n] = 0;
+	/* comm may hold spaces and parentheses: fields resume after the last ')' */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -EPROTO;
+	p += 2; /* field 3 */
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return -EPROTO;
+		p++;
+	}
+	/* a zombie is gone for our purposes */
+	char state = *(strrchr(buf, ')') + 2);
+	if (state == 'Z' || state == 'X')
+		return -ESRCH;
+	*ret = strtoull(p, NULL, 10);
+	return 0;
+}
+
+bool run_sandbox_agent_alive(const struct run_sandbox *sb)
+{
+	uint64_t st;
+	if (sb->pid <= 0)
+		return false;
+	return run_proc_start_time(sb->pid, &st) == 0 && st == sb->pid_start;
+}
+
+const struct run_backend_ops *run_backend_find(const char *name)
+{
+	if (!name || !strcmp(name, "ns"))
+		return &run_backend_ns;
+	return NULL;
+}
+
+static int lock_sandbox(struct run_sandbox *sb)
+{
+	_cleanup_close_ int dfd = openat(sb->ctx->sbfd, sb->id, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	int lfd = openat(dfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lfd < 0)
+		return -errno;
+	while (flock(lfd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			int r = -errno;
+			close(lfd);
+			return r;
+		}
+	}
+	return lfd;
+}
+
+static void unlockp(int *fd)
+{
+	cm_closep(fd);
+}
+
+static int acquire_lower(struct run_sandbox *sb, char **ret)
+{
+	struct run_ctx *ctx = sb->ctx;
+	if (sb->image_key && ctx->have_image_ops && ctx->image_ops.acquire) {
+		int r = ctx->image_ops.acquire(ctx->image_ops.userdata, sb->image_key, ret);
+		if (r < 0)
+			return cm_log_ret(r, "sandbox %s: cannot acquire image %s", sb->id,
+					  sb->image_key);
+		return 1; /* a reference to release */
+	}
+	if (!sb->lower_dir)
+		return cm_log_ret(-EINVAL, "sandbox %s: no lower dir and no image ops", sb->id);
+	*ret = strdup(sb->lower_dir);
+	return *ret ? 0 : -ENOMEM;
+}
+
+static void release_lower(struct run_sandbox *sb)
+{
+	struct run_ctx *ctx = sb->ctx;
+	if (sb->image_key && ctx->have_image_ops && ctx->image_ops.release)
+		ctx->image_ops.release(ctx->image_ops.userdata, sb->image_key);
+}
+
+static int boot_locked(struct run_sandbox *sb)
+{
+	const struct run_backend_ops *be = run_backend_find(sb->backend);
+	_cleanup_free_ char *lower = NULL;
+	int held = acquire_lower(sb, &lower);
+	if (held < 0)
+		return held;
+	int r = be->start(sb, lower);
+	if (r < 0) {
+		if (held)
+			release_lower(sb);
+		return r;
+	}
+	sb->status = RUN_STATUS_RUNNING;
+	r = run_sandbox_save_state(sb);
+	if (r < 0)
+		log_error("sandbox %s: cannot save state: %s", sb->id, strerror(-r));
+	return r;
+}
+
+static int stop_locked(struct run_sandbox *sb, uint32_t grace_ms)
+{
+	const struct run_backend_ops *be = run_backend_find(sb->backend);
+	if (sb->status != RUN_STATUS_RUNNING)
+		return 0;
+	int r = be->stop(sb, grace_ms);
+	if (r < 0)
+		return r;
+	release_lower(sb);
+	sb->status = RUN_STATUS_STOPPED;
+	sb->pid = 0;
+	sb->pid_start = 0;
+	return run_sandbox_save_state(sb);
+}
+
+static int gen_id(char out[RUN_ID_LEN + 1])
+{
+	uint8_t rnd[RUN_ID_LEN / 2];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return -errno;
+	cm_hex_format(rnd, sizeof(rnd), out);
+	return 0;
+}
+
+static int copy_config(const struct run_config *in, struct run_config **ret)
+{
+	_cleanup_(run_config_freep) struct run_config *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	if (in) {
+		size_t n = 0;
+		while (in->env && in->env[n])
+			n++;
+		c->env = calloc(n + 1, sizeof(char *));
+		if (!c->env)
+			return -ENOMEM;
+		for (size_t i = 0; i < n; i++)
+			if (!(c->env[i] = strdup(in->env[i])))
+				return -ENOMEM;
+		if (in->working_dir && !(c->working_dir = strdup(in->working_dir)))
+			return -ENOMEM;
+		if (in->user && !(c->user = strdup(in->user)))
+			return -ENOMEM;
+	}
+	*ret = TAKE_PTR(c);
+	return 0;
+}
+
+int run_sandbox_create(struct run_ctx *ctx, const struct run_create_opts *o, char **ret_id)
+{
+	const struct run_backend_ops *be = run_backend_find(o->backend);
+	int r;
+	if (!be)
+		return cm_log_ret(-EINVAL, "unknown backend '%s'", o->backend);
+	if (!o->lower_dir && !(o->image_key && ctx->have_image_ops))
+		return cm_log_ret(-EINVAL, "a lower dir or an image key with image ops is needed");
+	if (o->lower_dir && o->lower_dir[0] != '/')
+		return cm_log_ret(-EINVAL, "the lower dir must be an absolute path");
+
+	_cleanup_(run_sandbox_freep) struct run_sandbox *sb = calloc(1, sizeof(*sb));
+	if (!sb)
+		return -ENOMEM;
+	sb->ctx = ctx;
+	sb->dirfd = -1;
+	for (int tries = 0;; tries++) {
+		if ((r = gen_id(sb->id)) < 0)
+			return r;
+		if (mkdirat(ctx->sbfd, sb->id, 0700) == 0)
+			break;
+		if (errno != EEXIST || tries > 8)
+			return cm_log_ret(-errno, "cannot create the sandbox directory");
+	}
+	sb->dirfd = openat(ctx->sbfd, sb->id, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	sb->dir = cm_strdupf("%s/sandboxes/%s", ctx->root, sb->id);
+	sb->backend = strdup(be->name);
+	sb->hostname = o->hostname ? strdup(o->hostname) : strndup(sb->id, 12);
+	if (sb->dirfd < 0 || !sb->dir || !sb->backend || !sb->hostname) {
+		r = sb->dirfd < 0 ? -errno : -ENOMEM;
+		goto fail;
+	}
+	if ((o->lower_dir && !(sb->lower_dir = strdup(o->lower_dir))) ||
+	    (o->image_key && !(sb->image_key = strdup(o->image_key)))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if ((r = copy_config(o->config, &sb->config)) < 0)
+		goto fail;
+	sb->net = o->net;
+	sb->userns = o->userns;
+	sb->memory_bytes = o->memory_bytes;
+	sb->cpu_millis = o->cpu_millis;
+	sb->pids_max = o->pids_max;
+	sb->created = (int64_t)time(NULL);
+	sb->status = RUN_STATUS_CREATED;
+	if ((r = save_config(sb)) < 0 || (r = run_sandbox_save_state(sb)) < 0 ||
+	    (r = be->create(sb)) < 0)
+		goto fail;
+	{
+		_cleanup_(unlockp) int lock = lock_sandbox(sb);
+		if (lock < 0) {
+			r = lock;
+			goto fail;
+		}
+		if ((r = boot_locked(sb)) < 0)
+			goto fail;
+	}
+	*ret_id = strdup(sb->id);
+	return *ret_id ? 0 : -ENOMEM;
+fail:
+	be->destroy(sb);
+	cm_rm_rf_at(ctx->sbfd, sb->id);
+	return r;
+}
+
+int run_sandbox_resolve(struct run_ctx *ctx, const char *prefix, char **ret_id)
+{
+	int fd = openat(ctx->sbfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -ENOMEM;
+	}
+	size_t plen = strlen(prefix);
+	char *found = NULL;
+	int r = -ENOENT;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!id_valid(de->d_name) || strncmp(de->d_name, prefix, plen) != 0 || plen == 0)
+			continue;
+		if (found) {
+			r = -EEXIST;
+			break;
+		}
+		found = strdup(de->d_name);
+		r = found ? 0 : -ENOMEM;
+	}
+	closedir(d);
+	if (r < 0) {
+		free(found);
+		return r;
+	}
+	*ret_id = found;
+	return 0;
+}
+
+int run_sandbox_start(struct run_ctx *ctx, const char *id)
+{
+	_cleanup_(run_sandbox_freep) struct run_sandbox *sb = NULL;
+	int r = run_sandbox_load(ctx, id, &sb);
+	if (r < 0)
+		return r;
+	_cleanup_(unlockp) int lock = lock_sandbox(sb);
+	if (lock < 0)
+		return lock;
+	run_sandbox_free(sb);
+	sb = NULL;
+	if ((r = run_sandbox_load(ctx, id, &sb)) < 0) /* state as of holding the lock */
+		return r;
+	if (sb->status == RUN_STATUS_RUNNING) {
+		if (run_sandbox_agent_alive(sb))
+			return cm_log_ret(-EBUSY, "sandbox %s is running", id);
+		/* stale: clean up what the dead agent left, then boot */
+		if ((r = stop_locked(sb, 0)) < 0)
+			return r;
+	}
+	return boot_locked(sb);
+}
+
+int run_sandbox_stop(struct run_ctx *ctx, const char *id, uint32_t grace_ms)
+{
+	_cleanup_(run_sandbox_freep) struct run_sandbox *sb = NULL;
+	int r = run_sandbox_load(ctx, id, &sb);
+	if (r < 0)
+		return r;
+	_cleanup_(unlockp) int lock = lock_sandbox(sb);
+	if (lock < 0)
+		return lock;
+	run_sandbox_free(sb);
+	sb = NULL;
+	if ((r = run_sandbox_load(ctx, id, &sb)) < 0)
+		return r;
+	return stop_locked(sb, grace_ms);
+}
+
+int run_sandbox_remove(struct run_ctx *ctx, const char *id, bool force)
+{
+	_cleanup_(run_sandbox_freep) struct run_sandbox *sb = NULL;
+	int r = run_sandbox_load(ctx, id, &sb);
+	if (r < 0)
+		return r;
+	const struct run_backend_ops *be = run_backend_find(sb->backend);
+	{
+		_cleanup_(unlockp) int lock = lock_sandbox(sb);
+		if (lock < 0)
+			return lock;
+		run_sandbox_free(sb);
+		sb = NULL;
+		if ((r = run_sandbox_load(ctx, id, &sb)) < 0)
+			return r;
+		if (sb->status == RUN_STATUS_RUNNING && run_sandbox_agent_alive(sb) && !force)
+			return cm_log_ret(-EBUSY, "sandbox %s is running (use -f)", id);
+		if ((r = stop_locked(sb, force ? 0 : 10000)) < 0)
+			return r;
+		if ((r = be->destroy(sb)) < 0)
+			return r;
+	}
+	r = cm_rm_rf_at(ctx->sbfd, sb->id);
+	if (r < 0)
+		return cm_log_ret(r, "sandbox %s: cannot remove its state: %s", id, strerror(-r));
+	return 0;
+}
+
+static int cmp_info(const void *a, const void *b)
+{
+	const struct run_sandbox_info *x = a, *y = b;
+	if (x->created != y->created)
+		return x->created < y->created ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+void run_sandbox_info_free(struct run_sandbox_info *v, size_t n)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].lower_dir);
+		free(v[i].image_key);
+	}
+	free(v);
+}
+
+int run_sandbox_list(struct run_ctx *ctx, struct run_sandbox_info **ret, size_t *ret_n)
+{
+	int fd = openat(ctx->sbfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -ENOMEM;
+	}
+	struct run_sandbox_info *v = NULL;
+	size_t n = 0, alloc = 0;
+	int r = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!id_valid(de->d_name))
+			continue;
+		_cleanup_(run_sandbox_freep) struct run_sandbox *sb = NULL;
+		if (run_sandbox_load(ctx, de->d_name, &sb) < 0)
+			continue; /* being created or removed right now */
+		if (n == alloc) {
+			alloc = alloc ? 2 * alloc : 16;
+			struct run_sandbox_info *nv = realloc(v, alloc * sizeof(*v));
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		struct run_sandbox_info *i = &v[n++];
+		memset(i, 0, sizeof(*i));
+		snprintf(i->id, sizeof(i->id), "%s", sb->id);
+		i->status = sb->status;
+		if (sb->status == RUN_STATUS_RUNNING) {
+			if (run_sandbox_agent_alive(sb))
+				i->agent_pid = sb->pid;
+			else
+				i->status = RUN_STATUS_STALE;
+		}
+		i->created = sb->created;
+		i->lower_dir = TAKE_PTR(sb->lower_dir);
+		i->image_key = TAKE_PTR(sb->image_key);
+		if (i->status == RUN_STATUS_RUNNING)
+			i->memory_usage = run_cgroup_memory_usage(sb->id);
+	}
+	closedir(d);
+	if (r < 0) {
+		run_sandbox_info_free(v, n);
+		return r;
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_info);
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}

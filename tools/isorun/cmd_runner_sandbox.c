@@ -1,0 +1,704 @@
+/*
+ * Sandbox verbs: create, exec, run, ps, stop, start, rm, cp. Argument parsing and output
+ * only; everything else is runner/ (runner/runner.h).
+ *
+ * Image references: until the pull/mount path is wired, create/run take --rootfs DIR (a
+ * lower directory) and --config FILE (an OCI image config JSON). The wiring point is
+ * isorun_resolve_ref() and isorun_image_ops() below: weak symbols another cmd_*.c file may
+ * define to turn REF into a lower dir/image key/config and to plug the mount refcount in.
+ */
+#include "verbs.h"
+
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "runner/runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+/*
+ * Resolve an image reference for create/run: fill *ret_image_key (the key passed to
+ * run_image_ops), optionally *ret_lower_dir and *ret_config (malloc'd). -errno on failure.
+ */
+int isorun_resolve_ref(const char *ref, char **ret_image_key, char **ret_lower_dir,
+		       struct run_config **ret_config) __attribute__((weak));
+/* The image mount refcount hooks (NULL: none). */
+const struct run_image_ops *isorun_image_ops(void) __attribute__((weak));
+
+DEFINE_CLEANUP_FUNC(struct run_ctx, run_ctx_free)
+DEFINE_CLEANUP_FUNC(struct run_config, run_config_free)
+DEFINE_CLEANUP_FUNC(struct run_client, run_client_free)
+
+static int open_ctx(struct run_ctx **ret)
+{
+	int r = run_ctx_new(isorun_root(), ret);
+	if (r < 0) {
+		fprintf(stderr, "isorun: cannot open state root %s: %s\n", isorun_root(),
+			strerror(-r));
+		return r;
+	}
+	if (isorun_image_ops && isorun_image_ops())
+		run_ctx_set_image_ops(*ret, isorun_image_ops());
+	return 0;
+}
+
+static int resolve_id(struct run_ctx *ctx, const char *arg, char **ret)
+{
+	int r = run_sandbox_resolve(ctx, arg, ret);
+	if (r == -ENOENT)
+		fprintf(stderr, "isorun: no such sandbox: %s\n", arg);
+	else if (r == -EEXIST)
+		fprintf(stderr, "isorun: ambiguous sandbox id prefix: %s\n", arg);
+	else if (r < 0)
+		fprintf(stderr, "isorun: %s: %s\n", arg, strerror(-r));
+	return r;
+}
+
+/* ---- create options ---- */
+
+struct create_args {
+	const char *rootfs, *config_file, *ref, *hostname;
+	struct run_create_opts o;
+	struct run_config *config;
+	char *lower, *key;
+};
+
+static int parse_cpus(const char *s, uint32_t *ret)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (*end || v <= 0 || v > 4096)
+		return -EINVAL;
+	*ret = (uint32_t)(v * 1000 + 0.5);
+	return 0;
+}
+
+/* Parse one create option at argv[*i]; 1 if consumed, 0 if not a create option, <0 error. */
+static int create_opt(struct create_args *a, int argc, char **argv, int *i)
+{
+	const char *o = argv[*i];
+	const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+	uint64_t n;
+	if (!strcmp(o, "--userns")) {
+		a->o.userns = true;
+		return 1;
+	}
+	if (strcmp(o, "--rootfs") && strcmp(o, "--config") && strcmp(o, "--net") &&
+	    strcmp(o, "--memory") && strcmp(o, "--cpus") && strcmp(o, "--pids") &&
+	    strcmp(o, "--hostname"))
+		return 0;
+	if (!v) {
+		fprintf(stderr, "isorun: %s needs a value\n", o);
+		return -EINVAL;
+	}
+	(*i)++;
+	if (!strcmp(o, "--rootfs")) {
+		a->rootfs = v;
+	} else if (!strcmp(o, "--config")) {
+		a->config_file = v;
+	} else if (!strcmp(o, "--hostname")) {
+		a->hostname = v;
+	} else if (!strcmp(o, "--net")) {
+		if (!strcmp(v, "none"))
+			a->o.net = RUN_NET_NONE;
+		else if (!strcmp(v, "host"))
+			a->o.net = RUN_NET_HOST;
+		else {
+			fprintf(stderr, "isorun: --net none|host\n");
+			return -EINVAL;
+		}
+	} else if (!strcmp(o, "--memory")) {
+		if (cm_parse_size(v, &n) < 0 || n == 0) {
+			fprintf(stderr, "isorun: bad --memory %s\n", v);
+			return -EINVAL;
+		}
+		a->o.memory_bytes = n;
+	} else if (!strcmp(o, "--cpus")) {
+		if (parse_cpus(v, &a->o.cpu_millis) < 0) {
+			fprintf(stderr, "isorun: bad --cpus %s\n", v);
+			return -EINVAL;
+		}
+	} else if (!strcmp(o, "--pids")) {
+		char *end;
+		unsigned long p = strtoul(v, &end, 10);
+		if (*end || p == 0 || p > 1u << 22) {
+			fprintf(stderr, "isorun: bad --pids %s\n", v);
+			return -EINVAL;
+		}
+		a->o.pids_max = (uint32_t)p;
+	}
+	return 1;
+}
+
+static int create_prepare(struct create_args *a)
+{
+	int r;
+	if (a->config_file) {
+		struct cm_buf b;
+		cm_buf_init(&b, 1 << 20);
+		r = cm_read_file(AT_FDCWD, a->config_file, &b);
+		if (r < 0) {
+			fprintf(stderr, "isorun: %s: %s\n", a->config_file, strerror(-r));
+			cm_buf_fini(&b);
+			return r;
+		}
+		r = run_config_parse((const char *)b.data, b.len, &a->config);
+		cm_buf_fini(&b);
+		if (r < 0) {
+			fprintf(stderr, "isorun: %s: not an OCI image config\n", a->config_file);
+			return r;
+		}
+	}
+	if (a->rootfs) {
+		a->lower = realpath(a->rootfs, NULL);
+		if (!a->lower) {
+			fprintf(stderr, "isorun: --rootfs %s: %s\n", a->rootfs, strerror(errno));
+			return -errno;
+		}
+	} else if (a->ref) {
+		if (!isorun_resolve_ref) {
+			fprintf(stderr, "isorun: image references are not wired in this build; "
+					"use --rootfs DIR [--config FILE]\n");
+			return -ENOTSUP;
+		}
+		struct run_config *cfg = NULL;
+		r = isorun_resolve_ref(a->ref, &a->key, &a->lower, &cfg);
+		if (r < 0) {
+			fprintf(stderr, "isorun: %s: %s\n", a->ref, strerror(-r));
+			return r;
+		}
+		if (!a->config)
+			a->config = cfg;
+		else
+			run_config_free(cfg);
+	} else {
+		fprintf(stderr, "isorun: an image REF or --rootfs DIR is needed\n");
+		return -EINVAL;
+	}
+	a->o.lower_dir = a->lower;
+	a->o.image_key = a->key;
+	a->o.config = a->config;
+	a->o.hostname = a->hostname;
+	return 0;
+}
+
+static void create_args_fini(struct create_args *a)
+{
+	run_config_free(a->config);
+	free(a->lower);
+	free(a->key);
+}
+
+static const char create_usage[] =
+	"[--rootfs DIR] [--config FILE] [--net none|host] [--memory SIZE] [--cpus N] "
+	"[--pids N] [--hostname NAME] [--userns]";
+
+static int cmd_create(int argc, char **argv)
+{
+	struct create_args a = {0};
+	int i = 1, r;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		r = create_opt(&a, argc, argv, &i);
+		if (r < 0)
+			return ISORUN_EXIT_USAGE;
+		if (r == 0) {
+			fprintf(stderr, "isorun create: unknown option %s\n", argv[i]);
+			return ISORUN_EXIT_USAGE;
+		}
+	}
+	if (i < argc)
+		a.ref = argv[i++];
+	if (i != argc) {
+		fprintf(stderr, "usage: isorun create %s [REF]\n", create_usage);
+		return ISORUN_EXIT_USAGE;
+	}
+	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
+	if (create_prepare(&a) < 0 || open_ctx(&ctx) < 0) {
+		create_args_fini(&a);
+		return ISORUN_EXIT_ERROR;
+	}
+	_cleanup_free_ char *id = NULL;
+	r = run_sandbox_create(ctx, &a.o, &id);
+	create_args_fini(&a);
+	if (r < 0) {
+		fprintf(stderr, "isorun: create failed: %s\n", strerror(-r));
+		return ISORUN_EXIT_ERROR;
+	}
+	printf("%s\n", id);
+	return 0;
+}
+ISORUN_VERB("create", cmd_create, "[options] REF|--rootfs DIR", "create and boot a sandbox");
+
+/* ---- exec ---- */
+
+#define MAX_ENV 1024
+
+struct exec_args {
+	bool interactive, tty;
+	const char *env[MAX_ENV + 1];
+	size_t nenv;
+	const char *workdir, *user;
+	uint32_t timeout_ms;
+};
+
+static int exec_opt(struct exec_args *e, int argc, char **argv, int *i)
+{
+	const char *o = argv[*i];
+	if (!strcmp(o, "-i") || !strcmp(o, "--interactive")) {
+		e->interactive = true;
+		return 1;
+	}
+	if (!strcmp(o, "-t") || !strcmp(o, "--tty")) {
+		e->tty = true;
+		return 1;
+	}
+	if (!strcmp(o, "-it") || !strcmp(o, "-ti")) {
+		e->interactive = e->tty = true;
+		return 1;
+	}
+	if (strcmp(o, "--env") && strcmp(o, "-e") && strcmp(o, "--workdir") && strcmp(o, "-w") &&
+	    strcmp(o, "--user") && strcmp(o, "-u") && strcmp(o, "--timeout"))
+		return 0;
+	if (*i + 1 >= argc) {
+		fprintf(stderr, "isorun: %s needs a value\n", o);
+		return -EINVAL;
+	}
+	const char *v = argv[++(*i)];
+	if (!strcmp(o, "--env") || !strcmp(o, "-e")) {
+		if (!strchr(v, '=') || v[0] == '=' || e->nenv >= MAX_ENV) {
+			fprintf(stderr, "isorun: --env wants K=V\n");
+			return -EINVAL;
+		}
+		e->env[e->nenv++] = v;
+	} else if (!strcmp(o, "--workdir") || !strcmp(o, "-w")) {
+		e->workdir = v;
+	} else if (!strcmp(o, "--user") || !strcmp(o, "-u")) {
+		e->user = v;
+	} else {
+		char *end;
+		double s = strtod(v, &end);
+		if (*end || s <= 0 || s > 4e6) {
+			fprintf(stderr, "isorun: bad --timeout %s\n", v);
+			return -EINVAL;
+		}
+		e->timeout_ms = (uint32_t)(s * 1000);
+	}
+	return 1;
+}
+
+static struct termios saved_tio;
+static bool tio_saved;
+
+static void tty_raw(void)
+{
+	struct termios t;
+	if (tcgetattr(0, &saved_tio) < 0)
+		return;
+	tio_saved = true;
+	t = saved_tio;
+	cfmakeraw(&t);
+	tcsetattr(0, TCSANOW, &t);
+}
+
+static void tty_restore(void)
+{
+	if (tio_saved)
+		tcsetattr(0, TCSANOW, &saved_tio);
+	tio_saved = false;
+}
+
+/* Run argv in sandbox id with signal forwarding; returns the docker-style exit status. */
+static int do_exec(struct run_ctx *ctx, const char *id, struct exec_args *e, char **argv)
+{
+	sigset_t mask, old;
+	sigemptyset(&mask);
+	int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+		sigaddset(&mask, sigs[i]);
+	sigprocmask(SIG_BLOCK, &mask, &old);
+	_cleanup_close_ int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+	struct run_exec_opts o = {
+		.argv = (const char *const *)argv,
+		.env = e->env,
+		.cwd = e->workdir,
+		.user = e->user,
+		.timeout_ms = e->timeout_ms,
+		.tty = e->tty,
+		.stdin_fd = e->interactive ? 0 : -1,
+		.stdout_fd = 1,
+		.stderr_fd = 2,
+		.signal_fd = sfd,
+	};
+	struct winsize ws;
+	if (e->tty && ioctl(0, TIOCGWINSZ, &ws) == 0) {
+		o.rows = ws.ws_row;
+		o.cols = ws.ws_col;
+	}
+	if (e->tty && e->interactive && isatty(0))
+		tty_raw();
+	struct run_exec_result res;
+	int r = run_sandbox_exec(ctx, id, &o, &res);
+	tty_restore();
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (r < 0) {
+		fprintf(stderr, "isorun: exec failed: %s\n", strerror(-r));
+		return ISORUN_EXIT_ERROR;
+	}
+	if (res.kind == RUN_EXEC_FAILED)
+		fprintf(stderr, "isorun: %s: %s: %s\n", argv[0], res.message, strerror(res.code));
+	else if (res.timed_out)
+		fprintf(stderr, "isorun: %s: timed out after %.3f s, killed\n", argv[0],
+			e->timeout_ms / 1000.0);
+	return run_exec_status(&res);
+}
+
+static int cmd_exec(int argc, char **argv)
+{
+	struct exec_args e = {0};
+	int i = 1, r;
+	for (; i < argc && argv[i][0] == '-' && strcmp(argv[i], "--"); i++) {
+		r = exec_opt(&e, argc, argv, &i);
+		if (r == 0)
+			fprintf(stderr, "isorun exec: unknown option %s\n", argv[i]);
+		if (r <= 0)
+			return ISORUN_EXIT_USAGE;
+	}
+	if (i >= argc) {
+		fprintf(stderr, "usage: isorun exec [-i] [-t] [--env K=V] [--workdir DIR] "
+				"[--user U] [--timeout S] ID -- CMD...\n");
+		return ISORUN_EXIT_USAGE;
+	}
+	const char *idarg = argv[i++];
+	if (i < argc && !strcmp(argv[i], "--"))
+		i++;
+	if (i >= argc) {
+		fprintf(stderr, "isorun exec: no command\n");
+		return ISORUN_EXIT_USAGE;
+	}
+	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
+	_cleanup_free_ char *id = NULL;
+	if (open_ctx(&ctx) < 0 || resolve_id(ctx, idarg, &id) < 0)
+		return ISORUN_EXIT_ERROR;
+	return do_exec(ctx, id, &e, argv + i);
+}
+ISORUN_VERB("exec", cmd_exec, "[-i] [-t] [--env K=V] [--workdir D] [--user U] [--timeout S] ID -- CMD...",
+	    "run a command in a sandbox");
+
+/* ---- run ---- */
+
+static int cmd_run(int argc, char **argv)
+{
+	struct create_args a = {0};
+	struct exec_args e = {0};
+	bool keep = false;
+	int i = 1, r;
+	for (; i < argc && argv[i][0] == '-' && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--keep")) {
+			keep = true;
+			continue;
+		}
+		if ((r = create_opt(&a, argc, argv, &i)) != 0 ||
+		    (r = exec_opt(&e, argc, argv, &i)) != 0) {
+			if (r < 0)
+				return ISORUN_EXIT_USAGE;
+			continue;
+		}
+		fprintf(stderr, "isorun run: unknown option %s\n", argv[i]);
+		return ISORUN_EXIT_USAGE;
+	}
+	if (i < argc && strcmp(argv[i], "--"))
+		a.ref = argv[i++];
+	if (i < argc && !strcmp(argv[i], "--"))
+		i++;
+	if (i >= argc) {
+		fprintf(stderr, "usage: isorun run %s [--keep] [exec options] [REF] -- CMD...\n",
+			create_usage);
+		return ISORUN_EXIT_USAGE;
+	}
+	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
+	if (create_prepare(&a) < 0 || open_ctx(&ctx) < 0) {
+		create_args_fini(&a);
+		return ISORUN_EXIT_ERROR;
+	}
+	_cleanup_free_ char *id = NULL;
+	r = run_sandbox_create(ctx, &a.o, &id);
+	create_args_fini(&a);
+	if (r < 0) {
+		fprintf(stderr, "isorun: create failed: %s\n", strerror(-r));
+		return ISORUN_EXIT_ERROR;
+	}
+	int status = do_exec(ctx, id, &e, argv + i);
+	if (keep) {
+		fprintf(stderr, "%s\n", id);
+	} else if ((r = run_sandbox_remove(ctx, id, true)) < 0) {
+		fprintf(stderr, "isorun: remove %s failed: %s\n", id, strerror(-r));
+		if (status == 0)
+			status = ISORUN_EXIT_ERROR;
+	}
+	return status;
+}
+ISORUN_VERB("run", cmd_run, "[create/exec options] [--keep] REF -- CMD...",
+	    "create a sandbox, run a command, remove it");
+
+/* ---- ps ---- */
+
+static int cmd_ps(int argc, char **argv)
+{
+	bool json = false;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--format") && i + 1 < argc && !strcmp(argv[i + 1], "json")) {
+			json = true;
+			i++;
+		} else if (!strcmp(argv[i], "--format=json")) {
+			json = true;
+		} else {
+			fprintf(stderr, "usage: isorun ps [--format json]\n");
+			return ISORUN_EXIT_USAGE;
+		}
+	}
+	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
+	if (open_ctx(&ctx) < 0)
+		return ISORUN_EXIT_ERROR;
+	struct run_sandbox_info *v = NULL;
+	size_t n = 0;
+	int r = run_sandbox_list(ctx, &v, &n);
+	if (r < 0) {
+		fprintf(stderr, "isorun: ps: %s\n", strerror(-r));
+		return ISORUN_EXIT_ERROR;
+	}
+	if (json) {
+		json_object *a = json_object_new_array();
+		for (size_t i = 0; i < n; i++) {
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "id", json_object_new_string(v[i].id));
+			json_object_object_add(o, "status",
+					       json_object_new_string(run_status_name(v[i].status)));
+			json_object_object_add(o, "pid", json_object_new_int64(v[i].agent_pid));
+			json_object_object_add(o, "created", json_object_new_int64(v[i].created));
+			json_object_object_add(o, "memory",
+					       json_object_new_int64((int64_t)v[i].memory_usage));
+			if (v[i].lower_dir)
+				json_object_object_add(o, "lower_dir",
+						       json_object_new_string(v[i].lower_dir));
+			if (v[i].image_key)
+				json_object_object_add(o, "image",
+						       json_object_new_string(v[i].image_key));
+			json_object_array_add(a, o);
+		}
+		printf("%s\n", json_object_to_json_string_ext(a, JSON_C_TO_STRING_PRETTY));
+		json_object_put(a);
+	} else {
+		printf("%-16s  %-8s  %-8s  %-19s  %-10s  %s\n", "ID", "STATUS", "PID", "CREATED",
+		       "MEMORY", "IMAGE");
+		for (size_t i = 0; i < n; i++) {
+			char when[32], mem[32] = "-";
+			time_t t = (time_t)v[i].created;
+			struct tm tm;
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
+			if (v[i].memory_usage)
+				cm_format_bytes(v[i].memory_usage, mem, sizeof(mem));
+			printf("%-16s  %-8s  %-8d  %-19s  %-10s  %s\n", v[i].id,
+			       run_status_name(v[i].status), (int)v[i].agent_pid, when, mem,
+			       v[i].image_key ? v[i].image_key
+					      : (v[i].lower_dir ? v[i].lower_dir : "-"));
+		}
+	}
+	run_sandbox_info_free(v, n);
+	return 0;
+}
+ISORUN_VERB("ps", cmd_ps, "[--format json]", "list sandboxes");
+
+/* ---- stop / start / rm ---- */
+
+static int for_each_id(int argc, char **argv, int first, int (*fn)(struct run_ctx *, const char *,
+								     void *),
+		       void *ud)
+{
+	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
+	if (open_ctx(&ctx) < 0)
+		return ISORUN_EXIT_ERROR;
+	int status = 0;
+	for (int i = first; i < argc; i++) {
+		_cleanup_free_ char *id = NULL;
+		if (resolve_id(ctx, argv[i], &id) < 0) {
+			status = ISORUN_EXIT_ERROR;
+			continue;
+		}
+		int r = fn(ctx, id, ud);
+		if (r < 0) {
+			fprintf(stderr, "isorun: %s %s: %s\n", argv[0], id, strerror(-r));
+			status = ISORUN_EXIT_ERROR;
+		}
+	}
+	return status;
+}
+
+static int do_stop(struct run_ctx *ctx, const char *id, void *ud)
+{
+	return run_sandbox_stop(ctx, id, *(uint32_t *)ud);
+}
+
+static int cmd_stop(int argc, char **argv)
+{
+	uint32_t grace = 10000;
+	int i = 1;
+	if (i + 1 < argc && (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--time"))) {
+		grace = (uint32_t)(strtod(argv[i + 1], NULL) * 1000);
+		i += 2;
+	}
+	if (i >= argc) {
+		fprintf(stderr, "usage: isorun stop [-t SECONDS] ID...\n");
+		return ISORUN_EXIT_USAGE;
+	}
+	return for_each_id(argc, argv, i, do_stop, &grace);
+}
+ISORUN_VERB("stop", cmd_stop, "[-t SECONDS] ID...", "stop a sandbox's processes, keep its scratch");
+
+static int do_start(struct run_ctx *ctx, const char *id, void *ud)
+{
+	return run_sandbox_start(ctx, id);
+}
+
+static int cmd_start(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: isorun start ID...\n");
+		return ISORUN_EXIT_USAGE;
+	}
+	return for_each_id(argc, argv, 1, do_start, NULL);
+}
+ISORUN_VERB("start", cmd_start, "ID...", "boot a fresh agent on a stopped sandbox");
+
+static int do_rm(struct run_ctx *ctx, const char *id, void *ud)
+{
+	return run_sandbox_remove(ctx, id, *(bool *)ud);
+}
+
+static int cmd_rm(int argc, char **argv)
+{
+	bool force = false;
+	int i = 1;
+	if (i < argc && (!strcmp(argv[i], "-f") || !strcmp(argv[i], "--force"))) {
+		force = true;
+		i++;
+	}
+	if (i >= argc) {
+		fprintf(stderr, "usage: isorun rm [-f] ID...\n");
+		return ISORUN_EXIT_USAGE;
+	}
+	return for_each_id(argc, argv, i, do_rm, &force);
+}
+ISORUN_VERB("rm", cmd_rm, "[-f] ID...", "remove a sandbox (-f: even if running)");
+
+/* ---- cp ---- */
+
+/* "ID:/path" -> id prefix and path; false for a host path. */
+static bool split_remote(char *s, char **id, char **path)
+{
+	char *colon = strchr(s, ':');
+	if (!colon || colon == s || strchr(s, '/') < colon)
+		return false;
+	*colon = 0;
+	*id = s;
+	*path = colon + 1;
+	return true;
+}
+
+static int cmd_cp(int argc, char **argv)
+{
+	if (argc != 3) {
+		fprintf(stderr, "usage: isorun cp SRC DST (one of them ID:/path)\n");
+		return ISORUN_EXIT_USAGE;
+	}
+	char *sid, *spath, *did, *dpath;
+	bool sremote = split_remote(argv[1], &sid, &spath);
+	bool dremote = split_remote(argv[2], &did, &dpath);
+	if (sremote == dremote) {
+		fprintf(stderr, "isorun cp: exactly one of SRC and DST must be ID:/path\n");
+		return ISORUN_EXIT_USAGE;
+	}
+	const char *rpath = sremote ? spath : dpath;
+	if (rpath[0] != '/') {
+		fprintf(stderr, "isorun cp: the sandbox path must be absolute\n");
+		return ISORUN_EXIT_USAGE;
+	}
+	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
+	_cleanup_free_ char *id = NULL;
+	if (open_ctx(&ctx) < 0 || resolve_id(ctx, sremote ? sid : did, &id) < 0)
+		return ISORUN_EXIT_ERROR;
+	_cleanup_(run_client_freep) struct run_client *c = NULL;
+	int r = run_client_connect(ctx, id, &c);
+	if (r < 0) {
+		fprintf(stderr, "isorun cp: cannot reach sandbox %s: %s\n", id, strerror(-r));
+		return ISORUN_EXIT_ERROR;
+	}
+	if (dremote) {
+		_cleanup_close_ int fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+			fprintf(stderr, "isorun cp: %s: %s\n", argv[1],
+				fd < 0 ? strerror(errno) : "not a regular file");
+			return ISORUN_EXIT_ERROR;
+		}
+		_cleanup_free_ char *target = NULL;
+		size_t dl = strlen(dpath);
+		if (dl && dpath[dl - 1] == '/') { /* a directory: keep the source's name */
+			const char *base = strrchr(argv[1], '/');
+			target = cm_strdupf("%s%s", dpath, base ? base + 1 : argv[1]);
+		} else {
+			target = strdup(dpath);
+		}
+		if (!target)
+			return ISORUN_EXIT_ERROR;
+		r = run_client_put_file(c, fd, target, st.st_mode & 07777, 0, 0);
+		if (r < 0) {
+			fprintf(stderr, "isorun cp: %s:%s: %s\n", id, target, strerror(-r));
+			return ISORUN_EXIT_ERROR;
+		}
+		return 0;
+	}
+	_cleanup_free_ char *target = NULL;
+	struct stat st;
+	if (stat(argv[2], &st) == 0 && S_ISDIR(st.st_mode)) {
+		const char *base = strrchr(spath, '/');
+		target = cm_strdupf("%s/%s", argv[2], base + 1);
+	} else {
+		target = strdup(argv[2]);
+	}
+	if (!target)
+		return ISORUN_EXIT_ERROR;
+	_cleanup_free_ char *tmp = cm_strdupf("%s.isorun-cp.XXXXXX", target);
+	if (!tmp)
+		return ISORUN_EXIT_ERROR;
+	_cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "isorun cp: %s: %s\n", target, strerror(errno));
+		return ISORUN_EXIT_ERROR;
+	}
+	uint32_t mode = 0644;
+	r = run_client_get_file(c, spath, fd, &mode);
+	if (r >= 0 && (fchmod(fd, mode) < 0 || rename(tmp, target) < 0))
+		r = -errno;
+	if (r < 0) {
+		unlink(tmp);
+		fprintf(stderr, "isorun cp: %s:%s: %s\n", id, spath, strerror(-r));
+		return ISORUN_EXIT_ERROR;
+	}
+	return 0;
+}
+ISORUN_VERB("cp", cmd_cp, "SRC DST", "copy a file into (DST=ID:/path) or out of a sandbox");
