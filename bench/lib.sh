@@ -169,13 +169,23 @@ pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # isorun tool detection --------------------------------------------------------------------
 
-isorun_bin() { # isorun_bin NAME: path of a built isorun tool, or nothing
-	local b d
+# isorun_build_dir: the build whose tools are measured: $ISORUN_BUILD_DIR (CTest sets it), else
+# the first of build/h-bench, build/debug that has tools/isorun. Both tools come from it.
+isorun_build_dir() {
+	local d
 	for d in "${ISORUN_BUILD_DIR:-}" "$BENCH_DIR/../build/h-bench" "$BENCH_DIR/../build/debug"; do
-		[ -n "$d" ] || continue
-		b=$d/tools/$1
-		[ -x "$b" ] && { echo "$b"; return 0; }
+		[ -n "$d" ] && [ -x "$d/tools/isorun" ] && { (cd "$d" && pwd); return 0; }
 	done
+	return 0
+}
+
+isorun_bin() { # isorun_bin NAME: path of a built isorun tool, or nothing
+	local d
+	d=$(isorun_build_dir)
+	if [ -n "$d" ]; then
+		[ ! -x "$d/tools/$1" ] || echo "$d/tools/$1"
+		return 0
+	fi
 	command -v "$1" 2>/dev/null || true
 }
 

@@ -15,7 +15,9 @@
 #   baseline     skopeo copy → OCI layout, umoci unpack, first command in a chroot of the tree
 #                (split: pull, unpack, command)
 #   floor        the first command on the already-unpacked tree, cold page cache
-#   index        isorun-index build REF into an empty store
+#   index-oci    isorun-index build oci:LAYOUT:TAG (the local layout, no network), empty store;
+#                also records the store's size afterwards (index + packs/chunks)
+#   index        isorun-index build REF (from the registry), when the tool takes registry refs
 #   pull         isorun pull REF into an empty store
 #   run-cold     isorun run REF -- CMD, empty store (first boot builds the index)
 #   run-index    isorun run REF -- CMD, store holding only the pre-built index
@@ -26,8 +28,9 @@
 # command ran on a cold cache (mincore via fincore; includes kernel readahead); "opened" =
 # files opened/executed after chroot (strace) and their total size; "fetched" = what isorun
 # says it fetched (`isorun stats`), n/a without that verb.
-set -euo pipefail
+set -eEuo pipefail
 . "$(dirname "$0")/lib.sh"
+trap 'log "run.sh: failed at line $LINENO: $BASH_COMMAND"' ERR
 
 QUICK=0
 IMAGES=
@@ -63,7 +66,7 @@ require_root
 require_cmds skopeo umoci unshare chroot strace fincore jq curl awk
 mkdir -p "$BENCH_WORK"
 exec 9>"$BENCH_WORK/.run.lock"
-flock -n 9 || die "another bench/run.sh holds $BENCH_WORK/.run.lock"
+flock -w 300 9 || die "another bench/run.sh has held $BENCH_WORK/.run.lock for 5 min"
 
 RUN=$BENCH_WORK/run
 RECORDS=$BENCH_WORK/records.$$.tsv
@@ -134,11 +137,12 @@ export ISORUN_INSECURE_REGISTRIES=$BENCH_WAN_ADDR
 
 # Methods: avail_<m> says whether it can run (else "n/a"), m_<m> IMAGE LABEL NET REP measures
 # and records. Adding a method = one pair of functions + its name in METHODS.
-METHODS="baseline floor index pull run-cold run-index run-warm mount-cold mount-index mount-warm"
+METHODS="baseline floor index-oci index pull run-cold run-index run-warm mount-cold mount-index mount-warm"
 declare -A METHOD_TITLE=(
 	[baseline]="baseline: skopeo+umoci+chroot"
 	[floor]="floor: unpacked tree, cold cache"
-	[index]="isorun-index build"
+	[index-oci]="isorun-index build oci:LAYOUT"
+	[index]="isorun-index build REF"
 	[pull]="isorun pull"
 	[run-cold]="isorun run, cold, no index"
 	[run-index]="isorun run, cold, pre-built index"
@@ -150,13 +154,16 @@ declare -A METHOD_TITLE=(
 
 avail_baseline() { return 0; }
 avail_floor() { return 0; }
-avail_index() { has_verb "$ISORUN_INDEX" build; }
+avail_index_oci() { has_verb "$ISORUN_INDEX" build; }
+# Registry sources: the tool's usage names them (REF, registry or docker://) next to oci:.
+index_takes_refs() { has_verb "$ISORUN_INDEX" build && "$ISORUN_INDEX" --help 2>&1 | grep -Eq 'REF|registry|docker://'; }
+avail_index() { index_takes_refs; }
 avail_pull() { has_verb "$ISORUN" pull; }
 avail_run_cold() { has_verb "$ISORUN" run; }
-avail_run_index() { has_verb "$ISORUN" run && has_verb "$ISORUN_INDEX" build; }
+avail_run_index() { has_verb "$ISORUN" run && avail_index_oci; }
 avail_run_warm() { has_verb "$ISORUN" run; }
 avail_mount_cold() { has_verb "$ISORUN" mount; }
-avail_mount_index() { has_verb "$ISORUN" mount && has_verb "$ISORUN_INDEX" build; }
+avail_mount_index() { has_verb "$ISORUN" mount && avail_index_oci; }
 avail_mount_warm() { has_verb "$ISORUN" mount; }
 
 # The baseline pulls and unpacks once per image and repetition (m_baseline_prepare), then
@@ -209,14 +216,15 @@ bytes_touched() {
 	eval "set -- ${line#* * }"
 	step "strace" strace -f -qq -e trace=chroot,openat,open,execve -o "$RUN/strace.log" \
 		bash -c '. "$1"; shift; in_chroot "$@"' sh "$BENCH_DIR/lib.sh" "$mode" "$BASE_TREE" "$@"
+	# Sizes are taken inside the chroot (stat -L: symlinks resolve as the command saw them),
+	# each file once (by device and inode).
 	opened=$(awk '
 		/chroot\(".*\) = 0/ { inside = 1; next }
 		inside && /(openat|open|execve)\(/ && !/= -1/ {
 			if (match($0, /"[^"]*"/)) print substr($0, RSTART + 1, RLENGTH - 2)
-		}' "$RUN/strace.log" | sort -u | while read -r p; do
-		f=$BASE_TREE/$p
-		[ -f "$f" ] && [ ! -L "$f" ] && stat -c %s "$f"
-	done | awk '{ n++; s += $1 } END { printf "%d %d", n, s }')
+		}' "$RUN/strace.log" | sort -u | tr '\n' '\0' |
+		{ xargs -0 -r chroot "$BASE_TREE" stat -L -c '%d:%i %s %F' -- 2>/dev/null || true; } |
+		awk '/regular/ && !seen[$1]++ { n++; s += $2 } END { printf "%d %d", n, s }')
 	record "$image" "$label" "$net" trace resident_bytes 1 "$resident"
 	record "$image" "$label" "$net" trace opened_files 1 "${opened% *}"
 	record "$image" "$label" "$net" trace opened_bytes 1 "${opened#* }"
@@ -229,16 +237,19 @@ IDXROOT=$RUN/isorun-index-root
 
 isorun_fresh_root() { rm -rf "$IROOT"; mkdir -p "$IROOT"; }
 
-# isorun_prebuilt_index REF: an empty store that holds only REF's index, as if the index had
-# been built in CI and published: isorun-index builds it in a store of its own (--push when
-# the tool offers it, so the client finds the artifact in the registry), and only indexes/
-# (never chunks/) is carried over into the client's store.
+# isorun_prebuilt_index IMAGE NET: an empty store that holds only IMAGE's index, as if the
+# index had been built in CI and published: isorun-index builds it in a store of its own (from
+# the registry when it takes refs, with --push when it offers that, so the client finds the
+# artifact in the registry; else from the image's OCI layout, which has the same manifest
+# digest: images are pushed with --preserve-digests), and only indexes/ (never chunks/) is
+# carried over into the client's store.
 isorun_prebuilt_index() {
+	local src="oci:$BENCH_WORK/oci:$1" push=()
+	index_takes_refs && src="$(net_addr "$2")/$1:latest"
+	"$ISORUN_INDEX" --help 2>&1 | grep -q -- --push && push=(--push)
 	rm -rf "$IDXROOT"
 	mkdir -p "$IDXROOT"
-	local push=()
-	"$ISORUN_INDEX" build --help 2>&1 | grep -q -- --push && push=(--push)
-	step "isorun-index build (prepare)" "$ISORUN_INDEX" --root "$IDXROOT" build "${push[@]}" "$1"
+	step "isorun-index build (prepare)" "$ISORUN_INDEX" --root "$IDXROOT" build "${push[@]}" "$src"
 	isorun_fresh_root
 	[ ! -d "$IDXROOT/indexes" ] || cp -a "$IDXROOT/indexes" "$IROOT/"
 }
@@ -254,13 +265,27 @@ fetched_bytes() {
 	echo "${v:-null}"
 }
 
-m_index() {
+# The index depends on the image only: measured for the first command and network of an image.
+index_once() { [ "$2" = "$(image_cmds "$1" | awk 'NR == 1 { print $1 }')" ]; }
+m_index_oci() {
+	index_once "$1" "$2" || return 0
 	local t
 	rm -rf "$IDXROOT"
 	mkdir -p "$IDXROOT"
 	drop_caches
 	t=$(now_ns)
-	step "isorun-index build" "$ISORUN_INDEX" --root "$IDXROOT" build "$(net_addr "$3")/$1:latest"
+	step "isorun-index build oci:" "$ISORUN_INDEX" --root "$IDXROOT" build "oci:$BENCH_WORK/oci:$1"
+	record "$1" "$2" "$3" index-oci total_ms "$4" "$(ms_since "$t")"
+	record "$1" "$2" "$3" index-oci store_bytes "$4" "$(du -sb "$IDXROOT" | cut -f1)"
+}
+m_index() {
+	index_once "$1" "$2" || return 0
+	local t
+	rm -rf "$IDXROOT"
+	mkdir -p "$IDXROOT"
+	drop_caches
+	t=$(now_ns)
+	step "isorun-index build REF" "$ISORUN_INDEX" --root "$IDXROOT" build "$(net_addr "$3")/$1:latest"
 	record "$1" "$2" "$3" index total_ms "$4" "$(ms_since "$t")"
 }
 m_pull() {
@@ -289,7 +314,7 @@ m_run_cold() {
 }
 m_run_index() {
 	local t
-	isorun_prebuilt_index "$(net_addr "$3")/$1:latest"
+	isorun_prebuilt_index "$1" "$3"
 	drop_caches
 	t=$(now_ns)
 	step "isorun run (pre-built index)" isorun_run "$@"
@@ -349,7 +374,7 @@ m_mount_cold() {
 }
 m_mount_index() {
 	local t
-	isorun_prebuilt_index "$(net_addr "$3")/$1:latest"
+	isorun_prebuilt_index "$1" "$3"
 	drop_caches
 	t=$(now_ns)
 	step "isorun mount + chroot (pre-built index)" mount_and_run "$@"
