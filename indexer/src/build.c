@@ -28,6 +28,8 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include "registry/manifest.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -42,17 +44,13 @@
 #define CONFIG_CAP   (8u << 20)
 #define MAX_LAYERS   1024
 
-#define MT_OCI_MANIFEST	  "application/vnd.oci.image.manifest.v1+json"
-#define MT_OCI_INDEX	  "application/vnd.oci.image.index.v1+json"
-#define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
-#define MT_DOCKER_LIST	  "application/vnd.docker.distribution.manifest.list.v2+json"
-#define MT_EMPTY	  "application/vnd.oci.empty.v1+json"
-#define EMPTY_DIGEST	  "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
 DEFINE_CLEANUP_FUNC(json_object, json_object_put)
 DEFINE_CLEANUP_FUNC(struct idx_tree, idx_tree_free)
 DEFINE_CLEANUP_FUNC(struct idx_pool, idx_pool_free)
 DEFINE_CLEANUP_FUNC(struct idx_config, idx_config_free)
+DEFINE_CLEANUP_FUNC(struct reg_manifest, reg_manifest_free)
+DEFINE_CLEANUP_FUNC(struct reg_index, reg_index_free)
 
 static void cm_buf_finip(struct cm_buf *b)
 {
@@ -80,108 +78,6 @@ static json_object *parse_json(const struct cm_buf *b, const char *what)
 		return NULL;
 	}
 	return o;
-}
-
-static const char *jstr(json_object *o, const char *key)
-{
-	json_object *v;
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-static int jsize(json_object *o, uint64_t *ret)
-{
-	json_object *v;
-	if (!json_object_object_get_ex(o, "size", &v) || !json_object_is_type(v, json_type_int))
-		return -EPROTO;
-	int64_t n = json_object_get_int64(v);
-	if (n < 0)
-		return -EPROTO;
-	*ret = (uint64_t)n;
-	return 0;
-}
-
-static bool is_index_type(const char *mt)
-{
-	return mt && (!strcmp(mt, MT_OCI_INDEX) || !strcmp(mt, MT_DOCKER_LIST));
-}
-
-static const char *infer_media_type(json_object *m, const char *given)
-{
-	const char *mt = jstr(m, "mediaType");
-	if (mt)
-		return mt;
-	if (given && *given)
-		return given;
-	json_object *v;
-	if (json_object_object_get_ex(m, "schemaVersion", &v) && json_object_get_int(v) == 1)
-		return "application/vnd.docker.distribution.manifest.v1+json";
-	if (json_object_object_get_ex(m, "manifests", &v))
-		return MT_OCI_INDEX;
-	return MT_OCI_MANIFEST;
-}
-
-static int check_manifest_type(const char *mt)
-{
-	if (!strcmp(mt, MT_OCI_MANIFEST) || !strcmp(mt, MT_DOCKER_MANIFEST) || is_index_type(mt))
-		return 0;
-	if (strstr(mt, "manifest.v1"))
-		return cm_log_ret(-ENOTSUP, "Docker schema 1 manifests (%s) are not supported; "
-					    "re-push the image with a current client", mt);
-	return cm_log_ret(-ENOTSUP, "unsupported manifest media type '%s'", mt);
-}
-
-static int parse_platform(const char *spec, char os[32], char arch[32], char variant[32])
-{
-	os[0] = arch[0] = variant[0] = 0;
-	if (sscanf(spec, "%31[^/]/%31[^/]/%31s", os, arch, variant) < 2)
-		return cm_log_ret(-EINVAL, "platform '%s' is not os/arch[/variant]", spec);
-	return 0;
-}
-
-/* Choose the manifest for the platform from an image index. */
-static int select_platform(json_object *idx, const char *platform, char ret_digest[72])
-{
-	char os[32], arch[32], variant[32];
-	int r = parse_platform(platform ? platform : "linux/amd64", os, arch, variant);
-	if (r < 0)
-		return r;
-	json_object *mans;
-	if (!json_object_object_get_ex(idx, "manifests", &mans) ||
-	    !json_object_is_type(mans, json_type_array))
-		return cm_log_ret(-EPROTO, "image index has no manifests array");
-	size_t n = json_object_array_length(mans);
-	int best = -1, best_score = -1;
-	for (size_t i = 0; i < n; i++) {
-		json_object *m = json_object_array_get_idx(mans, i), *p;
-		const char *d = jstr(m, "digest");
-		if (!d || !json_object_object_get_ex(m, "platform", &p))
-			continue;
-		const char *mos = jstr(p, "os"), *march = jstr(p, "architecture"), *mv = jstr(p, "variant");
-		if (!mos || !march || strcmp(mos, os) || strcmp(march, arch))
-			continue;
-		int score = 1;
-		if (variant[0]) {
-			if (!mv || strcmp(mv, variant))
-				continue;
-			score = 2;
-		} else if (!mv || (!strcmp(arch, "arm64") && !strcmp(mv, "v8"))) {
-			score = 2;
-		}
-		if (score > best_score) {
-			best = (int)i;
-			best_score = score;
-		}
-	}
-	if (best < 0)
-		return cm_log_ret(-ENOENT, "the image has no manifest for platform %s (choose one with "
-					   "--platform)", platform ? platform : "linux/amd64");
-	const char *d = jstr(json_object_array_get_idx(mans, (size_t)best), "digest");
-	if (!cm_digest_valid(d))
-		return cm_log_ret(-EPROTO, "image index: invalid digest '%s'", d);
-	snprintf(ret_digest, 72, "%s", d);
-	return 0;
 }
 
 static int layer_compression(const char *mt, enum idx_compression *ret)
@@ -312,28 +208,33 @@ static int write_artifact(struct oci_out *o, const struct cm_buf *index, const c
 	int r = write_blob(o->dirfd, index->data, index->len, d);
 	if (r < 0)
 		return r;
-	r = write_blob(o->dirfd, "{}", 2, d);
+	r = write_blob(o->dirfd, "{}", 2, d); /* the empty config (REG_EMPTY_DIGEST) */
 	if (r < 0)
 		return r;
-	_cleanup_(json_object_putp) json_object *m = json_object_new_object();
-	json_object_object_add(m, "schemaVersion", json_object_new_int(2));
-	json_object_object_add(m, "mediaType", json_object_new_string(MT_OCI_MANIFEST));
-	json_object_object_add(m, "artifactType", json_object_new_string(IDX_ARTIFACT_TYPE));
-	json_object *cfg = descriptor(MT_EMPTY, EMPTY_DIGEST, 2);
-	json_object_object_add(cfg, "data", json_object_new_string("e30="));
-	json_object_object_add(m, "config", cfg);
-	json_object *layers = json_object_new_array();
-	json_object_array_add(layers, descriptor(IDX_MEDIA_INDEX, index_digest, index->len));
-	for (uint32_t i = 0; i < o->npacks; i++)
-		json_object_array_add(layers, descriptor(IDX_MEDIA_PACK, o->packs[i].digest, o->packs[i].size));
-	json_object_object_add(m, "layers", layers);
-	json_object_object_add(m, "subject", descriptor(subject_mt, subject_digest, subject_size));
-	json_object *ann = json_object_new_object();
-	json_object_object_add(ann, "dev.isorun.index.digest", json_object_new_string(index_digest));
-	json_object_object_add(ann, "dev.isorun.index.format", json_object_new_string("1"));
-	json_object_object_add(m, "annotations", ann);
+	/* Layer 0 is the index, then the packs in pack order. */
+	_cleanup_free_ struct reg_descriptor *layers = calloc(o->npacks + 1, sizeof(*layers));
+	if (!layers)
+		return -ENOMEM;
+	layers[0].media_type = (char *)IDX_MEDIA_INDEX;
+	snprintf(layers[0].digest, sizeof(layers[0].digest), "%s", index_digest);
+	layers[0].size = index->len;
+	for (uint32_t i = 0; i < o->npacks; i++) {
+		layers[i + 1].media_type = (char *)IDX_MEDIA_PACK;
+		snprintf(layers[i + 1].digest, sizeof(layers[i + 1].digest), "%s", o->packs[i].digest);
+		layers[i + 1].size = o->packs[i].size;
+	}
+	struct reg_descriptor subject = {.media_type = (char *)subject_mt, .size = subject_size};
+	snprintf(subject.digest, sizeof(subject.digest), "%s", subject_digest);
+	struct reg_annotation ann[] = {
+		{(char *)"dev.isorun.index.digest", (char *)index_digest},
+		{(char *)"dev.isorun.index.format", (char *)"1"},
+	};
+	_cleanup_free_ char *ms = NULL;
 	size_t mlen;
-	const char *ms = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN, &mlen);
+	r = reg_artifact_manifest_format(IDX_ARTIFACT_TYPE, NULL, layers, o->npacks + 1, &subject,
+					 ann, ARRAY_SIZE(ann), &ms, &mlen);
+	if (r < 0)
+		return r;
 	char mdigest[72];
 	r = write_blob(o->dirfd, ms, mlen, mdigest);
 	if (r < 0)
@@ -341,9 +242,9 @@ static int write_artifact(struct oci_out *o, const struct cm_buf *index, const c
 
 	_cleanup_(json_object_putp) json_object *ix = json_object_new_object();
 	json_object_object_add(ix, "schemaVersion", json_object_new_int(2));
-	json_object_object_add(ix, "mediaType", json_object_new_string(MT_OCI_INDEX));
+	json_object_object_add(ix, "mediaType", json_object_new_string(REG_MT_OCI_INDEX));
 	json_object *mans = json_object_new_array();
-	json_object *md = descriptor(MT_OCI_MANIFEST, mdigest, mlen);
+	json_object *md = descriptor(REG_MT_OCI_MANIFEST, mdigest, mlen);
 	json_object_object_add(md, "artifactType", json_object_new_string(IDX_ARTIFACT_TYPE));
 	json_object_array_add(mans, md);
 	json_object_object_add(ix, "manifests", mans);
@@ -376,8 +277,9 @@ int idx_build(struct idx_store *store, struct idx_source *src, const struct idx_
 	static const struct idx_build_opts defaults = {0};
 	const struct idx_build_opts *o = opts ? opts : &defaults;
 	_cleanup_buf_ struct cm_buf mbody = {0}, cbody = {0}, index = {0};
-	_cleanup_free_ char *mt = NULL, *mt2 = NULL;
-	_cleanup_(json_object_putp) json_object *manifest = NULL, *config = NULL;
+	_cleanup_free_ char *mt = NULL;
+	_cleanup_(reg_manifest_freep) struct reg_manifest *manifest = NULL;
+	_cleanup_(json_object_putp) json_object *config = NULL;
 	_cleanup_(idx_tree_freep) struct idx_tree *tree = NULL;
 	_cleanup_(idx_pool_freep) struct idx_pool *pool = NULL;
 	_cleanup_(idx_config_freep) struct idx_config *cfg = NULL;
@@ -394,44 +296,42 @@ int idx_build(struct idx_store *store, struct idx_source *src, const struct idx_
 	r = src->ops->get_manifest(src, NULL, &mbody, &mt, mdigest);
 	if (r < 0)
 		return r;
-	manifest = parse_json(&mbody, "manifest");
-	if (!manifest)
-		return -EPROTO;
-	const char *mtype = infer_media_type(manifest, mt);
-	if ((r = check_manifest_type(mtype)) < 0)
-		return r;
-	if (is_index_type(mtype)) {
-		char child[72];
-		if ((r = select_platform(manifest, o->platform, child)) < 0)
+	enum reg_doc_kind kind = reg_doc_sniff((const char *)mbody.data, mbody.len, mt);
+	if (kind == REG_DOC_INDEX) {
+		_cleanup_(reg_index_freep) struct reg_index *ix = NULL;
+		_cleanup_(reg_platform_fini) struct reg_platform want = {0};
+		const struct reg_descriptor *d;
+		if ((r = reg_index_parse((const char *)mbody.data, mbody.len, mt, &ix)) < 0)
+			return cm_log_ret(r, "%s: invalid image index %s", src->ref, mdigest);
+		if ((r = reg_platform_parse(o->platform, &want)) < 0)
+			return cm_log_ret(r, "platform '%s' is not os/arch[/variant]", o->platform);
+		if ((r = reg_index_select_platform(ix, &want, &d)) < 0)
 			return r;
-		json_object_put(TAKE_PTR(manifest));
+		char child[CM_DIGEST_STR_SIZE];
+		snprintf(child, sizeof(child), "%s", d->digest);
 		cm_buf_clear(&mbody);
-		r = src->ops->get_manifest(src, child, &mbody, &mt2, mdigest);
-		if (r < 0)
+		free(TAKE_PTR(mt));
+		if ((r = src->ops->get_manifest(src, child, &mbody, &mt, mdigest)) < 0)
 			return r;
-		manifest = parse_json(&mbody, "manifest");
-		if (!manifest)
-			return -EPROTO;
-		mtype = infer_media_type(manifest, mt2);
-		if ((r = check_manifest_type(mtype)) < 0)
-			return r;
-		if (is_index_type(mtype))
-			return cm_log_ret(-EPROTO, "image index %s points to another index", child);
+		kind = reg_doc_sniff((const char *)mbody.data, mbody.len, mt);
 	}
-	_cleanup_free_ char *subject_mt = strdup(mtype);
+	if (kind == REG_DOC_SCHEMA1)
+		return cm_log_ret(-ENOTSUP, "%s: Docker schema 1 manifests are not supported; re-push "
+					    "the image with a current client", src->ref);
+	if (kind != REG_DOC_MANIFEST)
+		return cm_log_ret(kind == REG_DOC_INDEX ? -EPROTO : -ENOTSUP,
+				  "%s: %s is not an image manifest (media type '%s')", src->ref,
+				  mdigest, mt && *mt ? mt : "unknown");
+	if ((r = reg_manifest_parse((const char *)mbody.data, mbody.len, mt, &manifest)) < 0)
+		return cm_log_ret(r, "%s: invalid manifest %s", src->ref, mdigest);
+	_cleanup_free_ char *subject_mt = strdup(reg_manifest_media_type(manifest));
 	if (!subject_mt)
 		return -ENOMEM;
 
 	/* Config and layers. */
-	json_object *jcfg, *jlayers;
-	if (!json_object_object_get_ex(manifest, "config", &jcfg) ||
-	    !json_object_object_get_ex(manifest, "layers", &jlayers) ||
-	    !json_object_is_type(jlayers, json_type_array))
-		return cm_log_ret(-EPROTO, "manifest %s has no config or layers", mdigest);
-	const char *cdigest = jstr(jcfg, "digest");
-	uint64_t csize;
-	if (!cdigest || !cm_digest_valid(cdigest) || jsize(jcfg, &csize) < 0)
-		return cm_log_ret(-EPROTO, "manifest %s: invalid config descriptor", mdigest);
+	const struct reg_descriptor *jcfg = reg_manifest_config(manifest);
+	const char *cdigest = jcfg->digest;
+	uint64_t csize = jcfg->size;
 	if (csize > CONFIG_CAP)
 		return cm_log_ret(-EFBIG, "image config is %llu bytes (limit %u)",
 				  (unsigned long long)csize, CONFIG_CAP);
@@ -448,7 +348,7 @@ int idx_build(struct idx_store *store, struct idx_source *src, const struct idx_
 	    !json_object_object_get_ex(rootfs, "diff_ids", &diff_ids) ||
 	    !json_object_is_type(diff_ids, json_type_array))
 		return cm_log_ret(-EPROTO, "image config has no rootfs.diff_ids");
-	size_t nlayers = json_object_array_length(jlayers);
+	size_t nlayers = reg_manifest_layer_count(manifest);
 	if (nlayers > MAX_LAYERS)
 		return cm_log_ret(-EFBIG, "image has %zu layers (limit %d)", nlayers, MAX_LAYERS);
 	if (json_object_array_length(diff_ids) != nlayers)
@@ -458,14 +358,11 @@ int idx_build(struct idx_store *store, struct idx_source *src, const struct idx_
 	if (!layers)
 		return -ENOMEM;
 	for (size_t i = 0; i < nlayers; i++) {
-		json_object *l = json_object_array_get_idx(jlayers, i);
-		const char *d = jstr(l, "digest"), *lmt = jstr(l, "mediaType");
-		if (!d || !cm_digest_valid(d) || !lmt || jsize(l, &layers[i].size) < 0)
-			return cm_log_ret(-EPROTO, "manifest %s: invalid descriptor for layer %zu",
-					  mdigest, i + 1);
-		if ((r = layer_compression(lmt, &layers[i].comp)) < 0)
+		const struct reg_descriptor *l = reg_manifest_layer(manifest, i);
+		if ((r = layer_compression(l->media_type, &layers[i].comp)) < 0)
 			return r;
-		snprintf(layers[i].digest, sizeof(layers[i].digest), "%s", d);
+		layers[i].size = l->size;
+		snprintf(layers[i].digest, sizeof(layers[i].digest), "%s", l->digest);
 	}
 	if ((r = idx_config_parse((const char *)cbody.data, cbody.len, &cfg)) < 0)
 		return r;

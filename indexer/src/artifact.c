@@ -1,0 +1,133 @@
+/* Pushing and finding the index artifact (see indexer/artifact.h). */
+#include "indexer/artifact.h"
+
+#include "indexer/build.h"
+
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include "registry/client.h"
+#include "registry/manifest.h"
+#include "registry/ref.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+DEFINE_CLEANUP_FUNC(struct reg_manifest, reg_manifest_free)
+DEFINE_CLEANUP_FUNC(struct reg_index, reg_index_free)
+DEFINE_CLEANUP_FUNC(struct reg_ref, reg_ref_free)
+DEFINE_CLEANUP_FUNC(json_object, json_object_put)
+
+static int push_blob_file(struct reg_client *c, const struct reg_ref *repo, int dirfd,
+			  const char *digest, uint64_t size)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "blobs/sha256/%s", digest + 7);
+	_cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return cm_log_ret(-errno, "artifact blob %s: %s", digest, strerror(errno));
+	int r = reg_client_push_blob_fd(c, repo, digest, fd, size, 0, NULL);
+	return r < 0 ? r : 0;
+}
+
+int idx_artifact_push(struct reg_client *c, const struct reg_ref *repo, const char *layout_dir,
+		      char ret_digest[CM_DIGEST_STR_SIZE])
+{
+	_cleanup_close_ int dirfd = open(layout_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return cm_log_ret(-errno, "%s: %s", layout_dir, strerror(errno));
+	struct cm_buf ib, mb;
+	cm_buf_init(&ib, REG_MANIFEST_MAX);
+	cm_buf_init(&mb, REG_MANIFEST_MAX);
+	int r = cm_read_file(dirfd, "index.json", &ib);
+	_cleanup_(json_object_putp) json_object *ix = r == 0 ? json_tokener_parse((char *)ib.data) : NULL;
+	json_object *mans, *m0, *d;
+	const char *mdigest = NULL;
+	if (ix && json_object_object_get_ex(ix, "manifests", &mans) &&
+	    json_object_array_length(mans) == 1 && (m0 = json_object_array_get_idx(mans, 0)) &&
+	    json_object_object_get_ex(m0, "digest", &d))
+		mdigest = json_object_get_string(d);
+	if (!mdigest || !cm_digest_valid(mdigest)) {
+		r = cm_log_ret(-EPROTO, "%s is not an isorun index artifact layout", layout_dir);
+		goto out;
+	}
+	char mpath[96];
+	snprintf(mpath, sizeof(mpath), "blobs/sha256/%s", mdigest + 7);
+	if ((r = cm_read_file(dirfd, mpath, &mb)) < 0)
+		goto out;
+	_cleanup_(reg_manifest_freep) struct reg_manifest *m = NULL;
+	if ((r = reg_manifest_parse((char *)mb.data, mb.len, REG_MT_OCI_MANIFEST, &m)) < 0)
+		goto out;
+	const char *at = reg_manifest_artifact_type(m);
+	if (!at || strcmp(at, IDX_ARTIFACT_TYPE) || !reg_manifest_subject(m)) {
+		r = cm_log_ret(-EPROTO, "%s: manifest is not an isorun index artifact", layout_dir);
+		goto out;
+	}
+	const struct reg_descriptor *cfg = reg_manifest_config(m);
+	if ((r = push_blob_file(c, repo, dirfd, cfg->digest, cfg->size)) < 0)
+		goto out;
+	for (size_t i = 0; i < reg_manifest_layer_count(m); i++) {
+		const struct reg_descriptor *l = reg_manifest_layer(m, i);
+		if ((r = push_blob_file(c, repo, dirfd, l->digest, l->size)) < 0)
+			goto out;
+	}
+	r = reg_client_push_referrer(c, repo, mb.data, mb.len, ret_digest);
+out:
+	cm_buf_fini(&ib);
+	cm_buf_fini(&mb);
+	return r;
+}
+
+int idx_artifact_find(struct reg_client *c, const struct reg_ref *repo, const char *manifest_digest,
+		      char ret_index_digest[CM_DIGEST_STR_SIZE],
+		      char ret_artifact_digest[CM_DIGEST_STR_SIZE])
+{
+	_cleanup_(reg_index_freep) struct reg_index *refs = NULL;
+	int r = reg_client_referrers(c, repo, manifest_digest, IDX_ARTIFACT_TYPE, &refs, NULL);
+	if (r < 0)
+		return r;
+	for (size_t i = reg_index_count(refs); i > 0; i--) {
+		const struct reg_descriptor *e = reg_index_entry(refs, i - 1);
+		if (!e->artifact_type || strcmp(e->artifact_type, IDX_ARTIFACT_TYPE))
+			continue;
+		_cleanup_(reg_ref_freep) struct reg_ref *aref = NULL;
+		if ((r = reg_ref_with(repo, e->digest, &aref)) < 0)
+			return r;
+		struct cm_buf body;
+		cm_buf_init(&body, REG_MANIFEST_MAX);
+		_cleanup_free_ char *mt = NULL;
+		char got[CM_DIGEST_STR_SIZE];
+		r = reg_client_get_manifest(c, aref, &body, &mt, got);
+		_cleanup_(reg_manifest_freep) struct reg_manifest *m = NULL;
+		if (r == 0)
+			r = reg_manifest_parse((char *)body.data, body.len, mt, &m);
+		cm_buf_fini(&body);
+		if (r < 0) {
+			log_warn("skipping referrer %s of %s: unreadable", e->digest, manifest_digest);
+			continue;
+		}
+		/* The referrers list is the registry's word; the artifact itself must agree. */
+		const struct reg_descriptor *subj = reg_manifest_subject(m);
+		const char *at = reg_manifest_artifact_type(m);
+		if (!subj || strcmp(subj->digest, manifest_digest) || !at || strcmp(at, IDX_ARTIFACT_TYPE) ||
+		    reg_manifest_layer_count(m) < 1 ||
+		    strcmp(reg_manifest_layer(m, 0)->media_type, IDX_MEDIA_INDEX)) {
+			log_warn("ignoring referrer %s: not an isorun index of %s", e->digest,
+				 manifest_digest);
+			continue;
+		}
+		snprintf(ret_index_digest, CM_DIGEST_STR_SIZE, "%s", reg_manifest_layer(m, 0)->digest);
+		if (ret_artifact_digest)
+			snprintf(ret_artifact_digest, CM_DIGEST_STR_SIZE, "%s", got);
+		return 0;
+	}
+	return -ENOENT;
+}
