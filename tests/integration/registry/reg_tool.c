@@ -58,7 +58,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: reg-tool [--creds-stdin] [--authfile F] [--timeout S] [--retries N]\n"
 		"                [--retry-base-ms N] [--low-speed-time S] [--platform P] [--parallel N]\n"
-		"                [--insecure HOST] COMMAND ARGS\n"
+		"                [--insecure HOST] [--repeat N [--pause-ms MS]] COMMAND ARGS\n"
 		"commands:\n"
 		"  parse REF                 normalised reference, or the reason it is invalid\n"
 		"  policy REF [--allow-floating]\n"
@@ -96,14 +96,15 @@ int main(int argc, char **argv)
 		{"low-speed-time", required_argument, NULL, 'l'},
 		{"platform", required_argument, NULL, 'p'}, {"parallel", required_argument, NULL, 'j'},
 		{"insecure", required_argument, NULL, 'i'}, {"allow-floating", no_argument, NULL, 'f'},
-		{"output", required_argument, NULL, 'o'},   {NULL, 0, NULL, 0}};
+		{"output", required_argument, NULL, 'o'},   {"repeat", required_argument, NULL, 'R'},
+		{"pause-ms", required_argument, NULL, 'P'}, {NULL, 0, NULL, 0}};
 	struct reg_options o = {0};
 	const char *insecure[8] = {0};
 	size_t ninsecure = 0;
 	_cleanup_free_ char *creds = NULL;
 	const char *output = NULL;
 	bool allow_floating = false;
-	int c;
+	int c, repeat = 1, pause_ms = 0;
 
 	cm_log_set_ident("reg-tool");
 	while ((c = getopt_long(argc, argv, "+o:", opts, NULL)) != -1) {
@@ -142,6 +143,12 @@ int main(int argc, char **argv)
 			break;
 		case 'o':
 			output = optarg;
+			break;
+		case 'R':
+			repeat = atoi(optarg);
+			break;
+		case 'P':
+			pause_ms = atoi(optarg);
 			break;
 		default:
 			usage();
@@ -192,6 +199,12 @@ int main(int argc, char **argv)
 		explicit_bzero(creds, strlen(creds));
 	int rc = 0;
 	struct reg_ref *ref = NULL;
+	/* --repeat runs the command several times on one client (token cache tests) */
+	for (int it = 0; it < repeat && rc == 0; it++) {
+	if (it && pause_ms)
+		usleep((useconds_t)pause_ms * 1000);
+	reg_ref_free(ref);
+	ref = NULL;
 	if (!strcmp(cmd, "ping") && na == 1) {
 		rc = fail(reg_client_ping(cl, a[0]), "ping");
 	} else if (!strcmp(cmd, "manifest") && na == 1) {
@@ -365,6 +378,7 @@ int main(int argc, char **argv)
 		rc = fail(e, "referrers");
 	} else {
 		usage();
+	}
 	}
 	reg_ref_free(ref);
 	reg_client_free(cl);

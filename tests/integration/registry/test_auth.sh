@@ -1,0 +1,93 @@
+#!/bin/bash
+# Authentication against real registries: htpasswd (basic) and token (bearer) auth, auth
+# files written by login, credential helpers, identity tokens, expiring tokens.
+. "$(dirname "$0")/lib.sh"
+unset REGISTRY_AUTH_FILE DOCKER_CONFIG XDG_RUNTIME_DIR
+export HOME=$WORK/home
+mkdir -p "$HOME"
+
+python3 "$FIX/make_image.py" "$WORK/img" v1 --layers 2 --kib 128 >/dev/null
+
+# ---- htpasswd ----
+start_registry hp --auth htpasswd
+H=$(reg_env hp REG_HOST); U=$(reg_env hp REG_USER); P=$(reg_env hp REG_PASS)
+echo "$P" | "$REG_TOOL" --authfile "$WORK/auth.json" login "$H" "$U"
+[ "$(stat -c %a "$WORK/auth.json")" = 600 ] || fail "auth file mode $(stat -c %a "$WORK/auth.json")"
+grep -q "$P" "$WORK/auth.json" && fail "password stored in clear"
+skopeo copy -q --dest-tls-verify=false --dest-authfile "$WORK/auth.json" "oci:$WORK/img:v1" "docker://$H/priv/app:v1" >/dev/null
+ok "login writes a 0600 docker auth file that skopeo accepts"
+
+expect_rc 13 "$REG_TOOL" manifest "$H/priv/app:v1"
+ok "anonymous access to a basic-auth registry: EACCES"
+echo "$U:wrong-$P" | expect_rc 13 "$REG_TOOL" --creds-stdin manifest "$H/priv/app:v1"
+grep -q "wrong-$P" "$WORK/err" "$WORK/out" && fail "password leaked into output"
+ok "wrong password: EACCES, password not in messages"
+echo "$U:$P" | "$REG_TOOL" --creds-stdin manifest "$H/priv/app:v1" >/dev/null || fail "explicit creds"
+"$REG_TOOL" --authfile "$WORK/auth.json" manifest "$H/priv/app:v1" >/dev/null || fail "authfile creds"
+ok "explicit credentials and --authfile"
+
+# standard chain: $REGISTRY_AUTH_FILE, then ~/.docker/config.json
+REGISTRY_AUTH_FILE=$WORK/auth.json "$REG_TOOL" manifest "$H/priv/app:v1" >/dev/null || fail "REGISTRY_AUTH_FILE"
+mkdir -p "$HOME/.docker"
+cp "$WORK/auth.json" "$HOME/.docker/config.json"
+"$REG_TOOL" manifest "$H/priv/app:v1" >/dev/null || fail "~/.docker/config.json"
+"$REG_TOOL" logout "$H"
+expect_rc 13 "$REG_TOOL" manifest "$H/priv/app:v1"
+expect_rc 2 "$REG_TOOL" logout "$H"
+ok "REGISTRY_AUTH_FILE, ~/.docker/config.json, logout"
+
+# credential helper (credHelpers, then credsStore) from $DOCKER_CONFIG
+mkdir -p "$WORK/bin" "$WORK/dc"
+cat >"$WORK/bin/docker-credential-fake" <<SH
+#!/bin/sh
+echo "\$*" >>"$WORK/helper.args"
+read -r host
+echo "\$host" >>"$WORK/helper.hosts"
+if [ "\$host" = "$H" ]; then
+	printf '{"ServerURL":"%s","Username":"%s","Secret":"%s"}\n' "\$host" "$U" "$P"
+else
+	echo "credentials not found in native keychain"; exit 1
+fi
+SH
+chmod +x "$WORK/bin/docker-credential-fake"
+echo "{\"credHelpers\": {\"$H\": \"fake\"}}" >"$WORK/dc/config.json"
+PATH=$WORK/bin:$PATH DOCKER_CONFIG=$WORK/dc "$REG_TOOL" manifest "$H/priv/app:v1" >/dev/null || fail "credHelpers"
+echo '{"credsStore": "fake", "auths": {}}' >"$WORK/dc/config.json"
+PATH=$WORK/bin:$PATH DOCKER_CONFIG=$WORK/dc "$REG_TOOL" manifest "$H/priv/app:v1" >/dev/null || fail "credsStore"
+grep -qvx get "$WORK/helper.args" && fail "helper got arguments other than 'get': $(sort -u "$WORK/helper.args")"
+grep -qx "$H" "$WORK/helper.hosts" || fail "helper did not get the host on stdin"
+ok "credential helpers: credHelpers and credsStore, host on stdin, only 'get' on the command line"
+
+# ---- token ----
+start_registry tk --auth token --token-expires 3
+T=$(reg_env tk REG_HOST); LOG=$(reg_env tk REG_TOKEN_LOG)
+echo "$U:$P" | "$REG_TOOL" --creds-stdin push-layout "$WORK/img:v1" "$T/tok/app:v1" >/dev/null || fail "push with token auth"
+ok "push with bearer token (pull,push scope)"
+expect_rc 13 "$REG_TOOL" push-layout "$WORK/img:v1" "$T/tok/other:v1"
+ok "anonymous token is pull-only: push refused"
+"$REG_TOOL" manifest "$T/tok/app:v1" >/dev/null || fail "anonymous pull with token"
+ok "anonymous pull through the token server"
+echo "$U:nope" | expect_rc 13 "$REG_TOOL" --creds-stdin manifest "$T/tok/app:v1"
+grep -q "refused wrong-credentials" "$LOG" || fail "token server did not see the wrong password"
+ok "wrong password at the token server: EACCES"
+
+# identity token (docker 'identitytoken'): OAuth2 refresh-token grant
+IDT=$(reg_env tk REG_IDENTITY_TOKEN)
+echo "{\"auths\": {\"$T\": {\"identitytoken\": \"$IDT\"}}}" >"$WORK/idt.json"
+"$REG_TOOL" --authfile "$WORK/idt.json" push-layout "$WORK/img:v1" "$T/tok/idt:v1" >/dev/null || fail "identity token push"
+ok "identity token from the auth file"
+
+# expiring tokens, on one client: cached while valid, fetched again after expires_in
+: >"$LOG"
+"$REG_TOOL" --repeat 3 manifest "$T/tok/app:v1" >/dev/null
+n=$(grep -c "issued anonymous repository:tok/app:pull" "$LOG")
+[ "$n" = 1 ] || fail "expected one cached token for 3 requests, token log: $(cat "$LOG")"
+: >"$LOG"
+"$REG_TOOL" --repeat 2 --pause-ms 3500 manifest "$T/tok/app:v1" >/dev/null
+n=$(grep -c "issued anonymous repository:tok/app:pull" "$LOG")
+[ "$n" = 2 ] || fail "expected a fresh token after expiry, token log: $(cat "$LOG")"
+read -r _ L0 S0 _ < <("$REG_TOOL" resolve "$T/tok/app:v1" | grep '^layer' | head -1)
+: >"$LOG"
+"$REG_TOOL" stream "$T/tok/app:v1" "$L0" "$S0" >/dev/null || fail "stream with token"
+ok "tokens are refreshed after expires_in"
+echo "all passed"

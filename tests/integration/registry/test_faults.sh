@@ -1,0 +1,83 @@
+#!/bin/bash
+# Transport faults injected by tests/fixtures/fault_proxy.py between reg-tool and a real
+# registry: transient faults are retried (and downloads resumed) to a verified result;
+# corrupting faults are detected and never accepted; a dead registry fails within the deadline.
+. "$(dirname "$0")/lib.sh"
+
+start_registry r --auth none
+H=$(reg_env r REG_HOST)
+python3 "$FIX/make_image.py" "$WORK/img" v1 --layers 2 --kib 512 >/dev/null
+skopeo_push "$WORK/img" v1 "$H/f/app:v1"
+
+PP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+RULES=$WORK/rules; PLOG=$WORK/proxy.log
+: >"$RULES"
+python3 "$FIX/fault_proxy.py" --listen "$PP" --upstream "$H" --rules "$RULES" --log "$PLOG" &
+PIDS+=($!)
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$PP/v2/" && break; sleep 0.05; done
+X=127.0.0.1:$PP
+T=("$REG_TOOL" --retry-base-ms 20 --low-speed-time 2 --timeout 60)
+
+read -r _ L0 S0 _ < <("${T[@]}" resolve "$X/f/app:v1" | grep '^layer' | head -1)
+MD=$("${T[@]}" manifest "$X/f/app:v1" | cut -d' ' -f1)
+SRCBLOB=$WORK/img/blobs/sha256/${L0#sha256:}
+
+rule() { printf "%s\n# %s\n" "$*" "$((++NRULE))" >"$RULES"; : >"$PLOG"; }
+NRULE=0
+fired() { grep -q "fired 1 $1" "$PLOG" || fail "fault $1 was not injected"; }
+
+rule "/blobs/$L0 reset 1"
+"${T[@]}" blob "$X/f/app:v1" "$L0" "$WORK/b" && cmp -s "$WORK/b" "$SRCBLOB" || fail "reset: blob"
+fired reset
+ok "connection reset mid-body: resumed, verified"
+
+rule "/blobs/$L0 reset 1"
+"${T[@]}" stream "$X/f/app:v1" "$L0" "$S0" | grep -qx "$L0 $S0" || fail "reset: stream"
+fired reset
+ok "connection reset mid-body while streaming: resumed, verified"
+
+rule "/manifests/ status500 2"
+"${T[@]}" manifest "$X/f/app:v1" >/dev/null || fail "500"
+[ "$(grep -c 'fired 1 status500' "$PLOG")" = 2 ] || fail "500 should fire twice"
+ok "HTTP 500 twice: retried"
+
+rule "/blobs/$L0 status429 1 1"
+"${T[@]}" blob "$X/f/app:v1" "$L0" "$WORK/b" && cmp -s "$WORK/b" "$SRCBLOB" || fail "429"
+fired status429
+ok "HTTP 429 with Retry-After: retried"
+
+rule "/blobs/$L0 truncate 1"
+"${T[@]}" blob "$X/f/app:v1" "$L0" "$WORK/b" && cmp -s "$WORK/b" "$SRCBLOB" || fail "truncate"
+fired truncate
+ok "truncated body (connection closed early): resumed, verified"
+
+rule "/blobs/$L0 stall 1 20"
+"${T[@]}" blob "$X/f/app:v1" "$L0" "$WORK/b" && cmp -s "$WORK/b" "$SRCBLOB" || fail "stall"
+fired stall
+ok "stalled transfer: detected by the low-speed limit, resumed"
+
+rule "/blobs/$L0 shorten -1"
+expect_rc 74 "${T[@]}" blob "$X/f/app:v1" "$L0" "$WORK/b"
+expect_rc 74 "${T[@]}" stream "$X/f/app:v1" "$L0" "$S0"
+fired shorten
+ok "consistently short body: EBADMSG, never accepted"
+
+rule "/blobs/$L0 flip -1"
+expect_rc 74 "${T[@]}" blob "$X/f/app:v1" "$L0" "$WORK/b"
+expect_rc 74 "${T[@]}" stream "$X/f/app:v1" "$L0" "$S0"
+expect_rc 0 "${T[@]}" ranges "$X/f/app:v1" "$L0" 0:10
+rule "/manifests/$MD flip -1"
+expect_rc 74 "${T[@]}" manifest "$X/f/app@$MD"
+rule "/manifests/v1 flip -1"
+expect_rc 74 "${T[@]}" manifest "$X/f/app:v1" # Docker-Content-Digest no longer matches
+ok "flipped byte in blob and manifest: EBADMSG, never accepted"
+
+rule "/v2/ status500 -1"
+expect_rc 11 "${T[@]}" --retries 3 manifest "$X/f/app:v1"
+grep -q "HTTP 500" "$WORK/err" || fail "message should name the status: $(cat "$WORK/err")"
+expect_rc 110 "$REG_TOOL" --retry-base-ms 200 --retries 1000 --timeout 3 manifest "$X/f/app:v1"
+grep -q "deadline" "$WORK/err" || fail "message should name the deadline: $(cat "$WORK/err")"
+rule "/v2/ down -1"
+expect_rc 110 "$REG_TOOL" --retry-base-ms 200 --retries 1000 --timeout 3 manifest "$X/f/app:v1"
+ok "permanently failing registry: EAGAIN after the retries, ETIMEDOUT at the deadline"
+echo "all passed"
