@@ -1,0 +1,149 @@
+#!/bin/bash
+# Lifecycle end to end: image config defaults, scratch persistence across stop/start,
+# isolation of scratch between sandboxes, /tmp noexec and /sandbox exec, background daemons,
+# exit statuses, timeout, signal forwarding, cp both ways, ps after the creator exited,
+# stale detection after kill -9 of the agent.
+. "$(dirname "$0")/lib.sh"
+
+ROOTFS="$WORK/rootfs"
+make_rootfs "$ROOTFS"
+cat >"$WORK/config.json" <<'JSON'
+{"architecture":"amd64","os":"linux",
+ "config":{"Env":["PATH=/usr/bin:/bin:/sbin","GREETING=from-image","OVERRIDE=image"],
+           "WorkingDir":"/home/app","User":"app","Entrypoint":["/bin/false"]}}
+JSON
+
+ID=$("$ISORUN" create --rootfs "$ROOTFS" --config "$WORK/config.json")
+[ ${#ID} = 16 ] || fail "create printed '$ID'"
+ok "create"
+expect_eq "running after create" "$(sandbox_status "$ID")" running
+
+# image config: Env (PATH first), WorkingDir, User; exec options override them
+expect_eq "env from the image" "$("$ISORUN" exec "$ID" -- sh -c 'echo $GREETING')" from-image
+expect_eq "PATH first" "$("$ISORUN" exec "$ID" -- env | head -n1)" "PATH=/usr/bin:/bin:/sbin"
+expect_eq "env override" "$("$ISORUN" exec --env OVERRIDE=cli "$ID" -- sh -c 'echo $OVERRIDE')" cli
+expect_eq "WorkingDir" "$("$ISORUN" exec "$ID" -- pwd)" /home/app
+expect_eq "--workdir" "$("$ISORUN" exec --workdir /etc "$ID" -- pwd)" /etc
+expect_eq "User" "$("$ISORUN" exec "$ID" -- id -u)" 1000
+expect_eq "supplementary groups" "$("$ISORUN" exec "$ID" -- id -G)" "1000 2000"
+expect_eq "HOME from passwd" "$("$ISORUN" exec "$ID" -- sh -c 'echo $HOME')" /home/app
+expect_eq "--user root" "$("$ISORUN" exec --user root "$ID" -- id -u)" 0
+expect_eq "numeric uid:gid" "$("$ISORUN" exec --user 4242:4343 "$ID" -- sh -c 'echo $(id -u):$(id -g)')" 4242:4343
+expect_rc "unknown user" 126 "$ISORUN" exec --user nosuchuser "$ID" -- true
+expect_eq "hostname file" "$("$ISORUN" exec "$ID" -- cat /etc/hostname)" "${ID:0:12}"
+
+# stdout and stderr stay separate; stdin is forwarded with -i
+out=$("$ISORUN" exec "$ID" -- sh -c 'echo out; echo err >&2' 2>"$WORK/stderr")
+expect_eq "stdout" "$out" out
+expect_eq "stderr" "$(cat "$WORK/stderr")" err
+expect_eq "stdin with -i" "$(printf 'abc\ndef\n' | "$ISORUN" exec -i "$ID" -- wc -l)" 2
+expect_eq "no stdin without -i" "$(echo x | "$ISORUN" exec "$ID" -- cat)" ""
+big=$(head -c 3000000 /dev/urandom | "$ISORUN" exec -i "$ID" -- wc -c)
+expect_eq "3 MB through stdin and back" "$big" 3000000
+
+# exit statuses, docker's convention
+expect_rc "exit 0" 0 "$ISORUN" exec "$ID" -- true
+expect_rc "exit 1" 1 "$ISORUN" exec "$ID" -- false
+expect_rc "exit 42" 42 "$ISORUN" exec "$ID" -- sh -c 'exit 42'
+expect_rc "not found: 127" 127 "$ISORUN" exec "$ID" -- no-such-command
+expect_rc "not found by path: 127" 127 "$ISORUN" exec "$ID" -- /no/such/file
+expect_rc "killed by SIGKILL: 137" 137 "$ISORUN" exec "$ID" -- sh -c 'kill -9 $$'
+expect_rc "killed by SIGTERM: 143" 143 "$ISORUN" exec "$ID" -- sh -c 'kill -TERM $$'
+expect_rc "bad cwd: 126" 126 "$ISORUN" exec --workdir /nonexistent "$ID" -- true
+
+# /tmp is noexec, /sandbox is writable and exec-able
+"$ISORUN" exec --user root "$ID" -- sh -c 'printf "#!/bin/sh\necho ran\n" > /tmp/s.sh; chmod +x /tmp/s.sh'
+expect_rc "/tmp refuses exec: 126" 126 "$ISORUN" exec "$ID" -- /tmp/s.sh
+"$ISORUN" exec "$ID" -- sh -c 'printf "#!/bin/sh\necho ran\n" > /sandbox/s.sh; chmod +x /sandbox/s.sh'
+expect_eq "/sandbox allows exec" "$("$ISORUN" exec "$ID" -- /sandbox/s.sh)" ran
+expect_rc "not executable: 126" 126 "$ISORUN" exec "$ID" -- /etc/passwd
+
+# timeout kills the process group (124, like timeout(1))
+expect_rc "timeout" 124 "$ISORUN" exec --timeout 0.5 "$ID" -- sh -c 'sleep 60 & sleep 60'
+expect_eq "timeout killed the group" "$("$ISORUN" exec "$ID" -- sh -c 'ps -o comm | grep -c "^sleep$" || true')" 0
+
+# signals to `isorun exec` reach the command
+"$ISORUN" exec "$ID" -- sh -c 'trap "echo got-usr1; exit 7" USR1; echo ready; while :; do sleep 0.05; done' \
+	>"$WORK/sig.out" &
+pid=$!
+for _ in $(seq 200); do grep -q ready "$WORK/sig.out" 2>/dev/null && break; sleep 0.05; done
+kill -USR1 $pid
+rc=0
+wait $pid || rc=$?
+expect_eq "SIGUSR1 forwarded (trap ran)" "$(tail -n1 "$WORK/sig.out"):$rc" "got-usr1:7"
+"$ISORUN" exec "$ID" -- sh -c 'echo ready; exec sleep 60' >"$WORK/sig2.out" &
+pid=$!
+for _ in $(seq 200); do grep -q ready "$WORK/sig2.out" 2>/dev/null && break; sleep 0.05; done
+kill -INT $pid
+rc=0
+wait $pid || rc=$?
+expect_eq "SIGINT forwarded: 130" "$rc" 130
+
+# a background daemon outlives its exec and answers the next one; the exec that started it
+# returns although the daemon inherited its stdout
+"$ISORUN" exec "$ID" -- sh -c 'httpd -p 127.0.0.1:8080 -h /var/www; i=0; (while :; do i=$((i+1)); echo $i > /sandbox/tick; sleep 0.1; done) & echo started'
+ok "exec returned while a background loop holds its stdout"
+expect_eq "daemon answers the next exec" \
+	"$("$ISORUN" exec "$ID" -- wget -qO- http://127.0.0.1:8080/index.html)" "hello from httpd"
+expect_rc "background loop still writing" 0 "$ISORUN" exec "$ID" -- sh -c \
+	'a=$(cat /sandbox/tick); sleep 0.5; [ "$(cat /sandbox/tick)" != "$a" ]'
+
+# pty: a terminal on stdin/stdout
+expect_eq "pty allocated" "$("$ISORUN" exec -t "$ID" -- sh -c 'tty >/dev/null && echo tty' | tr -d '\r')" tty
+
+# cp both ways
+head -c 200000 /dev/urandom >"$WORK/blob"
+chmod 0751 "$WORK/blob"
+"$ISORUN" cp "$WORK/blob" "$ID:/sandbox/blob"
+expect_eq "cp in: content" "$("$ISORUN" exec --user root "$ID" -- md5sum /sandbox/blob | cut -d' ' -f1)" \
+	"$(md5sum <"$WORK/blob" | cut -d' ' -f1)"
+expect_eq "cp in: mode" "$("$ISORUN" exec "$ID" -- stat -c %a /sandbox/blob)" 751
+"$ISORUN" cp "$ID:/sandbox/blob" "$WORK/blob.back"
+cmp "$WORK/blob" "$WORK/blob.back" || fail "cp out differs"
+ok "cp out"
+expect_rc "cp of a missing file" 125 "$ISORUN" cp "$ID:/no/such" "$WORK/x"
+
+# writes land in the scratch layer, survive stop/start, are invisible to another sandbox
+"$ISORUN" exec --user root "$ID" -- sh -c 'echo persisted > /root/note; rm /bin/vi'
+[ -f "$ISORUN_ROOT/sandboxes/$ID/scratch/upper/root/note" ] || fail "write not in the scratch"
+ok "write landed in the scratch layer"
+[ -e "$ROOTFS/bin/vi" ] || fail "the lower dir was modified"
+ok "lower dir untouched"
+"$ISORUN" stop "$ID"
+expect_eq "stopped" "$(sandbox_status "$ID")" stopped
+expect_rc "exec on a stopped sandbox fails" 125 "$ISORUN" exec "$ID" -- true
+"$ISORUN" start "$ID"
+expect_eq "running again" "$(sandbox_status "$ID")" running
+expect_eq "scratch survived stop/start" "$("$ISORUN" exec "$ID" -- cat /root/note)" persisted
+expect_rc "deletion survived too" 1 "$ISORUN" exec "$ID" -- test -e /bin/vi
+expect_rc "processes ended at stop" 1 "$ISORUN" exec "$ID" -- pidof httpd
+
+ID2=$("$ISORUN" create --rootfs "$ROOTFS")
+expect_rc "other sandbox does not see the write" 1 "$ISORUN" exec "$ID2" -- test -e /root/note
+expect_rc "other sandbox still has /bin/vi" 0 "$ISORUN" exec "$ID2" -- test -e /bin/vi
+expect_eq "no image config: root" "$("$ISORUN" exec "$ID2" -- id -u)" 0
+
+# ps after the creating process is gone; stale after kill -9 of the agent
+pid=$("$ISORUN" ps --format json | tr -d ' \n' | grep -o "\"id\":\"$ID2\",\"status\":\"running\",\"pid\":[0-9]*" | sed 's/.*://')
+[ -n "$pid" ] && kill -0 "$pid" || fail "ps shows no agent pid for $ID2"
+ok "ps lists the running sandbox with its agent pid"
+kill -9 "$pid"
+for _ in $(seq 100); do [ "$(sandbox_status "$ID2")" = stale ] && break; sleep 0.05; done
+expect_eq "stale after kill -9 of the agent" "$(sandbox_status "$ID2")" stale
+"$ISORUN" ps | grep -q "$ID2.*stale" || fail "table output lacks the stale sandbox"
+ok "ps table"
+"$ISORUN" rm "$ID2"
+[ ! -d "$ISORUN_ROOT/sandboxes/$ID2" ] || fail "rm left the state dir"
+ok "rm of a stale sandbox"
+
+expect_rc "rm of a running sandbox without -f" 125 "$ISORUN" rm "$ID"
+"$ISORUN" rm -f "$ID"
+[ ! -d "$ISORUN_ROOT/sandboxes/$ID" ] || fail "rm -f left the state dir"
+[ ! -d "/sys/fs/cgroup/memory/isorun/$ID" ] || fail "rm left the memory cgroup"
+ok "rm -f"
+
+# run: create, exec, remove; the status is the command's
+expect_rc "run exit status" 3 "$ISORUN" run --rootfs "$ROOTFS" -- sh -c 'exit 3'
+expect_eq "run output" "$("$ISORUN" run --rootfs "$ROOTFS" --config "$WORK/config.json" -- sh -c 'echo $GREETING')" from-image
+expect_eq "run removed its sandbox" "$(ls "$ISORUN_ROOT/sandboxes" | wc -l)" 0
+echo "all lifecycle checks passed"
