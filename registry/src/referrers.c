@@ -139,6 +139,13 @@ int reg_client_push_referrer(struct reg_client *c, const struct reg_ref *repo, c
 		reg_manifest_free(m);
 		return cm_log_ret(-EINVAL, "referrer to push has no subject");
 	}
+	/* Registries check that referenced blobs exist: the OCI 1.1 empty descriptor ("{}")
+	 * that artifacts use as config is ours to upload. */
+	bool uses_empty = !strcmp(reg_manifest_config(m)->digest, REG_EMPTY_DIGEST);
+	for (size_t i = 0; i < reg_manifest_layer_count(m); i++)
+		uses_empty |= !strcmp(reg_manifest_layer(m, i)->digest, REG_EMPTY_DIGEST);
+	if (uses_empty && (r = reg_client_push_blob(c, repo, "{}", 2, NULL)) < 0)
+		goto out;
 	uint8_t h[CM_SHA256_LEN];
 	cm_sha256(body, len, h);
 	cm_digest_format(h, digest);

@@ -208,6 +208,7 @@ int reg_client_referrers(struct reg_client *c, const struct reg_ref *repo,
  * subject's tag-schema index by read-modify-write, keeping every other referrer. The
  * update is retried when a concurrent writer changed the tag in between (compared by
  * digest), up to 5 times. ret_digest (may be NULL) gets the artifact manifest digest.
+ * The 2-byte empty blob "{}" is uploaded first when the manifest refers to it.
  * -EINVAL (body has no subject), and the errors of reg_client_put_manifest.
  */
 int reg_client_push_referrer(struct reg_client *c, const struct reg_ref *repo, const void *body,

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/buf.h"
@@ -71,6 +72,7 @@ static void usage(void)
 		"  exists REF DIGEST\n"
 		"  pull REF DIR              OCI layout\n"
 		"  push-layout DIR[:TAG] REF [CHUNK]\n"
+		"  push-blob REF FILE [MOUNT_FROM_REPO]\n"
 		"  push-referrer REF SUBJECT_DIGEST ARTIFACT_TYPE [KEY=VALUE]\n"
 		"  referrers REF SUBJECT_DIGEST [ARTIFACT_TYPE]\n"
 		"  login HOST USER [--authfile F]   password on stdin\n"
@@ -296,6 +298,27 @@ int main(int argc, char **argv)
 		if (e == 0)
 			printf("%llu\n", (unsigned long long)size);
 		rc = fail(e, "exists");
+	} else if (!strcmp(cmd, "push-blob") && na >= 2) {
+		ref = parse_ref(a[0]);
+		_cleanup_close_ int fd = open(a[1], O_RDONLY | O_CLOEXEC);
+		struct stat st;
+		e = fd < 0 || fstat(fd, &st) < 0 ? -errno : 0;
+		char d[CM_DIGEST_STR_SIZE];
+		if (e == 0) {
+			/* the digest of the file, as the caller of the library computes it */
+			_cleanup_free_ uint8_t *data = malloc((size_t)st.st_size + 1);
+			e = data ? (int)read(fd, data, (size_t)st.st_size) : -ENOMEM;
+			if (e >= 0) {
+				uint8_t h[CM_SHA256_LEN];
+				cm_sha256(data, (size_t)st.st_size, h);
+				cm_digest_format(h, d);
+				e = reg_client_push_blob_fd(cl, ref, d, fd, (uint64_t)st.st_size, 0,
+							    na > 2 ? a[2] : NULL);
+			}
+		}
+		if (e >= 0)
+			printf("%s %s\n", d, e == 1 ? "present-or-mounted" : "uploaded");
+		rc = fail(e, "push-blob");
 	} else if (!strcmp(cmd, "pull") && na == 2) {
 		ref = parse_ref(a[0]);
 		char d[CM_DIGEST_STR_SIZE];
