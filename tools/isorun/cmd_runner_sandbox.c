@@ -500,7 +500,7 @@ static int cmd_ps(int argc, char **argv)
 						       json_object_new_string(v[i].image_key));
 			json_object_array_add(a, o);
 		}
-		printf("%s\n", json_object_to_json_string_ext(a, JSON_C_TO_STRING_PRETTY));
+		printf("%s\n", json_object_to_json_string_ext(a, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(a);
 	} else {
 		printf("%-16s  %-8s  %-8s  %-19s  %-10s  %s\n", "ID", "STATUS", "PID", "CREATED",

@@ -30,6 +30,8 @@ static const char *ename(int e)
 		return "EACCES";
 	case EINVAL:
 		return "EINVAL";
+	case EAGAIN:
+		return "EAGAIN";
 	default:
 		return strerror(e);
 	}
@@ -47,7 +49,7 @@ int main(int argc, char **argv)
 		report("add_key", syscall(SYS_add_key, "user", "isorun", "x", 1, -2 /* session */));
 		report("keyctl", syscall(SYS_keyctl, 0 /* GET_KEYRING_ID */, -3, 0));
 		report("unshare_user", syscall(SYS_unshare, CLONE_NEWUSER));
-		report("userfaultfd", syscall(SYS_userfaultfd, 0));
+		report("userfaultfd", syscall(SYS_userfaultfd, 1 /* UFFD_USER_MODE_ONLY */));
 		report("perf_event_open", syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0));
 		report("clone3", syscall(SYS_clone3, NULL, 0));
 		/* allowed: a plain fork still works */
