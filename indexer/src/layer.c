@@ -228,15 +228,22 @@ static int entry_attr(struct archive_entry *e, struct idx_entry_attr *a,
 	size_t size;
 	archive_entry_xattr_reset(e);
 	while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
-		if (a->nxattrs == MAX_XATTRS) {
-			*why = "too many extended attributes";
-			return -EPROTO;
-		}
 		if (!name || !*name || strlen(name) > 255 || size > MAX_XATTR_VALUE) {
 			*why = "invalid extended attribute";
 			return -EPROTO;
 		}
-		xbuf[a->nxattrs++] = (struct idx_xattr_kv){(char *)name, (uint8_t *)value, (uint32_t)size};
+		/* libarchive reports an xattr once per PAX spelling (LIBARCHIVE.xattr.* and
+		 * SCHILY.xattr.*, both written by bsdtar): one name, the last value wins. */
+		uint32_t i = 0;
+		while (i < a->nxattrs && strcmp(xbuf[i].name, name) != 0)
+			i++;
+		if (i == a->nxattrs && a->nxattrs == MAX_XATTRS) {
+			*why = "too many extended attributes";
+			return -EPROTO;
+		}
+		xbuf[i] = (struct idx_xattr_kv){(char *)name, (uint8_t *)value, (uint32_t)size};
+		if (i == a->nxattrs)
+			a->nxattrs++;
 	}
 	a->xattrs = xbuf;
 	return 0;

@@ -185,6 +185,13 @@ static int check_inodes(struct idx_reader *r)
 				return bad("xattr name", ino, x);
 			if (vl > IDXF_MAX_XATTR_VALUE || !str_ok(r, vo, vl))
 				return bad("xattr value", ino, x);
+			if (x > xf) { /* each run strictly sorted by name: no duplicates */
+				const uint8_t *pa = rec(r, IDXF_SEC_XATTRS, x - 1);
+				const char *s = (const char *)r->s[IDXF_SEC_STRINGS].p;
+				if (dirent_cmp(s + cm_le32(pa + IDXF_XA_NAME_OFF), cm_le32(pa + IDXF_XA_NAME_LEN),
+					       s + no, nl) >= 0)
+					return bad("xattrs not sorted or duplicated", ino, x);
+			}
 		}
 		switch (mode & S_IFMT) {
 		case S_IFDIR: {
@@ -565,6 +572,8 @@ int idx_reader_lookup_path(const struct idx_reader *r, const char *path, uint32_
 		} else if (len == 2 && p[0] == '.' && p[1] == '.') {
 			struct idx_inode in;
 			idx_reader_inode(r, ino, &in);
+			if (!S_ISDIR(in.mode))
+				return -ENOTDIR; /* "file/.." (parent is 0 for non-directories) */
 			ino = in.parent;
 		} else {
 			int k = idx_reader_lookup(r, ino, p, len, &ino);
