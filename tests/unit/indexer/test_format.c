@@ -219,7 +219,7 @@ static void test_every_entry_round_trips(void **state)
 	assert_int_equal(st.files, 11);
 	assert_int_equal(st.symlinks, 2);
 	assert_int_equal(st.others, 3);
-	assert_int_equal(st.dirs, 6 + 4 + 1);
+	assert_int_equal(st.dirs, 5 + 4 + 1); /* explicit, implicit, root */
 }
 
 static void test_directories(void **state)
