@@ -117,15 +117,7 @@ save_stats() {
 		  files: $files, entries: $entries, layer_media_type: $media}' >"$STATS/$name.json"
 }
 
-blob_path() { echo "$LAYOUT/blobs/sha256/${1#sha256:}"; }
-
-manifest_of() { # manifest_of TAG: path of the manifest blob of TAG
-	local d
-	d=$(jq -r --arg t "$1" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $t) | .digest' \
-		<"$LAYOUT/index.json" | head -n1)
-	[ -n "$d" ] || die "no tag $1 in $LAYOUT"
-	blob_path "$d"
-}
+manifest_of() { oci_manifest "$LAYOUT" "$1" || exit 1; } # manifest_of TAG: its manifest blob
 
 build_minimal() {
 	ensure_base
@@ -160,45 +152,13 @@ build_python() {
 }
 
 # python-zstd: the python image with its layer blobs recompressed (umoci cannot write zstd).
-# Layers get media type ...tar+zstd and new digests/sizes; the config (diff_ids = digests of
-# the uncompressed tars) is untouched, so it is the same image content.
 build_python_zstd() {
 	has_tag python || build_python
-	local mf tmp newmf layers='[]' l d media
-	mf=$(manifest_of python)
-	tmp=$(mktemp -d "$BENCH_WORK/zstd.XXXXXX")
-	for l in $(jq -r '.layers[] | "\(.digest)|\(.mediaType)"' <"$mf"); do
-		d=${l%%|*}
-		media=${l#*|}
-		case $media in
-		*tar+gzip) gzip -dc <"$(blob_path "$d")" | zstd -q -3 -T0 >"$tmp/layer" ;;
-		*tar) zstd -q -3 -T0 <"$(blob_path "$d")" >"$tmp/layer" ;;
-		*) die "unexpected layer media type $media" ;;
-		esac
-		local hex size
-		hex=$(sha256sum "$tmp/layer" | cut -d' ' -f1)
-		size=$(stat -c %s "$tmp/layer")
-		mv "$tmp/layer" "$LAYOUT/blobs/sha256/$hex"
-		layers=$(jq --arg d "sha256:$hex" --argjson s "$size" \
-			'. + [{mediaType: "application/vnd.oci.image.layer.v1.tar+zstd", digest: $d, size: $s}]' <<<"$layers")
-	done
-	jq -c --argjson layers "$layers" '.layers = $layers' <"$mf" >"$tmp/manifest"
-	local mhex msize
-	mhex=$(sha256sum "$tmp/manifest" | cut -d' ' -f1)
-	msize=$(stat -c %s "$tmp/manifest")
-	mv "$tmp/manifest" "$LAYOUT/blobs/sha256/$mhex"
-	jq --arg d "sha256:$mhex" --argjson s "$msize" '
-		.manifests |= (map(select(.annotations["org.opencontainers.image.ref.name"] != "python-zstd"))
-		+ [{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $d, size: $s,
-		    annotations: {"org.opencontainers.image.ref.name": "python-zstd"}}])' \
-		<"$LAYOUT/index.json" >"$tmp/index.json"
-	mv "$tmp/index.json" "$LAYOUT/index.json"
-	rmdir "$tmp"
-	jq '.name = "python-zstd"' <"$STATS/python.json" >"$STATS/python-zstd.json"
-	jq --argjson c "$(jq '[.layers[].size] | add' <"$LAYOUT/blobs/sha256/$mhex")" \
-		'.compressed_bytes = $c | .layer_media_type = "application/vnd.oci.image.layer.v1.tar+zstd"' \
-		<"$STATS/python-zstd.json" >"$STATS/python-zstd.json.new"
-	mv "$STATS/python-zstd.json.new" "$STATS/python-zstd.json"
+	oci_relayer "$LAYOUT" python python-zstd zstd || die "recompressing python's layers failed"
+	jq --argjson c "$(jq '[.layers[].size] | add' <"$(manifest_of python-zstd)")" \
+		'.name = "python-zstd" | .compressed_bytes = $c
+		 | .layer_media_type = "application/vnd.oci.image.layer.v1.tar+zstd"' \
+		<"$STATS/python.json" >"$STATS/python-zstd.json"
 }
 
 BROWSER_PKGS="chromium nodejs npm python3 fonts-liberation fonts-dejavu-core fonts-noto-core
@@ -225,6 +185,8 @@ for name in $ONLY; do
 	else
 		t0=$(now_ns)
 		log "$name: building"
+		# A tag without stats is a build that was interrupted: start it over.
+		! has_tag "$name" || umoci rm --image "$LAYOUT:$name"
 		"build_${name//-/_}"
 		[ -z "$BUNDLE" ] || rm -rf "$BUNDLE"
 		BUNDLE=

@@ -193,3 +193,58 @@ isorun_bin() { # isorun_bin NAME: path of a built isorun tool, or nothing
 has_verb() {
 	[ -n "$1" ] && [ -x "$1" ] && "$1" --help 2>&1 | grep -Eq "^[[:space:]]+$2([[:space:]]|$)"
 }
+
+# OCI layouts --------------------------------------------------------------------------------
+
+# oci_manifest LAYOUT TAG: path of TAG's manifest blob (fails when there is no such tag).
+oci_manifest() {
+	local d
+	d=$(jq -r --arg t "$2" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $t) | .digest' \
+		<"$1/index.json" | head -n1)
+	[ -n "$d" ] || { log "no tag $2 in $1"; return 1; }
+	echo "$1/blobs/sha256/${d#sha256:}"
+}
+
+# oci_relayer LAYOUT SRC_TAG DST_TAG FORMAT: tags as DST_TAG (replacing it) a copy of SRC_TAG
+# whose layers are re-encoded as FORMAT: "zstd" (tar+zstd, level 3, the docker default) or
+# "tar" (uncompressed). Layer descriptors get the new media type, digest and size; the config,
+# and with it the diff_ids (digests of the uncompressed tars), is unchanged: same image.
+oci_relayer() {
+	local layout=$1 src=$2 dst=$3 fmt=$4 mf tmp layers='[]' d media hex size out_media dec
+	case $fmt in
+	zstd) out_media=application/vnd.oci.image.layer.v1.tar+zstd ;;
+	tar) out_media=application/vnd.oci.image.layer.v1.tar ;;
+	*) log "oci_relayer: unknown format $fmt"; return 1 ;;
+	esac
+	mf=$(oci_manifest "$layout" "$src") || return 1
+	tmp=$(mktemp -d "$layout/.relayer.XXXXXX") || return 1
+	while read -r d media; do
+		case $media in
+		*tar+gzip) dec="gzip -dc" ;;
+		*tar+zstd) dec="zstd -dcq" ;;
+		*.tar) dec="cat" ;;
+		*) log "oci_relayer: unexpected layer media type $media"; rm -rf "$tmp"; return 1 ;;
+		esac
+		if [ "$fmt" = zstd ]; then
+			$dec <"$layout/blobs/sha256/${d#sha256:}" | zstd -q -3 -T0 >"$tmp/layer" || { rm -rf "$tmp"; return 1; }
+		else
+			$dec <"$layout/blobs/sha256/${d#sha256:}" >"$tmp/layer" || { rm -rf "$tmp"; return 1; }
+		fi
+		hex=$(sha256sum "$tmp/layer" | cut -d' ' -f1)
+		size=$(stat -c %s "$tmp/layer")
+		mv "$tmp/layer" "$layout/blobs/sha256/$hex"
+		layers=$(jq -c --arg d "sha256:$hex" --argjson s "$size" --arg m "$out_media" \
+			'. + [{mediaType: $m, digest: $d, size: $s}]' <<<"$layers")
+	done < <(jq -r '.layers[] | "\(.digest) \(.mediaType)"' <"$mf")
+	jq -c --argjson layers "$layers" '.layers = $layers' <"$mf" >"$tmp/manifest"
+	hex=$(sha256sum "$tmp/manifest" | cut -d' ' -f1)
+	size=$(stat -c %s "$tmp/manifest")
+	mv "$tmp/manifest" "$layout/blobs/sha256/$hex"
+	jq --arg d "sha256:$hex" --argjson s "$size" --arg t "$dst" '
+		.manifests |= (map(select(.annotations["org.opencontainers.image.ref.name"] != $t))
+		+ [{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $d, size: $s,
+		    annotations: {"org.opencontainers.image.ref.name": $t}}])' \
+		<"$layout/index.json" >"$tmp/index.json"
+	mv "$tmp/index.json" "$layout/index.json"
+	rmdir "$tmp"
+}

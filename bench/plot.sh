@@ -65,11 +65,13 @@ rows() {
 }
 
 split_line() { # IMAGE CMD NET
-	local p u c
+	local p u c z zs=
 	p=$(med "$1" "$2" "$3" baseline pull_ms)
 	u=$(med "$1" "$2" "$3" baseline unpack_ms)
 	c=$(med "$1" "$2" "$3" baseline cmd_ms)
-	echo "pull $(fmt_ms "$p") + unpack $(fmt_ms "$u") + command $(fmt_ms "$c")"
+	z=$(med "$1" "$2" "$3" baseline zstd_to_tar_ms)
+	[ "$z" = null ] || zs=" + zstd→tar (umoci has no zstd) $(fmt_ms "$z")"
+	echo "pull $(fmt_ms "$p")$zs + unpack $(fmt_ms "$u") + command $(fmt_ms "$c")"
 }
 
 bytes_line() { # IMAGE CMD
