@@ -677,10 +677,26 @@ static void pump_get(struct xfer *x)
 
 /* ---- shutdown ---- */
 
+/*
+ * Signal everything the agent is responsible for: as PID 1 of a pid namespace, kill(-1)
+ * reaches every process of the sandbox and nothing else. Run outside one (tests), that
+ * would be every process of the user on the host, so only the commands' process groups.
+ */
+static void signal_all(int sig)
+{
+	if (getpid() == 1) {
+		kill(-1, sig);
+		return;
+	}
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (procs[i].used)
+			kill(-procs[i].pid, sig);
+}
+
 static _Noreturn void shutdown_all(struct conn *c, uint32_t grace_ms)
 {
 	sync();
-	kill(-1, SIGTERM);
+	signal_all(SIGTERM);
 	int64_t deadline = now_ms() + grace_ms;
 	for (;;) {
 		int status;
@@ -698,7 +714,7 @@ static _Noreturn void shutdown_all(struct conn *c, uint32_t grace_ms)
 			(void)!read(sig_fd, &si, sizeof(si));
 		}
 	}
-	kill(-1, SIGKILL);
+	signal_all(SIGKILL);
 	while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
 		;
 	sync();

@@ -1,0 +1,2 @@
+# Fuzz targets of the agent protocol (replayed over the committed corpus under CTest).
+isorun_fuzz_target(fuzz_agent_frame ${ISORUN_TEST_KIND_DIR}/fuzz_agent_frame.c isorun_agent_proto)
