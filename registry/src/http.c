@@ -692,6 +692,7 @@ static int token_fetch(struct reg_client *c, const char *host, const char *repo_
 {
 	struct reg_creds creds = {0};
 	struct cm_buf body, form;
+	_cleanup_free_ char *esc_service = service ? reg_escape(service) : NULL;
 	int r;
 
 	cm_buf_init(&body, REG_TOKEN_MAX);
@@ -707,7 +708,6 @@ static int token_fetch(struct reg_client *c, const char *host, const char *repo_
 	q.no_auth = true;
 	q.deadline_ns = deadline;
 	q.out = &body;
-	_cleanup_free_ char *esc_service = service ? reg_escape(service) : NULL;
 	/* realm?service=...&scope=a&scope=b */
 	r = cm_buf_append_str(&form, "");
 	if (service && esc_service)

@@ -295,6 +295,8 @@ static int parse_doc(const char *body, size_t len, const char *media_type, enum 
 		     struct json_object **ret_obj, char **ret_mt)
 {
 	struct json_object *o = NULL;
+	/* declared before the first goto: the cleanup must never see it uninitialised */
+	_cleanup_free_ char *body_mt = NULL;
 	int r;
 
 	if (len > REG_MANIFEST_MAX)
@@ -320,7 +322,6 @@ static int parse_doc(const char *body, size_t len, const char *media_type, enum 
 		json_object_put(o);
 		return -EPROTO;
 	}
-	_cleanup_free_ char *body_mt = NULL;
 	r = reg_json_opt_string(o, "mediaType", &body_mt);
 	if (r < 0) {
 		json_object_put(o);

@@ -110,6 +110,7 @@ int reg_client_pull_blobs(struct reg_client *c, const struct reg_ref *ref, const
 	_cleanup_free_ char *mt = NULL;
 	_cleanup_close_ int dfd = -1, bfd = -1;
 	struct pull p = {.c = c, .ref = ref, .blobs_fd = -1};
+	_cleanup_free_ char *ix = NULL;
 	int r;
 
 	cm_buf_init(&body, REG_MANIFEST_MAX);
@@ -188,7 +189,6 @@ int reg_client_pull_blobs(struct reg_client *c, const struct reg_ref *ref, const
 		d.annotations = &an;
 		d.n_annotations = 1;
 	}
-	_cleanup_free_ char *ix = NULL;
 	size_t ixl;
 	r = reg_referrers_index_update(NULL, 0, &d, &ix, &ixl);
 	if (r == 0)

@@ -206,6 +206,8 @@ int reg_ref_parse(const char *s, struct reg_ref **ret, const char **ret_why)
 		bool sha = false;
 		if (!digest_grammar_valid(at + 1, &sha))
 			FAIL("invalid digest format");
+		if (!sha && cm_str_has_prefix(at + 1, "sha256:"))
+			FAIL("invalid sha256 digest: 64 lowercase hex digits expected");
 		if (!sha) {
 			if (ret_why)
 				*ret_why = "unsupported digest algorithm (only sha256)";
