@@ -294,7 +294,8 @@ int idx_writer_write(const struct idx_writer_input *in, struct cm_buf *out)
 				goto out;
 		}
 		uint32_t xfirst = (uint32_t)(xattrs.len / IDXF_XATTR_SIZE);
-		qsort(ino->xattrs, ino->nxattrs, sizeof(*ino->xattrs), cmp_xattr);
+		if (ino->nxattrs > 1) /* qsort(NULL, 0) is undefined */
+			qsort(ino->xattrs, ino->nxattrs, sizeof(*ino->xattrs), cmp_xattr);
 		for (uint32_t x = 0; x < ino->nxattrs; x++) {
 			uint8_t xa[IDXF_XATTR_SIZE];
 			uint32_t no, vo;
