@@ -368,10 +368,37 @@ static int token_put(struct reg_client *c, const char *host, const char *scope, 
 
 /* ---- one attempt ---- */
 
+/*
+ * Stall detection: curl's LOW_SPEED_LIMIT would count the time a blob stream's consumer
+ * keeps the write callback blocked (back-pressure) as a stall, so we measure ourselves:
+ * `last_ns` moves whenever bytes arrive or leave, or a blocked sink returns; the progress
+ * callback aborts when it has not moved for low_speed_time_s.
+ */
 struct attempt {
 	struct reg_req *r;
-	bool in_error_body;
+	uint64_t last_ns;
+	uint64_t stall_ns;
+	curl_off_t last_dl, last_ul;
+	bool stalled;
 };
+
+static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	struct attempt *a = ud;
+	uint64_t now = cm_now_ns();
+	if (dlnow != a->last_dl || ulnow != a->last_ul) {
+		a->last_dl = dlnow;
+		a->last_ul = ulnow;
+		a->last_ns = now;
+		return 0;
+	}
+	if (now - a->last_ns > a->stall_ns) {
+		a->stalled = true;
+		return 1; /* CURLE_ABORTED_BY_CALLBACK */
+	}
+	return 0;
+}
 
 static char *header_value_dup(const char *v, size_t n)
 {
@@ -488,6 +515,8 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
 		e = r->sink(r->ud, (const uint8_t *)data, n);
 	else if (r->out)
 		e = cm_buf_append(r->out, data, n);
+	a->last_ns = cm_now_ns(); /* time blocked in the sink is not a stall */
+	r->progressed = true;
 	if (e < 0) {
 		r->sink_err = e;
 		return CURL_WRITEFUNC_ERROR;
@@ -556,8 +585,11 @@ static int attempt_once(struct reg_client *c, struct reg_req *r, const char *url
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)MAX(1, (r->deadline_ns - now) / 1000000));
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)c->o.connect_timeout_s);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)c->o.low_speed_time_s);
+	a.last_ns = cm_now_ns();
+	a.stall_ns = (uint64_t)c->o.low_speed_time_s * 1000000000ull;
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, &a);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &a);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
@@ -611,8 +643,8 @@ static int attempt_once(struct reg_client *c, struct reg_req *r, const char *url
 	if (cc != CURLE_OK) {
 		if (r->sink_err)
 			err = r->sink_err;
-		else if (cc == CURLE_OPERATION_TIMEDOUT && cm_now_ns() < r->deadline_ns)
-			err = -EAGAIN; /* stalled (low-speed limit), not the deadline */
+		else if (cc == CURLE_ABORTED_BY_CALLBACK && a.stalled)
+			err = -EAGAIN; /* stalled, not the deadline */
 		else
 			err = reg_err_from_curl(cc);
 		char u[512];
@@ -913,6 +945,7 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 				return err;
 			}
 		}
+		r->progressed = false;
 		err = attempt_once(c, r, url, scheme, bearer, basic.password ? &basic : NULL);
 		free_secret(bearer);
 		if (!(r->no_auth && r->basic))
@@ -954,7 +987,11 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 				log_info("%s %s: transfer error, retrying (%u/%u)", r->method, u, retries + 1,
 					 c->o.max_retries);
 			backoff_sleep(c, r, retries);
-			retries++;
+			/* An attempt that delivered body bytes before breaking resumes where it
+			 * stopped, so it does not use up the retry budget: a long download over a
+			 * flaky link completes as long as it keeps progressing (the deadline still
+			 * bounds it). */
+			retries = r->progressed && r->restart ? 0 : retries + 1;
 			continue;
 		}
 		if (err == -ETIMEDOUT)

@@ -110,6 +110,7 @@ struct reg_req {
 	struct cm_buf errbody;
 	/* private */
 	bool started;
+	bool progressed; /* this attempt delivered 2xx body bytes */
 	int sink_err;
 	char *url; /* last URL used */
 };

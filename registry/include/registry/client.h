@@ -18,7 +18,8 @@
  * Retries: connection errors, stalls (no progress for low_speed_time_s), 429 (Retry-After
  * honoured), 500/502/503/504 are retried with exponential backoff and jitter, up to
  * max_retries and within the deadline. Interrupted blob downloads resume with a Range
- * request and keep hashing, so the digest check covers the whole blob.
+ * request and keep hashing, so the digest check covers the whole blob; an attempt that
+ * made progress before breaking does not use up the retry budget (the deadline bounds it).
  *
  * Errors (all logged once, with the URL without credentials, the HTTP status and the
  * registry's error code): -ENOENT 404, -EACCES 401/403 after refresh, -EAGAIN retries
@@ -53,7 +54,8 @@ struct reg_options {
 	unsigned retry_base_ms; /* first backoff step; 0: 250 ms (doubling, +-50% jitter, cap 8 s) */
 	unsigned timeout_s;   /* per-operation deadline; 0: 600 s */
 	unsigned connect_timeout_s; /* 0: 15 s */
-	unsigned low_speed_time_s;  /* a transfer under 1 KiB/s for this long is stalled; 0: 30 */
+	unsigned low_speed_time_s;  /* no byte moved for this long = stalled (time a stream
+				     * consumer holds the download back does not count); 0: 30 */
 	unsigned parallel;    /* concurrent blob downloads of reg_client_pull_blobs; 0: 4 */
 	const char *user_agent; /* NULL: "isorun/<version>" */
 };
