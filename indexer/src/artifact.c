@@ -44,6 +44,7 @@ int idx_artifact_push(struct reg_client *c, const struct reg_ref *repo, const ch
 	_cleanup_close_ int dirfd = open(layout_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0)
 		return cm_log_ret(-errno, "%s: %s", layout_dir, strerror(errno));
+	_cleanup_(reg_manifest_freep) struct reg_manifest *m = NULL; /* before any goto out */
 	struct cm_buf ib, mb;
 	cm_buf_init(&ib, REG_MANIFEST_MAX);
 	cm_buf_init(&mb, REG_MANIFEST_MAX);
@@ -63,7 +64,6 @@ int idx_artifact_push(struct reg_client *c, const struct reg_ref *repo, const ch
 	snprintf(mpath, sizeof(mpath), "blobs/sha256/%s", mdigest + 7);
 	if ((r = cm_read_file(dirfd, mpath, &mb)) < 0)
 		goto out;
-	_cleanup_(reg_manifest_freep) struct reg_manifest *m = NULL;
 	if ((r = reg_manifest_parse((char *)mb.data, mb.len, REG_MT_OCI_MANIFEST, &m)) < 0)
 		goto out;
 	const char *at = reg_manifest_artifact_type(m);

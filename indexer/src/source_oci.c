@@ -210,6 +210,7 @@ int idx_source_oci_open(const char *spec, struct idx_source **ret)
 	if (!cm_str_has_prefix(spec, "oci:"))
 		return cm_log_ret(-EINVAL, "'%s' is not an oci:PATH[:TAG] reference", spec);
 	const char *p = spec + 4;
+	_cleanup_free_ char *abs = NULL; /* declared before the gotos that jump over its use */
 	struct oci_source *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -243,7 +244,7 @@ int idx_source_oci_open(const char *spec, struct idx_source **ret)
 		oci_free(&s->base);
 		return -EPROTO;
 	}
-	_cleanup_free_ char *abs = realpath(s->path, NULL);
+	abs = realpath(s->path, NULL);
 	s->base.ref = cm_strdupf("oci:%s%s%s", abs ? abs : s->path, s->tag ? ":" : "",
 				 s->tag ? s->tag : "");
 	if (!s->base.ref)
