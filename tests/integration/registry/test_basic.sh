@@ -39,6 +39,13 @@ read -r _ L0 S0 _ < <(grep '^layer' "$WORK/res" | head -1)
 [ "$(cat "$WORK/s")" = "$L0 $S0" ] || fail "stream digest: $(cat "$WORK/s") vs $L0 $S0"
 ok "blob stream delivers the verified blob"
 
+# the indexer's registry source: manifest through the index, config, layers as streams
+SC=$(dirname "$REG_TOOL")/source-check
+out=$("$SC" "$H/test/app:v1") || fail "source-check"
+[ "$out" = "ok 3 $(grep '^layer' "$WORK/res" | awk '{s+=$3} END {print s}') sha256:$want" ] || fail "source-check: $out"
+"$SC" "docker://$H/test/multi:v2" | grep -q "^ok 2 " || fail "source-check through an index"
+ok "idx_source over the registry: streams deliver every layer, verified"
+
 # ranges: one range, several (multipart/byteranges), compared with slices of the blob
 F=$WORK/img/blobs/sha256/${L0#sha256:}
 slice() { tail -c +$(($1 + 1)) "$F" | head -c "$2" | sha256sum | sed 's/^/sha256:/; s/ .*//'; }
