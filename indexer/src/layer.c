@@ -16,6 +16,7 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -260,7 +261,9 @@ int idx_layer_read(struct idx_tree *tree, struct idx_pool *pool, struct idx_stre
 	_cleanup_free_ struct idx_xattr_kv *xbuf = calloc(MAX_XATTRS, sizeof(*xbuf));
 	int r = 0;
 	uint64_t entries = 0;
-	const char *cur = NULL;
+	/* Name of the last entry read, for messages. A copy: libarchive reuses the entry's
+	 * storage on the next archive_read_next_header. */
+	char cur[256] = "";
 
 	l.in = malloc(IN_BUF);
 	l.out = malloc(OUT_BUF);
@@ -305,7 +308,7 @@ int idx_layer_read(struct idx_tree *tree, struct idx_pool *pool, struct idx_stre
 		if (ar < ARCHIVE_WARN) {
 			r = l.err ? l.err : -EPROTO;
 			log_error("layer %s: %s%s%s", layer_name, archive_error_string(a),
-				  cur ? " after entry " : "", cur ? cur : "");
+				  cur[0] ? " after entry " : "", cur);
 			if (r == -EPROTO || r == -EIO)
 				r = -EPROTO;
 			goto out;
@@ -319,7 +322,7 @@ int idx_layer_read(struct idx_tree *tree, struct idx_pool *pool, struct idx_stre
 			r = cm_log_ret(-EPROTO, "layer %s: entry without a name", layer_name);
 			goto out;
 		}
-		cur = path;
+		snprintf(cur, sizeof(cur), "%s", path);
 		struct idx_entry_attr attr;
 		const char *why = NULL;
 		if (entry_attr(e, &attr, xbuf, &why) < 0) {
