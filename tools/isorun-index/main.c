@@ -8,11 +8,17 @@
  * INDEX is an index digest (sha256:...), an image source that was indexed (oci:PATH[:TAG]),
  * or the path of an index file.
  */
+#include "indexer/artifact.h"
 #include "indexer/build.h"
 #include "indexer/extract.h"
 #include "indexer/index.h"
 #include "indexer/source.h"
+#include "indexer/source_registry.h"
 #include "indexer/store.h"
+
+#include "registry/client.h"
+#include "registry/manifest.h"
+#include "registry/ref.h"
 
 #include "common/cleanup.h"
 #include "common/digest.h"
@@ -20,6 +26,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -37,7 +44,12 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: isorun-index [--root DIR] [--debug] COMMAND ...\n"
 		"  build [--platform OS/ARCH[/VARIANT]] [--oci-out DIR] [--pack-size SIZE]\n"
-		"        [--threads N] SOURCE        index an image (SOURCE: oci:PATH[:TAG])\n"
+		"        [--threads N] [--push] [--force] [--allow-floating-tag]\n"
+		"        [--creds USER:PASS] [--authfile FILE] [--tls-verify=false]\n"
+		"        [--insecure-registry HOST[:PORT]] SOURCE\n"
+		"                                    index an image (SOURCE: oci:PATH[:TAG] or\n"
+		"                                    a registry reference); --push uploads the\n"
+		"                                    index artifact next to the image\n"
 		"  inspect [--json] INDEX            summary and image config\n"
 		"  ls [-R] INDEX [PATH]              list a directory of the image\n"
 		"  extract INDEX DIR                 materialise the image tree into DIR\n"
@@ -55,12 +67,15 @@ DEFINE_CLEANUP_FUNC(struct idx_store, idx_store_free)
 DEFINE_CLEANUP_FUNC(struct idx_reader, idx_reader_free)
 DEFINE_CLEANUP_FUNC(struct idx_source, idx_source_free)
 
+static struct reg_options reg_opts;
+static const char *insecure[16];
+static size_t ninsecure;
+
 static int open_source(const char *spec, struct idx_source **ret)
 {
 	if (cm_str_has_prefix(spec, "oci:"))
 		return idx_source_oci_open(spec, ret);
-	log_error("'%s': only oci:PATH[:TAG] sources are supported by this build", spec);
-	return -ENOTSUP;
+	return idx_source_registry_open(spec, &reg_opts, ret);
 }
 
 /* INDEX argument -> opened reader. */
@@ -99,17 +114,52 @@ static int open_index(struct idx_store *s, const char *arg, struct idx_reader **
 	return r;
 }
 
+DEFINE_CLEANUP_FUNC(struct reg_client, reg_client_free)
+DEFINE_CLEANUP_FUNC(struct reg_ref, reg_ref_free)
+
+/* For a registry SOURCE: the parsed reference, a client, and the resolved manifest digest. */
+static int resolve_registry(const char *spec, bool allow_floating, struct reg_ref **ret_ref,
+			    struct reg_client **ret_client, char ret_digest[CM_DIGEST_STR_SIZE])
+{
+	const char *why = NULL;
+	_cleanup_(reg_ref_freep) struct reg_ref *ref = NULL;
+	_cleanup_(reg_client_freep) struct reg_client *c = NULL;
+	int r = reg_ref_parse(spec, &ref, &why);
+	if (r < 0)
+		return cm_log_ret(r, "'%s' is not an image reference: %s", spec, why ? why : "invalid");
+	if ((r = reg_ref_check_policy(ref, allow_floating)) < 0)
+		return r;
+	if ((r = reg_client_new(&reg_opts, &c)) < 0)
+		return r;
+	struct reg_manifest *m = NULL;
+	if ((r = reg_client_resolve(c, ref, NULL, &m, ret_digest)) < 0)
+		return r;
+	reg_manifest_free(m);
+	*ret_ref = TAKE_PTR(ref);
+	*ret_client = TAKE_PTR(c);
+	return 0;
+}
+
 static int cmd_build(int argc, char **argv)
 {
+	enum { OPT_PUSH = 256, OPT_FORCE, OPT_FLOAT, OPT_CREDS, OPT_AUTHFILE, OPT_TLS, OPT_INSECURE };
 	static const struct option opts[] = {
 		{"platform", required_argument, NULL, 'p'},
 		{"oci-out", required_argument, NULL, 'o'},
 		{"pack-size", required_argument, NULL, 's'},
 		{"threads", required_argument, NULL, 't'},
+		{"push", no_argument, NULL, OPT_PUSH},
+		{"force", no_argument, NULL, OPT_FORCE},
+		{"allow-floating-tag", no_argument, NULL, OPT_FLOAT},
+		{"creds", required_argument, NULL, OPT_CREDS},
+		{"authfile", required_argument, NULL, OPT_AUTHFILE},
+		{"tls-verify", required_argument, NULL, OPT_TLS},
+		{"insecure-registry", required_argument, NULL, OPT_INSECURE},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
 	struct idx_build_opts o = {.progress = isatty(STDERR_FILENO)};
+	bool push = false, force = false, allow_floating = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (c) {
@@ -122,6 +172,16 @@ static int cmd_build(int argc, char **argv)
 			}
 			break;
 		case 't': o.threads = atoi(optarg); break;
+		case OPT_PUSH: push = true; break;
+		case OPT_FORCE: force = true; break;
+		case OPT_FLOAT: allow_floating = true; break;
+		case OPT_CREDS: reg_opts.creds = optarg; break;
+		case OPT_AUTHFILE: reg_opts.authfile = optarg; break;
+		case OPT_TLS: reg_opts.tls_no_verify = !strcmp(optarg, "false"); break;
+		case OPT_INSECURE:
+			if (ninsecure + 1 < ARRAY_SIZE(insecure))
+				insecure[ninsecure++] = optarg;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: return 2;
 		}
@@ -130,16 +190,58 @@ static int cmd_build(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	reg_opts.platform = o.platform;
+	reg_opts.insecure_registries = ninsecure ? insecure : NULL;
+	const char *spec = argv[optind];
+	bool remote = !cm_str_has_prefix(spec, "oci:");
+	if (push && !remote) {
+		fprintf(stderr, "isorun-index: --push needs a registry reference (the artifact goes "
+				"next to the image)\n");
+		return 2;
+	}
 	_cleanup_(idx_store_freep) struct idx_store *store = NULL;
 	_cleanup_(idx_source_freep) struct idx_source *src = NULL;
-	if (open_store(&store) < 0 || open_source(argv[optind], &src) < 0)
+	_cleanup_(reg_ref_freep) struct reg_ref *ref = NULL;
+	_cleanup_(reg_client_freep) struct reg_client *client = NULL;
+	_cleanup_free_ char *tmp_out = NULL;
+	char mdigest[CM_DIGEST_STR_SIZE];
+	if (open_store(&store) < 0)
 		return 1;
+	if (remote) {
+		if (resolve_registry(spec, allow_floating, &ref, &client, mdigest) < 0)
+			return 1;
+		char idigest[CM_DIGEST_STR_SIZE], adigest[CM_DIGEST_STR_SIZE];
+		int k = idx_artifact_find(client, ref, mdigest, idigest, adigest);
+		if (k == 0 && !force) {
+			printf("image      %s\nmanifest   %s\nartifact   %s (already in the registry; "
+			       "--force rebuilds)\n%s\n",
+			       spec, mdigest, adigest, idigest);
+			return 0;
+		}
+		if (k < 0 && k != -ENOENT)
+			return 1;
+	}
+	if (open_source(spec, &src) < 0)
+		return 1;
+	if (push && !o.oci_out) {
+		tmp_out = cm_strdupf("%s/tmp/artifact.%ld", idx_store_root(store), (long)getpid());
+		if (!tmp_out)
+			return 1;
+		o.oci_out = tmp_out;
+	}
 	struct idx_build_result res;
 	uint64_t t0 = cm_now_ns();
 	int r = idx_build(store, src, &o, &res);
 	if (r < 0) {
-		fprintf(stderr, "isorun-index: indexing %s failed: %s\n", argv[optind], strerror(-r));
-		return 1;
+		fprintf(stderr, "isorun-index: indexing %s failed: %s\n", spec, strerror(-r));
+		goto out;
+	}
+	if (remote && strcmp(res.manifest_digest, mdigest) != 0) {
+		/* The tag moved between resolving and reading: refuse to push a mismatch. */
+		fprintf(stderr, "isorun-index: %s changed while indexing (%s, then %s)\n", spec, mdigest,
+			res.manifest_digest);
+		r = -EAGAIN;
+		goto out;
 	}
 	char nb[32], fb[32];
 	cm_format_bytes(res.new_bytes, nb, sizeof(nb));
@@ -149,10 +251,22 @@ static int cmd_build(int argc, char **argv)
 	       src->ref, res.manifest_digest, (unsigned long long)res.layers,
 	       (unsigned long long)res.chunks, fb, (unsigned long long)res.new_chunks, nb,
 	       (double)(cm_now_ns() - t0) / 1e9);
-	if (o.oci_out)
+	if (push) {
+		char adigest[CM_DIGEST_STR_SIZE];
+		if ((r = idx_artifact_push(client, ref, o.oci_out, adigest)) < 0) {
+			fprintf(stderr, "isorun-index: pushing the index artifact failed: %s\n",
+				strerror(-r));
+			goto out;
+		}
+		printf("pushed     %s (referrer of %s)\n", adigest, mdigest);
+	} else if (o.oci_out) {
 		printf("artifact   %s\n", o.oci_out);
+	}
 	printf("%s\n", res.index_digest);
-	return 0;
+out:
+	if (tmp_out)
+		cm_rm_rf_at(AT_FDCWD, tmp_out);
+	return r < 0 ? 1 : 0;
 }
 
 static void json_strv(json_object *o, const char *key, char **v)
