@@ -1,0 +1,82 @@
+/*
+ * Mounting an image: one FUSE daemon per index per host, shared by every user of that image.
+ *
+ * State of a shared mount lives in ROOT/mounts/<index hex>/ (docs/mounts.md):
+ *   mnt/        the daemon's mount point (read-only, allow_other, default_permissions)
+ *   ctl.sock    the daemon's control socket (stats, idle shutdown); a daemon whose socket
+ *               does not answer is dead and its mount is cleaned up lazily
+ *   refs        the number of holders (text), updated under flock(lock)
+ *   lock        flock() serialising acquire/release across processes
+ *   daemon.log  the daemon's stderr (every failed read is logged with its cause)
+ *
+ * The daemon is a separate program image (`isorun fsd`, exec'd twice-forked from the
+ * caller), so callers may be multithreaded; the call returns once the FUSE mount is live.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum fs_prefetch {
+	FS_PREFETCH_ALL = 0, /* startup list, then every chunk in pack order (default) */
+	FS_PREFETCH_STARTUP, /* the startup list only */
+	FS_PREFETCH_NONE,    /* only what is read (and readahead within read files) */
+};
+
+struct fs_mount_opts {
+	enum fs_prefetch prefetch;
+	uint64_t bwlimit;	    /* prefetch bytes/s, 0 = unlimited */
+	uint64_t cache_max;	    /* store cap in bytes, 0 = ROOT/config.json or default */
+	const char *trace_path;	    /* --record-trace FILE (docs/trace.md), or NULL */
+	unsigned fetch_timeout_s;   /* a read that cannot be served fails with EIO after this;
+				       0 = 30 s */
+	unsigned keep_warm_s;	    /* delay between the last release and the unmount */
+	unsigned prefetch_threads;  /* concurrent prefetch requests, 0 = 2 */
+	uint64_t request_max;	    /* bytes per coalesced range request, 0 = 4 MiB */
+	uint64_t mem_cache;	    /* decompressed chunks kept in memory, 0 = 32 MiB */
+	const char *authfile;	    /* registry credentials file, NULL = standard chain */
+	const char *exe;	    /* the isorun binary that runs `fsd`; NULL = /proc/self/exe */
+	bool debug;		    /* daemon logs at debug level */
+};
+
+/* Parse "none|startup|all". -EINVAL. */
+int fs_prefetch_parse(const char *s, enum fs_prefetch *ret);
+
+/*
+ * Acquire the shared mount of `ref_or_digest` (anything fs_image_lookup accepts; it must
+ * already be in the store: pull first). Starts the daemon when none runs, otherwise takes
+ * one more reference on the running one (options then only apply to a new daemon).
+ * *ret_mountpoint (caller frees) is ROOT/mounts/<hex>/mnt. -ENOENT unknown image, -EACCES
+ * or the transport errors when the registry cannot serve the image's packs, -EIO when the
+ * daemon failed (its log says why). Thread- and process-safe.
+ */
+int fs_mount_acquire(const char *store_root, const char *ref_or_digest,
+		     const struct fs_mount_opts *o, char **ret_mountpoint);
+/*
+ * Drop one reference taken by fs_mount_acquire (`mountpoint` as returned, or an index
+ * digest). The last one unmounts, after keep_warm_s when that was set. -ENOENT when not
+ * mounted. Thread- and process-safe.
+ */
+int fs_mount_release(const char *store_root, const char *mountpoint);
+
+/* `isorun mount`: acquire and bind-mount the shared mount onto `dir` (read-only). */
+int fs_mount_bind(const char *store_root, const char *ref_or_digest,
+		  const struct fs_mount_opts *o, const char *dir);
+/* `isorun umount`: unmount `dir` (a bind made by fs_mount_bind, or a shared mount point)
+ * and release it. `lazy` detaches a busy mount. -EINVAL not an isorun mount, -EBUSY. */
+int fs_mount_unbind(const char *store_root, const char *dir, bool lazy);
+
+/*
+ * Query the daemon serving `dir` (a bind or shared mount point, or an index digest) over
+ * its control socket: the stats as a JSON object (docs/mounts.md; caller frees).
+ * -EINVAL not an isorun mount, -ECONNREFUSED daemon gone.
+ */
+int fs_mount_stats(const char *store_root, const char *dir, char **ret_json);
+
+/*
+ * Run the daemon for index `index_digest` mounted on `mountpoint` until it is unmounted
+ * or told to stop. `ready_fd` (>= 0) receives a 4-byte int (0 or -errno) once the mount
+ * is live or failed, then is closed. Used by `isorun fsd`; returns 0 or -errno.
+ */
+int fs_daemon_run(const char *store_root, const char *index_digest,
+		  const struct fs_mount_opts *o, const char *mountpoint, int ready_fd);

@@ -1,0 +1,637 @@
+/*
+ * Chunk cache bookkeeping in store.db (see fs/cache.h for the tables and the rules).
+ * Every function holds the store's lock for its sqlite use; chunk files are removed with
+ * unlinkat() on the store's root fd.
+ */
+#include "fs/cache.h"
+#include "fs/image.h"
+#include "fs_int.h"
+
+#include "indexer/index.h"
+#include "indexer/store.h"
+
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/digest.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS fs_chunks("
+	" digest BLOB PRIMARY KEY, csize INTEGER NOT NULL, last_use INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS fs_chunks_lru ON fs_chunks(last_use);"
+	"CREATE TABLE IF NOT EXISTS fs_refs("
+	" index_digest TEXT NOT NULL, digest BLOB NOT NULL, csize INTEGER NOT NULL,"
+	" PRIMARY KEY(index_digest, digest)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS fs_refs_digest ON fs_refs(digest);"
+	"CREATE TABLE IF NOT EXISTS fs_remotes("
+	" index_digest TEXT PRIMARY KEY, repository TEXT NOT NULL, manifest_digest TEXT NOT NULL);";
+
+/* Unix time in milliseconds: last_use is compared across processes. */
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int db_err(sqlite3 *db, const char *what)
+{
+	log_error("store.db: %s: %s", what, sqlite3_errmsg(db));
+	return -EIO;
+}
+
+static int exec(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("store.db: %s: %s", sql, msg ? msg : "?");
+		sqlite3_free(msg);
+		return -EIO;
+	}
+	return 0;
+}
+
+DEFINE_CLEANUP_FUNC(sqlite3_stmt, sqlite3_finalize)
+
+int fs_cache_init(struct idx_store *s)
+{
+	idx_store_lock(s);
+	int r = exec(idx_store_db(s), schema);
+	idx_store_unlock(s);
+	return r;
+}
+
+int fs_cache_config_max(const char *root, uint64_t *ret)
+{
+	*ret = FS_CACHE_MAX_DEFAULT;
+	_cleanup_free_ char *p = cm_strdupf("%s/config.json", root);
+	if (!p)
+		return -ENOMEM;
+	struct cm_buf b;
+	cm_buf_init(&b, 1u << 20);
+	int r = cm_read_file(AT_FDCWD, p, &b);
+	if (r == -ENOENT) {
+		cm_buf_fini(&b);
+		return 0;
+	}
+	if (r < 0) {
+		cm_buf_fini(&b);
+		return cm_log_ret(r, "%s: %s", p, strerror(-r));
+	}
+	json_object *j = NULL;
+	if (cm_buf_append(&b, "", 1) == 0)
+		j = json_tokener_parse((const char *)b.data);
+	cm_buf_fini(&b);
+	if (!j || !json_object_is_type(j, json_type_object)) {
+		json_object_put(j);
+		return cm_log_ret(-EPROTO, "%s: not a JSON object", p);
+	}
+	json_object *v;
+	r = 0;
+	if (json_object_object_get_ex(j, "cache_max", &v)) {
+		if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) > 0)
+			*ret = (uint64_t)json_object_get_int64(v);
+		else if (!json_object_is_type(v, json_type_string) ||
+			 cm_parse_size(json_object_get_string(v), ret) < 0)
+			r = cm_log_ret(-EPROTO, "%s: cache_max must be a size (\"10G\") or bytes", p);
+	}
+	json_object_put(j);
+	return r;
+}
+
+int fs_cache_record_index(struct idx_store *s, const struct idx_reader *rd)
+{
+	sqlite3 *db = idx_store_db(s);
+	const char *idig = idx_reader_digest(rd);
+	uint32_t n = idx_reader_chunk_count(rd);
+	int r = 0;
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *cnt = NULL, *st = NULL;
+	idx_store_lock(s);
+	if (sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM fs_refs WHERE index_digest=?", -1, &cnt,
+			       NULL) != SQLITE_OK) {
+		r = db_err(db, "count refs");
+		goto out;
+	}
+	sqlite3_bind_text(cnt, 1, idig, -1, SQLITE_STATIC);
+	if (sqlite3_step(cnt) == SQLITE_ROW && sqlite3_column_int64(cnt, 0) >= n)
+		goto out; /* already recorded (an index's chunk set never changes) */
+	if ((r = exec(db, "BEGIN IMMEDIATE")) < 0)
+		goto out;
+	if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO fs_refs VALUES(?,?,?)", -1, &st, NULL) !=
+	    SQLITE_OK) {
+		r = db_err(db, "insert refs");
+		exec(db, "ROLLBACK");
+		goto out;
+	}
+	for (uint32_t i = 0; i < n && r == 0; i++) {
+		struct idx_chunk c;
+		if (idx_reader_chunk(rd, i, &c) < 0)
+			continue;
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, idig, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 2, c.digest, 32, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, c.csize);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			r = db_err(db, "insert ref");
+	}
+	if (r == 0)
+		r = exec(db, "COMMIT");
+	else
+		exec(db, "ROLLBACK");
+out:
+	idx_store_unlock(s);
+	return r;
+}
+
+int fs_cache_set_remote(struct idx_store *s, const char *index_digest, const char *repository,
+			const char *manifest_digest)
+{
+	sqlite3 *db = idx_store_db(s);
+	idx_store_lock(s);
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+	int r = 0;
+	if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO fs_remotes VALUES(?,?,?)", -1, &st,
+			       NULL) != SQLITE_OK) {
+		r = db_err(db, "remote");
+	} else {
+		sqlite3_bind_text(st, 1, index_digest, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, repository, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, manifest_digest, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			r = db_err(db, "remote");
+	}
+	idx_store_unlock(s);
+	return r;
+}
+
+int fs_cache_get_remote(struct idx_store *s, const char *index_digest, char **ret)
+{
+	sqlite3 *db = idx_store_db(s);
+	idx_store_lock(s);
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+	int r = -ENOENT;
+	if (sqlite3_prepare_v2(db, "SELECT repository FROM fs_remotes WHERE index_digest=?", -1,
+			       &st, NULL) != SQLITE_OK) {
+		r = db_err(db, "remote");
+	} else {
+		sqlite3_bind_text(st, 1, index_digest, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			*ret = strdup((const char *)sqlite3_column_text(st, 0));
+			r = *ret ? 0 : -ENOMEM;
+		}
+	}
+	idx_store_unlock(s);
+	return r;
+}
+
+int fs_cache_touch_batch(struct idx_store *s, const struct fs_cache_touch *v, size_t n)
+{
+	if (n == 0)
+		return 0;
+	sqlite3 *db = idx_store_db(s);
+	int64_t now = now_ms();
+	int r;
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *ins = NULL, *upd = NULL;
+	idx_store_lock(s);
+	if ((r = exec(db, "BEGIN IMMEDIATE")) < 0)
+		goto out;
+	if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO fs_chunks VALUES(?,?,?)", -1, &ins,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "UPDATE fs_chunks SET last_use=? WHERE digest=?", -1, &upd,
+			       NULL) != SQLITE_OK) {
+		r = db_err(db, "touch");
+		exec(db, "ROLLBACK");
+		goto out;
+	}
+	for (size_t i = 0; i < n && r == 0; i++) {
+		sqlite3_stmt *st = v[i].added ? ins : upd;
+		sqlite3_reset(st);
+		if (v[i].added) {
+			sqlite3_bind_blob(st, 1, v[i].digest, 32, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 2, v[i].csize);
+			sqlite3_bind_int64(st, 3, now);
+		} else {
+			sqlite3_bind_int64(st, 1, now);
+			sqlite3_bind_blob(st, 2, v[i].digest, 32, SQLITE_STATIC);
+		}
+		if (sqlite3_step(st) != SQLITE_DONE)
+			r = db_err(db, "touch");
+	}
+	if (r == 0)
+		r = exec(db, "COMMIT");
+	else
+		exec(db, "ROLLBACK");
+out:
+	idx_store_unlock(s);
+	return r;
+}
+
+struct present {
+	uint8_t d[32];
+	uint64_t size;
+	int64_t mtime_ms;
+};
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Every well-named chunk file under ROOT/chunks/. */
+static int scan_chunks(struct idx_store *s, struct present **ret, size_t *ret_n)
+{
+	_cleanup_free_ struct present *v = NULL;
+	size_t n = 0, alloc = 0;
+	int cfd = openat(idx_store_root_fd(s), "chunks", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cfd < 0) {
+		*ret = NULL;
+		*ret_n = 0;
+		return errno == ENOENT ? 0 : -errno;
+	}
+	DIR *top = fdopendir(cfd);
+	if (!top) {
+		close(cfd);
+		return -errno;
+	}
+	struct dirent *de;
+	while ((de = readdir(top))) {
+		if (strlen(de->d_name) != 2 || hexval(de->d_name[0]) < 0 || hexval(de->d_name[1]) < 0)
+			continue;
+		int sfd = openat(dirfd(top), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (sfd < 0)
+			continue;
+		DIR *sub = fdopendir(sfd);
+		if (!sub) {
+			close(sfd);
+			continue;
+		}
+		struct dirent *fe;
+		while ((fe = readdir(sub))) {
+			if (strlen(fe->d_name) != 64)
+				continue;
+			struct present p;
+			bool ok = true;
+			for (int i = 0; i < 32 && ok; i++) {
+				int hi = hexval(fe->d_name[2 * i]), lo = hexval(fe->d_name[2 * i + 1]);
+				ok = hi >= 0 && lo >= 0;
+				p.d[i] = (uint8_t)(hi << 4 | lo);
+			}
+			struct stat st;
+			if (!ok || fstatat(dirfd(sub), fe->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISREG(st.st_mode))
+				continue;
+			p.size = (uint64_t)st.st_size;
+			p.mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+			if (n == alloc) {
+				alloc = alloc ? alloc * 2 : 1024;
+				struct present *nv = realloc(v, alloc * sizeof(*v));
+				if (!nv) {
+					closedir(sub);
+					closedir(top);
+					return -ENOMEM;
+				}
+				v = nv;
+			}
+			v[n++] = p;
+		}
+		closedir(sub);
+	}
+	closedir(top);
+	*ret = TAKE_PTR(v);
+	*ret_n = n;
+	return 0;
+}
+
+static int size_locked(sqlite3 *db, uint64_t *ret_bytes, uint64_t *ret_chunks)
+{
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT COALESCE(SUM(csize),0), COUNT(*) FROM fs_chunks", -1,
+			       &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+		return db_err(db, "size");
+	if (ret_bytes)
+		*ret_bytes = (uint64_t)sqlite3_column_int64(st, 0);
+	if (ret_chunks)
+		*ret_chunks = (uint64_t)sqlite3_column_int64(st, 1);
+	return 0;
+}
+
+int fs_cache_size(struct idx_store *s, uint64_t *ret_bytes, uint64_t *ret_chunks)
+{
+	idx_store_lock(s);
+	int r = size_locked(idx_store_db(s), ret_bytes, ret_chunks);
+	idx_store_unlock(s);
+	return r;
+}
+
+int fs_cache_reconcile(struct idx_store *s, uint64_t *ret_bytes, uint64_t *ret_chunks)
+{
+	int64_t t0 = now_ms();
+	_cleanup_free_ struct present *v = NULL;
+	size_t n = 0;
+	int r = scan_chunks(s, &v, &n);
+	if (r < 0)
+		return cm_log_ret(r, "cache: scanning chunks: %s", strerror(-r));
+	sqlite3 *db = idx_store_db(s);
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+	idx_store_lock(s);
+	if ((r = exec(db, "CREATE TEMP TABLE IF NOT EXISTS fs_present(digest BLOB PRIMARY KEY, "
+			  "csize INTEGER, mtime INTEGER) WITHOUT ROWID;"
+			  "DELETE FROM fs_present; BEGIN IMMEDIATE")) < 0)
+		goto out;
+	if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO fs_present VALUES(?,?,?)", -1, &st,
+			       NULL) != SQLITE_OK) {
+		r = db_err(db, "reconcile");
+		exec(db, "ROLLBACK");
+		goto out;
+	}
+	for (size_t i = 0; i < n && r == 0; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_blob(st, 1, v[i].d, 32, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (int64_t)v[i].size);
+		sqlite3_bind_int64(st, 3, v[i].mtime_ms);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			r = db_err(db, "reconcile");
+	}
+	if (r == 0) {
+		/* Rows newer than the scan may describe files created after it: keep them. */
+		char sql[256];
+		snprintf(sql, sizeof(sql),
+			 "INSERT OR IGNORE INTO fs_chunks SELECT digest, csize, mtime FROM fs_present;"
+			 "DELETE FROM fs_chunks WHERE last_use < %lld AND digest NOT IN "
+			 "(SELECT digest FROM fs_present);"
+			 "COMMIT; DELETE FROM fs_present;",
+			 (long long)t0);
+		r = exec(db, sql);
+	}
+	if (r < 0)
+		exec(db, "ROLLBACK");
+	if (r == 0)
+		r = size_locked(db, ret_bytes, ret_chunks);
+out:
+	idx_store_unlock(s);
+	return r;
+}
+
+void fs_strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Fill the temp table fs_mounted with the live mounts, and fs_pinned with the live mounts
+ * that have no remote. Store lock held. */
+static int mark_mounted(struct idx_store *s)
+{
+	sqlite3 *db = idx_store_db(s);
+	char **live = NULL;
+	size_t nlive = 0;
+	int r = exec(db, "CREATE TEMP TABLE IF NOT EXISTS fs_mounted(d TEXT PRIMARY KEY);"
+			 "CREATE TEMP TABLE IF NOT EXISTS fs_pinned(d TEXT PRIMARY KEY);"
+			 "DELETE FROM fs_mounted; DELETE FROM fs_pinned;");
+	if (r < 0)
+		return r;
+	idx_store_unlock(s); /* talking to daemons must not hold the lock they may need */
+	r = fs_mounts_live(idx_store_root(s), &live, &nlive);
+	idx_store_lock(s);
+	if (r < 0)
+		return r;
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO fs_mounted VALUES(?)", -1, &st, NULL) !=
+	    SQLITE_OK) {
+		fs_strv_free(live, nlive);
+		return db_err(db, "mounted");
+	}
+	for (size_t i = 0; i < nlive; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, live[i], -1, SQLITE_STATIC);
+		sqlite3_step(st);
+	}
+	fs_strv_free(live, nlive);
+	return exec(db, "INSERT OR IGNORE INTO fs_pinned SELECT d FROM fs_mounted WHERE d NOT IN "
+			"(SELECT index_digest FROM fs_remotes)");
+}
+
+/* Remove chunk files named by the rows of `sel` until `*bytes <= max`. Lock held. */
+static int evict_rows(struct idx_store *s, const char *sel, uint64_t max, uint64_t *bytes,
+		      struct fs_cache_gc_result *res)
+{
+	sqlite3 *db = idx_store_db(s);
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL, *del = NULL;
+	if (sqlite3_prepare_v2(db, sel, -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "DELETE FROM fs_chunks WHERE digest=?", -1, &del, NULL) !=
+		    SQLITE_OK)
+		return db_err(db, "evict");
+	/* Collect first: deleting rows while stepping a SELECT over the same table is
+	 * undefined in sqlite. */
+	struct victim {
+		uint8_t d[32];
+		uint64_t size;
+	};
+	_cleanup_free_ struct victim *v = NULL;
+	size_t n = 0, alloc = 0;
+	uint64_t planned = *bytes;
+	while (planned > max && sqlite3_step(st) == SQLITE_ROW) {
+		if (sqlite3_column_bytes(st, 0) != 32)
+			continue;
+		if (n == alloc) {
+			alloc = alloc ? alloc * 2 : 256;
+			struct victim *nv = realloc(v, alloc * sizeof(*v));
+			if (!nv)
+				return -ENOMEM;
+			v = nv;
+		}
+		memcpy(v[n].d, sqlite3_column_blob(st, 0), 32);
+		v[n].size = (uint64_t)sqlite3_column_int64(st, 1);
+		planned -= MIN(planned, v[n].size);
+		n++;
+	}
+	sqlite3_reset(st);
+	if (n == 0)
+		return 0;
+	int r = exec(db, "BEGIN IMMEDIATE");
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		char p[80];
+		idx_store_chunk_relpath(v[i].d, p);
+		if (unlinkat(idx_store_root_fd(s), p, 0) < 0 && errno != ENOENT)
+			continue;
+		sqlite3_reset(del);
+		sqlite3_bind_blob(del, 1, v[i].d, 32, SQLITE_STATIC);
+		sqlite3_step(del);
+		*bytes -= MIN(*bytes, v[i].size);
+		res->evicted_chunks++;
+		res->evicted_bytes += v[i].size;
+	}
+	return exec(db, "COMMIT");
+}
+
+int fs_cache_evict(struct idx_store *s, uint64_t max, bool reconcile, struct fs_cache_gc_result *ret)
+{
+	struct fs_cache_gc_result res = {0};
+	int r;
+	if (reconcile && (r = fs_cache_reconcile(s, NULL, NULL)) < 0)
+		return r;
+	uint64_t bytes = 0, chunks = 0;
+	idx_store_lock(s);
+	if ((r = size_locked(idx_store_db(s), &bytes, &chunks)) < 0)
+		goto out;
+	if (bytes > max && (r = mark_mounted(s)) == 0) {
+		/* Unmounted images first, then mounted ones that can fetch again. */
+		r = evict_rows(s,
+			       "SELECT digest, csize FROM fs_chunks WHERE digest NOT IN (SELECT "
+			       "r.digest FROM fs_refs r JOIN fs_mounted m ON r.index_digest=m.d) "
+			       "ORDER BY last_use",
+			       max, &bytes, &res);
+		if (r == 0 && bytes > max)
+			r = evict_rows(s,
+				       "SELECT digest, csize FROM fs_chunks WHERE digest NOT IN "
+				       "(SELECT r.digest FROM fs_refs r JOIN fs_pinned p ON "
+				       "r.index_digest=p.d) ORDER BY last_use",
+				       max, &bytes, &res);
+	}
+	if (r == 0)
+		r = size_locked(idx_store_db(s), &res.bytes, &res.chunks);
+	if (r == 0 && res.bytes > max)
+		r = -ENOSPC;
+out:
+	idx_store_unlock(s);
+	if (res.evicted_chunks)
+		log_info("cache: evicted %llu chunks (%llu bytes)",
+			 (unsigned long long)res.evicted_chunks, (unsigned long long)res.evicted_bytes);
+	if (ret)
+		*ret = res;
+	return r;
+}
+
+int fs_cache_prune_image(struct idx_store *s, const char *ref, struct fs_cache_gc_result *ret)
+{
+	char idig[72];
+	int r = fs_image_lookup(s, ref, idig);
+	if (r < 0)
+		return cm_log_ret(r, "cache prune: %s is not in the store", ref);
+	char **live = NULL;
+	size_t nlive = 0;
+	if ((r = fs_mounts_live(idx_store_root(s), &live, &nlive)) < 0)
+		return r;
+	bool busy = false;
+	for (size_t i = 0; i < nlive; i++)
+		busy |= strcmp(live[i], idig) == 0;
+	fs_strv_free(live, nlive);
+	if (busy)
+		return cm_log_ret(-EBUSY, "cache prune: %s is mounted", ref);
+	if ((r = fs_cache_reconcile(s, NULL, NULL)) < 0)
+		return r;
+	struct fs_cache_gc_result res = {0};
+	uint64_t bytes = UINT64_MAX;
+	idx_store_lock(s);
+	sqlite3 *db = idx_store_db(s);
+	/* idig is a validated "sha256:<hex>": nothing to quote. */
+	char sel[512];
+	snprintf(sel, sizeof(sel),
+		 "SELECT c.digest, c.csize FROM fs_refs r JOIN fs_chunks c ON c.digest=r.digest "
+		 "WHERE r.index_digest='%s' AND NOT EXISTS (SELECT 1 FROM fs_refs o WHERE "
+		 "o.digest=r.digest AND o.index_digest<>'%s')",
+		 idig, idig);
+	r = evict_rows(s, sel, 0, &bytes, &res);
+	if (r == 0)
+		r = size_locked(db, &res.bytes, &res.chunks);
+	idx_store_unlock(s);
+	if (ret)
+		*ret = res;
+	return r;
+}
+
+int fs_cache_stats_get(struct idx_store *s, struct fs_cache_stats *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	int r = fs_cache_reconcile(s, &ret->bytes, &ret->chunks);
+	if (r < 0)
+		return r;
+	if ((r = fs_cache_config_max(idx_store_root(s), &ret->max_bytes)) < 0)
+		return r;
+	struct idx_store_image *imgs = NULL;
+	size_t n = 0;
+	if ((r = idx_store_list_images(s, &imgs, &n)) < 0)
+		return r;
+	char **live = NULL;
+	size_t nlive = 0;
+	if ((r = fs_mounts_live(idx_store_root(s), &live, &nlive)) < 0) {
+		idx_store_images_free(imgs, n);
+		return r;
+	}
+	sqlite3 *db = idx_store_db(s);
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+	ret->images = calloc(n ? n : 1, sizeof(*ret->images));
+	if (!ret->images) {
+		r = -ENOMEM;
+		goto out;
+	}
+	idx_store_lock(s);
+	if (sqlite3_prepare_v2(db,
+			       "SELECT COUNT(*), COALESCE(SUM(r.csize),0), COUNT(c.digest), "
+			       "COALESCE(SUM(c.csize),0) FROM fs_refs r LEFT JOIN fs_chunks c ON "
+			       "c.digest=r.digest WHERE r.index_digest=?",
+			       -1, &st, NULL) != SQLITE_OK) {
+		r = db_err(db, "stats");
+		idx_store_unlock(s);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct fs_cache_image *im = &ret->images[ret->n_images++];
+		im->ref = TAKE_PTR(imgs[i].ref);
+		snprintf(im->index_digest, sizeof(im->index_digest), "%s", imgs[i].index_digest);
+		snprintf(im->manifest_digest, sizeof(im->manifest_digest), "%s",
+			 imgs[i].manifest_digest);
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, im->index_digest, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			im->chunks = (uint64_t)sqlite3_column_int64(st, 0);
+			im->bytes = (uint64_t)sqlite3_column_int64(st, 1);
+			im->resident_chunks = (uint64_t)sqlite3_column_int64(st, 2);
+			im->resident_bytes = (uint64_t)sqlite3_column_int64(st, 3);
+		}
+		for (size_t j = 0; j < nlive; j++)
+			im->mounted |= strcmp(live[j], im->index_digest) == 0;
+	}
+	idx_store_unlock(s);
+	for (size_t i = 0; i < ret->n_images; i++) {
+		char *repo = NULL;
+		if (fs_cache_get_remote(s, ret->images[i].index_digest, &repo) == 0)
+			ret->images[i].repository = repo;
+	}
+out:
+	fs_strv_free(live, nlive);
+	idx_store_images_free(imgs, n);
+	if (r < 0)
+		fs_cache_stats_fini(ret);
+	return r;
+}
+
+void fs_cache_stats_fini(struct fs_cache_stats *st)
+{
+	for (size_t i = 0; i < st->n_images; i++) {
+		free(st->images[i].ref);
+		free(st->images[i].repository);
+	}
+	free(st->images);
+	memset(st, 0, sizeof(*st));
+}

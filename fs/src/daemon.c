@@ -1,0 +1,358 @@
+/*
+ * The mount daemon (`isorun fsd`): one per index per host. Opens the store and the index,
+ * connects to the image's registry when it has one, checks that the mount can read, mounts
+ * FUSE, reports readiness, then serves: the libfuse multithreaded loop, the chunk engine's
+ * threads, and the control socket thread (ctl.c describes the protocol).
+ */
+#include "engine.h"
+#include "fs/cache.h"
+#include "fs/mount.h"
+#include "fs_int.h"
+#include "ops.h"
+
+#include "indexer/index.h"
+#include "indexer/store.h"
+#include "registry/client.h"
+#include "registry/ref.h"
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct daemon {
+	const char *root;
+	const char *hex;
+	char *dir, *mnt;
+	struct fuse_session *se;
+	struct fs_engine *e;
+	unsigned keep_warm_s;
+	int listen_fd;	    /* ctl thread only after start */
+	int wake[2];	    /* main -> ctl thread: stop */
+	pthread_t ctl;
+	bool ctl_started;
+	uint64_t idle_at_ns; /* ctl thread only: keep-warm deadline, 0 = none */
+};
+
+DEFINE_CLEANUP_FUNC(struct idx_store, idx_store_free)
+DEFINE_CLEANUP_FUNC(struct idx_reader, idx_reader_free)
+DEFINE_CLEANUP_FUNC(struct fs_engine, fs_engine_free)
+
+/* Stop answering (so nobody takes a new reference on a dying daemon) and unmount: the
+ * session loop ends when the kernel drops the connection. */
+static void shutdown_now(struct daemon *d)
+{
+	if (d->listen_fd >= 0) {
+		_cleanup_free_ char *sock = cm_strdupf("%s/ctl.sock", d->dir);
+		if (sock)
+			unlink(sock);
+		close(d->listen_fd);
+		d->listen_fd = -1;
+	}
+	fuse_session_exit(d->se);
+	if (umount2(d->mnt, MNT_DETACH) < 0)
+		log_warn("fsd: unmounting %s: %s", d->mnt, strerror(errno));
+	log_info("fsd: %s unmounted", d->mnt);
+}
+
+/* Keep-warm expiry: unmount unless someone acquired the mount again meanwhile. */
+static void idle_expired(struct daemon *d)
+{
+	_cleanup_free_ char *lock = cm_strdupf("%s/lock", d->dir);
+	_cleanup_free_ char *refs = cm_strdupf("%s/refs", d->dir);
+	if (!lock || !refs)
+		return;
+	_cleanup_close_ int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || flock(fd, LOCK_EX) < 0)
+		return;
+	char buf[32] = "";
+	_cleanup_close_ int rf = open(refs, O_RDONLY | O_CLOEXEC);
+	if (rf >= 0 && read(rf, buf, sizeof(buf) - 1) < 0)
+		buf[0] = 0;
+	if (atoi(buf) <= 0)
+		shutdown_now(d);
+	flock(fd, LOCK_UN);
+}
+
+static void serve_one(struct daemon *d, int fd)
+{
+	char req[256];
+	size_t len = 0;
+	/* The client writes one short line and shuts down its side. */
+	while (len < sizeof(req) - 1) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 2000) <= 0)
+			return;
+		ssize_t n = read(fd, req + len, sizeof(req) - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	req[len] = 0;
+	req[strcspn(req, "\r\n")] = 0;
+	if (!strcmp(req, "ping")) {
+		cm_write_full(fd, "ok\n", 3);
+	} else if (!strcmp(req, "stats")) {
+		_cleanup_free_ char *j = NULL;
+		if (fs_engine_stats_json(d->e, &j) == 0) {
+			cm_write_full(fd, j, strlen(j));
+			cm_write_full(fd, "\n", 1);
+		}
+	} else if (!strcmp(req, "last")) {
+		cm_write_full(fd, "ok\n", 3);
+		if (d->keep_warm_s == 0)
+			shutdown_now(d);
+		else
+			d->idle_at_ns = cm_now_ns() + (uint64_t)d->keep_warm_s * 1000000000ull;
+	} else {
+		cm_write_full(fd, "error unknown request\n", 22);
+	}
+}
+
+static void *ctl_main(void *arg)
+{
+	struct daemon *d = arg;
+	for (;;) {
+		struct pollfd p[2] = {{.fd = d->wake[0], .events = POLLIN},
+				      {.fd = d->listen_fd, .events = POLLIN}};
+		int timeout = -1;
+		if (d->idle_at_ns) {
+			uint64_t now = cm_now_ns();
+			timeout = d->idle_at_ns > now ? (int)((d->idle_at_ns - now) / 1000000ull) + 1 : 0;
+		}
+		int n = poll(p, d->listen_fd >= 0 ? 2 : 1, timeout);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || (p[0].revents & POLLIN))
+			break;
+		if (n == 0 && d->idle_at_ns && cm_now_ns() >= d->idle_at_ns) {
+			d->idle_at_ns = 0;
+			idle_expired(d);
+			continue;
+		}
+		if (d->listen_fd >= 0 && (p[1].revents & POLLIN)) {
+			int c = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			if (c >= 0) {
+				serve_one(d, c);
+				close(c);
+			}
+		}
+	}
+	return NULL;
+}
+
+static int ctl_listen(struct daemon *d)
+{
+	_cleanup_close_ int dfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	unlinkat(dfd, "ctl.sock", 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/ctl.sock", dfd);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* Only root (the owner of the state root) talks to the daemon. */
+	if (fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(fd, 16) < 0) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	d->listen_fd = fd;
+	return 0;
+}
+
+static void report(int *ready_fd, int r)
+{
+	if (*ready_fd < 0)
+		return;
+	int32_t v = r;
+	if (write(*ready_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+		log_warn("fsd: cannot report readiness: %s", strerror(errno));
+	close(*ready_fd);
+	*ready_fd = -1;
+}
+
+static int open_remote(struct idx_store *s, const char *idig, const struct fs_mount_opts *o,
+		       struct reg_client **ret_c, struct reg_ref **ret_ref)
+{
+	_cleanup_free_ char *repo = NULL;
+	int r = fs_cache_get_remote(s, idig, &repo);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	const char *why = NULL;
+	if ((r = reg_ref_parse(repo, ret_ref, &why)) < 0)
+		return cm_log_ret(r, "fsd: recorded repository '%s' is invalid: %s", repo,
+				  why ? why : "?");
+	/* Every registry call must end within the read deadline: a read never hangs. */
+	unsigned t = o->fetch_timeout_s;
+	struct reg_options ro = {
+		.authfile = o->authfile,
+		.timeout_s = t,
+		.connect_timeout_s = t < 15 ? t : 15,
+		.low_speed_time_s = t < 30 ? t : 30,
+		.retry_base_ms = 100,
+	};
+	if ((r = reg_client_new(&ro, ret_c)) < 0) {
+		reg_ref_free(*ret_ref);
+		*ret_ref = NULL;
+	}
+	return r;
+}
+
+int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts *opts,
+		  const char *mountpoint, int ready_fd)
+{
+	struct fs_mount_opts o = *opts;
+	fs_mount_opts_defaults(&o);
+	if (!o.cache_max) {
+		int cr = fs_cache_config_max(root, &o.cache_max);
+		if (cr < 0) {
+			report(&ready_fd, cr);
+			return cr;
+		}
+	}
+	struct daemon d = {.root = root, .listen_fd = -1, .wake = {-1, -1},
+			   .keep_warm_s = o.keep_warm_s};
+	_cleanup_(idx_store_freep) struct idx_store *s = NULL;
+	_cleanup_(idx_reader_freep) struct idx_reader *rd = NULL;
+	_cleanup_(fs_engine_freep) struct fs_engine *e = NULL;
+	_cleanup_free_ char *ipath = NULL, *mopts = NULL;
+	struct fs_ops_ctx octx;
+	struct reg_client *client = NULL;
+	struct reg_ref *repo = NULL;
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_loop_config *cfg = NULL;
+	bool mounted = false, handlers = false;
+	int r;
+
+	if (!cm_digest_valid(idig)) {
+		r = cm_log_ret(-EINVAL, "fsd: '%s' is not an index digest", idig);
+		goto out;
+	}
+	d.hex = idig + 7;
+	d.dir = fs_mount_dir(root, d.hex);
+	d.mnt = strdup(mountpoint);
+	if (!d.dir || !d.mnt) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if ((r = idx_store_open(root, &s)) < 0 || (r = fs_cache_init(s)) < 0 ||
+	    (r = idx_store_index_path(s, idig, &ipath)) < 0)
+		goto out;
+	if ((r = idx_reader_open(ipath, &rd)) < 0) {
+		log_error("fsd: cannot open index %s: %s", idig, strerror(-r));
+		goto out;
+	}
+	if (strcmp(idx_reader_digest(rd), idig) != 0) {
+		r = cm_log_ret(-EBADMSG, "fsd: index file %s does not match its name", ipath);
+		goto out;
+	}
+	if ((r = fs_cache_record_index(s, rd)) < 0 ||
+	    (r = open_remote(s, idig, &o, &client, &repo)) < 0)
+		goto out;
+	if ((r = fs_engine_new(s, rd, client, repo, &o, &e)) < 0)
+		goto out;
+	if ((r = fs_engine_check(e)) < 0)
+		goto out;
+	d.e = e;
+
+	octx = (struct fs_ops_ctx){.r = rd, .e = e, .timeout = 86400.0 * 365};
+	mopts = cm_strdupf(
+		"ro,allow_other,default_permissions,fsname=isorun:%s,subtype=isorun,max_read=%u",
+		d.hex, 1u << 20);
+	if (!mopts || fuse_opt_add_arg(&args, "isorun-fsd") < 0 ||
+	    fuse_opt_add_arg(&args, "-o") < 0 || fuse_opt_add_arg(&args, mopts) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	d.se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &octx);
+	if (!d.se) {
+		r = cm_log_ret(-EINVAL, "fsd: cannot create the FUSE session");
+		goto out;
+	}
+	if (fuse_set_signal_handlers(d.se) < 0) {
+		r = -EIO;
+		goto out;
+	}
+	handlers = true;
+	if ((r = ctl_listen(&d)) < 0) {
+		log_error("fsd: control socket in %s: %s", d.dir, strerror(-r));
+		goto out;
+	}
+	if (fuse_session_mount(d.se, d.mnt) != 0) {
+		r = cm_log_ret(-EIO, "fsd: cannot mount FUSE on %s", d.mnt);
+		goto out;
+	}
+	mounted = true;
+	if ((r = fs_engine_start(e)) < 0)
+		goto out;
+	if (pipe2(d.wake, O_CLOEXEC) < 0 || pthread_create(&d.ctl, NULL, ctl_main, &d) != 0) {
+		r = -errno;
+		goto out;
+	}
+	d.ctl_started = true;
+	log_info("fsd: %s mounted on %s", idig, d.mnt);
+	report(&ready_fd, 0);
+
+	cfg = fuse_loop_cfg_create();
+	if (!cfg) {
+		r = -ENOMEM;
+		goto out;
+	}
+	fuse_loop_cfg_set_max_threads(cfg, 16);
+	fuse_loop_cfg_set_clone_fd(cfg, 1);
+	r = fuse_session_loop_mt(d.se, cfg);
+	if (r > 0)
+		r = 0; /* ended by a signal */
+	else if (r < 0)
+		log_error("fsd: session loop: %s", strerror(-r));
+out:
+	report(&ready_fd, r < 0 ? r : -EIO);
+	if (d.ctl_started) {
+		if (write(d.wake[1], "x", 1) < 0)
+			log_warn("fsd: waking the control thread: %s", strerror(errno));
+		pthread_join(d.ctl, NULL);
+	}
+	if (d.listen_fd >= 0) {
+		_cleanup_free_ char *sock = cm_strdupf("%s/ctl.sock", d.dir);
+		if (sock)
+			unlink(sock);
+		close(d.listen_fd);
+	}
+	if (d.wake[0] >= 0) {
+		close(d.wake[0]);
+		close(d.wake[1]);
+	}
+	if (e)
+		fs_engine_stop(e);
+	if (cfg)
+		fuse_loop_cfg_destroy(cfg);
+	if (mounted)
+		fuse_session_unmount(d.se);
+	if (handlers)
+		fuse_remove_signal_handlers(d.se);
+	if (d.se)
+		fuse_session_destroy(d.se);
+	fuse_opt_free_args(&args);
+	free(d.dir);
+	free(d.mnt);
+	return r;
+}

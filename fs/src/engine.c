@@ -1,0 +1,1055 @@
+/*
+ * The chunk engine (engine.h). Per-chunk state lives in flat arrays indexed by chunk number,
+ * all guarded by e->lock:
+ *   state[c]  ST_LOCAL / ST_ABSENT (whether ROOT/chunks has it, as far as we know: another
+ *             process may evict it, which a load notices), ST_BUSY while one thread loads
+ *             or fetches it (the in-flight marker: others wait on e->cond), ST_TOUCHED once
+ *             a read used it (trace), ST_USED / ST_ADDED since the last bookkeeping flush.
+ *   fails[c]  bumped when a load or fetch of c fails, so waiters learn the outcome.
+ *   mem[c]    the in-memory entry, or NULL. Entries sit on an LRU list; an entry with
+ *             refs > 0 is never freed.
+ */
+#include "engine.h"
+#include "fs/cache.h"
+#include "fs_int.h"
+
+#include "indexer/index.h"
+#include "indexer/store.h"
+#include "registry/client.h"
+#include "registry/ref.h"
+
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/digest.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zstd.h>
+
+enum {
+	ST_LOCAL = 1u << 0,
+	ST_ABSENT = 1u << 1,
+	ST_BUSY = 1u << 2,
+	ST_TOUCHED = 1u << 3,
+	ST_USED = 1u << 4,
+	ST_ADDED = 1u << 5,
+};
+
+/* Readahead window of a sequential reader, and the queue of chunks it asks for. */
+#define RA_WINDOW   (4u << 20)
+#define RA_QUEUE    1024u
+/* Two chunks of one pack separated by less than this are fetched in one range. */
+#define GAP_MAX	    (64u << 10)
+/* A chunk's stored bytes are at most this (the indexer's max chunk is far below). */
+#define CHUNK_MAX   (16u << 20)
+
+struct mentry {
+	struct mentry *prev, *next; /* LRU, most recent first */
+	uint32_t chunk, len, refs;
+	uint8_t data[];
+};
+
+struct trace_rec {
+	uint32_t chunk, ino;
+	uint64_t t_us;
+};
+
+enum err_cause { E_TIMEOUT, E_UNAVAILABLE, E_AUTH, E_CORRUPT, E_NOTFOUND, E_OTHER, E_N };
+static const char *const cause_names[E_N] = {"timeout", "unavailable", "auth",
+					     "corrupt", "not_found", "other"};
+
+struct fs_engine {
+	struct idx_store *store;
+	const struct idx_reader *r;
+	struct reg_client *client; /* NULL: no remote */
+	struct reg_ref *repo;
+	struct fs_mount_opts o;
+	uint32_t n;
+	uint64_t t0_ns;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;	 /* a load/fetch finished; guarded by lock */
+	pthread_cond_t fg_cond;	 /* fg_active dropped to 0 */
+	pthread_cond_t pf_cond;	 /* work for prefetch workers / stop */
+	uint8_t *state;		 /* lock */
+	uint32_t *fails;	 /* lock */
+	struct mentry **mem;	 /* lock */
+	struct mentry *lru_head, *lru_tail; /* lock */
+	uint64_t mem_bytes;	 /* lock */
+	uint32_t resident;	 /* lock: chunks with ST_LOCAL */
+	uint64_t resident_bytes; /* lock */
+	uint32_t fg_active;	 /* lock: foreground fetches in flight */
+	uint32_t ra[RA_QUEUE];	 /* lock: readahead ring */
+	uint32_t ra_head, ra_n;	 /* lock */
+	uint64_t bg_pos, bg_total; /* lock: background prefetch cursor */
+	bool bg_failed;		 /* lock: a background fetch failed in this pass */
+	uint64_t complete_us;	 /* lock: when every chunk became local, 0 before */
+	bool stop;		 /* lock */
+	struct trace_rec *trace; /* lock */
+	uint32_t trace_n;	 /* lock */
+	bool trace_dirty;	 /* lock */
+
+	pthread_mutex_t bw_lock;
+	uint64_t bw_next_ns; /* bw_lock: when the next prefetch request may start */
+
+	pthread_t *workers;
+	unsigned n_workers;
+	pthread_t flusher;
+	bool flusher_started;
+	bool stopped; /* lock */
+
+	/* Counters: atomics (__atomic builtins). */
+	uint64_t fetched_bytes, fetch_requests, fetched_chunks, prefetched_bytes;
+	uint64_t mem_hits, store_hits, misses, reads, read_bytes;
+	uint64_t errors[E_N], read_errors;
+	struct fs_hist lat;
+};
+
+static void count(uint64_t *c, uint64_t v)
+{
+	__atomic_add_fetch(c, v, __ATOMIC_RELAXED);
+}
+
+static uint64_t get(const uint64_t *c)
+{
+	return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+static enum err_cause cause_of(int r)
+{
+	switch (r) {
+	case -ETIMEDOUT: return E_TIMEOUT;
+	case -EAGAIN:
+	case -ECONNREFUSED:
+	case -EHOSTUNREACH:
+	case -ENETUNREACH: return E_UNAVAILABLE;
+	case -EACCES:
+	case -EPERM: return E_AUTH;
+	case -EBADMSG:
+	case -EPROTO: return E_CORRUPT;
+	case -ENOENT: return E_NOTFOUND;
+	default: return E_OTHER;
+	}
+}
+
+/* ---- per-thread scratch: zstd context and compressed-bytes buffer ---------------------- */
+
+struct tls_scratch {
+	ZSTD_DCtx *dctx;
+	uint8_t *buf;
+	size_t cap;
+};
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tls_free(void *p)
+{
+	struct tls_scratch *t = p;
+	ZSTD_freeDCtx(t->dctx);
+	free(t->buf);
+	free(t);
+}
+
+static void tls_init(void)
+{
+	pthread_key_create(&tls_key, tls_free);
+}
+
+static struct tls_scratch *scratch(size_t need)
+{
+	pthread_once(&tls_once, tls_init);
+	struct tls_scratch *t = pthread_getspecific(tls_key);
+	if (!t) {
+		t = calloc(1, sizeof(*t));
+		if (!t)
+			return NULL;
+		t->dctx = ZSTD_createDCtx();
+		if (!t->dctx || pthread_setspecific(tls_key, t) != 0) {
+			tls_free(t);
+			return NULL;
+		}
+	}
+	if (need > t->cap) {
+		size_t cap = need < (256u << 10) ? (256u << 10) : need;
+		uint8_t *b = realloc(t->buf, cap);
+		if (!b)
+			return NULL;
+		t->buf = b;
+		t->cap = cap;
+	}
+	return t;
+}
+
+/* Decompress `c`'s stored bytes into a new entry and check its digest. -EBADMSG. */
+static int decode(const struct idx_chunk *c, uint32_t idx, const uint8_t *cdata, size_t clen,
+		  struct mentry **ret)
+{
+	struct tls_scratch *t = scratch(0);
+	if (!t)
+		return -ENOMEM;
+	struct mentry *m = malloc(sizeof(*m) + (c->usize ? c->usize : 1));
+	if (!m)
+		return -ENOMEM;
+	*m = (struct mentry){.chunk = idx, .len = c->usize};
+	size_t got = ZSTD_decompressDCtx(t->dctx, m->data, c->usize, cdata, clen);
+	uint8_t d[CM_SHA256_LEN];
+	if (!ZSTD_isError(got) && got == c->usize)
+		cm_sha256(m->data, c->usize, d);
+	if (ZSTD_isError(got) || got != c->usize || memcmp(d, c->digest, 32) != 0) {
+		free(m);
+		return -EBADMSG;
+	}
+	*ret = m;
+	return 0;
+}
+
+/* ---- memory cache (lock held) --------------------------------------------------------- */
+
+static void lru_unlink(struct fs_engine *e, struct mentry *m)
+{
+	if (m->prev)
+		m->prev->next = m->next;
+	else
+		e->lru_head = m->next;
+	if (m->next)
+		m->next->prev = m->prev;
+	else
+		e->lru_tail = m->prev;
+	m->prev = m->next = NULL;
+}
+
+static void lru_push(struct fs_engine *e, struct mentry *m)
+{
+	m->prev = NULL;
+	m->next = e->lru_head;
+	if (e->lru_head)
+		e->lru_head->prev = m;
+	e->lru_head = m;
+	if (!e->lru_tail)
+		e->lru_tail = m;
+}
+
+static void mem_trim(struct fs_engine *e)
+{
+	struct mentry *m = e->lru_tail;
+	while (m && e->mem_bytes > e->o.mem_cache) {
+		struct mentry *prev = m->prev;
+		if (m->refs == 0) {
+			lru_unlink(e, m);
+			e->mem[m->chunk] = NULL;
+			e->mem_bytes -= m->len;
+			free(m);
+		}
+		m = prev;
+	}
+}
+
+static void mem_insert(struct fs_engine *e, struct mentry *m)
+{
+	e->mem[m->chunk] = m;
+	lru_push(e, m);
+	e->mem_bytes += m->len;
+	mem_trim(e);
+}
+
+/* ---- trace ----------------------------------------------------------------------------- */
+
+static void trace_touch(struct fs_engine *e, uint32_t c, uint32_t ino)
+{
+	if (e->state[c] & ST_TOUCHED)
+		return;
+	e->state[c] |= ST_TOUCHED;
+	if (!e->trace)
+		return;
+	e->trace[e->trace_n++] = (struct trace_rec){
+		.chunk = c, .ino = ino, .t_us = (cm_now_ns() - e->t0_ns) / 1000};
+	e->trace_dirty = true;
+}
+
+/* Write the trace file (docs/trace.md) atomically. Called without the lock. */
+static int trace_write(struct fs_engine *e)
+{
+	if (!e->o.trace_path)
+		return 0;
+	pthread_mutex_lock(&e->lock);
+	uint32_t n = e->trace_n;
+	bool dirty = e->trace_dirty;
+	e->trace_dirty = false;
+	struct trace_rec *copy = n ? malloc(n * sizeof(*copy)) : NULL;
+	if (copy)
+		memcpy(copy, e->trace, n * sizeof(*copy));
+	pthread_mutex_unlock(&e->lock);
+	if (!dirty && n > 0) {
+		free(copy);
+		return 0;
+	}
+	if (n && !copy)
+		return -ENOMEM;
+	struct cm_buf b;
+	cm_buf_init(&b, 0);
+	int r = cm_buf_printf(&b, "isorun-trace 1\nindex %s\nchunks %u\n",
+			      idx_reader_digest(e->r), idx_reader_chunk_count(e->r));
+	for (uint32_t i = 0; i < n && r == 0; i++) {
+		struct idx_chunk c;
+		char hex[65];
+		idx_reader_chunk(e->r, copy[i].chunk, &c);
+		cm_hex_format(c.digest, 32, hex);
+		r = cm_buf_printf(&b, "%u %llu %u %u %s %u\n", i, (unsigned long long)copy[i].t_us,
+				  copy[i].chunk, copy[i].ino, hex, c.usize);
+	}
+	free(copy);
+	if (r == 0) {
+		_cleanup_free_ char *d1 = strdup(e->o.trace_path), *d2 = strdup(e->o.trace_path);
+		if (!d1 || !d2) {
+			r = -ENOMEM;
+		} else {
+			_cleanup_close_ int dfd =
+				open(dirname(d1), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			r = dfd < 0 ? -errno
+				    : cm_write_file_atomic(dfd, basename(d2), b.data, b.len, 0644,
+							   false);
+		}
+	}
+	cm_buf_fini(&b);
+	if (r < 0)
+		log_error("trace: cannot write %s: %s", e->o.trace_path, strerror(-r));
+	return r;
+}
+
+/* ---- loading and fetching -------------------------------------------------------------- */
+
+static void remove_chunk_file(struct fs_engine *e, const uint8_t digest[32])
+{
+	char p[80];
+	idx_store_chunk_relpath(digest, p);
+	unlinkat(idx_store_root_fd(e->store), p, 0);
+}
+
+/* Load chunk `idx` from the store. -ENOENT absent, -EBADMSG corrupt (file removed). */
+static int load(struct fs_engine *e, uint32_t idx, struct mentry **ret)
+{
+	struct idx_chunk c;
+	int r = idx_reader_chunk(e->r, idx, &c);
+	if (r < 0)
+		return r;
+	_cleanup_close_ int fd = idx_store_open_chunk(e->store, c.digest);
+	if (fd < 0)
+		return fd;
+	struct tls_scratch *t = scratch(c.csize);
+	if (!t)
+		return -ENOMEM;
+	ssize_t got = pread(fd, t->buf, c.csize + 1u > t->cap ? c.csize : c.csize + 1u, 0);
+	if (got < 0)
+		return -errno;
+	if ((size_t)got != c.csize || (r = decode(&c, idx, t->buf, c.csize, ret)) == -EBADMSG) {
+		char hex[CM_DIGEST_STR_SIZE];
+		cm_digest_format(c.digest, hex);
+		log_error("store: chunk %s is corrupt (size %zd, expected %u): removed", hex,
+			  got, c.csize);
+		remove_chunk_file(e, c.digest);
+		count(&e->errors[E_CORRUPT], 1);
+		return -EBADMSG;
+	}
+	return r;
+}
+
+/*
+ * Mark the run of chunks to fetch with `first`: following chunks of the same pack that are
+ * absent and not in flight, while the request stays under `max` bytes. Lock held.
+ * Returns the end (exclusive).
+ */
+static uint32_t plan_run(struct fs_engine *e, uint32_t first, uint64_t max)
+{
+	struct idx_chunk a, prev;
+	idx_reader_chunk(e->r, first, &a);
+	prev = a;
+	e->state[first] |= ST_BUSY;
+	uint32_t end = first + 1;
+	while (end < e->n) {
+		struct idx_chunk c;
+		if (idx_reader_chunk(e->r, end, &c) < 0 || c.pack != a.pack ||
+		    c.pack_offset < prev.pack_offset + prev.csize ||
+		    c.pack_offset - (prev.pack_offset + prev.csize) > GAP_MAX ||
+		    c.pack_offset + c.csize - a.pack_offset > max ||
+		    (e->state[end] & (ST_ABSENT | ST_BUSY)) != ST_ABSENT)
+			break;
+		e->state[end] |= ST_BUSY;
+		prev = c;
+		end++;
+	}
+	return end;
+}
+
+/* One Range request for [off, off+len) of pack `pack` into `buf`. */
+static int get_range(struct fs_engine *e, uint32_t pack, uint64_t off, uint64_t len, void *buf)
+{
+	struct idx_pack pk;
+	int r = idx_reader_pack(e->r, pack, &pk);
+	if (r < 0)
+		return r;
+	char pd[CM_DIGEST_STR_SIZE];
+	cm_digest_format(pk.digest, pd);
+	if (off + len > pk.size)
+		return cm_log_ret(-EPROTO, "fetch: range beyond pack %s", pd);
+	struct reg_range rg = {.off = off, .len = len, .buf = buf};
+	count(&e->fetch_requests, 1);
+	r = reg_client_get_blob_ranges(e->client, e->repo, pd, &rg, 1);
+	if (r == 0)
+		count(&e->fetched_bytes, len);
+	return r;
+}
+
+/*
+ * Fetch chunks [a, b) (marked ST_BUSY by plan_run) in one request, verify each, publish it
+ * to the store and settle its state. With `want` the entry of `a` is returned referenced;
+ * with `keep`, the other chunks enter the memory cache too (a foreground reader will
+ * probably want them next).
+ */
+static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, struct mentry **want)
+{
+	struct idx_chunk ca, cl;
+	idx_reader_chunk(e->r, a, &ca);
+	idx_reader_chunk(e->r, b - 1, &cl);
+	uint64_t off = ca.pack_offset, len = cl.pack_offset + cl.csize - off;
+	uint32_t n = b - a;
+	int r = 0;
+	_cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
+	_cleanup_free_ struct mentry **got = calloc(n, sizeof(*got));
+	_cleanup_free_ int *res = calloc(n, sizeof(*res));
+	if (!buf || !got || !res)
+		r = -ENOMEM;
+	if (r == 0)
+		r = get_range(e, ca.pack, off, len, buf);
+	for (uint32_t i = 0; i < n; i++) {
+		struct idx_chunk c;
+		idx_reader_chunk(e->r, a + i, &c);
+		if (r < 0) {
+			res[i] = r;
+			continue;
+		}
+		const uint8_t *cd = buf + (c.pack_offset - off);
+		res[i] = decode(&c, a + i, cd, c.csize, &got[i]);
+		if (res[i] == -EBADMSG) {
+			/* Once more on its own: a proxy or a flaky link may have damaged it. */
+			_cleanup_free_ uint8_t *one = malloc(c.csize ? c.csize : 1);
+			count(&e->errors[E_CORRUPT], 1);
+			res[i] = one ? get_range(e, c.pack, c.pack_offset, c.csize, one) : -ENOMEM;
+			if (res[i] == 0)
+				res[i] = decode(&c, a + i, one, c.csize, &got[i]);
+			if (res[i] == 0)
+				res[i] = idx_store_put_chunk(e->store, c.digest, one, c.csize,
+							     c.usize, false);
+			if (res[i] == -EBADMSG) {
+				char hex[CM_DIGEST_STR_SIZE];
+				cm_digest_format(c.digest, hex);
+				log_error("fetch: chunk %s from pack %u offset %llu is corrupt after "
+					  "a refetch: not served", hex, c.pack,
+					  (unsigned long long)c.pack_offset);
+			}
+		} else if (res[i] == 0) {
+			res[i] = idx_store_put_chunk(e->store, c.digest, cd, c.csize, c.usize, false);
+		}
+		if (res[i] > 0)
+			res[i] = 0;
+		if (res[i] < 0 && got[i]) {
+			free(got[i]);
+			got[i] = NULL;
+		}
+	}
+	if (r < 0) {
+		count(&e->errors[cause_of(r)], 1);
+		log_error("fetch: %u chunk(s) of pack %u at offset %llu (%llu bytes) failed: %s", n,
+			  ca.pack, (unsigned long long)off, (unsigned long long)len, strerror(-r));
+	}
+	pthread_mutex_lock(&e->lock);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t c = a + i;
+		e->state[c] &= (uint8_t)~ST_BUSY;
+		if (res[i] < 0) {
+			e->fails[c]++;
+			continue;
+		}
+		struct idx_chunk ch;
+		idx_reader_chunk(e->r, c, &ch);
+		e->state[c] = (uint8_t)((e->state[c] & ~ST_ABSENT) | ST_LOCAL | ST_ADDED);
+		e->resident++;
+		e->resident_bytes += ch.csize;
+		count(&e->fetched_chunks, 1);
+		if (i == 0 && want) {
+			got[i]->refs = 1;
+			mem_insert(e, got[i]);
+			*want = got[i];
+		} else if (keep && !e->mem[c]) {
+			mem_insert(e, got[i]);
+		} else {
+			free(got[i]);
+		}
+		got[i] = NULL;
+	}
+	if (e->resident == e->n && !e->complete_us) {
+		e->complete_us = (cm_now_ns() - e->t0_ns) / 1000;
+		log_info("prefetch: image %s is fully local", idx_reader_digest(e->r));
+	}
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+	return res[0] < 0 ? res[0] : 0;
+}
+
+int fs_engine_get(struct fs_engine *e, uint32_t c, uint32_t ino, struct fs_chunk_ref *ret)
+{
+	if (c >= e->n)
+		return -EIO;
+	uint64_t deadline = cm_now_ns() + (uint64_t)e->o.fetch_timeout_s * 1000000000ull;
+	struct mentry *m = NULL;
+	int r = 0;
+	pthread_mutex_lock(&e->lock);
+	e->state[c] |= ST_USED;
+	if (ino)
+		trace_touch(e, c, ino);
+	for (;;) {
+		if ((m = e->mem[c])) {
+			m->refs++;
+			lru_unlink(e, m);
+			lru_push(e, m);
+			count(&e->mem_hits, 1);
+			break;
+		}
+		if (e->state[c] & ST_BUSY) {
+			uint32_t f = e->fails[c];
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			uint64_t now = cm_now_ns();
+			if (now >= deadline) {
+				r = -ETIMEDOUT;
+				break;
+			}
+			uint64_t wait = deadline - now;
+			ts.tv_sec += (time_t)(wait / 1000000000ull);
+			ts.tv_nsec += (long)(wait % 1000000000ull);
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&e->cond, &e->lock, &ts);
+			if (e->fails[c] != f && !e->mem[c] && !(e->state[c] & ST_LOCAL)) {
+				r = -EIO;
+				break;
+			}
+			continue;
+		}
+		if (e->state[c] & ST_LOCAL) {
+			e->state[c] |= ST_BUSY;
+			pthread_mutex_unlock(&e->lock);
+			r = load(e, c, &m);
+			pthread_mutex_lock(&e->lock);
+			e->state[c] &= (uint8_t)~ST_BUSY;
+			pthread_cond_broadcast(&e->cond);
+			if (r == 0) {
+				m->refs = 1;
+				mem_insert(e, m);
+				count(&e->store_hits, 1);
+				break;
+			}
+			if (r != -ENOENT && r != -EBADMSG) {
+				e->fails[c]++;
+				break;
+			}
+			/* Evicted (or corrupt and removed) since we looked: fetch it again. */
+			struct idx_chunk ch;
+			idx_reader_chunk(e->r, c, &ch);
+			e->state[c] = (uint8_t)((e->state[c] & ~ST_LOCAL) | ST_ABSENT);
+			e->resident--;
+			e->resident_bytes -= ch.csize;
+			e->complete_us = 0;
+			r = 0;
+			continue;
+		}
+		if (!e->client) {
+			char hex[CM_DIGEST_STR_SIZE];
+			struct idx_chunk ch;
+			idx_reader_chunk(e->r, c, &ch);
+			cm_digest_format(ch.digest, hex);
+			log_error("read: chunk %s is not in the store and the image has no remote",
+				  hex);
+			count(&e->errors[E_NOTFOUND], 1);
+			r = -EIO;
+			break;
+		}
+		count(&e->misses, 1);
+		uint32_t end = plan_run(e, c, e->o.request_max);
+		e->fg_active++;
+		pthread_mutex_unlock(&e->lock);
+		r = fetch_run(e, c, end, true, &m);
+		pthread_mutex_lock(&e->lock);
+		if (--e->fg_active == 0)
+			pthread_cond_broadcast(&e->fg_cond);
+		break;
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (r < 0)
+		return r == -ETIMEDOUT ? r : -EIO;
+	ret->data = m->data;
+	ret->len = m->len;
+	ret->priv = m;
+	return 0;
+}
+
+void fs_engine_put(struct fs_engine *e, struct fs_chunk_ref *ref)
+{
+	struct mentry *m = ref->priv;
+	if (!m)
+		return;
+	pthread_mutex_lock(&e->lock);
+	m->refs--;
+	if (m->refs == 0 && e->mem_bytes > e->o.mem_cache)
+		mem_trim(e);
+	pthread_mutex_unlock(&e->lock);
+	ref->priv = NULL;
+}
+
+void fs_engine_readahead(struct fs_engine *e, uint32_t ino, uint64_t off)
+{
+	if (!e->client)
+		return;
+	uint32_t i, n;
+	if (idx_reader_extent_at(e->r, ino, off, &i) < 0 ||
+	    idx_reader_extent_count(e->r, ino, &n) < 0)
+		return;
+	uint64_t bytes = 0;
+	bool queued = false;
+	pthread_mutex_lock(&e->lock);
+	for (; i < n && bytes < RA_WINDOW && e->ra_n < RA_QUEUE; i++) {
+		struct idx_extent x;
+		struct idx_chunk c;
+		if (idx_reader_extent(e->r, ino, i, &x) < 0 || idx_reader_chunk(e->r, x.chunk, &c) < 0)
+			break;
+		bytes += c.usize;
+		if ((e->state[x.chunk] & (ST_ABSENT | ST_BUSY)) != ST_ABSENT)
+			continue;
+		e->ra[(e->ra_head + e->ra_n) % RA_QUEUE] = x.chunk;
+		e->ra_n++;
+		queued = true;
+	}
+	if (queued)
+		pthread_cond_signal(&e->pf_cond);
+	pthread_mutex_unlock(&e->lock);
+}
+
+void fs_engine_read_done(struct fs_engine *e, uint64_t latency_us, uint64_t bytes, int err)
+{
+	count(&e->reads, 1);
+	if (err) {
+		count(&e->read_errors, 1);
+		return;
+	}
+	count(&e->read_bytes, bytes);
+	fs_hist_add(&e->lat, latency_us);
+}
+
+/* ---- prefetch -------------------------------------------------------------------------- */
+
+static void sleep_ns(uint64_t ns)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
+			      .tv_nsec = (long)(ns % 1000000000ull)};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* Pace prefetch requests to o.bwlimit bytes per second. */
+static void bw_pace(struct fs_engine *e, uint64_t len)
+{
+	if (!e->o.bwlimit)
+		return;
+	pthread_mutex_lock(&e->bw_lock);
+	uint64_t now = cm_now_ns(), start = e->bw_next_ns > now ? e->bw_next_ns : now;
+	e->bw_next_ns = start + len * 1000000000ull / e->o.bwlimit;
+	pthread_mutex_unlock(&e->bw_lock);
+	if (start > now)
+		sleep_ns(start - now);
+}
+
+/* Wait on pf_cond for at most `ms`. Lock held. */
+static void pf_wait(struct fs_engine *e, unsigned ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&e->pf_cond, &e->lock, &ts);
+}
+
+static uint32_t bg_item(struct fs_engine *e, uint64_t i)
+{
+	uint32_t p = idx_reader_prefetch_count(e->r), c = UINT32_MAX;
+	if (i < p)
+		idx_reader_prefetch(e->r, (uint32_t)i, &c);
+	else
+		c = (uint32_t)(i - p);
+	return c;
+}
+
+static void *prefetch_main(void *arg)
+{
+	struct fs_engine *e = arg;
+	unsigned backoff_ms = 500;
+	pthread_mutex_lock(&e->lock);
+	while (!e->stop) {
+		uint32_t c = UINT32_MAX;
+		bool from_ra = false;
+		if (e->ra_n) {
+			c = e->ra[e->ra_head];
+			e->ra_head = (e->ra_head + 1) % RA_QUEUE;
+			e->ra_n--;
+			from_ra = true;
+		} else if (e->bg_pos < e->bg_total) {
+			c = bg_item(e, e->bg_pos++);
+		} else if (e->bg_failed && e->resident < e->n) {
+			/* Some fetches failed (registry away?): start a new pass later. */
+			pf_wait(e, backoff_ms);
+			backoff_ms = backoff_ms < 8000 ? backoff_ms * 2 : 8000;
+			e->bg_failed = false;
+			e->bg_pos = 0;
+			continue;
+		} else {
+			pf_wait(e, 1000);
+			continue;
+		}
+		if (c >= e->n || (e->state[c] & (ST_ABSENT | ST_BUSY)) != ST_ABSENT)
+			continue;
+		/* Foreground fetches first: wait until none is in flight. */
+		while (e->fg_active && !e->stop)
+			pthread_cond_wait(&e->fg_cond, &e->lock);
+		if (e->stop || (e->state[c] & (ST_ABSENT | ST_BUSY)) != ST_ABSENT)
+			continue;
+		uint32_t end = plan_run(e, c, e->o.request_max);
+		struct idx_chunk a, l;
+		idx_reader_chunk(e->r, c, &a);
+		idx_reader_chunk(e->r, end - 1, &l);
+		pthread_mutex_unlock(&e->lock);
+		uint64_t len = l.pack_offset + l.csize - a.pack_offset;
+		if (!from_ra)
+			bw_pace(e, len);
+		int r = fetch_run(e, c, end, from_ra, NULL);
+		if (r == 0 && !from_ra)
+			count(&e->prefetched_bytes, len);
+		pthread_mutex_lock(&e->lock);
+		if (r < 0) {
+			e->bg_failed = true;
+			pf_wait(e, backoff_ms);
+			backoff_ms = backoff_ms < 8000 ? backoff_ms * 2 : 8000;
+		} else {
+			backoff_ms = 500;
+		}
+	}
+	pthread_mutex_unlock(&e->lock);
+	return NULL;
+}
+
+/* ---- bookkeeping ----------------------------------------------------------------------- */
+
+/*
+ * Write the bookkeeping of chunks used or added since the last flush in one transaction,
+ * then enforce the cache cap when chunks were added. Called without the lock.
+ */
+static int flush(struct fs_engine *e)
+{
+	_cleanup_free_ struct fs_cache_touch *v = NULL;
+	size_t n = 0, alloc = 0;
+	bool added = false;
+	int r = 0;
+	pthread_mutex_lock(&e->lock);
+	for (uint32_t c = 0; c < e->n; c++) {
+		uint8_t st = e->state[c];
+		if (!(st & (ST_USED | ST_ADDED)))
+			continue;
+		if (!(st & ST_LOCAL)) {
+			e->state[c] &= (uint8_t)~(ST_USED | ST_ADDED);
+			continue;
+		}
+		if (n == alloc) {
+			size_t na = alloc ? alloc * 2 : 256;
+			struct fs_cache_touch *nv = realloc(v, na * sizeof(*v));
+			if (!nv) {
+				r = -ENOMEM;
+				break; /* the rest stays marked for the next flush */
+			}
+			v = nv;
+			alloc = na;
+		}
+		struct idx_chunk ch;
+		idx_reader_chunk(e->r, c, &ch);
+		v[n].csize = ch.csize;
+		v[n].added = (st & ST_ADDED) != 0;
+		memcpy(v[n].digest, ch.digest, 32);
+		n++;
+		added |= (st & ST_ADDED) != 0;
+		e->state[c] &= (uint8_t)~(ST_USED | ST_ADDED);
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (n && (r = fs_cache_touch_batch(e->store, v, n)) < 0)
+		return r;
+	if (added && e->o.cache_max) {
+		uint64_t bytes = 0;
+		if (fs_cache_size(e->store, &bytes, NULL) == 0 && bytes > e->o.cache_max) {
+			int er = fs_cache_evict(e->store, e->o.cache_max, false, NULL);
+			if (er < 0 && er != -ENOSPC)
+				r = er;
+		}
+	}
+	return r;
+}
+
+static void *flusher_main(void *arg)
+{
+	struct fs_engine *e = arg;
+	pthread_mutex_lock(&e->lock);
+	while (!e->stop) {
+		pf_wait(e, 2000);
+		bool stop = e->stop;
+		pthread_mutex_unlock(&e->lock);
+		if (!stop) {
+			flush(e);
+			trace_write(e);
+		}
+		pthread_mutex_lock(&e->lock);
+	}
+	pthread_mutex_unlock(&e->lock);
+	return NULL;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------- */
+
+int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
+		  struct reg_client *client, struct reg_ref *repo, const struct fs_mount_opts *o,
+		  struct fs_engine **ret)
+{
+	struct fs_engine *e = calloc(1, sizeof(*e));
+	if (!e) {
+		reg_client_free(client);
+		reg_ref_free(repo);
+		return -ENOMEM;
+	}
+	e->store = store;
+	e->r = reader;
+	e->client = client;
+	e->repo = repo;
+	e->o = *o;
+	fs_mount_opts_defaults(&e->o);
+	e->n = idx_reader_chunk_count(reader);
+	e->t0_ns = cm_now_ns();
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_mutex_init(&e->bw_lock, NULL);
+	pthread_cond_init(&e->cond, NULL);
+	pthread_cond_init(&e->fg_cond, NULL);
+	pthread_cond_init(&e->pf_cond, NULL);
+	size_t n = e->n ? e->n : 1;
+	e->state = calloc(n, 1);
+	e->fails = calloc(n, sizeof(*e->fails));
+	e->mem = calloc(n, sizeof(*e->mem));
+	if (o->trace_path)
+		e->trace = calloc(n, sizeof(*e->trace));
+	if (!e->state || !e->fails || !e->mem || (o->trace_path && !e->trace)) {
+		fs_engine_free(e);
+		return -ENOMEM;
+	}
+	for (uint32_t c = 0; c < e->n; c++) {
+		struct idx_chunk ch;
+		idx_reader_chunk(reader, c, &ch);
+		if (idx_store_has_chunk(store, ch.digest)) {
+			e->state[c] = ST_LOCAL;
+			e->resident++;
+			e->resident_bytes += ch.csize;
+		} else {
+			e->state[c] = ST_ABSENT;
+		}
+	}
+	if (e->resident == e->n)
+		e->complete_us = 1;
+	uint64_t p = idx_reader_prefetch_count(reader);
+	e->bg_total = e->o.prefetch == FS_PREFETCH_ALL	   ? p + e->n
+		      : e->o.prefetch == FS_PREFETCH_STARTUP ? p
+							     : 0;
+	*ret = e;
+	return 0;
+}
+
+int fs_engine_check(struct fs_engine *e)
+{
+	if (e->resident == e->n)
+		return 0;
+	if (!e->client)
+		return cm_log_ret(-ENOENT,
+				  "mount: %u of %u chunks of %s are not in the store and the image "
+				  "has no remote: index or pull it again",
+				  e->n - e->resident, e->n, idx_reader_digest(e->r));
+	/* A pack that holds a missing chunk must be readable with our credentials. */
+	for (uint32_t c = 0; c < e->n; c++) {
+		if (!(e->state[c] & ST_ABSENT))
+			continue;
+		struct idx_chunk ch;
+		struct idx_pack pk;
+		char pd[CM_DIGEST_STR_SIZE];
+		idx_reader_chunk(e->r, c, &ch);
+		idx_reader_pack(e->r, ch.pack, &pk);
+		cm_digest_format(pk.digest, pd);
+		uint64_t size = 0;
+		int r = reg_client_blob_exists(e->client, e->repo, pd, &size);
+		if (r < 0)
+			return cm_log_ret(r, "mount: the registry does not serve pack %s: %s", pd,
+					  strerror(-r));
+		if (size != pk.size)
+			return cm_log_ret(-EPROTO, "mount: pack %s has %llu bytes in the registry, "
+					  "the index says %llu", pd, (unsigned long long)size,
+					  (unsigned long long)pk.size);
+		return 0;
+	}
+	return 0;
+}
+
+int fs_engine_start(struct fs_engine *e)
+{
+	if (e->client) { /* workers serve readahead even without background prefetch */
+		unsigned nw = e->o.prefetch_threads;
+		e->workers = calloc(nw, sizeof(*e->workers));
+		if (!e->workers)
+			return -ENOMEM;
+		for (unsigned i = 0; i < nw; i++) {
+			int r = pthread_create(&e->workers[i], NULL, prefetch_main, e);
+			if (r)
+				return -r;
+			e->n_workers++;
+		}
+	}
+	int r = pthread_create(&e->flusher, NULL, flusher_main, e);
+	if (r)
+		return -r;
+	e->flusher_started = true;
+	return 0;
+}
+
+void fs_engine_stop(struct fs_engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	bool done = e->stopped;
+	e->stop = e->stopped = true;
+	pthread_cond_broadcast(&e->pf_cond);
+	pthread_cond_broadcast(&e->fg_cond);
+	pthread_mutex_unlock(&e->lock);
+	if (done)
+		return;
+	for (unsigned i = 0; i < e->n_workers; i++)
+		pthread_join(e->workers[i], NULL);
+	e->n_workers = 0;
+	if (e->flusher_started)
+		pthread_join(e->flusher, NULL);
+	e->flusher_started = false;
+	flush(e);
+	trace_write(e);
+}
+
+void fs_engine_free(struct fs_engine *e)
+{
+	if (!e)
+		return;
+	fs_engine_stop(e);
+	for (struct mentry *m = e->lru_head, *next; m; m = next) {
+		next = m->next;
+		free(m);
+	}
+	free(e->workers);
+	free(e->state);
+	free(e->fails);
+	free(e->mem);
+	free(e->trace);
+	reg_client_free(e->client);
+	reg_ref_free(e->repo);
+	pthread_mutex_destroy(&e->lock);
+	pthread_mutex_destroy(&e->bw_lock);
+	pthread_cond_destroy(&e->cond);
+	pthread_cond_destroy(&e->fg_cond);
+	pthread_cond_destroy(&e->pf_cond);
+	free(e);
+}
+
+/* ---- stats ----------------------------------------------------------------------------- */
+
+static void add_u64(json_object *o, const char *k, uint64_t v)
+{
+	json_object_object_add(o, k, json_object_new_uint64(v));
+}
+
+int fs_engine_stats_json(struct fs_engine *e, char **ret)
+{
+	static const char *const modes[] = {"all", "startup", "none"};
+	json_object *j = json_object_new_object();
+	if (!j)
+		return -ENOMEM;
+	struct idx_stats is;
+	idx_reader_stats(e->r, &is);
+	pthread_mutex_lock(&e->lock);
+	uint32_t resident = e->resident;
+	uint64_t rbytes = e->resident_bytes, mem = e->mem_bytes, complete = e->complete_us;
+	uint64_t bg_pos = e->bg_pos, bg_total = e->bg_total;
+	uint32_t touched = e->trace_n;
+	pthread_mutex_unlock(&e->lock);
+	json_object_object_add(j, "index", json_object_new_string(idx_reader_digest(e->r)));
+	json_object_object_add(j, "remote", json_object_new_boolean(e->client != NULL));
+	add_u64(j, "uptime_ms", (cm_now_ns() - e->t0_ns) / 1000000);
+	add_u64(j, "fetched_bytes", get(&e->fetched_bytes));
+	add_u64(j, "fetch_requests", get(&e->fetch_requests));
+	add_u64(j, "fetched_chunks", get(&e->fetched_chunks));
+	add_u64(j, "prefetched_bytes", get(&e->prefetched_bytes));
+	add_u64(j, "reads", get(&e->reads));
+	add_u64(j, "read_bytes", get(&e->read_bytes));
+	add_u64(j, "read_errors", get(&e->read_errors));
+	add_u64(j, "mem_hits", get(&e->mem_hits));
+	add_u64(j, "store_hits", get(&e->store_hits));
+	add_u64(j, "misses", get(&e->misses));
+	add_u64(j, "mem_cache_bytes", mem);
+	add_u64(j, "chunks", e->n);
+	add_u64(j, "resident_chunks", resident);
+	add_u64(j, "stored_bytes", is.stored_bytes);
+	add_u64(j, "resident_bytes", rbytes);
+	json_object_object_add(j, "resident_pct",
+			       json_object_new_double(e->n ? 100.0 * resident / e->n : 100.0));
+	if (e->o.trace_path)
+		add_u64(j, "touched_chunks", touched);
+	json_object *pf = json_object_new_object();
+	json_object_object_add(pf, "mode", json_object_new_string(modes[e->o.prefetch]));
+	add_u64(pf, "position", bg_pos < bg_total ? bg_pos : bg_total);
+	add_u64(pf, "total", bg_total);
+	json_object_object_add(pf, "complete", json_object_new_boolean(complete != 0));
+	if (complete > 1)
+		add_u64(pf, "complete_ms", complete / 1000);
+	json_object_object_add(j, "prefetch", pf);
+	json_object *lat = json_object_new_object();
+	add_u64(lat, "count", get(&e->lat.count));
+	add_u64(lat, "p50", fs_hist_quantile(&e->lat, 0.50));
+	add_u64(lat, "p90", fs_hist_quantile(&e->lat, 0.90));
+	add_u64(lat, "p99", fs_hist_quantile(&e->lat, 0.99));
+	add_u64(lat, "max", get(&e->lat.max_us));
+	json_object_object_add(j, "read_latency_us", lat);
+	json_object *errs = json_object_new_object();
+	for (int i = 0; i < E_N; i++)
+		add_u64(errs, cause_names[i], get(&e->errors[i]));
+	json_object_object_add(j, "errors", errs);
+	*ret = strdup(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+	json_object_put(j);
+	return *ret ? 0 : -ENOMEM;
+}

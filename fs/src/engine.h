@@ -1,0 +1,70 @@
+/*
+ * The chunk engine of one mount: maps chunk numbers of an index to decompressed, verified
+ * bytes. Layers, fastest first: a bounded in-memory LRU of decompressed chunks; the local
+ * store (ROOT/chunks, verified again on load); the registry (HTTP Range on the pack blob,
+ * adjacent missing chunks coalesced into one request, every chunk verified before use and
+ * published to the store). One fetch per chunk at a time: concurrent readers wait for it.
+ *
+ * Background: prefetch workers (startup list, then every chunk in pack order; readahead
+ * requests of sequential readers first; foreground fetches always first), a bookkeeping
+ * flusher (batched sqlite writes, cache cap), and the first-touch trace (docs/trace.md).
+ *
+ * All functions are thread-safe. Lock order: engine lock, then the store's lock (never the
+ * reverse); no lock is held across network or disk I/O.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fs/mount.h"
+
+struct idx_store;
+struct idx_reader;
+struct reg_client;
+struct reg_ref;
+struct fs_engine;
+
+/* A decompressed chunk held by a reader. Immutable while referenced. */
+struct fs_chunk_ref {
+	const uint8_t *data;
+	uint32_t len;
+	void *priv;
+};
+
+/*
+ * Create an engine. It borrows `store` and `reader` (which must outlive it) and takes
+ * ownership of `client` and `repo` (both NULL for an index without remote). Scans the
+ * store to learn which chunks are local. -ENOMEM.
+ */
+int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
+		  struct reg_client *client, struct reg_ref *repo, const struct fs_mount_opts *o,
+		  struct fs_engine **ret);
+/* Stops the threads (flushing bookkeeping and the trace) and frees. NULL is a no-op. */
+void fs_engine_free(struct fs_engine *e);
+
+/* Check that the mount can read: every chunk local, or the registry serves the packs with
+ * the configured credentials. -ENOENT (chunks missing and no remote), -EACCES, transport
+ * errors. */
+int fs_engine_check(struct fs_engine *e);
+/* Start prefetch and flusher threads. -errno from pthread_create. */
+int fs_engine_start(struct fs_engine *e);
+/* Stop the threads, flush (idempotent). */
+void fs_engine_stop(struct fs_engine *e);
+
+/*
+ * Get chunk `chunk` for a read of inode `ino` (recorded in the first-touch trace). Waits at
+ * most the fetch deadline. -EIO when it cannot be served (cause logged and counted),
+ * -ETIMEDOUT at the deadline. Release with fs_engine_put.
+ */
+int fs_engine_get(struct fs_engine *e, uint32_t chunk, uint32_t ino, struct fs_chunk_ref *ret);
+void fs_engine_put(struct fs_engine *e, struct fs_chunk_ref *ref);
+
+/* A sequential reader of `ino` reached `off`: queue remote fetches of the next chunks of
+ * the file (never past its end). */
+void fs_engine_readahead(struct fs_engine *e, uint32_t ino, uint64_t off);
+/* Account one FUSE read (latency, bytes, error). */
+void fs_engine_read_done(struct fs_engine *e, uint64_t latency_us, uint64_t bytes, int err);
+
+/* Stats as a JSON object (docs/mounts.md). Caller frees. -ENOMEM. */
+int fs_engine_stats_json(struct fs_engine *e, char **ret);

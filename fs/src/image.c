@@ -1,0 +1,265 @@
+/*
+ * `isorun pull`: getting an index into the store, from a local OCI layout (indexed here)
+ * or from the isorun index artifact that CI pushed next to the image (fs/image.h).
+ */
+#include "fs/image.h"
+#include "fs/cache.h"
+
+#include "indexer/build.h"
+#include "indexer/index.h"
+#include "indexer/source.h"
+#include "indexer/store.h"
+#include "registry/client.h"
+#include "registry/manifest.h"
+#include "registry/ref.h"
+
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/digest.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* An index blob larger than this is refused (the biggest real images index to a few MiB). */
+#define FS_INDEX_MAX (256u << 20)
+
+DEFINE_CLEANUP_FUNC(struct idx_source, idx_source_free)
+DEFINE_CLEANUP_FUNC(struct idx_reader, idx_reader_free)
+DEFINE_CLEANUP_FUNC(struct reg_ref, reg_ref_free)
+DEFINE_CLEANUP_FUNC(struct reg_client, reg_client_free)
+DEFINE_CLEANUP_FUNC(struct reg_manifest, reg_manifest_free)
+DEFINE_CLEANUP_FUNC(struct reg_index, reg_index_free)
+static inline void buf_finip(struct cm_buf *b)
+{
+	cm_buf_fini(b);
+}
+
+static bool index_present(struct idx_store *s, const char *digest)
+{
+	_cleanup_free_ char *p = NULL;
+	return idx_store_index_path(s, digest, &p) == 0 && access(p, R_OK) == 0;
+}
+
+/* Index digest recorded for exactly `key`, if its blob is present. */
+static int find(struct idx_store *s, const char *key, char ret[72])
+{
+	_cleanup_free_ char *d = NULL;
+	int r = idx_store_find_index(s, key, &d);
+	if (r < 0)
+		return r;
+	if (!index_present(s, d))
+		return -ENOENT;
+	snprintf(ret, 72, "%s", d);
+	return 0;
+}
+
+/* The canonical form of a user reference: "oci:/abs/path[:tag]" or "domain/path[:tag][@d]". */
+static int canonical(const char *ref, char **ret)
+{
+	if (cm_str_has_prefix(ref, "oci:")) {
+		_cleanup_(idx_source_freep) struct idx_source *src = NULL;
+		int r = idx_source_oci_open(ref, &src);
+		if (r < 0)
+			return r;
+		*ret = strdup(src->ref);
+		return *ret ? 0 : -ENOMEM;
+	}
+	_cleanup_(reg_ref_freep) struct reg_ref *rr = NULL;
+	int r = reg_ref_parse(ref, &rr, NULL);
+	if (r < 0)
+		return r;
+	*ret = reg_ref_format(rr);
+	return *ret ? 0 : -ENOMEM;
+}
+
+int fs_image_lookup(struct idx_store *s, const char *ref, char ret[72])
+{
+	if (cm_digest_valid(ref) && index_present(s, ref)) {
+		snprintf(ret, 72, "%s", ref);
+		return 0;
+	}
+	if (find(s, ref, ret) == 0)
+		return 0;
+	_cleanup_free_ char *canon = NULL;
+	if (cm_digest_valid(ref) || canonical(ref, &canon) < 0)
+		return -ENOENT;
+	return find(s, canon, ret);
+}
+
+static int pull_oci(struct idx_store *s, const char *ref, const struct fs_pull_opts *o,
+		    struct fs_pull_result *ret)
+{
+	_cleanup_(idx_source_freep) struct idx_source *src = NULL;
+	int r = idx_source_oci_open(ref, &src);
+	if (r < 0)
+		return cm_log_ret(r, "pull: cannot open %s: %s", ref, strerror(-r));
+	snprintf(ret->ref, sizeof(ret->ref), "%s", src->ref);
+	if (!o->refresh && find(s, src->ref, ret->index_digest) == 0) {
+		ret->cached = true;
+	} else {
+		struct idx_build_opts bo = {.platform = o->platform, .progress = o->progress};
+		struct idx_build_result br;
+		if ((r = idx_build(s, src, &bo, &br)) < 0)
+			return cm_log_ret(r, "pull: indexing %s failed: %s", ref, strerror(-r));
+		snprintf(ret->index_digest, sizeof(ret->index_digest), "%s", br.index_digest);
+		ret->built = true;
+	}
+	_cleanup_free_ char *path = NULL;
+	_cleanup_(idx_reader_freep) struct idx_reader *rd = NULL;
+	if ((r = idx_store_index_path(s, ret->index_digest, &path)) < 0 ||
+	    (r = idx_reader_open(path, &rd)) < 0)
+		return cm_log_ret(r, "pull: index %s unreadable", ret->index_digest);
+	snprintf(ret->manifest_digest, sizeof(ret->manifest_digest), "%s",
+		 idx_reader_manifest_digest(rd));
+	return fs_cache_record_index(s, rd);
+}
+
+/*
+ * Try one referrer: fetch the artifact manifest, check it is an isorun index whose subject
+ * is `mdig`, fetch and validate the index blob, check it names `mdig` as its source and
+ * that every pack it uses is a layer of the artifact. 0 and *ret_index on success.
+ */
+static int try_artifact(struct reg_client *c, const struct reg_ref *repo, const char *adigest,
+			const char *mdig, struct cm_buf *index)
+{
+	_cleanup_(reg_ref_freep) struct reg_ref *aref = NULL;
+	int r = reg_ref_with(repo, adigest, &aref);
+	if (r < 0)
+		return r;
+	_cleanup_(buf_finip) struct cm_buf body;
+	cm_buf_init(&body, REG_MANIFEST_MAX);
+	_cleanup_free_ char *mt = NULL;
+	char got[CM_DIGEST_STR_SIZE];
+	if ((r = reg_client_get_manifest(c, aref, &body, &mt, got)) < 0)
+		return r;
+	_cleanup_(reg_manifest_freep) struct reg_manifest *m = NULL;
+	if ((r = reg_manifest_parse((const char *)body.data, body.len, mt, &m)) < 0)
+		return r;
+	const struct reg_descriptor *subj = reg_manifest_subject(m);
+	const char *at = reg_manifest_artifact_type(m);
+	if (!subj || strcmp(subj->digest, mdig) != 0) {
+		log_warn("pull: artifact %s does not have %s as subject: ignored", adigest, mdig);
+		return -EPROTO;
+	}
+	if (!at || strcmp(at, IDX_ARTIFACT_TYPE) != 0)
+		return -EPROTO;
+	const struct reg_descriptor *id = NULL;
+	for (size_t i = 0; i < reg_manifest_layer_count(m); i++) {
+		const struct reg_descriptor *l = reg_manifest_layer(m, i);
+		if (l->media_type && !strcmp(l->media_type, IDX_MEDIA_INDEX)) {
+			id = l;
+			break;
+		}
+	}
+	if (!id)
+		return cm_log_ret(-EPROTO, "pull: artifact %s has no index layer", adigest);
+	if (id->size > FS_INDEX_MAX)
+		return cm_log_ret(-EFBIG, "pull: index blob of %s is too large (%llu bytes)",
+				  adigest, (unsigned long long)id->size);
+	cm_buf_clear(index);
+	index->cap = (size_t)id->size;
+	if ((r = reg_client_get_blob(c, repo, id->digest, index)) < 0)
+		return r;
+	_cleanup_(idx_reader_freep) struct idx_reader *rd = NULL;
+	if ((r = idx_reader_open_mem(index->data, index->len, &rd)) < 0)
+		return cm_log_ret(r, "pull: index blob %s is malformed", id->digest);
+	if (strcmp(idx_reader_manifest_digest(rd), mdig) != 0)
+		return cm_log_ret(-EPROTO, "pull: index %s was built for %s, not %s", id->digest,
+				  idx_reader_manifest_digest(rd), mdig);
+	for (uint32_t p = 0; p < idx_reader_pack_count(rd); p++) {
+		struct idx_pack pk;
+		char pd[CM_DIGEST_STR_SIZE];
+		bool found = false;
+		if ((r = idx_reader_pack(rd, p, &pk)) < 0)
+			return r;
+		cm_digest_format(pk.digest, pd);
+		for (size_t i = 0; i < reg_manifest_layer_count(m) && !found; i++)
+			found = !strcmp(reg_manifest_layer(m, i)->digest, pd);
+		if (!found)
+			return cm_log_ret(-EPROTO, "pull: pack %s of the index is not in artifact %s",
+					  pd, adigest);
+	}
+	return 0;
+}
+
+static int pull_registry(struct idx_store *s, const char *refstr, const struct fs_pull_opts *o,
+			 struct fs_pull_result *ret)
+{
+	_cleanup_(reg_ref_freep) struct reg_ref *ref = NULL;
+	const char *why = NULL;
+	int r = reg_ref_parse(refstr, &ref, &why);
+	if (r < 0)
+		return cm_log_ret(r, "pull: invalid reference '%s': %s", refstr,
+				  why ? why : strerror(-r));
+	struct reg_options ro = {.platform = o->platform, .authfile = o->authfile,
+				 .timeout_s = o->timeout_s ? o->timeout_s : 60};
+	_cleanup_(reg_client_freep) struct reg_client *c = NULL;
+	if ((r = reg_client_new(&ro, &c)) < 0)
+		return r;
+	_cleanup_free_ char *canon = reg_ref_format(ref);
+	_cleanup_free_ char *repo = cm_strdupf("%s/%s", ref->domain, ref->path);
+	if (!canon || !repo)
+		return -ENOMEM;
+	snprintf(ret->ref, sizeof(ret->ref), "%s", canon);
+	_cleanup_(reg_manifest_freep) struct reg_manifest *m = NULL;
+	if ((r = reg_client_resolve(c, ref, NULL, &m, ret->manifest_digest)) < 0)
+		return cm_log_ret(r, "pull: cannot resolve %s: %s", canon, strerror(-r));
+	if (find(s, ret->manifest_digest, ret->index_digest) == 0) {
+		ret->cached = true;
+		_cleanup_free_ char *old = NULL;
+		ret->remote = fs_cache_get_remote(s, ret->index_digest, &old) == 0;
+		return idx_store_record_image(s, canon, ret->manifest_digest, ret->index_digest);
+	}
+	_cleanup_(reg_index_freep) struct reg_index *refs = NULL;
+	if ((r = reg_client_referrers(c, ref, ret->manifest_digest, IDX_ARTIFACT_TYPE, &refs,
+				      NULL)) < 0 && r != -ENOENT)
+		return cm_log_ret(r, "pull: cannot list referrers of %s: %s", canon, strerror(-r));
+	_cleanup_(buf_finip) struct cm_buf index;
+	cm_buf_init(&index, FS_INDEX_MAX);
+	bool ok = false;
+	for (size_t i = 0; refs && i < reg_index_count(refs) && !ok; i++) {
+		const struct reg_descriptor *d = reg_index_entry(refs, i);
+		if (d->artifact_type && strcmp(d->artifact_type, IDX_ARTIFACT_TYPE) != 0)
+			continue;
+		ok = try_artifact(c, ref, d->digest, ret->manifest_digest, &index) == 0;
+	}
+	if (!ok)
+		return cm_log_ret(-ENOTSUP,
+				  "pull: %s (%s) has no usable isorun index artifact, and this build "
+				  "cannot index registry images locally (indexer/source_registry.h "
+				  "is missing); index it with isorun-index build and push the artifact",
+				  canon, ret->manifest_digest);
+	if ((r = idx_store_put_index(s, index.data, index.len, ret->index_digest)) < 0)
+		return cm_log_ret(r, "pull: cannot store the index: %s", strerror(-r));
+	_cleanup_free_ char *path = NULL;
+	_cleanup_(idx_reader_freep) struct idx_reader *rd = NULL;
+	if ((r = idx_store_index_path(s, ret->index_digest, &path)) < 0 ||
+	    (r = idx_reader_open(path, &rd)) < 0)
+		return r;
+	if ((r = fs_cache_set_remote(s, ret->index_digest, repo, ret->manifest_digest)) < 0 ||
+	    (r = fs_cache_record_index(s, rd)) < 0 ||
+	    (r = idx_store_record_image(s, canon, ret->manifest_digest, ret->index_digest)) < 0)
+		return r;
+	ret->remote = true;
+	return 0;
+}
+
+int fs_image_pull(struct idx_store *s, const char *ref, const struct fs_pull_opts *o,
+		  struct fs_pull_result *ret)
+{
+	static const struct fs_pull_opts defaults;
+	memset(ret, 0, sizeof(*ret));
+	if (!o)
+		o = &defaults;
+	int r = fs_cache_init(s);
+	if (r < 0)
+		return r;
+	if (cm_str_has_prefix(ref, "oci:"))
+		return pull_oci(s, ref, o, ret);
+	return pull_registry(s, ref, o, ret);
+}

@@ -1,0 +1,121 @@
+/* `isorun cache stats|gc|prune`: argument parsing and output over fs/cache.h. */
+#include "verbs.h"
+
+#include "fs/cache.h"
+
+#include "indexer/store.h"
+
+#include "common/cleanup.h"
+#include "common/util.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+
+DEFINE_CLEANUP_FUNC(struct idx_store, idx_store_free)
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: isorun cache stats [--json]\n"
+			"       isorun cache gc [--cache-max SIZE]\n"
+			"       isorun cache prune --image REF\n");
+}
+
+static int stats(struct idx_store *s, bool json)
+{
+	struct fs_cache_stats st;
+	int r = fs_cache_stats_get(s, &st);
+	if (r < 0)
+		return r;
+	if (json) {
+		json_object *j = json_object_new_object(), *a = json_object_new_array();
+		json_object_object_add(j, "bytes", json_object_new_uint64(st.bytes));
+		json_object_object_add(j, "chunks", json_object_new_uint64(st.chunks));
+		json_object_object_add(j, "max_bytes", json_object_new_uint64(st.max_bytes));
+		for (size_t i = 0; i < st.n_images; i++) {
+			const struct fs_cache_image *im = &st.images[i];
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "ref", json_object_new_string(im->ref));
+			json_object_object_add(o, "index", json_object_new_string(im->index_digest));
+			json_object_object_add(o, "chunks", json_object_new_uint64(im->chunks));
+			json_object_object_add(o, "resident_chunks",
+					       json_object_new_uint64(im->resident_chunks));
+			json_object_object_add(o, "bytes", json_object_new_uint64(im->bytes));
+			json_object_object_add(o, "resident_bytes",
+					       json_object_new_uint64(im->resident_bytes));
+			json_object_object_add(o, "mounted", json_object_new_boolean(im->mounted));
+			json_object_array_add(a, o);
+		}
+		json_object_object_add(j, "images", a);
+		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY));
+		json_object_put(j);
+	} else {
+		char b[32], m[32];
+		cm_format_bytes(st.bytes, b, sizeof(b));
+		cm_format_bytes(st.max_bytes, m, sizeof(m));
+		printf("store     %s\nsize      %s of %s\nchunks    %llu\n\n", idx_store_root(s), b, m,
+		       (unsigned long long)st.chunks);
+		printf("%-50s %8s %10s %s\n", "IMAGE", "RESIDENT", "BYTES", "");
+		for (size_t i = 0; i < st.n_images; i++) {
+			const struct fs_cache_image *im = &st.images[i];
+			cm_format_bytes(im->resident_bytes, b, sizeof(b));
+			printf("%-50s %7.1f%% %10s %s\n", im->ref,
+			       im->chunks ? 100.0 * (double)im->resident_chunks / (double)im->chunks
+					  : 100.0,
+			       b, im->mounted ? "mounted" : "");
+		}
+	}
+	fs_cache_stats_fini(&st);
+	return 0;
+}
+
+static int cmd_cache(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage();
+		return ISORUN_EXIT_USAGE;
+	}
+	_cleanup_(idx_store_freep) struct idx_store *s = NULL;
+	if (idx_store_open(isorun_root(), &s) < 0 || fs_cache_init(s) < 0)
+		return ISORUN_EXIT_ERROR;
+	int r;
+	struct fs_cache_gc_result res = {0};
+	if (!strcmp(argv[1], "stats")) {
+		r = stats(s, argc > 2 && !strcmp(argv[2], "--json"));
+	} else if (!strcmp(argv[1], "gc")) {
+		uint64_t max = 0;
+		if (argc == 4 && !strcmp(argv[2], "--cache-max")) {
+			if (cm_parse_size(argv[3], &max) < 0) {
+				usage();
+				return ISORUN_EXIT_USAGE;
+			}
+		} else if (argc != 2) {
+			usage();
+			return ISORUN_EXIT_USAGE;
+		} else if ((r = fs_cache_config_max(idx_store_root(s), &max)) < 0) {
+			return ISORUN_EXIT_ERROR;
+		}
+		r = fs_cache_evict(s, max, true, &res);
+		if (r == 0 || r == -ENOSPC)
+			printf("evicted %llu chunks (%llu bytes); store now %llu bytes in %llu chunks\n",
+			       (unsigned long long)res.evicted_chunks,
+			       (unsigned long long)res.evicted_bytes, (unsigned long long)res.bytes,
+			       (unsigned long long)res.chunks);
+	} else if (!strcmp(argv[1], "prune") && argc == 4 && !strcmp(argv[2], "--image")) {
+		r = fs_cache_prune_image(s, argv[3], &res);
+		if (r == 0)
+			printf("removed %llu chunks (%llu bytes)\n",
+			       (unsigned long long)res.evicted_chunks,
+			       (unsigned long long)res.evicted_bytes);
+	} else {
+		usage();
+		return ISORUN_EXIT_USAGE;
+	}
+	if (r < 0) {
+		fprintf(stderr, "isorun: cache %s: %s\n", argv[1], strerror(-r));
+		return ISORUN_EXIT_ERROR;
+	}
+	return 0;
+}
+ISORUN_VERB("cache", cmd_cache, "stats|gc|prune [...]",
+	    "the shared chunk cache: usage, eviction to the cap, per-image removal");

@@ -1,0 +1,98 @@
+/* `isorun pull REF` and `isorun images`: argument parsing and output over fs/image.h. */
+#include "verbs.h"
+
+#include "fs/cache.h"
+#include "fs/image.h"
+
+#include "indexer/store.h"
+
+#include "common/cleanup.h"
+#include "common/util.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+DEFINE_CLEANUP_FUNC(struct idx_store, idx_store_free)
+
+static int cmd_pull(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"platform", required_argument, NULL, 'p'},
+		{"authfile", required_argument, NULL, 'a'},
+		{"timeout", required_argument, NULL, 't'},
+		{"refresh", no_argument, NULL, 'r'},
+		{"quiet", no_argument, NULL, 'q'},
+		{},
+	};
+	struct fs_pull_opts o = {.progress = isatty(STDERR_FILENO)};
+	bool quiet = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "+q", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': o.platform = optarg; break;
+		case 'a': o.authfile = optarg; break;
+		case 't': o.timeout_s = (unsigned)atoi(optarg); break;
+		case 'r': o.refresh = true; break;
+		case 'q': quiet = true; break;
+		default: return ISORUN_EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "usage: isorun pull [--platform P] [--authfile F] [--refresh] REF\n");
+		return ISORUN_EXIT_USAGE;
+	}
+	_cleanup_(idx_store_freep) struct idx_store *s = NULL;
+	if (idx_store_open(isorun_root(), &s) < 0)
+		return ISORUN_EXIT_ERROR;
+	struct fs_pull_result res;
+	int r = fs_image_pull(s, argv[optind], &o, &res);
+	if (r < 0) {
+		fprintf(stderr, "isorun: pull %s failed: %s\n", argv[optind], strerror(-r));
+		return ISORUN_EXIT_ERROR;
+	}
+	if (!quiet)
+		printf("%s\nmanifest %s\nindex    %s\nsource   %s\n", res.ref, res.manifest_digest,
+		       res.index_digest,
+		       res.cached ? "already in the store"
+		       : res.remote ? "index artifact (chunks fetched on demand)"
+				    : "indexed locally");
+	return 0;
+}
+ISORUN_VERB("pull", cmd_pull, "[--platform P] [--refresh] REF",
+	    "get an image's index into the store (oci:PATH[:TAG] or a registry reference)");
+
+static int cmd_images(int argc, char **argv)
+{
+	bool quiet = argc > 1 && !strcmp(argv[1], "-q");
+	_cleanup_(idx_store_freep) struct idx_store *s = NULL;
+	if (idx_store_open(isorun_root(), &s) < 0 || fs_cache_init(s) < 0)
+		return ISORUN_EXIT_ERROR;
+	struct fs_cache_stats st;
+	int r = fs_cache_stats_get(s, &st);
+	if (r < 0) {
+		fprintf(stderr, "isorun: images: %s\n", strerror(-r));
+		return ISORUN_EXIT_ERROR;
+	}
+	if (!quiet)
+		printf("%-50s %-19s %-19s %10s %10s %7s\n", "REFERENCE", "MANIFEST", "INDEX", "SIZE",
+		       "RESIDENT", "");
+	for (size_t i = 0; i < st.n_images; i++) {
+		const struct fs_cache_image *im = &st.images[i];
+		if (quiet) {
+			printf("%s\n", im->ref);
+			continue;
+		}
+		char sz[32], rs[32];
+		cm_format_bytes(im->bytes, sz, sizeof(sz));
+		cm_format_bytes(im->resident_bytes, rs, sizeof(rs));
+		printf("%-50s %.19s %.19s %10s %10s %6.1f%%%s\n", im->ref, im->manifest_digest,
+		       im->index_digest, sz, rs,
+		       im->chunks ? 100.0 * (double)im->resident_chunks / (double)im->chunks : 100.0,
+		       im->mounted ? " mounted" : "");
+	}
+	fs_cache_stats_fini(&st);
+	return 0;
+}
+ISORUN_VERB("images", cmd_images, "[-q]", "list the images in the store, with resident bytes");
