@@ -58,6 +58,20 @@ grep -qvx get "$WORK/helper.args" && fail "helper got arguments other than 'get'
 grep -qx "$H" "$WORK/helper.hosts" || fail "helper did not get the host on stdin"
 ok "credential helpers: credHelpers and credsStore, host on stdin, only 'get' on the command line"
 
+# redirects to a blob store: followed, but our Authorization stays with the registry
+PP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+echo "/blobs/ redirect -1" >"$WORK/rules"
+python3 "$FIX/fault_proxy.py" --listen "$PP" --upstream "$H" --rules "$WORK/rules" \
+	--log "$WORK/proxy.log" --storage-auth "$U:$P" &
+PIDS+=($!)
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$PP/v2/" && break; sleep 0.05; done
+read -r _ L0 S0 _ < <(echo "$U:$P" | "$REG_TOOL" --creds-stdin resolve "127.0.0.1:$PP/priv/app:v1" | grep '^layer' | head -1)
+echo "$U:$P" | "$REG_TOOL" --creds-stdin blob "127.0.0.1:$PP/priv/app:v1" "$L0" "$WORK/rb" || fail "redirected blob"
+cmp -s "$WORK/rb" "$WORK/img/blobs/sha256/${L0#sha256:}" || fail "redirected blob content"
+grep -q "req GET /v2/priv/app/blobs/$L0 auth=yes" "$WORK/proxy.log" || fail "registry request without auth: $(cat "$WORK/proxy.log")"
+grep -q "req GET /__storage__/v2/priv/app/blobs/$L0 auth=no" "$WORK/proxy.log" || fail "Authorization sent to the storage host: $(cat "$WORK/proxy.log")"
+ok "307 to another host is followed without our Authorization header"
+
 # ---- token ----
 start_registry tk --auth token --token-expires 3
 T=$(reg_env tk REG_HOST); LOG=$(reg_env tk REG_TOKEN_LOG)
