@@ -21,6 +21,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -696,6 +697,46 @@ int run_sandbox_stop(struct run_ctx *ctx, const char *id, uint32_t grace_ms)
 	return stop_locked(sb, grace_ms);
 }
 
+/*
+ * Delete removed sandboxes' trees (".trash-<id>") in a detached process: unlinking a
+ * scratch layer costs tens of milliseconds on a journaled disk and nobody needs to wait for
+ * it. The id is free as soon as the directory was renamed. A trash entry left behind (the
+ * deleter was killed) is collected by the next removal.
+ */
+static void purge_trash(struct run_ctx *ctx)
+{
+	pid_t p = fork();
+	if (p < 0) {
+		log_warn("cannot fork the state deleter: %s", strerror(errno));
+		return;
+	}
+	if (p > 0) {
+		while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+			;
+		return;
+	}
+	/* child: detach, fork the deleter, exit so the caller is not kept waiting */
+	setsid();
+	if (fork() != 0)
+		_exit(0);
+	/* let go of the caller's stdio (a shell's $(...) would wait for our EOF) */
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+	}
+	int fd = openat(ctx->sbfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d)
+		_exit(1);
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (cm_str_has_prefix(de->d_name, ".trash-"))
+			(void)cm_rm_rf_at(dirfd(d), de->d_name);
+	_exit(0);
+}
+
 int run_sandbox_remove(struct run_ctx *ctx, const char *id, bool force)
 {
 	_cleanup_(run_sandbox_freep) struct run_sandbox *sb = NULL;
@@ -713,14 +754,20 @@ int run_sandbox_remove(struct run_ctx *ctx, const char *id, bool force)
 			return r;
 		if (sb->status == RUN_STATUS_RUNNING && run_sandbox_agent_alive(sb) && !force)
 			return cm_log_ret(-EBUSY, "sandbox %s is running (use -f)", id);
+		bool was_running = sb->status == RUN_STATUS_RUNNING;
 		if ((r = stop_locked(sb, force ? 0 : 10000)) < 0)
 			return r;
-		if ((r = be->destroy(sb)) < 0)
+		/* stop already released the runtime resources */
+		if (!was_running && (r = be->destroy(sb)) < 0)
 			return r;
+		/* under the lock: a concurrent operation waiting for it finds no sandbox */
+		char trash[RUN_ID_LEN + 16];
+		snprintf(trash, sizeof(trash), ".trash-%s", sb->id);
+		if (renameat(ctx->sbfd, sb->id, ctx->sbfd, trash) < 0)
+			return cm_log_ret(-errno, "sandbox %s: cannot remove its state: %s", id,
+					  strerror(errno));
 	}
-	r = cm_rm_rf_at(ctx->sbfd, sb->id);
-	if (r < 0)
-		return cm_log_ret(r, "sandbox %s: cannot remove its state: %s", id, strerror(-r));
+	purge_trash(ctx);
 	return 0;
 }
 
