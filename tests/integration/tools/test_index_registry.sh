@@ -1,0 +1,110 @@
+#!/bin/bash
+# isorun-index build REF [--push] and isorun login/logout against Debian's docker-registry:
+#  - an image pushed by skopeo indexes straight from the registry to the same index digest as
+#    from its OCI layout (determinism across sources and stores);
+#  - --push uploads the artifact; skopeo (an independent client) reads it back through the
+#    OCI 1.1 referrers tag schema; a second build finds it and does nothing; --force rebuilds;
+#  - a second artifact for the same image (another platform of packs) keeps the first referrer;
+#  - floating tags are refused unless --allow-floating-tag;
+#  - htpasswd registry: refused without credentials, works with --creds and after login;
+#    logout removes them; nothing secret reaches the output.
+set -euo pipefail
+INDEX=$1
+ISORUN=$2
+SRC=${ISORUN_SOURCE_DIR:-$(cd "$(dirname "$0")/../../.." && pwd)}
+FIX=$SRC/tests/fixtures
+for tool in docker-registry skopeo python3 htpasswd curl jq; do
+	command -v $tool >/dev/null || { echo "SKIP: $tool is not installed"; exit 77; }
+done
+WORK=$(mktemp -d /tmp/isorun-tools.XXXXXX)
+REGS=()
+cleanup() {
+	for d in "${REGS[@]}"; do "$FIX/registry.sh" stop "$d" >/dev/null 2>&1 || true; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok - $*"; }
+last() { tail -n 1; }
+
+"$FIX/registry.sh" start "$WORK/plain" >/dev/null
+REGS+=("$WORK/plain")
+PLAIN=127.0.0.1:$(. "$WORK/plain/env"; echo "$REG_PORT")
+
+python3 "$FIX/make_image.py" "$WORK/img" v1 --layers 3 --kib 2048 >/dev/null
+skopeo copy -q --dest-tls-verify=false "oci:$WORK/img:v1" "docker://$PLAIN/app:v1"
+skopeo copy -q --dest-tls-verify=false "oci:$WORK/img:v1" "docker://$PLAIN/app:latest"
+
+# 1. same digest from the layout and from the registry, into different stores
+d_oci=$("$INDEX" --root "$WORK/s1" build "oci:$WORK/img:v1" | last)
+d_reg=$("$INDEX" --root "$WORK/s2" build "$PLAIN/app:v1" | last)
+[ "$d_oci" = "$d_reg" ] || fail "index digest differs: oci $d_oci, registry $d_reg"
+case $d_reg in sha256:*) ;; *) fail "last line is not a digest: $d_reg" ;; esac
+ok "registry and layout give the same index $d_reg"
+"$INDEX" --root "$WORK/s2" verify "$PLAIN/app:v1" >/dev/null 2>&1 ||
+	"$INDEX" --root "$WORK/s2" verify "$d_reg" >/dev/null || fail "verify after build from registry"
+ok "verify"
+
+# 2. push, read back with skopeo, found again
+out=$("$INDEX" --root "$WORK/s3" build --push "$PLAIN/app:v1")
+echo "$out" | grep -q '^pushed ' || fail "no 'pushed' line: $out"
+[ "$(echo "$out" | last)" = "$d_reg" ] || fail "pushed build has another digest"
+mdigest=$(skopeo inspect --raw --tls-verify=false "docker://$PLAIN/app:v1" | sha256sum | cut -d' ' -f1)
+refs=$(skopeo inspect --raw --tls-verify=false "docker://$PLAIN/app:sha256-$mdigest")
+echo "$refs" | jq -e '.manifests | length == 1' >/dev/null || fail "referrers index: $refs"
+adigest=$(echo "$refs" | jq -r '.manifests[0].digest')
+art=$(skopeo inspect --raw --tls-verify=false "docker://$PLAIN/app@$adigest")
+echo "$art" | jq -e --arg m "sha256:$mdigest" '.subject.digest == $m and
+	.artifactType == "application/vnd.isorun.index.v1" and
+	.layers[0].mediaType == "application/vnd.isorun.index.v1.bin"' >/dev/null ||
+	fail "artifact manifest: $art"
+[ "$(echo "$art" | jq -r '.layers[0].digest')" = "$d_reg" ] || fail "artifact names another index"
+ok "artifact pushed and readable by skopeo"
+out=$("$INDEX" --root "$WORK/s4" build "$PLAIN/app:v1")
+echo "$out" | grep -q 'already in the registry' || fail "existing artifact not reported: $out"
+[ "$(echo "$out" | last)" = "$d_reg" ] || fail "existing artifact: wrong digest"
+[ ! -d "$WORK/s4/indexes" ] || [ -z "$(ls "$WORK/s4/indexes")" ] || fail "built although an artifact exists"
+ok "existing artifact found, nothing rebuilt"
+out=$("$INDEX" --root "$WORK/s4" build --force --push --pack-size 1M "$PLAIN/app:v1")
+refs=$(skopeo inspect --raw --tls-verify=false "docker://$PLAIN/app:sha256-$mdigest")
+echo "$refs" | jq -e '.manifests | length == 2' >/dev/null || fail "second referrer lost one: $refs"
+ok "--force with other packs adds a second referrer, keeps the first"
+
+# 3. floating tags
+if "$INDEX" --root "$WORK/s5" build "$PLAIN/app:latest" >"$WORK/out" 2>&1; then
+	fail "latest accepted without --allow-floating-tag"
+fi
+grep -q "floating" "$WORK/out" || fail "no reason given: $(cat "$WORK/out")"
+"$INDEX" --root "$WORK/s5" build --allow-floating-tag "$PLAIN/app:latest" >/dev/null
+ok "floating tags refused unless allowed"
+
+# 4. basic auth
+"$FIX/registry.sh" start "$WORK/auth" --auth htpasswd >/dev/null
+REGS+=("$WORK/auth")
+. "$WORK/auth/env"
+AUTH=127.0.0.1:$REG_PORT
+skopeo copy -q --dest-tls-verify=false --dest-creds "$REG_USER:$REG_PASS" "oci:$WORK/img:v1" "docker://$AUTH/app:v1"
+export DOCKER_CONFIG=$WORK/docker REGISTRY_AUTH_FILE=$WORK/none.json
+if "$INDEX" --root "$WORK/s6" build "$AUTH/app:v1" >"$WORK/out" 2>&1; then
+	fail "anonymous build against an htpasswd registry succeeded"
+fi
+ok "anonymous access refused"
+echo "$REG_PASS" | "$ISORUN" login "$AUTH" -u "$REG_USER" --password-stdin >"$WORK/out" 2>&1 ||
+	fail "login: $(cat "$WORK/out")"
+[ "$(stat -c %a "$DOCKER_CONFIG/config.json")" = 600 ] || fail "auth file mode"
+if echo wrong | "$ISORUN" login "$AUTH" -u "$REG_USER" --password-stdin >"$WORK/out2" 2>&1; then
+	fail "login with a wrong password succeeded"
+fi
+d_auth=$("$INDEX" --root "$WORK/s6" build --push "$AUTH/app:v1" 2>"$WORK/err" | last)
+[ "$d_auth" = "$d_reg" ] || fail "build with saved login: $d_auth $(cat "$WORK/err")"
+"$ISORUN" logout "$AUTH" >/dev/null
+if "$INDEX" --root "$WORK/s7" build "$AUTH/app:v1" >"$WORK/out3" 2>&1; then
+	fail "still authorised after logout"
+fi
+d_creds=$("$INDEX" --root "$WORK/s7" build --creds "$REG_USER:$REG_PASS" "$AUTH/app:v1" 2>"$WORK/err" | last)
+[ "$d_creds" = "$d_reg" ] || fail "--creds: $(cat "$WORK/err")"
+if cat "$WORK"/out* "$WORK/err" | grep -qF "$REG_PASS"; then
+	fail "the password appeared in output"
+fi
+ok "basic auth: login, --creds, logout; no secret in output"
+echo "all tools tests passed"
