@@ -219,6 +219,8 @@ void reg_client_free(struct reg_client *c)
 		free(h->host);
 		free(h->realm);
 		free(h->service);
+		free(h->basic_repo);
+		reg_creds_fini(&h->basic_creds);
 		free(h);
 	}
 	if (c->creds) {
@@ -854,6 +856,61 @@ static void free_secret(char *s)
 	}
 }
 
+static bool str_eq_null(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+static int creds_copy(const struct reg_creds *from, struct reg_creds *to)
+{
+	memset(to, 0, sizeof(*to));
+	if ((from->username && !(to->username = strdup(from->username))) ||
+	    (from->password && !(to->password = strdup(from->password))) ||
+	    (from->identity_token && !(to->identity_token = strdup(from->identity_token)))) {
+		reg_creds_fini(to);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Basic credentials for (host, repo), from the host's cache or a lookup (done unlocked:
+ * it may run a credential helper). */
+static int basic_creds_get(struct reg_client *c, const char *host, const char *repo,
+			   struct reg_creds *ret)
+{
+	int r = 0;
+	pthread_mutex_lock(&c->lock);
+	struct reg_host *h = host_get_locked(c, host);
+	if (h && h->basic_cached && str_eq_null(h->basic_repo, repo)) {
+		r = creds_copy(&h->basic_creds, ret);
+		pthread_mutex_unlock(&c->lock);
+		return r;
+	}
+	pthread_mutex_unlock(&c->lock);
+	const char *rn = strcmp(host, REG_DOCKER_HUB_API) == 0 ? REG_DOCKER_HUB : host;
+	r = reg_creds_lookup(c->creds, c->authfile, rn, repo, ret);
+	if (r < 0)
+		return r;
+	struct reg_creds keep;
+	if (creds_copy(ret, &keep) < 0)
+		return 0; /* not cached, still usable */
+	char *rp = repo ? strdup(repo) : NULL;
+	pthread_mutex_lock(&c->lock);
+	h = host_get_locked(c, host);
+	if (h && (!repo || rp)) {
+		reg_creds_fini(&h->basic_creds);
+		free(h->basic_repo);
+		h->basic_creds = keep;
+		h->basic_repo = TAKE_PTR(rp);
+		h->basic_cached = true;
+	} else {
+		reg_creds_fini(&keep);
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(rp);
+	return 0;
+}
+
 void reg_req_init(struct reg_req *r, const char *method, const char *host, const char *scope)
 {
 	memset(r, 0, sizeof(*r));
@@ -904,8 +961,7 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 		pthread_mutex_unlock(&c->lock);
 
 		if (use_auth && want_basic) {
-			const char *rn = strcmp(r->host, REG_DOCKER_HUB_API) == 0 ? REG_DOCKER_HUB : r->host;
-			err = reg_creds_lookup(c->creds, c->authfile, rn, repo, &basic);
+			err = basic_creds_get(c, r->host, repo, &basic);
 			if (err < 0)
 				return err;
 		} else if (use_auth) {
@@ -952,7 +1008,7 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 			reg_creds_fini(&basic);
 
 		/* insecure registry: https (unverified) failed to connect, fall back to http */
-		if (err == -EAGAIN && !r->status) {
+		if (err == -EAGAIN && !r->status && !redirect_url && !strstr(r->path, "://")) {
 			pthread_mutex_lock(&c->lock);
 			h = host_get_locked(c, r->host);
 			bool fallback = h && h->insecure && h->scheme == REG_SCHEME_UNKNOWN;

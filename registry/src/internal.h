@@ -42,6 +42,11 @@ struct reg_host {
 	char *realm;	     /* bearer realm and service learned from a challenge */
 	char *service;
 	bool basic;	     /* the registry asked for basic auth */
+	/* basic credentials looked up for `basic_repo` (auth files can be per repository),
+	 * kept so a pull does not re-read files or re-run a credential helper per request */
+	bool basic_cached;
+	char *basic_repo;
+	struct reg_creds basic_creds;
 	struct reg_host *next;
 };
 
