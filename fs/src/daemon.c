@@ -309,6 +309,13 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 		goto out;
 	}
 	d.ctl_started = true;
+	{
+		char pid[32];
+		int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+		_cleanup_close_ int dfd = open(d.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || cm_write_file_atomic(dfd, "pid", pid, (size_t)n, 0644, false) < 0)
+			log_warn("fsd: cannot write %s/pid", d.dir);
+	}
 	log_info("fsd: %s mounted on %s", idig, d.mnt);
 	report(&ready_fd, 0);
 

@@ -366,10 +366,13 @@ static int load(struct fs_engine *e, uint32_t idx, struct mentry **ret)
 
 /*
  * Mark the run of chunks to fetch with `first`: following chunks of the same pack that are
- * absent and not in flight, while the request stays under `max` bytes. Lock held.
+ * absent and not in flight, while the request stays under `max` bytes. For a foreground
+ * read (`ino` != 0) the run also stays within the file being read (its next extents), so
+ * a lazy mount fetches what is read, not its neighbours in the pack. Lock held.
  * Returns the end (exclusive).
  */
-static uint32_t plan_run(struct fs_engine *e, uint32_t first, uint64_t max)
+static uint32_t plan_run(struct fs_engine *e, uint32_t first, uint64_t max, uint32_t ino,
+			 uint32_t ext)
 {
 	struct idx_chunk a, prev;
 	idx_reader_chunk(e->r, first, &a);
@@ -384,6 +387,12 @@ static uint32_t plan_run(struct fs_engine *e, uint32_t first, uint64_t max)
 		    c.pack_offset + c.csize - a.pack_offset > max ||
 		    (e->state[end] & (ST_ABSENT | ST_BUSY)) != ST_ABSENT)
 			break;
+		if (ino) {
+			struct idx_extent x;
+			if (idx_reader_extent(e->r, ino, ext + (end - first), &x) < 0 ||
+			    x.chunk != end)
+				break;
+		}
 		e->state[end] |= ST_BUSY;
 		prev = c;
 		end++;
@@ -506,7 +515,8 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, str
 	return res[0] < 0 ? res[0] : 0;
 }
 
-int fs_engine_get(struct fs_engine *e, uint32_t c, uint32_t ino, struct fs_chunk_ref *ret)
+int fs_engine_get(struct fs_engine *e, uint32_t c, uint32_t ino, uint32_t ext,
+		  struct fs_chunk_ref *ret)
 {
 	if (c >= e->n)
 		return -EIO;
@@ -587,7 +597,7 @@ int fs_engine_get(struct fs_engine *e, uint32_t c, uint32_t ino, struct fs_chunk
 			break;
 		}
 		count(&e->misses, 1);
-		uint32_t end = plan_run(e, c, e->o.request_max);
+		uint32_t end = plan_run(e, c, e->o.request_max, ino, ext);
 		e->fg_active++;
 		pthread_mutex_unlock(&e->lock);
 		r = fetch_run(e, c, end, true, &m);
@@ -737,7 +747,7 @@ static void *prefetch_main(void *arg)
 			pthread_cond_wait(&e->fg_cond, &e->lock);
 		if (e->stop || (e->state[c] & (ST_ABSENT | ST_BUSY)) != ST_ABSENT)
 			continue;
-		uint32_t end = plan_run(e, c, e->o.request_max);
+		uint32_t end = plan_run(e, c, e->o.request_max, 0, 0);
 		struct idx_chunk a, l;
 		idx_reader_chunk(e->r, c, &a);
 		idx_reader_chunk(e->r, end - 1, &l);

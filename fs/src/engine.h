@@ -53,11 +53,12 @@ int fs_engine_start(struct fs_engine *e);
 void fs_engine_stop(struct fs_engine *e);
 
 /*
- * Get chunk `chunk` for a read of inode `ino` (recorded in the first-touch trace). Waits at
- * most the fetch deadline. -EIO when it cannot be served (cause logged and counted),
+ * Get chunk `chunk`, extent `ext` of inode `ino`, for a read (recorded in the first-touch
+ * trace; a fetch coalesces the file's following chunks). Waits at most the fetch deadline. -EIO when it cannot be served (cause logged and counted),
  * -ETIMEDOUT at the deadline. Release with fs_engine_put.
  */
-int fs_engine_get(struct fs_engine *e, uint32_t chunk, uint32_t ino, struct fs_chunk_ref *ret);
+int fs_engine_get(struct fs_engine *e, uint32_t chunk, uint32_t ino, uint32_t ext,
+		  struct fs_chunk_ref *ret);
 void fs_engine_put(struct fs_engine *e, struct fs_chunk_ref *ref);
 
 /* A sequential reader of `ino` reached `off`: queue remote fetches of the next chunks of

@@ -8,6 +8,7 @@
 #include "indexer/build.h"
 #include "indexer/index.h"
 #include "indexer/source.h"
+#include "indexer/source_registry.h"
 #include "indexer/store.h"
 #include "registry/client.h"
 #include "registry/manifest.h"
@@ -187,6 +188,43 @@ static int try_artifact(struct reg_client *c, const struct reg_ref *repo, const 
 	return 0;
 }
 
+/*
+ * No artifact: "first use builds". Index the image from its layers, streamed from the
+ * registry; every chunk ends up local, so the index needs no remote. The build must see
+ * the manifest we resolved (a tag may move meanwhile).
+ */
+static int build_from_registry(struct idx_store *s, const char *refstr,
+			       const struct reg_options *ro, const struct fs_pull_opts *o,
+			       struct fs_pull_result *ret)
+{
+	log_info("pull: %s has no isorun index artifact: indexing it locally", ret->ref);
+	_cleanup_(reg_ref_freep) struct reg_ref *ref = NULL, *pinned = NULL;
+	int r = reg_ref_parse(refstr, &ref, NULL);
+	if (r == 0)
+		r = reg_ref_with(ref, ret->manifest_digest, &pinned);
+	_cleanup_free_ char *pinned_s = r == 0 ? reg_ref_format(pinned) : NULL;
+	if (r < 0 || !pinned_s)
+		return r < 0 ? r : -ENOMEM;
+	_cleanup_(idx_source_freep) struct idx_source *src = NULL;
+	if ((r = idx_source_registry_open(pinned_s, ro, &src)) < 0)
+		return r;
+	struct idx_build_opts bo = {.platform = o->platform, .progress = o->progress};
+	struct idx_build_result br;
+	if ((r = idx_build(s, src, &bo, &br)) < 0)
+		return cm_log_ret(r, "pull: indexing %s failed: %s", ret->ref, strerror(-r));
+	if (strcmp(br.manifest_digest, ret->manifest_digest) != 0)
+		return cm_log_ret(-EBADMSG, "pull: indexed %s, expected %s", br.manifest_digest,
+				  ret->manifest_digest);
+	snprintf(ret->index_digest, sizeof(ret->index_digest), "%s", br.index_digest);
+	ret->built = true;
+	_cleanup_free_ char *path = NULL;
+	_cleanup_(idx_reader_freep) struct idx_reader *rd = NULL;
+	if ((r = idx_store_index_path(s, ret->index_digest, &path)) < 0 ||
+	    (r = idx_reader_open(path, &rd)) < 0 || (r = fs_cache_record_index(s, rd)) < 0)
+		return r;
+	return idx_store_record_image(s, ret->ref, ret->manifest_digest, ret->index_digest);
+}
+
 static int pull_registry(struct idx_store *s, const char *refstr, const struct fs_pull_opts *o,
 			 struct fs_pull_result *ret)
 {
@@ -229,11 +267,7 @@ static int pull_registry(struct idx_store *s, const char *refstr, const struct f
 		ok = try_artifact(c, ref, d->digest, ret->manifest_digest, &index) == 0;
 	}
 	if (!ok)
-		return cm_log_ret(-ENOTSUP,
-				  "pull: %s (%s) has no usable isorun index artifact, and this build "
-				  "cannot index registry images locally (indexer/source_registry.h "
-				  "is missing); index it with isorun-index build and push the artifact",
-				  canon, ret->manifest_digest);
+		return build_from_registry(s, refstr, &ro, o, ret);
 	if ((r = idx_store_put_index(s, index.data, index.len, ret->index_digest)) < 0)
 		return cm_log_ret(r, "pull: cannot store the index: %s", strerror(-r));
 	_cleanup_free_ char *path = NULL;

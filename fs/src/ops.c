@@ -343,7 +343,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct idx_extent ex;
 		struct fs_chunk_ref cr;
 		if ((r = idx_reader_extent(c->r, i, x, &ex)) < 0 ||
-		    (r = fs_engine_get(c->e, ex.chunk, i, &cr)) < 0)
+		    (r = fs_engine_get(c->e, ex.chunk, i, x, &cr)) < 0)
 			break;
 		uint64_t skip = pos - ex.file_offset;
 		if (skip >= cr.len) { /* the index promised contiguous extents */

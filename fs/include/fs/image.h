@@ -7,9 +7,9 @@
  *                      only when its subject is exactly that digest and the index names
  *                      that digest as its source; only the index blob is fetched: the packs
  *                      stay in the registry and mounts fetch chunks from them on demand.
- *                      Without an artifact the image would have to be indexed locally from
- *                      its layers ("first use builds"); that needs the indexer's registry
- *                      source, which this build lacks: -ENOTSUP with a message.
+ *                      Without an artifact the image is indexed locally from its layers,
+ *                      streamed from the registry ("first use builds"); all its chunks are
+ *                      then local.
  */
 #pragma once
 
@@ -38,8 +38,7 @@ struct fs_pull_result {
 /*
  * Make sure the store holds an index for `ref` and record it. -EINVAL bad reference,
  * -ENOENT image (or tag) not found, -EACCES refused, -EBADMSG digest mismatch, -EPROTO
- * malformed artifact or index, -ENOTSUP no artifact and no local indexing from registries,
- * transport errors of registry/client.h. Logs the cause. Thread-safe for distinct stores.
+ * malformed artifact or index, the errors of idx_build, transport errors of registry/client.h. Logs the cause. Thread-safe for distinct stores.
  */
 int fs_image_pull(struct idx_store *s, const char *ref, const struct fs_pull_opts *o,
 		  struct fs_pull_result *ret);

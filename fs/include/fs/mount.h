@@ -8,6 +8,7 @@
  *   refs        the number of holders (text), updated under flock(lock)
  *   lock        flock() serialising acquire/release across processes
  *   daemon.log  the daemon's stderr (every failed read is logged with its cause)
+ *   pid         the daemon's process id (diagnostics; liveness is the socket's answer)
  *
  * The daemon is a separate program image (`isorun fsd`, exec'd twice-forked from the
  * caller), so callers may be multithreaded; the call returns once the FUSE mount is live.

@@ -1,0 +1,52 @@
+#!/bin/bash
+# Pull an image from a real registry into an EMPTY store (only its index artifact), mount it
+# lazily and compare the whole tree with `umoci unpack`; share the mount between two users;
+# complete the prefetch, stop the registry and check the image still mounts and reads.
+. "$(dirname "$0")/lib.sh"
+start_registry
+make_image img v1 --big-mib 6
+R=$WORK/root
+ref=$REG/fs/img:v1
+
+out=$("$ISORUN" --root "$R" pull "$ref") || fail "pull"
+echo "$out" | grep -q "index artifact" || fail "pull did not use the index artifact: $out"
+[ -z "$(ls "$R/chunks" 2>/dev/null)" ] || [ -z "$(find "$R/chunks" -type f)" ] ||
+	fail "pull fetched chunks"
+
+mkdir -p "$WORK/m1" "$WORK/m2"
+"$ISORUN" --root "$R" mount --prefetch=none "$ref" "$WORK/m1" || fail "mount"
+compare "$WORK/unp-img-v1/rootfs" "$WORK/m1"
+s=$(stats_json "$R" "$WORK/m1")
+[ "$(echo "$s" | jget fetched_bytes)" -gt 0 ] || fail "nothing was fetched: $s"
+[ "$(echo "$s" | jget read_errors)" = 0 ] || fail "read errors: $s"
+
+# Writes fail with EROFS.
+err=$(touch "$WORK/m1/new" 2>&1) && fail "creating a file succeeded"
+echo "$err" | grep -q "Read-only file system" || fail "create did not fail with EROFS: $err"
+err=$(sh -c "echo x >> '$WORK/m1/etc/passwd'" 2>&1) && fail "appending succeeded"
+echo "$err" | grep -q "Read-only file system" || fail "write did not fail with EROFS: $err"
+
+# A second mount of the same image shares the daemon (same superblock, refcount 2).
+"$ISORUN" --root "$R" mount "$ref" "$WORK/m2" || fail "second mount"
+[ "$(stat -c %d "$WORK/m1")" = "$(stat -c %d "$WORK/m2")" ] || fail "mounts are not shared"
+hex=$(ls "$R/mounts")
+[ "$(cat "$R/mounts/$hex/refs")" = 2 ] || fail "refcount is not 2"
+"$ISORUN" --root "$R" umount "$WORK/m1" || fail "umount m1"
+cmp "$WORK/unp-img-v1/rootfs/usr/lib/libbig.so" "$WORK/m2/usr/lib/libbig.so" ||
+	fail "m2 broken after m1 was unmounted"
+"$ISORUN" --root "$R" umount "$WORK/m2" || fail "umount m2"
+for i in $(seq 1 100); do [ -e "$R/mounts/$hex/ctl.sock" ] || break; sleep 0.1; done
+[ ! -e "$R/mounts/$hex/ctl.sock" ] || fail "daemon still running after the last umount"
+
+# Full prefetch, then the registry goes away: the image is local and keeps working.
+"$ISORUN" --root "$R" mount --prefetch=all "$ref" "$WORK/m1" || fail "mount (prefetch)"
+wait_prefetch "$R" "$WORK/m1"
+"$ISORUN" --root "$R" umount "$WORK/m1"
+"$src/tests/fixtures/registry.sh" stop "$WORK/reg" >/dev/null
+"$ISORUN" --root "$R" mount "$ref" "$WORK/m1" || fail "mount with the registry gone"
+sync
+echo 3 >/proc/sys/vm/drop_caches
+compare "$WORK/unp-img-v1/rootfs" "$WORK/m1"
+"$ISORUN" --root "$R" cache stats | grep -q "100.0%" || fail "cache stats do not show 100%"
+"$ISORUN" --root "$R" umount "$WORK/m1"
+echo "PASS"
