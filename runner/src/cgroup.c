@@ -5,8 +5,10 @@
  *   v1: a hierarchy per controller, /sys/fs/cgroup/{memory,pids,cpu}/isorun/<id>
  *       (memory.limit_in_bytes + memory.memsw.limit_in_bytes when swap accounting exists,
  *       pids.max, cpu.cfs_quota_us/cpu.cfs_period_us).
- * The memory and pids groups always exist (ps reports memory usage; pids are cheap); the cpu
- * group only when a cpu limit is asked for.
+ * A controller's group exists only when its limit is asked for: moving a task between v1
+ * cgroups waits for an RCU grace period per hierarchy (cgroup_threadgroup_rwsem), which was
+ * the largest single cost of booting a sandbox (~5-10 ms each under load). Without limits
+ * the sandbox stays in its creator's cgroups and ps reports no cgroup memory for it.
  * $ISORUN_CGROUP_ROOT overrides /sys/fs/cgroup (tests).
  */
 #include "sandbox.h"
@@ -16,6 +18,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,10 +90,26 @@ static void group_path(char *out, size_t n, const char *ctrl, const char *id)
 		snprintf(out, n, "%s/isorun/%s", cg_root(), id);
 }
 
+static bool wanted(const struct run_cgroup_limits *l, const char *ctrl)
+{
+	if (!strcmp(ctrl, "memory"))
+		return l->memory_bytes != 0;
+	if (!strcmp(ctrl, "pids"))
+		return l->pids_max != 0;
+	return l->cpu_millis != 0;
+}
+
+static bool any_limit(const struct run_cgroup_limits *l)
+{
+	return l->memory_bytes || l->pids_max || l->cpu_millis;
+}
+
 int run_cgroup_create(const char *id, const struct run_cgroup_limits *l)
 {
 	char p[512], v[64];
 	int r;
+	if (!any_limit(l))
+		return 0;
 	switch (cg_detect()) {
 	case CG_NONE:
 		if (l->memory_bytes || l->cpu_millis || l->pids_max)
@@ -126,7 +145,7 @@ int run_cgroup_create(const char *id, const struct run_cgroup_limits *l)
 	case CG_V1:
 	default:
 		for (size_t i = 0; i < ARRAY_SIZE(v1_ctrls); i++) {
-			if (!strcmp(v1_ctrls[i], "cpu") && !l->cpu_millis)
+			if (!wanted(l, v1_ctrls[i]))
 				continue;
 			group_path(p, sizeof(p), v1_ctrls[i], id);
 			if ((r = cm_mkdir_p(AT_FDCWD, p, 0755)) < 0)
@@ -161,10 +180,12 @@ int run_cgroup_create(const char *id, const struct run_cgroup_limits *l)
 	}
 }
 
-int run_cgroup_join(const char *id)
+int run_cgroup_join(const char *id, const struct run_cgroup_limits *l)
 {
 	char p[600];
 	int r;
+	if (!any_limit(l))
+		return 0;
 	switch (cg_detect()) {
 	case CG_V2:
 		group_path(p, sizeof(p) - 16, NULL, id);
@@ -172,10 +193,11 @@ int run_cgroup_join(const char *id)
 		return write_str(p, "0");
 	case CG_V1:
 		for (size_t i = 0; i < ARRAY_SIZE(v1_ctrls); i++) {
+			if (!wanted(l, v1_ctrls[i]))
+				continue;
 			group_path(p, sizeof(p) - 16, v1_ctrls[i], id);
 			strcat(p, "/cgroup.procs");
-			r = write_str(p, "0");
-			if (r < 0 && !(r == -ENOENT && !strcmp(v1_ctrls[i], "cpu")))
+			if ((r = write_str(p, "0")) < 0)
 				return r;
 		}
 		return 0;

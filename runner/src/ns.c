@@ -5,7 +5,7 @@
  *   caller ── fork ──▶ A: setsid; clone3(NEWNS|NEWPID|NEWUTS|NEWIPC[|NEWNET]) ──▶ B; exit
  *   so B is detached from the caller (re-parented to the host's init, which reaps it).
  *   B (pid 1 of the new pid namespace) builds the sandbox and execs the agent:
- *     1. join the sandbox's cgroups, then unshare(CLONE_NEWCGROUP) so / is its own group
+ *     1. join the sandbox's cgroups (when it has limits), then unshare(CLONE_NEWCGROUP)
  *     2. make every mount private; overlay lower=<lower dir>, upper/work=scratch at rootfs/
  *     3. /proc (fresh, masked and read-only paths like docker), /sys read-only, /dev tmpfs
  *        with the null zero full random urandom tty nodes, devpts newinstance,
@@ -332,7 +332,10 @@ static _Noreturn void boot_child(struct boot *b)
 	int r;
 
 	umask(0); /* modes below are exact; the agent gets 022 */
-	if ((r = run_cgroup_join(sb->id)) < 0)
+	struct run_cgroup_limits lim = {.memory_bytes = sb->memory_bytes,
+					.cpu_millis = sb->cpu_millis,
+					.pids_max = sb->pids_max};
+	if ((r = run_cgroup_join(sb->id, &lim)) < 0)
 		boot_fail(b, -r, "join the sandbox's cgroups");
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		boot_fail(b, errno, "cgroup namespace");

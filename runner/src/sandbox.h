@@ -79,11 +79,11 @@ struct run_cgroup_limits {
 	uint64_t memory_bytes;
 	uint32_t cpu_millis, pids_max;
 };
-/* Create the sandbox's cgroups and set limits. */
+/* Create the sandbox's cgroups and set limits (nothing without limits). */
 int run_cgroup_create(const char *id, const struct run_cgroup_limits *l);
-/* Move the calling process into the sandbox's cgroups (async-signal-safe enough for a
- * forked child: open/write/close only). */
-int run_cgroup_join(const char *id);
+/* Move the calling process into the sandbox's cgroups made for the same limits (a forked
+ * child may call it: open/write/close only). */
+int run_cgroup_join(const char *id, const struct run_cgroup_limits *l);
 /* Remove the sandbox's cgroups (retries while the kernel finishes with exiting tasks). */
 int run_cgroup_destroy(const char *id);
 /* Current memory usage in bytes (0 if unknown). */

@@ -1,0 +1,127 @@
+#!/bin/bash
+# Sandbox numbers: warm `isorun run` of a minimal rootfs against an unshare+chroot baseline
+# (side by side in one hyperfine run), `isorun exec` round trip on a running sandbox, and the
+# memory of 20 idle sandboxes (agent PSS/RSS and cgroup memory usage).
+#
+# usage: bench/sandbox_bench.sh [BUILD_DIR]      (root; writes bench/results/sandbox.md)
+#   RUNS=N   hyperfine runs per command (default 100)
+set -euo pipefail
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$(cd "${1:-${ISORUN_BUILD_DIR:-$SRC/build}}" && pwd)
+ISORUN="$BUILD/tools/isorun"
+export ISORUN_AGENT="$BUILD/agent/isorun-agent"
+RUNS=${RUNS:-100}
+WORK="$SRC/bench/work/sandbox"
+OUT="$SRC/bench/results/sandbox.md"
+
+[ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
+for t in hyperfine busybox unshare python3; do
+	command -v $t >/dev/null || { echo "needs $t" >&2; exit 1; }
+done
+[ -x "$ISORUN" ] || { echo "no $ISORUN (build first)" >&2; exit 1; }
+
+rm -rf "$WORK"
+mkdir -p "$WORK" "$SRC/bench/results"
+export ISORUN_ROOT="$WORK/root"
+ROOTFS="$WORK/rootfs"
+mkdir -p "$ROOTFS/bin" "$ROOTFS/etc" "$ROOTFS/root"
+cp "$(command -v busybox)" "$ROOTFS/bin/busybox"
+for a in sh true cat; do ln -s busybox "$ROOTFS/bin/$a"; done
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$ROOTFS/etc/passwd"
+printf 'root:x:0:\n' >"$ROOTFS/etc/group"
+mkdir -p "$ROOTFS/proc"
+
+cleanup() {
+	for d in "$ISORUN_ROOT"/sandboxes/*/; do
+		[ -d "$d" ] && "$ISORUN" rm -f "$(basename "$d")" >/dev/null 2>&1 || true
+	done
+}
+trap cleanup EXIT
+
+median() { # hyperfine json, command index -> "median min max" in ms
+	python3 -c "
+import json,sys
+r=json.load(open(sys.argv[1]))['results'][int(sys.argv[2])]
+print('%.2f %.2f %.2f %.2f' % (r['median']*1e3, r['min']*1e3, r['max']*1e3, r['stddev']*1e3))" "$1" "$2"
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "== run vs baseline"
+hyperfine -N -w 10 -r "$RUNS" --export-json "$WORK/run.json" \
+	"$ISORUN run --rootfs $ROOTFS -- /bin/true" \
+	"unshare -mpiuf --mount-proc chroot $ROOTFS /bin/true" \
+	"unshare -mpiufn --mount-proc chroot $ROOTFS /bin/true"
+read -r run_med run_min run_max run_sd <<<"$(median "$WORK/run.json" 0)"
+read -r base_med base_min base_max base_sd <<<"$(median "$WORK/run.json" 1)"
+read -r basen_med basen_min basen_max basen_sd <<<"$(median "$WORK/run.json" 2)"
+
+echo "== exec round trip"
+ID=$("$ISORUN" create --rootfs "$ROOTFS")
+hyperfine -N -w 20 -r "$((RUNS * 2))" --export-json "$WORK/exec.json" \
+	"$ISORUN exec $ID -- /bin/true" "$ISORUN version"
+read -r exec_med exec_min exec_max exec_sd <<<"$(median "$WORK/exec.json" 0)"
+read -r ver_med ver_min ver_max ver_sd <<<"$(median "$WORK/exec.json" 1)"
+"$ISORUN" rm -f "$ID"
+
+echo "== memory of 20 idle sandboxes"
+ids=()
+# with a memory limit, so each has a memory cgroup to read the usage from
+for i in $(seq 20); do ids+=("$("$ISORUN" create --rootfs "$ROOTFS" --memory 256M)"); done
+sleep 1
+pss=0 rss=0 cg=0
+for id in "${ids[@]}"; do
+	pid=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" \
+		"$ISORUN_ROOT/sandboxes/$id/state.json")
+	p=$(awk '/^Pss:/{print $2}' "/proc/$pid/smaps_rollup")
+	r=$(awk '/^Rss:/{print $2}' "/proc/$pid/smaps_rollup")
+	c=0
+	for f in /sys/fs/cgroup/memory/isorun/$id/memory.usage_in_bytes \
+		/sys/fs/cgroup/isorun/$id/memory.current; do
+		[ -f "$f" ] && c=$(cat "$f")
+	done
+	pss=$((pss + p)) rss=$((rss + r)) cg=$((cg + c))
+done
+"$ISORUN" rm -f "${ids[@]}"
+pss_each=$(python3 -c "print('%.0f' % ($pss/20))")
+rss_each=$(python3 -c "print('%.0f' % ($rss/20))")
+cg_each=$(python3 -c "print('%.0f' % ($cg/20/1024))")
+ratio=$(python3 -c "print('%.1f' % ($run_med/$base_med))")
+
+verdict() { python3 -c "import sys; print('met' if float(sys.argv[1]) <= float(sys.argv[2]) else 'NOT met')" "$1" "$2"; }
+
+cat >"$OUT" <<EOF
+# Sandbox benchmarks
+
+Measured by \`bench/sandbox_bench.sh\` on $(date -u +%Y-%m-%d) ($(nproc) CPUs, kernel
+$(uname -r), load average before the run: $load_before; other jobs shared the machine).
+Rootfs: busybox-static with three links (\`/bin/true\` is busybox). Times are wall-clock
+medians from hyperfine (-N, warm, $RUNS runs).
+
+| measure | median | min | max | σ | target | |
+|---|---:|---:|---:|---:|---|---|
+| \`isorun run --rootfs DIR -- /bin/true\` | ${run_med} ms | ${run_min} | ${run_max} | ${run_sd} | ≤ 40 ms | $(verdict "$run_med" 40) |
+| baseline \`unshare -mpiuf --mount-proc chroot DIR /bin/true\` | ${base_med} ms | ${base_min} | ${base_max} | ${base_sd} | | |
+| baseline + network namespace (\`-n\`) | ${basen_med} ms | ${basen_min} | ${basen_max} | ${basen_sd} | | |
+| run / baseline | ${ratio}× | | | | ≤ 3× | $(verdict "$ratio" 3) |
+| \`isorun exec ID -- /bin/true\` (running sandbox) | ${exec_med} ms | ${exec_min} | ${exec_max} | ${exec_sd} | ≤ 5 ms | $(verdict "$exec_med" 5) |
+| \`isorun version\` (CLI start-up alone) | ${ver_med} ms | ${ver_min} | ${ver_max} | ${ver_sd} | | |
+
+Memory of 20 idle sandboxes (per sandbox, mean):
+
+| measure | per sandbox | target |
+|---|---:|---|
+| agent PSS | ${pss_each} KiB | |
+| agent RSS | ${rss_each} KiB | |
+| cgroup memory usage (agent + kernel objects charged to it) | ${cg_each} KiB | |
+| total PSS + cgroup | $((pss_each + cg_each)) KiB | ≤ 5 MB: $(verdict "$((pss_each + cg_each))" 5120) |
+
+What \`run\` does that the baseline does not: a network namespace with lo up, a cgroup
+namespace and memory/pids cgroups, an overlay mount with a scratch upper, a fresh /proc with
+10 masked and 4 read-only paths, read-only /sys, a /dev tmpfs with device nodes, devpts,
+/dev/shm and /tmp tmpfs, three read-only /etc binds, pivot_root, capability and seccomp
+setup, a static agent as PID 1, the HELLO/PING/EXEC/EXIT protocol exchange, and an orderly
+teardown (state written and removed). The rows above show where the baseline stands with a
+network namespace alone.
+EOF
+cat "$OUT"
