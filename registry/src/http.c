@@ -935,7 +935,7 @@ void reg_req_fini(struct reg_req *r)
 int reg_req_perform(struct reg_client *c, struct reg_req *r)
 {
 	unsigned retries = 0, redirects = 0;
-	bool refreshed = false;
+	bool refreshed = false, challenged = false;
 	_cleanup_free_ char *redirect_url = NULL;
 	_cleanup_free_ char *repo = scope_repo(r->scope);
 	int err = 0;
@@ -1002,6 +1002,8 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 			}
 		}
 		r->progressed = false;
+		bool sent_bearer = bearer != NULL;
+		bool sent_auth = sent_bearer || (basic.password && !r->no_auth);
 		err = attempt_once(c, r, url, scheme, bearer, basic.password ? &basic : NULL);
 		free_secret(bearer);
 		if (!(r->no_auth && r->basic))
@@ -1057,33 +1059,45 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 			return err;
 
 		if ((r->status == 401 || r->status == 403) && use_auth) {
-			if (refreshed) {
+			/* The first challenge to a request sent without credentials is the normal
+			 * start of authentication; a refusal of credentials we sent is answered by
+			 * exactly one refresh. Either happens once per call: no loops. */
+			bool *once = sent_auth ? &refreshed : &challenged;
+			if (*once) {
 				const char *scope = r->scope ? r->scope : "registry access";
 				return cm_log_ret(-EACCES,
 						  "%s %s: HTTP %ld after authenticating (%s): check the "
 						  "credentials and that the repository exists",
 						  r->method, u, r->status, scope);
 			}
-			refreshed = true;
+			*once = true;
 			token_drop(c, r->host, r->scope);
 			const struct reg_challenge *bch = reg_challenges_find(&r->challenges, "bearer");
 			const struct reg_challenge *basic_ch = reg_challenges_find(&r->challenges, "basic");
-			if (bch && reg_challenge_param(bch, "realm")) {
-				const char *rl = reg_challenge_param(bch, "realm");
-				const char *sv = reg_challenge_param(bch, "service");
+			const char *rl = bch ? reg_challenge_param(bch, "realm") : NULL;
+			const char *sv = bch ? reg_challenge_param(bch, "service") : NULL;
+			if (!rl && sent_bearer && realm) {
+				/* a 403 (or a bare 401) to a token we sent: refresh at the realm we
+				 * already know */
+				rl = realm;
+				sv = service;
+			}
+			if (rl) {
 				if (!cm_str_has_prefix(rl, "https://") && !cm_str_has_prefix(rl, "http://"))
 					return cm_log_ret(-EPROTO, "%s: bearer realm is not an http(s) URL", u);
-				pthread_mutex_lock(&c->lock);
-				h = host_get_locked(c, r->host);
-				if (h) {
-					free(h->realm);
-					free(h->service);
-					h->realm = strdup(rl);
-					h->service = sv ? strdup(sv) : NULL;
-					h->basic = false;
+				if (rl != realm) {
+					pthread_mutex_lock(&c->lock);
+					h = host_get_locked(c, r->host);
+					if (h) {
+						free(h->realm);
+						free(h->service);
+						h->realm = strdup(rl);
+						h->service = sv ? strdup(sv) : NULL;
+						h->basic = false;
+					}
+					pthread_mutex_unlock(&c->lock);
 				}
-				pthread_mutex_unlock(&c->lock);
-				const char *sc = r->scope ? r->scope : reg_challenge_param(bch, "scope");
+				const char *sc = r->scope ? r->scope : bch ? reg_challenge_param(bch, "scope") : NULL;
 				char *tok = NULL;
 				err = token_fetch(c, r->host, repo, rl, sv, sc, r->deadline_ns, &tok);
 				free_secret(tok);
@@ -1091,6 +1105,10 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 					return err;
 				continue;
 			}
+			if ((basic_ch || r->status == 401) && sent_auth && !sent_bearer)
+				/* basic credentials do not change by asking again */
+				return cm_log_ret(-EACCES, "%s %s: HTTP %ld: the registry refused the "
+						  "credentials", r->method, u, r->status);
 			if (basic_ch || r->status == 401) {
 				pthread_mutex_lock(&c->lock);
 				h = host_get_locked(c, r->host);

@@ -100,6 +100,24 @@ n=$(grep -c "issued anonymous repository:tok/app:pull" "$LOG")
 "$REG_TOOL" --repeat 2 --pause-ms 3500 manifest "$T/tok/app:v1" >/dev/null
 n=$(grep -c "issued anonymous repository:tok/app:pull" "$LOG")
 [ "$n" = 2 ] || fail "expected a fresh token after expiry, token log: $(cat "$LOG")"
+# 403 to a token we sent: exactly one refresh, then success or EACCES (no loop)
+TP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+: >"$WORK/rules403"
+python3 "$FIX/fault_proxy.py" --listen "$TP" --upstream "$T" --rules "$WORK/rules403" --log "$WORK/p403.log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$TP/v2/" && break; sleep 0.05; done
+printf '/manifests/ status403 1\n' >"$WORK/rules403"
+: >"$LOG"
+"$REG_TOOL" manifest "127.0.0.1:$TP/tok/app:v1" >/dev/null || fail "403 once should be refreshed away"
+[ "$(grep -c 'issued anonymous repository:tok/app:pull' "$LOG")" = 2 ] || fail "403: expected initial + one refreshed token: $(cat "$LOG")"
+printf '/manifests/ status403 -1\n' >"$WORK/rules403"
+: >"$LOG"
+: >"$WORK/p403.log"
+expect_rc 13 "$REG_TOOL" manifest "127.0.0.1:$TP/tok/app:v1"
+[ "$(grep -c 'issued anonymous' "$LOG")" = 2 ] || fail "403 forever: expected exactly one refresh: $(cat "$LOG")"
+[ "$(grep -c 'fired 1 status403' "$WORK/p403.log")" = 2 ] || fail "403 forever: expected 2 refused requests: $(cat "$WORK/p403.log")"
+ok "403 on a token: refreshed exactly once, then success or EACCES"
+
 read -r _ L0 S0 _ < <("$REG_TOOL" resolve "$T/tok/app:v1" | grep '^layer' | head -1)
 : >"$LOG"
 "$REG_TOOL" stream "$T/tok/app:v1" "$L0" "$S0" >/dev/null || fail "stream with token"
