@@ -146,6 +146,13 @@ int reg_client_resolve(struct reg_client *c, const struct reg_ref *ref,
 		       const struct reg_platform *platform, struct reg_manifest **ret,
 		       char ret_digest[CM_DIGEST_STR_SIZE])
 {
+	return reg_resolve_ex(c, ref, platform, ret, ret_digest, NULL, NULL);
+}
+
+int reg_resolve_ex(struct reg_client *c, const struct reg_ref *ref,
+		   const struct reg_platform *platform, struct reg_manifest **ret,
+		   char ret_digest[CM_DIGEST_STR_SIZE], struct cm_buf *ret_body, char **ret_mt)
+{
 	struct cm_buf body;
 	_cleanup_free_ char *mt = NULL;
 	char digest[CM_DIGEST_STR_SIZE];
@@ -184,6 +191,12 @@ int reg_client_resolve(struct reg_client *c, const struct reg_ref *ref,
 		r = cm_log_ret(r, "manifest of %s/%s is malformed", ref->domain, ref->path);
 	if (r == 0 && ret_digest)
 		memcpy(ret_digest, digest, CM_DIGEST_STR_SIZE);
+	if (r == 0 && ret_body) {
+		*ret_body = body; /* hand the storage over */
+		cm_buf_init(&body, 0);
+	}
+	if (r == 0 && ret_mt)
+		*ret_mt = TAKE_PTR(mt);
 out:
 	cm_buf_fini(&body);
 	return r;

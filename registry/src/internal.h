@@ -163,3 +163,9 @@ int reg_client_put_manifest_ex(struct reg_client *c, const struct reg_ref *ref,
 /* reg_client_get_manifest; with quiet_404 a 404 is -ENOENT without a log line. */
 int reg_get_manifest_ex(struct reg_client *c, const struct reg_ref *ref, struct cm_buf *body,
 			char **ret_media_type, char ret_digest[CM_DIGEST_STR_SIZE], bool quiet_404);
+
+/* reg_client_resolve that also hands over the manifest's exact bytes and media type
+ * (ret_body: an uninitialised cm_buf the caller then _fini's; ret_mt: caller frees). */
+int reg_resolve_ex(struct reg_client *c, const struct reg_ref *ref,
+		   const struct reg_platform *platform, struct reg_manifest **ret,
+		   char ret_digest[CM_DIGEST_STR_SIZE], struct cm_buf *ret_body, char **ret_mt);

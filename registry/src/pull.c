@@ -115,15 +115,8 @@ int reg_client_pull_blobs(struct reg_client *c, const struct reg_ref *ref, const
 
 	cm_buf_init(&body, REG_MANIFEST_MAX);
 	pthread_mutex_init(&p.mu, NULL);
-	r = reg_client_resolve(c, ref, NULL, &m, mdigest);
-	if (r < 0)
-		goto out;
-	/* refetch the exact bytes by digest: the layout must hold them verbatim */
-	struct reg_ref *byd = NULL;
-	r = reg_ref_with(ref, mdigest, &byd);
-	if (r == 0)
-		r = reg_client_get_manifest(c, byd, &body, &mt, NULL);
-	reg_ref_free(byd);
+	/* the exact manifest bytes come back too: the layout must hold them verbatim */
+	r = reg_resolve_ex(c, ref, NULL, &m, mdigest, &body, &mt);
 	if (r < 0)
 		goto out;
 	r = cm_mkdir_p(AT_FDCWD, dir, 0755);
