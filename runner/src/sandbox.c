@@ -206,6 +206,15 @@ static int config_from_json(json_object *o, struct run_config **ret)
 	return 0;
 }
 
+/* json_tokener stops after the first value: anything but whitespace after it is an error */
+static bool only_space_after(json_tokener *tok, const char *json, size_t len)
+{
+	for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
+		if (!strchr(" \t\r\n", json[i]) || !json[i])
+			return false;
+	return true;
+}
+
 int run_config_parse(const char *json, size_t len, struct run_config **ret)
 {
 	if (len > CONFIG_JSON_CAP)
@@ -215,7 +224,8 @@ int run_config_parse(const char *json, size_t len, struct run_config **ret)
 	if (!tok)
 		return -ENOMEM;
 	o = json_tokener_parse_ex(tok, json, (int)len);
-	bool ok = json_tokener_get_error(tok) == json_tokener_success;
+	bool ok = json_tokener_get_error(tok) == json_tokener_success &&
+		  only_space_after(tok, json, len);
 	json_tokener_free(tok);
 	if (!o || !ok || !json_object_is_type(o, json_type_object))
 		return cm_log_ret(-EPROTO, "image config: not a JSON object");
@@ -264,7 +274,8 @@ static int read_json(int dirfd, const char *name, json_object **ret)
 	}
 	json_tokener *tok = json_tokener_new();
 	json_object *o = tok ? json_tokener_parse_ex(tok, (const char *)b.data, (int)b.len) : NULL;
-	bool ok = tok && json_tokener_get_error(tok) == json_tokener_success;
+	bool ok = tok && json_tokener_get_error(tok) == json_tokener_success &&
+		  only_space_after(tok, (const char *)b.data, b.len);
 	if (tok)
 		json_tokener_free(tok);
 	cm_buf_fini(&b);
