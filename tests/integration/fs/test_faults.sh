@@ -1,0 +1,69 @@
+#!/bin/bash
+# Faults between the mount and the registry (tests/fixtures/fault_proxy.py): a registry
+# that goes away fails reads with EIO within the deadline, and the same read succeeds once
+# it is back without remounting; corrupt pack bytes are never served (one refetch heals a
+# transient flip); 429 and 5xx bursts are ridden out.
+. "$(dirname "$0")/lib.sh"
+start_registry
+make_image img v1 --big-mib 2
+pport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+: >"$WORK/rules"
+python3 "$src/tests/fixtures/fault_proxy.py" --listen "$pport" --upstream "$REG" \
+	--rules "$WORK/rules" --log "$WORK/proxy.log" </dev/null >/dev/null 2>&1 &
+PROXY_PID=$!
+for i in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$pport/v2/" && break; sleep 0.05; done
+R=$WORK/root
+ref=127.0.0.1:$pport/fs/img:v1
+ROOTFS=$WORK/unp-img-v1/rootfs
+"$ISORUN" --root "$R" pull "$ref" >/dev/null || fail "pull through the proxy"
+mkdir -p "$WORK/m1"
+"$ISORUN" --root "$R" mount --prefetch=none --fetch-timeout=4 "$ref" "$WORK/m1" || fail "mount"
+
+expect_eio() { # FILE
+	local err rc=0
+	err=$(timeout 120 cat "$WORK/m1/$1" 2>&1 >/dev/null) || rc=$?
+	[ $rc -ne 124 ] || fail "reading $1 hung"
+	[ $rc -ne 0 ] || fail "reading $1 succeeded through a broken registry"
+	echo "$err" | grep -q "Input/output error" || fail "reading $1: $err"
+}
+
+# Registry unreachable: EIO, then the same read works once it is back.
+echo "/v2/fs/img/blobs/ down -1" >"$WORK/rules"
+expect_eio usr/lib/libbig.so
+: >"$WORK/rules"
+cmp "$ROOTFS/usr/lib/libbig.so" "$WORK/m1/usr/lib/libbig.so" || fail "read after recovery"
+
+# Every answer corrupted: never served.
+echo "/v2/fs/img/blobs/ flip -1" >"$WORK/rules"
+expect_eio usr/bin/tool
+[ "$(stats_json "$R" "$WORK/m1" | jget errors.corrupt)" -gt 0 ] || fail "corruption not counted"
+# One corrupted answer: the refetch heals it.
+echo "/v2/fs/img/blobs/ flip 1" >"$WORK/rules"
+cmp "$ROOTFS/usr/bin/tool" "$WORK/m1/usr/bin/tool" || fail "transient corruption not healed"
+
+# Bursts of 429 and 5xx.
+printf '/v2/fs/img/blobs/ status429 2 0\n' >"$WORK/rules"
+cmp "$ROOTFS/usr/lib/text.txt" "$WORK/m1/usr/lib/text.txt" || fail "429 burst"
+printf '/v2/fs/img/blobs/ status500 3\n' >"$WORK/rules"
+cmp "$ROOTFS/data/f010" "$WORK/m1/data/f010" || fail "500 burst"
+printf '/v2/fs/img/blobs/ truncate 1\n' >"$WORK/rules"
+cmp "$ROOTFS/data/f011" "$WORK/m1/data/f011" || fail "truncated answer"
+: >"$WORK/rules"
+
+# The whole tree is right after all this.
+compare "$ROOTFS" "$WORK/m1"
+grep -q "fetch:.*failed" "$R"/mounts/*/daemon.log || fail "failures were not logged"
+"$ISORUN" --root "$R" umount "$WORK/m1"
+
+# A mount never starts that cannot read: registry down at mount time (fresh store, so the
+# chunks are not local).
+: >"$WORK/rules"
+"$ISORUN" --root "$WORK/root2" pull "$ref" >/dev/null || fail "pull into a second store"
+echo "/v2/fs/img/blobs/ down -1" >"$WORK/rules"
+mkdir -p "$WORK/m2"
+if "$ISORUN" --root "$WORK/root2" mount --prefetch=none --fetch-timeout=3 "$ref" "$WORK/m2" \
+	2>/dev/null; then
+	fail "mount succeeded with the registry unreachable"
+fi
+grep -q "does not serve pack" "$WORK"/root2/mounts/*/daemon.log || fail "cause not logged"
+echo "PASS"
