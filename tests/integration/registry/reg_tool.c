@@ -67,7 +67,7 @@ static void usage(void)
 		"  manifest REF              print digest and media type; body to stdout with -o\n"
 		"  resolve REF               manifest digest, config and layers for the platform\n"
 		"  blob REF DIGEST OUT       verified download to a file\n"
-		"  stream REF DIGEST SIZE    download through reg_blob_stream, sha256 of what was read\n"
+		"  stream REF DIGEST SIZE [STOP] read through reg_blob_stream (closing after STOP bytes)\n"
 		"  ranges REF DIGEST OFF:LEN... sha256 of each range\n"
 		"  exists REF DIGEST\n"
 		"  pull REF DIR              OCI layout\n"
@@ -248,7 +248,9 @@ int main(int argc, char **argv)
 		_cleanup_close_ int fd = open(a[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		e = fd < 0 ? -errno : reg_client_get_blob_fd(cl, ref, a[1], UINT64_MAX, fd);
 		rc = fail(e, "blob");
-	} else if (!strcmp(cmd, "stream") && na == 3) {
+	} else if (!strcmp(cmd, "stream") && (na == 3 || na == 4)) {
+		/* optional 4th argument: stop after that many bytes and close early */
+		uint64_t stop_at = na == 4 ? strtoull(a[3], NULL, 10) : UINT64_MAX;
 		ref = parse_ref(a[0]);
 		struct reg_blob_stream *s = NULL;
 		e = reg_client_open_blob(cl, ref, a[1], strtoull(a[2], NULL, 10), &s);
@@ -257,11 +259,14 @@ int main(int argc, char **argv)
 			cm_sha256_new(&h);
 			uint8_t buf[65536];
 			uint64_t total = 0;
-			ssize_t n;
-			while ((n = reg_blob_stream_read(s, buf, sizeof(buf))) > 0) {
+			ssize_t n = 0;
+			while (total < stop_at &&
+			       (n = reg_blob_stream_read(s, buf, (size_t)MIN((uint64_t)sizeof(buf), stop_at - total))) > 0) {
 				cm_sha256_update(h, buf, (size_t)n);
 				total += (uint64_t)n;
 			}
+			if (total >= stop_at)
+				n = 0;
 			uint8_t d[CM_SHA256_LEN];
 			char ds[CM_DIGEST_STR_SIZE];
 			cm_sha256_final(h, d);

@@ -37,7 +37,8 @@ ok "re-pull over an existing layout"
 read -r _ L0 S0 _ < <(grep '^layer' "$WORK/res" | head -1)
 "$REG_TOOL" stream "$H/test/app:v1" "$L0" "$S0" >"$WORK/s"
 [ "$(cat "$WORK/s")" = "$L0 $S0" ] || fail "stream digest: $(cat "$WORK/s") vs $L0 $S0"
-ok "blob stream delivers the verified blob"
+"$REG_TOOL" stream "$H/test/app:v1" "$L0" "$S0" 70000 | grep -q " 70000$" || fail "stream closed early"
+ok "blob stream delivers the verified blob; closing a stream early stops its download"
 
 # the indexer's registry source: manifest through the index, config, layers as streams
 SC=$(dirname "$REG_TOOL")/source-check
