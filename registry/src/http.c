@@ -306,9 +306,11 @@ static struct reg_host *host_get_locked(struct reg_client *c, const char *host)
 	for (size_t i = 0; c->insecure[i]; i++)
 		if (!strcmp(c->insecure[i], host))
 			h->insecure = true;
+	/* Loopback registries are insecure registries, as in docker: HTTPS without
+	 * verification when they speak TLS, else plain HTTP (decided on first contact). */
 	if (host_is_loopback(host))
-		h->scheme = REG_SCHEME_HTTP;
-	else if (!h->insecure)
+		h->insecure = true;
+	if (!h->insecure)
 		h->scheme = REG_SCHEME_HTTPS;
 	h->next = c->hosts;
 	c->hosts = h;

@@ -6,9 +6,9 @@
  * the credential cache. All reg_client_* functions are thread-safe; see client.c for the
  * locks. Every call is bounded by a per-operation deadline (reg_options.timeout_s).
  *
- * Transport: HTTPS with the system CAs; plain HTTP directly for localhost, 127.0.0.0/8 and
- * ::1; for registries listed in `insecure_registries` HTTPS without verification is tried
- * first, then plain HTTP (what docker does for --insecure-registry).
+ * Transport: HTTPS with the system CAs. Registries listed in `insecure_registries`, and
+ * loopback ones (localhost, 127.0.0.0/8, ::1) as in docker, get HTTPS without verification
+ * when they speak TLS and plain HTTP otherwise (decided on first contact, remembered).
  *
  * Auth: anonymous bearer tokens, basic, and bearer tokens obtained with the credentials of
  * reg_creds_lookup (or an identity token, through the OAuth2 refresh-token grant). Tokens are

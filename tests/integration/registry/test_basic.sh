@@ -79,6 +79,15 @@ expect_rc 2 "$REG_TOOL" --platform linux/s390x resolve "$H/test/multi:v2"
 grep -q "linux/arm64" "$WORK/err" || fail "no-platform message should list platforms"
 ok "platform selection: amd64, arm64, arm/v7; missing platform lists what exists"
 
+# a loopback registry speaking TLS: unverified HTTPS (docker's rule for loopback); the plain
+# ones above were reached by falling back to HTTP
+start_registry tls --tls
+TH=$(reg_env tls REG_HOST)
+skopeo_push "$WORK/img" v1 "$TH/test/app:v1"
+"$REG_TOOL" manifest "$TH/test/app:v1" | grep -q "^sha256:$want " || fail "TLS registry"
+"$REG_TOOL" stream "$TH/test/app:v1" "$L0" "$S0" | grep -qx "$L0 $S0" || fail "TLS stream"
+ok "loopback registry over TLS (self-signed) and over plain HTTP"
+
 # reference policy
 expect_rc 22 "$REG_TOOL" policy "$H/test/app"
 grep -q "pin" "$WORK/err" || fail "policy message"
