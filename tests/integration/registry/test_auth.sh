@@ -125,4 +125,10 @@ read -r _ L0 S0 _ < <("$REG_TOOL" resolve "$T/tok/app:v1" | grep '^layer' | head
 : >"$LOG"
 "$REG_TOOL" stream "$T/tok/app:v1" "$L0" "$S0" >/dev/null || fail "stream with token"
 ok "tokens are refreshed after expires_in"
+"$REG_TOOL" --parallel 4 pull "$T/tok/app:v1" "$WORK/tokpull" >/dev/null || fail "parallel pull with tokens"
+for b in "$WORK"/img/blobs/sha256/*; do
+	[ -f "$WORK/tokpull/blobs/sha256/$(basename "$b")" ] || continue
+	cmp -s "$b" "$WORK/tokpull/blobs/sha256/$(basename "$b")" || fail "token pull blob differs"
+done
+ok "parallel pull on one client with bearer tokens"
 echo "all passed"
