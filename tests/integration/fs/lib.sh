@@ -89,3 +89,19 @@ wait_prefetch() { # ROOT DIR
 compare() { # REFERENCE MOUNTED
 	python3 "$here/compare_tree.py" "$1" "$2" || fail "$2 differs from $1"
 }
+
+# pass: wait for the daemons this test started to exit, fail on any sanitizer report in
+# their logs (they run detached, so their exit status is not ours), then PASS.
+pass() {
+	local p pid i
+	for p in "$WORK"/*/mounts/*/pid; do
+		[ -f "$p" ] || continue
+		pid=$(cat "$p")
+		for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	done
+	if grep -lE "AddressSanitizer|LeakSanitizer|runtime error:" "$WORK"/*/mounts/*/daemon.log \
+		2>/dev/null; then
+		fail "sanitizer report in a daemon log"
+	fi
+	echo "PASS"
+}

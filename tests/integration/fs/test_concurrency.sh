@@ -48,4 +48,4 @@ for t in v1 v2; do "$ISORUN" --root "$R" umount "$WORK/m-$t"; done
 "$ISORUN" --root "$R" cache gc --cache-max 3M >/dev/null || fail "gc"
 "$ISORUN" --root "$R" cache stats --json | jget bytes | awk '{ exit !($1 <= 3 * 1048576) }' ||
 	fail "store above the cap after gc"
-echo "PASS"
+pass

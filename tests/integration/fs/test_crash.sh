@@ -26,4 +26,4 @@ wait_prefetch "$R" "$WORK/m1"
 idx=$("$ISORUN" --root "$R" images | awk 'NR == 2 {print $3}')
 "$INDEX" --root "$R" verify "$ref" >/dev/null || fail "store verification after the crash"
 "$ISORUN" --root "$R" umount "$WORK/m1"
-echo "PASS"
+pass

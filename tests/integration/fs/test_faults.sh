@@ -66,4 +66,4 @@ if "$ISORUN" --root "$WORK/root2" mount --prefetch=none --fetch-timeout=3 "$ref"
 	fail "mount succeeded with the registry unreachable"
 fi
 grep -q "does not serve pack" "$WORK"/root2/mounts/*/daemon.log || fail "cause not logged"
-echo "PASS"
+pass

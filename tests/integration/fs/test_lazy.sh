@@ -36,4 +36,4 @@ ino=$(stat -c %i "$WORK/unp-img-v1/rootfs/usr/lib/libbig.so")
 [ "$n" -ge 2 ] || fail "trace has $n records"
 # Records are in first-touch order with increasing sequence numbers.
 awk '/^[0-9]/ { if ($1 != n++) exit 1 }' "$WORK/trace" || fail "trace sequence"
-echo "PASS"
+pass

@@ -49,4 +49,4 @@ echo 3 >/proc/sys/vm/drop_caches
 compare "$WORK/unp-img-v1/rootfs" "$WORK/m1"
 "$ISORUN" --root "$R" cache stats | grep -q "100.0%" || fail "cache stats do not show 100%"
 "$ISORUN" --root "$R" umount "$WORK/m1"
-echo "PASS"
+pass
