@@ -48,7 +48,9 @@ uint64_t fs_hist_quantile(const struct fs_hist *h, double q)
 	for (unsigned i = 0; i < FS_HIST_BUCKETS; i++) {
 		seen += b[i];
 		if (seen > want) {
-			uint64_t u = bucket_upper(i), m = __atomic_load_n(&h->max_us, __ATOMIC_RELAXED);
+			/* The last bucket also holds everything above its range. */
+			uint64_t m = __atomic_load_n(&h->max_us, __ATOMIC_RELAXED);
+			uint64_t u = i == FS_HIST_BUCKETS - 1 ? m : bucket_upper(i);
 			return u < m ? u : m;
 		}
 	}

@@ -1,0 +1,64 @@
+/* The read-latency histogram and option parsing of the fs module. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fs_int.h"
+
+#include <errno.h>
+#include <string.h>
+
+static void test_hist_quantiles(void **state)
+{
+	static struct fs_hist h;
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(fs_hist_quantile(&h, 0.5), 0);
+	for (uint64_t v = 1; v <= 10000; v++)
+		fs_hist_add(&h, v);
+	uint64_t p50 = fs_hist_quantile(&h, 0.5), p99 = fs_hist_quantile(&h, 0.99);
+	/* Buckets are a quarter of a power of two wide: the bound is within 25 %. */
+	assert_true(p50 >= 5000 && p50 <= 6250);
+	assert_true(p99 >= 9900 && p99 <= 10000);
+	assert_int_equal(h.max_us, 10000);
+	assert_int_equal(h.count, 10000);
+	assert_true(fs_hist_quantile(&h, 1.0) <= 10000);
+}
+
+static void test_hist_extremes(void **state)
+{
+	static struct fs_hist h;
+	memset(&h, 0, sizeof(h));
+	fs_hist_add(&h, 0);
+	fs_hist_add(&h, UINT64_MAX / 2);
+	assert_int_equal(fs_hist_quantile(&h, 0.0), 0);
+	assert_int_equal(fs_hist_quantile(&h, 1.0), UINT64_MAX / 2);
+}
+
+static void test_prefetch_parse(void **state)
+{
+	enum fs_prefetch p;
+	assert_int_equal(fs_prefetch_parse("none", &p), 0);
+	assert_int_equal(p, FS_PREFETCH_NONE);
+	assert_int_equal(fs_prefetch_parse("startup", &p), 0);
+	assert_int_equal(p, FS_PREFETCH_STARTUP);
+	assert_int_equal(fs_prefetch_parse("all", &p), 0);
+	assert_int_equal(p, FS_PREFETCH_ALL);
+	assert_int_equal(fs_prefetch_parse("most", &p), -EINVAL);
+	struct fs_mount_opts o = {.fetch_timeout_s = 7};
+	fs_mount_opts_defaults(&o);
+	assert_int_equal(o.fetch_timeout_s, 7);
+	assert_int_equal(o.request_max, 4u << 20);
+	assert_true(o.prefetch_threads > 0 && o.mem_cache > 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hist_quantiles),
+		cmocka_unit_test(test_hist_extremes),
+		cmocka_unit_test(test_prefetch_parse),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
