@@ -182,22 +182,28 @@ int run_cgroup_create(const char *id, const struct run_cgroup_limits *l)
 
 int run_cgroup_join(const char *id, const struct run_cgroup_limits *l)
 {
-	char p[600];
+	return run_cgroup_attach(id, l, 0);
+}
+
+int run_cgroup_attach(const char *id, const struct run_cgroup_limits *l, pid_t pid)
+{
+	char p[600], v[32];
 	int r;
 	if (!any_limit(l))
 		return 0;
+	snprintf(v, sizeof(v), "%d", (int)pid);
 	switch (cg_detect()) {
 	case CG_V2:
 		group_path(p, sizeof(p) - 16, NULL, id);
 		strcat(p, "/cgroup.procs");
-		return write_str(p, "0");
+		return write_str(p, v);
 	case CG_V1:
 		for (size_t i = 0; i < ARRAY_SIZE(v1_ctrls); i++) {
 			if (!wanted(l, v1_ctrls[i]))
 				continue;
 			group_path(p, sizeof(p) - 16, v1_ctrls[i], id);
 			strcat(p, "/cgroup.procs");
-			if ((r = write_str(p, "0")) < 0)
+			if ((r = write_str(p, v)) < 0)
 				return r;
 		}
 		return 0;

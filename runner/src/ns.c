@@ -37,6 +37,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/capability.h>
 #include <linux/openat2.h>
 #include <linux/sched.h>
@@ -117,7 +118,14 @@ struct boot {
 	struct run_sandbox *sb;
 	const char *lower;
 	int listen_fd, agent_fd, null_fd, log_fd, err_fd;
-	char root[4096]; /* <state>/rootfs */
+	/* userns: the scratch layer, opened by the caller for A's overlay mount */
+	int upper_fd, work_fd;
+	/* opened by B in its own mount namespace before it changes uid (with a user namespace
+	 * it cannot walk the root-only state directory afterwards) */
+	int rootfs_fd, etc_fd[3];
+	int sync_fd; /* userns: B receives the overlay mount from A on this socket */
+	/* the sandbox root while it is being built: "/proc/self/fd/<overlay root fd>" */
+	char root[64];
 };
 
 static _Noreturn void boot_fail(const struct boot *b, int err, const char *fmt, ...)
@@ -255,7 +263,7 @@ static void setup_proc(const struct boot *b, int rootfd)
 
 static void setup_dev(const struct boot *b, int rootfd)
 {
-	char d[4200], p[4300];
+	char d[128], p[256];
 	mount_in_root(b, rootfd, "dev", true, "tmpfs", "tmpfs", MS_NOSUID | MS_NOEXEC,
 		      "mode=755,size=65536k");
 	snprintf(d, sizeof(d), "%s/dev", b->root);
@@ -268,8 +276,14 @@ static void setup_dev(const struct boot *b, int rootfd)
 		     {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
 	for (size_t i = 0; i < ARRAY_SIZE(nodes); i++) {
 		snprintf(p, sizeof(p), "%s/%s", d, nodes[i].name);
-		if (mknod(p, S_IFCHR | 0666, makedev(nodes[i].maj, nodes[i].min)) < 0)
-			boot_fail(b, errno, "mknod /dev/%s", nodes[i].name);
+		if (mknod(p, S_IFCHR | 0666, makedev(nodes[i].maj, nodes[i].min)) == 0)
+			continue;
+		/* in a user namespace: no mknod, bind the host's node instead */
+		char src[64];
+		snprintf(src, sizeof(src), "/dev/%s", nodes[i].name);
+		int fd = errno == EPERM ? open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666) : -1;
+		if (fd < 0 || close(fd) < 0 || mount(src, p, NULL, MS_BIND, NULL) < 0)
+			boot_fail(b, errno, "/dev/%s", nodes[i].name);
 	}
 	snprintf(p, sizeof(p), "%s/pts", d);
 	if (mkdir(p, 0755) < 0 ||
@@ -326,39 +340,208 @@ static void drop_caps(const struct boot *b)
 		boot_fail(b, errno, "capset");
 }
 
+/* Send one fd (or, with fd < 0, the error -fd) over a unix socket. */
+static int send_fd(int sock, int fd)
+{
+	int32_t err = fd < 0 ? -fd : 0;
+	struct iovec iov = {.iov_base = &err, .iov_len = sizeof(err)};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u = {0};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (fd >= 0) {
+		m.msg_control = u.buf;
+		m.msg_controllen = sizeof(u.buf);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	return sendmsg(sock, &m, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+/* Receive what send_fd sent: an fd (O_CLOEXEC), or -errno. */
+static int recv_fd(int sock)
+{
+	int32_t err = 0;
+	struct iovec iov = {.iov_base = &err, .iov_len = sizeof(err)};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			   .msg_controllen = sizeof(u.buf)};
+	ssize_t n;
+	do
+		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(err))
+		return n < 0 ? -errno : -EPIPE;
+	if (err)
+		return -err;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
+		return -EPROTO;
+	int fd;
+	memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd;
+}
+
+/*
+ * A detached overlay mount (new mount API): returns its mount fd, -errno. Layers must be
+ * in the caller's mount namespace.
+ */
+static int overlay_fsmount(const char *lower, const char *up, const char *wk, bool userxattr)
+{
+	_cleanup_close_ int fs = fsopen("overlay", FSOPEN_CLOEXEC);
+	if (fs < 0)
+		return -errno;
+	if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir", lower, 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", up, 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_STRING, "workdir", wk, 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_STRING, "index", "off", 0) < 0 ||
+	    (userxattr && fsconfig(fs, FSCONFIG_SET_FLAG, "userxattr", NULL, 0) < 0) ||
+	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		return -errno;
+	int m = fsmount(fs, FSMOUNT_CLOEXEC, 0);
+	return m < 0 ? -errno : m;
+}
+
+static int write_proc(pid_t pid, const char *file, const char *val)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/%d/%s", (int)pid, file);
+	_cleanup_close_ int fd = open(p, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, val, strlen(val)) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * A's half of a user-namespaced boot, while B waits on the socket: map root to
+ * RUN_USERNS_BASE.., put B into its cgroups, mount the overlay with the lower layer
+ * idmapped to B's user namespace (so image files owned by host uid N appear as N inside and
+ * copy-up keeps their owners), hand the mount to B. Returns -errno (logged).
+ */
+static int userns_prepare(struct boot *b, pid_t pid, int sock)
+{
+	struct run_sandbox *sb = b->sb;
+	char map[64];
+	int r;
+	snprintf(map, sizeof(map), "0 %u %u\n", RUN_USERNS_BASE, RUN_USERNS_SIZE);
+	if ((r = write_proc(pid, "uid_map", map)) < 0 || (r = write_proc(pid, "gid_map", map)) < 0)
+		return cm_log_ret(r, "user namespace maps: %s", strerror(-r));
+	struct run_cgroup_limits lim = {.memory_bytes = sb->memory_bytes,
+					.cpu_millis = sb->cpu_millis,
+					.pids_max = sb->pids_max};
+	if ((r = run_cgroup_attach(sb->id, &lim, pid)) < 0)
+		return cm_log_ret(r, "cgroups: %s", strerror(-r));
+
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/%d/ns/user", (int)pid);
+	_cleanup_close_ int userns = open(p, O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int tree = open_tree(AT_FDCWD, b->lower,
+					     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+	if (userns < 0 || tree < 0)
+		return cm_log_ret(-errno, "lower dir %s: %s", b->lower, strerror(errno));
+	struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)userns};
+	const char *lower = b->lower;
+	char tp[64];
+	if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) == 0) {
+		snprintf(tp, sizeof(tp), "/proc/self/fd/%d", tree);
+		lower = tp;
+	} else {
+		log_warn("sandbox %s: the lower dir's filesystem cannot be idmapped (%s): image "
+			 "files appear as owned by nobody and cannot be modified",
+			 sb->id, strerror(errno));
+	}
+	char up[64], wk[64];
+	snprintf(up, sizeof(up), "/proc/self/fd/%d", b->upper_fd);
+	snprintf(wk, sizeof(wk), "/proc/self/fd/%d", b->work_fd);
+	int m = overlay_fsmount(lower, up, wk, false);
+	if (m < 0)
+		return cm_log_ret(m, "overlay for the user namespace: %s", strerror(-m));
+	r = send_fd(sock, m);
+	close(m);
+	return r;
+}
+
 static _Noreturn void boot_child(struct boot *b)
 {
 	struct run_sandbox *sb = b->sb;
 	int r;
 
 	umask(0); /* modes below are exact; the agent gets 022 */
-	struct run_cgroup_limits lim = {.memory_bytes = sb->memory_bytes,
-					.cpu_millis = sb->cpu_millis,
-					.pids_max = sb->pids_max};
-	if ((r = run_cgroup_join(sb->id, &lim)) < 0)
-		boot_fail(b, -r, "join the sandbox's cgroups");
+	static const char *const etc[] = {"hosts", "hostname", "resolv.conf"};
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/rootfs", sb->dir);
+	b->rootfs_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (b->rootfs_fd < 0)
+		boot_fail(b, errno, "open %s", path);
+	for (size_t i = 0; i < ARRAY_SIZE(etc); i++) {
+		snprintf(path, sizeof(path), "%s/%s", sb->dir, etc[i]);
+		b->etc_fd[i] = open(path, O_PATH | O_CLOEXEC);
+		if (b->etc_fd[i] < 0)
+			boot_fail(b, errno, "open %s", path);
+	}
+	int rootfd;
+	if (sb->userns) {
+		/* A wrote our id maps and cgroups and mounted the overlay (it needs the host's
+		 * privileges for the idmapped lower layer); take the mount, become root of the
+		 * namespace */
+		rootfd = recv_fd(b->sync_fd);
+		if (rootfd < 0)
+			boot_fail(b, -rootfd, "receive the overlay mount");
+		if (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+			boot_fail(b, errno, "become root of the user namespace");
+	} else {
+		struct run_cgroup_limits lim = {.memory_bytes = sb->memory_bytes,
+						.cpu_millis = sb->cpu_millis,
+						.pids_max = sb->pids_max};
+		if ((r = run_cgroup_join(sb->id, &lim)) < 0)
+			boot_fail(b, -r, "join the sandbox's cgroups");
+	}
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		boot_fail(b, errno, "cgroup namespace");
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		boot_fail(b, errno, "make mounts private");
-
-	char opts[8192];
-	int n = snprintf(opts, sizeof(opts),
-			 "lowerdir=%s,upperdir=%s/scratch/upper,workdir=%s/scratch/work,index=off",
-			 b->lower, sb->dir, sb->dir);
-	if (n < 0 || (size_t)n >= sizeof(opts))
-		boot_fail(b, ENAMETOOLONG, "overlay options");
-	if (mount("overlay", b->root, "overlay", 0, opts) < 0)
-		boot_fail(b, errno, "overlay (lower %s)", b->lower);
-	int rootfd = open(b->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd < 0)
-		boot_fail(b, errno, "open the sandbox root");
+	if (!sb->userns) {
+		char up[4200], wk[4200];
+		snprintf(up, sizeof(up), "%s/scratch/upper", sb->dir);
+		snprintf(wk, sizeof(wk), "%s/scratch/work", sb->dir);
+		rootfd = overlay_fsmount(b->lower, up, wk, false);
+		if (rootfd < 0)
+			boot_fail(b, -rootfd, "overlay (lower %s)", b->lower);
+	}
+	if (move_mount(rootfd, "", b->rootfs_fd, "",
+		       MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		boot_fail(b, errno, "attach the overlay");
+	snprintf(b->root, sizeof(b->root), "/proc/self/fd/%d", rootfd);
 
 	setup_proc(b, rootfd);
-	mount_in_root(b, rootfd, "sys", true, "sysfs", "sysfs",
-		      MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 	{
-		char p[4200];
+		/* sysfs belongs to the network namespace: with --net host in a user namespace it
+		 * cannot be mounted, bind the host's read-only instead */
+		int fd = ensure_in_root(rootfd, "sys", true);
+		char p[256];
+		snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+		if (fd < 0)
+			boot_fail(b, -fd, "prepare /sys");
+		if (mount("sysfs", p, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
+		    0) {
+			if (errno != EPERM || mount("/sys", p, NULL, MS_BIND | MS_REC, NULL) < 0)
+				boot_fail(b, errno, "mount /sys");
+			close(fd);
+			snprintf(p, sizeof(p), "%s/sys", b->root);
+			if (mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID |
+						 MS_NODEV | MS_NOEXEC, NULL) < 0)
+				boot_fail(b, errno, "read-only /sys");
+		} else {
+			close(fd);
+		}
+		
 		snprintf(p, sizeof(p), "%s/sys/firmware", b->root);
 		mask(b, p);
 	}
@@ -375,10 +558,9 @@ static _Noreturn void boot_child(struct boot *b)
 			boot_fail(b, errno, "chmod /sandbox");
 		close(fd);
 	}
-	static const char *const etc[] = {"hosts", "hostname", "resolv.conf"};
 	for (size_t i = 0; i < ARRAY_SIZE(etc); i++) {
-		char src[4200], rel[64];
-		snprintf(src, sizeof(src), "%s/%s", sb->dir, etc[i]);
+		char src[64], rel[64];
+		snprintf(src, sizeof(src), "/proc/self/fd/%d", b->etc_fd[i]);
 		snprintf(rel, sizeof(rel), "etc/%s", etc[i]);
 		mount_in_root(b, rootfd, rel, false, src, NULL, MS_BIND, NULL);
 		int fd = ensure_in_root(rootfd, rel, false);
@@ -427,7 +609,8 @@ static pid_t clone_sandbox(struct boot *b)
 {
 	struct clone_args ca = {
 		.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
-			 (b->sb->net == RUN_NET_NONE ? CLONE_NEWNET : 0),
+			 (b->sb->net == RUN_NET_NONE ? CLONE_NEWNET : 0) |
+			 (b->sb->userns ? CLONE_NEWUSER : 0),
 		.exit_signal = SIGCHLD,
 	};
 	pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
@@ -485,7 +668,8 @@ static void kill_pid(pid_t pid, uint64_t start)
 static int ns_start(struct run_sandbox *sb, const char *lower)
 {
 	struct boot b = {.sb = sb, .lower = lower, .listen_fd = -1, .agent_fd = -1,
-			 .null_fd = -1, .log_fd = -1, .err_fd = -1};
+			 .null_fd = -1, .log_fd = -1, .err_fd = -1, .sync_fd = -1,
+			 .upper_fd = -1, .work_fd = -1};
 	_cleanup_close_ int listen_fd = -1, agent_fd = -1, null_fd = -1, log_fd = -1;
 	int errp[2] = {-1, -1}, pidp[2] = {-1, -1};
 	pid_t pid = -1;
@@ -501,7 +685,29 @@ static int ns_start(struct run_sandbox *sb, const char *lower)
 	agent_fd = open(agent, O_RDONLY | O_CLOEXEC);
 	if (agent_fd < 0)
 		return cm_log_ret(-errno, "agent binary %s: %s", agent, strerror(errno));
-	snprintf(b.root, sizeof(b.root), "%s/rootfs", sb->dir);
+	int fds[2] = {-1, -1}; /* userns: scratch upper, work */
+	int sp[2] = {-1, -1};
+	if (sb->userns) {
+		static const char *const paths[] = {"scratch/upper", "scratch/work"};
+		for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
+			fds[i] = openat(sb->dirfd, paths[i], O_PATH | O_CLOEXEC | O_NOFOLLOW);
+			if (fds[i] < 0) {
+				r = cm_log_ret(-errno, "sandbox %s: %s: %s", sb->id, paths[i],
+					       strerror(errno));
+				goto fail;
+			}
+		}
+		b.upper_fd = fds[0];
+		b.work_fd = fds[1];
+		/* the scratch root becomes the sandbox's "/": owned by its root */
+		if (fchownat(sb->dirfd, "scratch/upper", RUN_USERNS_BASE, RUN_USERNS_BASE,
+			     AT_SYMLINK_NOFOLLOW) < 0 ||
+		    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+			r = -errno;
+			goto fail;
+		}
+		b.sync_fd = sp[1];
+	}
 
 	struct run_cgroup_limits lim = {.memory_bytes = sb->memory_bytes,
 					.cpu_millis = sb->cpu_millis,
@@ -539,15 +745,27 @@ static int ns_start(struct run_sandbox *sb, const char *lower)
 			char msg[128];
 			snprintf(msg, sizeof(msg), "clone3: %s", strerror(e));
 			(void)!write(errp[1], msg, strlen(msg));
-		} else {
-			(void)!write(pidp[1], &c, sizeof(c));
+			_exit(1);
 		}
-		_exit(c < 0);
+		if (sb->userns && (e = userns_prepare(&b, c, sp[0])) < 0) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "user namespace setup: %s", strerror(-e));
+			(void)!write(errp[1], msg, strlen(msg));
+			send_fd(sp[0], e);
+			kill(c, SIGKILL);
+			_exit(1);
+		}
+		(void)!write(pidp[1], &c, sizeof(c));
+		_exit(0);
 	}
 	close(errp[1]);
 	errp[1] = -1;
 	close(pidp[1]);
 	pidp[1] = -1;
+	cm_closep(&sp[0]);
+	cm_closep(&sp[1]);
+	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
+		cm_closep(&fds[i]);
 	while (waitpid(a, NULL, 0) < 0 && errno == EINTR)
 		;
 	if (read(pidp[0], &pid, sizeof(pid)) != (ssize_t)sizeof(pid))
@@ -595,6 +813,10 @@ fail:
 	cm_closep(&errp[1]);
 	cm_closep(&pidp[0]);
 	cm_closep(&pidp[1]);
+	cm_closep(&sp[0]);
+	cm_closep(&sp[1]);
+	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
+		cm_closep(&fds[i]);
 	if (pid > 0) {
 		kill_pid(pid, pid_start);
 		_cleanup_close_ int pfd = (int)syscall(SYS_pidfd_open, pid, 0);

@@ -84,6 +84,8 @@ int run_cgroup_create(const char *id, const struct run_cgroup_limits *l);
 /* Move the calling process into the sandbox's cgroups made for the same limits (a forked
  * child may call it: open/write/close only). */
 int run_cgroup_join(const char *id, const struct run_cgroup_limits *l);
+/* The same for another process (0: the caller). */
+int run_cgroup_attach(const char *id, const struct run_cgroup_limits *l, pid_t pid);
 /* Remove the sandbox's cgroups (retries while the kernel finishes with exiting tasks). */
 int run_cgroup_destroy(const char *id);
 /* Current memory usage in bytes (0 if unknown). */

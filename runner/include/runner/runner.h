@@ -22,6 +22,10 @@ struct run_client;
 
 #define RUN_ID_LEN 16 /* hex characters of a sandbox id */
 
+/* --userns: root of the sandbox is host uid/gid RUN_USERNS_BASE, RUN_USERNS_SIZE ids mapped */
+#define RUN_USERNS_BASE 100000u
+#define RUN_USERNS_SIZE 65536u
+
 /*
  * A runner context over a state root (NULL: cm_root_default()). The root and its
  * sandboxes/ folder are created on first use (mode 0700).
@@ -76,7 +80,7 @@ struct run_create_opts {
 	const struct run_config *config; /* optional */
 	const char *backend;	 /* NULL or "ns" (the only backend so far) */
 	enum run_net net;
-	bool userns;		 /* map root to an unprivileged range (RUN_USERNS_BASE) */
+	bool userns;		 /* a user namespace: root is host uid RUN_USERNS_BASE */
 	uint64_t memory_bytes;	 /* 0: no limit */
 	uint32_t cpu_millis;	 /* 1000 = one CPU; 0: no limit */
 	uint32_t pids_max;	 /* 0: no limit */

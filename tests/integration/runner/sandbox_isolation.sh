@@ -96,4 +96,26 @@ if [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
 	expect_eq "--cpus 0.5 quota" "$(cat /sys/fs/cgroup/cpu/isorun/$CID/cpu.cfs_quota_us)" 50000
 fi
 "$ISORUN" rm -f "$CID"
+# --userns: root inside is host uid 100000; image files keep their owners (idmapped lower)
+UID_=$("$ISORUN" create --rootfs "$ROOTFS" --userns)
+expect_eq "uid map" "$("$ISORUN" exec "$UID_" -- cat /proc/self/uid_map | tr -s ' ')" " 0 100000 65536"
+expect_eq "root inside" "$("$ISORUN" exec "$UID_" -- id -u)" 0
+apid=$("$ISORUN" ps --format json | tr -d ' \n' | grep -o "\"id\":\"$UID_\",\"status\":\"running\",\"pid\":[0-9]*" | sed 's/.*://')
+expect_eq "the agent is uid 100000 on the host" "$(awk '/^Uid:/{print $2}' /proc/$apid/status)" 100000
+expect_eq "image files owned by root inside" "$("$ISORUN" exec "$UID_" -- stat -c %u:%g /bin/busybox)" 0:0
+expect_eq "app's home owned by app inside" "$("$ISORUN" exec "$UID_" -- stat -c %u /home/app)" 1000
+expect_rc "copy-up of an image file" 0 "$ISORUN" exec "$UID_" -- sh -c 'echo extra:x:3000: >> /etc/group'
+expect_eq "copied-up file owned by host 100000" \
+	"$(stat -c %u "$ISORUN_ROOT/sandboxes/$UID_/scratch/upper/etc/group")" 100000
+"$ISORUN" exec "$UID_" -- sh -c 'touch /sandbox/f && chown 1000 /sandbox/f'
+expect_eq "new file owned by host 101000" \
+	"$(stat -c %u "$ISORUN_ROOT/sandboxes/$UID_/scratch/upper/sandbox/f")" 101000
+expect_eq "docker caps in the user namespace" \
+	"$("$ISORUN" exec "$UID_" -- grep ^CapEff: /proc/self/status | cut -f2)" $DOCKER_CAPS
+expect_rc "still no mount" 1 "$ISORUN" exec "$UID_" -- mount -t tmpfs none /sandbox
+expect_eq "lower dir untouched" "$(grep -c extra:x:3000 "$ROOTFS/etc/group" || true)" 0
+"$ISORUN" stop "$UID_"
+"$ISORUN" start "$UID_"
+expect_eq "userns scratch survives stop/start" "$("$ISORUN" exec "$UID_" -- grep -c 3000 /etc/group)" 1
+"$ISORUN" rm -f "$UID_"
 echo "all isolation checks passed"
