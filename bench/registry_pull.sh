@@ -80,6 +80,7 @@ mkdir -p bench/results
 	echo "served by Debian's docker-registry 2.8 on 127.0.0.1 (storage in the page cache after the"
 	echo "warm-up). Both tools write an OCI image layout to /tmp and verify every digest; the two"
 	echo "layouts were compared blob by blob. $(nproc) cores, $(date -u +%Y-%m-%d), hyperfine, $RUNS runs."
+	echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (a shared machine: other builds ran)."
 	echo "Reproduce: \`bench/registry_pull.sh --image $IMAGE --runs $RUNS\`."
 	echo
 	cat "$OUT/table.md"
