@@ -2,7 +2,7 @@
  * The shared chunk cache: bookkeeping and bounds for the content-addressed chunk store of
  * indexer/store.h (ROOT/chunks/), shared by every mount, indexer and process on the host.
  *
- * Tables kept in ROOT/store.db next to the indexer's `images` (docs/cache.md):
+ * Tables kept in ROOT/store.db next to the indexer's `images` (fs/README.md):
  *   fs_chunks(digest PK, csize, last_use)      one row per chunk file believed present
  *   fs_refs(index_digest, digest)              which index references which chunk
  *   fs_remotes(index_digest PK, repository, manifest_digest)

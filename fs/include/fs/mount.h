@@ -1,7 +1,7 @@
 /*
  * Mounting an image: one FUSE daemon per index per host, shared by every user of that image.
  *
- * State of a shared mount lives in ROOT/mounts/<index hex>/ (docs/mounts.md):
+ * State of a shared mount lives in ROOT/mounts/<index hex>/ (fs/README.md):
  *   mnt/        the daemon's mount point (read-only, allow_other, default_permissions)
  *   ctl.sock    the daemon's control socket (stats, idle shutdown); a daemon whose socket
  *               does not answer is dead and its mount is cleaned up lazily
@@ -69,7 +69,7 @@ int fs_mount_unbind(const char *store_root, const char *dir, bool lazy);
 
 /*
  * Query the daemon serving `dir` (a bind or shared mount point, or an index digest) over
- * its control socket: the stats as a JSON object (docs/mounts.md; caller frees).
+ * its control socket: the stats as a JSON object (fs/README.md; caller frees).
  * -EINVAL not an isorun mount, -ECONNREFUSED daemon gone.
  */
 int fs_mount_stats(const char *store_root, const char *dir, char **ret_json);

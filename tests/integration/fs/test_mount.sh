@@ -49,4 +49,20 @@ echo 3 >/proc/sys/vm/drop_caches
 compare "$WORK/unp-img-v1/rootfs" "$WORK/m1"
 "$ISORUN" --root "$R" cache stats | grep -q "100.0%" || fail "cache stats do not show 100%"
 "$ISORUN" --root "$R" umount "$WORK/m1"
+
+# Keep-warm: the last release leaves the daemon up; a new mount reuses it (same pid).
+for i in $(seq 1 100); do [ -e "$R/mounts/$hex/ctl.sock" ] || break; sleep 0.1; done
+"$ISORUN" --root "$R" mount --keep-warm=600 "$ref" "$WORK/m1" || fail "mount (keep-warm)"
+pid=$(cat "$R/mounts/$hex/pid")
+"$ISORUN" --root "$R" umount "$WORK/m1"
+[ -e "$R/mounts/$hex/ctl.sock" ] || fail "keep-warm daemon exited at the last umount"
+"$ISORUN" --root "$R" mount "$ref" "$WORK/m1" || fail "mount during keep-warm"
+[ "$(cat "$R/mounts/$hex/pid")" = "$pid" ] || fail "keep-warm daemon was not reused"
+"$ISORUN" --root "$R" umount "$WORK/m1"
+kill -TERM "$pid"
+for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+
+# prune removes the image's chunks (nothing else uses them), images shows 0 % resident.
+"$ISORUN" --root "$R" cache prune --image "$ref" | grep -q "^removed [1-9]" || fail "prune"
+"$ISORUN" --root "$R" images | grep -q " 0.0%" || fail "image still resident after prune"
 pass
