@@ -104,8 +104,8 @@ static int src_get_blob(struct idx_source *s, const char *digest, uint64_t size,
 	if (r == 0 && size != UINT64_MAX && body->len - base != size) {
 		size_t got = body->len - base;
 		body->len = base;
-		return cm_log_ret(-EBADMSG, "blob %s has %zu bytes, its descriptor says %llu", digest,
-				  got, (unsigned long long)size);
+		return cm_log_ret(-EBADMSG, "blob %s has %zu bytes, its descriptor says %llu",
+				  digest, got, (unsigned long long)size);
 	}
 	return r;
 }
@@ -182,15 +182,14 @@ static void src_free(struct idx_source *s)
 }
 
 static const struct idx_source_ops registry_ops = {
-	.kind = "registry",
-	.get_manifest = src_get_manifest,
-	.get_blob = src_get_blob,
-	.open_blob = src_open_blob,
-	.free = src_free,
+    .kind = "registry",
+    .get_manifest = src_get_manifest,
+    .get_blob = src_get_blob,
+    .open_blob = src_open_blob,
+    .free = src_free,
 };
 
-int idx_source_registry_open(const char *ref, const struct reg_options *o,
-			     struct idx_source **ret)
+int idx_source_registry_open(const char *ref, const struct reg_options *o, struct idx_source **ret)
 {
 	const char *why = NULL;
 	struct reg_source *rs = calloc(1, sizeof(*rs));

@@ -12,8 +12,9 @@
 #include "registry/wire.h"
 
 #define MANIFEST_ACCEPT                                                                            \
-	REG_MT_OCI_INDEX ", " REG_MT_OCI_MANIFEST ", " REG_MT_DOCKER_LIST ", " REG_MT_DOCKER_MANIFEST \
-			 ", " REG_MT_SCHEMA1_SIGNED ";q=0.1, " REG_MT_SCHEMA1 ";q=0.1"
+	REG_MT_OCI_INDEX ", " REG_MT_OCI_MANIFEST ", " REG_MT_DOCKER_LIST                          \
+			 ", " REG_MT_DOCKER_MANIFEST ", " REG_MT_SCHEMA1_SIGNED                    \
+			 ";q=0.1, " REG_MT_SCHEMA1 ";q=0.1"
 
 int reg_client_ping(struct reg_client *c, const char *registry)
 {
@@ -58,7 +59,8 @@ static int verify_digest(const uint8_t *data, size_t len, const char *want, cons
 	if (out)
 		memcpy(out, got, CM_DIGEST_STR_SIZE);
 	if (want && strcmp(want, got) != 0)
-		return cm_log_ret(-EBADMSG, "%s: content digest %s does not match %s", what, got, want);
+		return cm_log_ret(-EBADMSG, "%s: content digest %s does not match %s", what, got,
+				  want);
 	return 0;
 }
 
@@ -105,23 +107,25 @@ int reg_get_manifest_ex(struct reg_client *c, const struct reg_ref *ref, struct 
 		goto out;
 	}
 	char what[400];
-	snprintf(what, sizeof(what), "manifest %s/%s@%s", ref->domain, ref->path, reg_ref_target(ref));
+	snprintf(what, sizeof(what), "manifest %s/%s@%s", ref->domain, ref->path,
+		 reg_ref_target(ref));
 	char got[CM_DIGEST_STR_SIZE];
 	r = verify_digest(body->data + m.base, body->len - m.base, ref->digest, what, got);
 	if (r < 0)
 		goto out;
 	if (q.resp_digest && cm_digest_valid(q.resp_digest) && strcmp(q.resp_digest, got) != 0) {
-		r = cm_log_ret(-EBADMSG, "%s: Docker-Content-Digest %s does not match content %s", what,
-			       q.resp_digest, got);
+		r = cm_log_ret(-EBADMSG, "%s: Docker-Content-Digest %s does not match content %s",
+			       what, q.resp_digest, got);
 		goto out;
 	}
 	if (reg_media_type_kind(q.resp_content_type) == REG_DOC_SCHEMA1 ||
-	    reg_doc_sniff((const char *)body->data + m.base, body->len - m.base, q.resp_content_type) ==
-		    REG_DOC_SCHEMA1) {
-		r = cm_log_ret(-ENOTSUP,
-			       "%s is a Docker schema 1 manifest, which isorun does not support (it is "
-			       "deprecated); re-push the image with a current client",
-			       what);
+	    reg_doc_sniff((const char *)body->data + m.base, body->len - m.base,
+			  q.resp_content_type) == REG_DOC_SCHEMA1) {
+		r = cm_log_ret(
+		    -ENOTSUP,
+		    "%s is a Docker schema 1 manifest, which isorun does not support (it is "
+		    "deprecated); re-push the image with a current client",
+		    what);
 		goto out;
 	}
 	if (ret_digest)
@@ -168,7 +172,8 @@ int reg_resolve_ex(struct reg_client *c, const struct reg_ref *ref,
 		const struct reg_descriptor *d;
 		r = reg_index_parse((const char *)body.data, body.len, mt, &ix);
 		if (r < 0) {
-			r = cm_log_ret(r, "image index of %s/%s is malformed", ref->domain, ref->path);
+			r = cm_log_ret(r, "image index of %s/%s is malformed", ref->domain,
+				       ref->path);
 			goto out;
 		}
 		r = reg_index_select_platform(ix, platform ? platform : &c->platform, &d);
@@ -236,7 +241,8 @@ static int dl_start(void *ud, struct reg_req *q)
 	if (q->status == 206 && d->have) {
 		uint64_t a, b, t;
 		if (!q->resp_content_range ||
-		    reg_content_range_parse(q->resp_content_range, strlen(q->resp_content_range), &a, &b, &t) < 0 ||
+		    reg_content_range_parse(q->resp_content_range, strlen(q->resp_content_range),
+					    &a, &b, &t) < 0 ||
 		    a != d->have)
 			return -EPROTO;
 	} else if (q->status == 200) {
@@ -259,8 +265,8 @@ static int dl_sink(void *ud, const uint8_t *data, size_t n)
 			return 0;
 	}
 	if (d->size != UINT64_MAX && d->have + n > d->size)
-		return cm_log_ret(-EBADMSG, "blob %s: registry sent more than its %llu bytes", d->digest,
-				  (unsigned long long)d->size);
+		return cm_log_ret(-EBADMSG, "blob %s: registry sent more than its %llu bytes",
+				  d->digest, (unsigned long long)d->size);
 	cm_sha256_update(d->sha, data, n);
 	d->have += n;
 	return d->accept(d->ud, data, n);
@@ -268,7 +274,7 @@ static int dl_sink(void *ud, const uint8_t *data, size_t n)
 
 /* Run a verified blob download through `accept`. */
 int reg_blob_download(struct reg_client *c, const struct reg_ref *repo, const char *digest,
-			 uint64_t size, int (*accept)(void *, const uint8_t *, size_t), void *ud)
+		      uint64_t size, int (*accept)(void *, const uint8_t *, size_t), void *ud)
 {
 	_cleanup_free_ char *scope = reg_scope(repo, "pull");
 	struct dl d = {.size = size, .accept = accept, .ud = ud, .digest = digest};
@@ -297,11 +303,13 @@ int reg_blob_download(struct reg_client *c, const struct reg_ref *repo, const ch
 		cm_sha256_final(d.sha, h);
 		cm_digest_format(h, got);
 		if (size != UINT64_MAX && d.have != size)
-			r = cm_log_ret(-EBADMSG, "blob %s of %s: got %llu bytes, expected %llu", digest,
-				       repo->path, (unsigned long long)d.have, (unsigned long long)size);
+			r = cm_log_ret(-EBADMSG, "blob %s of %s: got %llu bytes, expected %llu",
+				       digest, repo->path, (unsigned long long)d.have,
+				       (unsigned long long)size);
 		else if (strcmp(got, digest) != 0)
-			r = cm_log_ret(-EBADMSG, "blob %s of %s: content digest is %s (corrupted in transit?)",
-				       digest, repo->path, got);
+			r = cm_log_ret(
+			    -EBADMSG, "blob %s of %s: content digest is %s (corrupted in transit?)",
+			    digest, repo->path, got);
 		else
 			r = 0;
 	}
@@ -372,13 +380,15 @@ static int rg_start(void *ud, struct reg_req *q)
 	}
 	if (q->status != 206)
 		return -EPROTO;
-	if (q->resp_content_type && reg_multipart_boundary(q->resp_content_type, g->boundary) == 0) {
+	if (q->resp_content_type &&
+	    reg_multipart_boundary(q->resp_content_type, g->boundary) == 0) {
 		g->multipart = true;
 		return 0;
 	}
 	uint64_t a, b, t;
 	if (!q->resp_content_range ||
-	    reg_content_range_parse(q->resp_content_range, strlen(q->resp_content_range), &a, &b, &t) < 0)
+	    reg_content_range_parse(q->resp_content_range, strlen(q->resp_content_range), &a, &b,
+				    &t) < 0)
 		return -EPROTO;
 	g->pos = a;
 	return 0;
@@ -407,8 +417,8 @@ static int rg_sink(void *ud, const uint8_t *data, size_t n)
 	return 0;
 }
 
-int reg_client_get_blob_ranges(struct reg_client *c, const struct reg_ref *repo,
-			       const char *digest, struct reg_range *ranges, size_t n)
+int reg_client_get_blob_ranges(struct reg_client *c, const struct reg_ref *repo, const char *digest,
+			       struct reg_range *ranges, size_t n)
 {
 	_cleanup_free_ char *scope = reg_scope(repo, "pull");
 	struct rg *g;
@@ -447,12 +457,14 @@ int reg_client_get_blob_ranges(struct reg_client *c, const struct reg_ref *repo,
 	else if (r >= 0 && g->multipart) {
 		r = reg_multipart_parse(g->boundary, g->mp.data, g->mp.len, ranges, n, g->filled);
 		if (r < 0)
-			r = cm_log_ret(-EPROTO, "blob %s: malformed multipart/byteranges answer", digest);
+			r = cm_log_ret(-EPROTO, "blob %s: malformed multipart/byteranges answer",
+				       digest);
 	} else if (r > 0) {
 		r = 0;
 	}
 	if (r == 0 && !rg_done(g))
-		r = cm_log_ret(-EPROTO, "blob %s of %s: the answer does not cover the requested ranges",
+		r = cm_log_ret(-EPROTO,
+			       "blob %s of %s: the answer does not cover the requested ranges",
 			       digest, repo->path);
 out:
 	reg_req_fini(&q);

@@ -26,7 +26,7 @@
 
 extern char **environ;
 
-#define AUTHFILE_MAX (1u << 20)
+#define AUTHFILE_MAX   (1u << 20)
 #define HELPER_OUT_MAX (64u << 10)
 
 static void free_secret(char *s)
@@ -147,8 +147,8 @@ static bool helper_name_valid(const char *s)
 	if (!*s || strlen(s) > 64)
 		return false;
 	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-		      *s == '-' || *s == '_' || *s == '.'))
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.'))
 			return false;
 	return true;
 }
@@ -225,7 +225,8 @@ static int run_helper(const char *name, const char *host, struct reg_creds *ret)
 		;
 	if (r < 0) {
 		secret_buf_fini(&b);
-		return cm_log_ret(r, "credential helper %s wrote more than %u bytes", prog, HELPER_OUT_MAX);
+		return cm_log_ret(r, "credential helper %s wrote more than %u bytes", prog,
+				  HELPER_OUT_MAX);
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		/* Its stdout then holds a message, which is not a secret. */
@@ -287,10 +288,12 @@ static int lookup_file(const char *file, const char *registry, const char *path,
 		return cm_log_ret(-EPROTO, "auth file %s is not a JSON object", file);
 	}
 	/* credHelpers: per registry, takes precedence over everything else in the file. */
-	if (json_object_object_get_ex(o, "credHelpers", &v) && json_object_is_type(v, json_type_object)) {
+	if (json_object_object_get_ex(o, "credHelpers", &v) &&
+	    json_object_is_type(v, json_type_object)) {
 		json_object_object_foreach(v, key, val)
 		{
-			if (key_match(key, registry, NULL) >= 0 && json_object_is_type(val, json_type_string)) {
+			if (key_match(key, registry, NULL) >= 0 &&
+			    json_object_is_type(val, json_type_string)) {
 				r = run_helper(json_object_get_string(val), registry, ret);
 				json_object_put(o);
 				return r;
@@ -315,8 +318,8 @@ static int lookup_file(const char *file, const char *registry, const char *path,
 		r = reg_json_opt_string(best, "identitytoken", &idt);
 		if (r < 0)
 			goto malformed;
-		if (json_object_object_get_ex(best, "auth", &a) && json_object_is_type(a, json_type_string) &&
-		    json_object_get_string_len(a) > 0) {
+		if (json_object_object_get_ex(best, "auth", &a) &&
+		    json_object_is_type(a, json_type_string) && json_object_get_string_len(a) > 0) {
 			struct cm_buf dec;
 			cm_buf_init(&dec, 8192);
 			r = b64_decode(json_object_get_string(a), &dec);
@@ -339,8 +342,8 @@ static int lookup_file(const char *file, const char *registry, const char *path,
 		reg_creds_fini(ret);
 	}
 	/* credsStore: the default helper for every registry of the file. */
-	if (json_object_object_get_ex(o, "credsStore", &v) && json_object_is_type(v, json_type_string) &&
-	    json_object_get_string_len(v) > 0) {
+	if (json_object_object_get_ex(o, "credsStore", &v) &&
+	    json_object_is_type(v, json_type_string) && json_object_get_string_len(v) > 0) {
 		r = run_helper(json_object_get_string(v), registry, ret);
 		json_object_put(o);
 		return r;
@@ -361,7 +364,8 @@ int reg_creds_lookup(const char *explicit_creds, const char *authfile, const cha
 		r = split_user_pass(explicit_creds, strlen(explicit_creds), ret);
 		if (r < 0) {
 			reg_creds_fini(ret);
-			return r == -EPROTO ? cm_log_ret(-EINVAL, "--creds must be USER:PASSWORD") : r;
+			return r == -EPROTO ? cm_log_ret(-EINVAL, "--creds must be USER:PASSWORD")
+					    : r;
 		}
 		ret->source = strdup("--creds");
 		return ret->source ? 1 : -ENOMEM;
@@ -430,7 +434,8 @@ static int load_authfile(const char *file, struct json_object **ret)
 	if (r < 0 || !json_object_is_type(*ret, json_type_object)) {
 		if (r == 0)
 			json_object_put(*ret);
-		return cm_log_ret(-EPROTO, "auth file %s is not a JSON object; not touching it", file);
+		return cm_log_ret(-EPROTO, "auth file %s is not a JSON object; not touching it",
+				  file);
 	}
 	return 0;
 }
@@ -451,12 +456,15 @@ static int save_authfile(const char *file, struct json_object *o)
 				return cm_log_ret(r, "cannot create %s", dir);
 		}
 	}
-	_cleanup_close_ int dfd = open(slash ? (*dir ? dir : "/") : ".", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int dfd =
+	    open(slash ? (*dir ? dir : "/") : ".", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
 	if (dfd < 0)
 		return -errno;
 	size_t len;
-	const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_PRETTY_TAB |
-					    JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	const char *s = json_object_to_json_string_length(
+	    o,
+	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_PRETTY_TAB | JSON_C_TO_STRING_NOSLASHESCAPE,
+	    &len);
 	if (!s)
 		return -ENOMEM;
 	_cleanup_free_ char *text = cm_strdupf("%s\n", s);
@@ -481,7 +489,8 @@ int reg_login_store(const char *authfile, const char *registry, const char *user
 	int r = load_authfile(file, &o);
 	if (r < 0)
 		return r;
-	if (!json_object_object_get_ex(o, "auths", &auths) || !json_object_is_type(auths, json_type_object)) {
+	if (!json_object_object_get_ex(o, "auths", &auths) ||
+	    !json_object_is_type(auths, json_type_object)) {
 		auths = json_object_new_object();
 		if (!auths || json_object_object_add(o, "auths", auths) < 0) {
 			json_object_put(auths);
@@ -503,7 +512,8 @@ int reg_login_store(const char *authfile, const char *registry, const char *user
 		struct json_object *s = json_object_new_string(enc);
 		if (s && json_object_object_add(entry, "auth", s) == 0) {
 			/* Drop aliases of the same registry so the new entry is the one used. */
-			const char *hub = is_docker_hub(registry, strlen(registry)) ? "docker.io" : registry;
+			const char *hub =
+			    is_docker_hub(registry, strlen(registry)) ? "docker.io" : registry;
 			json_object_object_del(auths, registry);
 			r = json_object_object_add(auths, hub, entry) == 0 ? 0 : -ENOMEM;
 			if (r == 0)
@@ -537,7 +547,8 @@ int reg_login_remove(const char *authfile, const char *registry)
 	if (r < 0)
 		return r;
 	r = -ENOENT;
-	if (json_object_object_get_ex(o, "auths", &auths) && json_object_is_type(auths, json_type_object)) {
+	if (json_object_object_get_ex(o, "auths", &auths) &&
+	    json_object_is_type(auths, json_type_object)) {
 		/* Collect first: deleting while iterating json-c's object is undefined. */
 		char *keys[64];
 		size_t n = 0;

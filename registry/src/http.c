@@ -324,7 +324,8 @@ static int token_get(struct reg_client *c, const char *host, const char *scope, 
 	*ret = NULL;
 	pthread_mutex_lock(&c->lock);
 	for (struct reg_token *t = c->tokens; t; t = t->next)
-		if (!strcmp(t->host, host) && !strcmp(t->scope, scope ? scope : "") && t->expires_ns > now) {
+		if (!strcmp(t->host, host) && !strcmp(t->scope, scope ? scope : "") &&
+		    t->expires_ns > now) {
 			*ret = strdup(t->value);
 			break;
 		}
@@ -713,7 +714,8 @@ static void backoff_sleep(struct reg_client *c, struct reg_req *r, unsigned atte
 	uint64_t now = cm_now_ns();
 	if (now + ms * 1000000ull > r->deadline_ns)
 		ms = r->deadline_ns > now ? (r->deadline_ns - now) / 1000000ull : 0;
-	struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+	struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+			      .tv_nsec = (long)(ms % 1000) * 1000000L};
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
 }
@@ -764,8 +766,9 @@ static int token_fetch(struct reg_client *c, const char *host, const char *repo_
 	}
 	if (r >= 0 && have_creds && creds.identity_token) {
 		_cleanup_free_ char *esc = reg_escape(creds.identity_token);
-		r = esc ? cm_buf_printf(&form, "%sgrant_type=refresh_token&client_id=isorun&refresh_token=%s",
-					form.len ? "&" : "", esc)
+		r = esc ? cm_buf_printf(
+			      &form, "%sgrant_type=refresh_token&client_id=isorun&refresh_token=%s",
+			      form.len ? "&" : "", esc)
 			: -ENOMEM;
 		if (esc)
 			explicit_bzero(esc, strlen(esc));
@@ -776,8 +779,8 @@ static int token_fetch(struct reg_client *c, const char *host, const char *repo_
 		q.has_body = true;
 		q.path = strdup(realm);
 	} else if (r >= 0) {
-		q.path = cm_strdupf("%s%s%.*s", realm, strchr(realm, '?') ? "&" : "?", (int)form.len,
-				    form.data ? (const char *)form.data : "");
+		q.path = cm_strdupf("%s%s%.*s", realm, strchr(realm, '?') ? "&" : "?",
+				    (int)form.len, form.data ? (const char *)form.data : "");
 		if (have_creds)
 			q.basic = &creds;
 	}
@@ -790,7 +793,8 @@ static int token_fetch(struct reg_client *c, const char *host, const char *repo_
 		reg_url_for_log(realm, u, sizeof(u));
 		if (r == 401 || r == 403)
 			r = cm_log_ret(-EACCES, "token server %s refused %s for %s (HTTP %d)", u,
-				       have_creds ? "the credentials" : "anonymous access", host, r);
+				       have_creds ? "the credentials" : "anonymous access", host,
+				       r);
 		else
 			r = reg_req_fail(&q, "token request");
 	}
@@ -799,18 +803,21 @@ static int token_fetch(struct reg_client *c, const char *host, const char *repo_
 		r = reg_json_parse((const char *)body.data, body.len, REG_TOKEN_MAX, &o);
 		if (r == 0 && json_object_is_type(o, json_type_object)) {
 			const char *tok = NULL;
-			if (json_object_object_get_ex(o, "token", &v) && json_object_is_type(v, json_type_string) &&
+			if (json_object_object_get_ex(o, "token", &v) &&
+			    json_object_is_type(v, json_type_string) &&
 			    json_object_get_string_len(v) > 0)
 				tok = json_object_get_string(v);
 			else if (json_object_object_get_ex(o, "access_token", &v) &&
-				 json_object_is_type(v, json_type_string) && json_object_get_string_len(v) > 0)
+				 json_object_is_type(v, json_type_string) &&
+				 json_object_get_string_len(v) > 0)
 				tok = json_object_get_string(v);
 			long expires = 60; /* the token spec's default */
-			if (json_object_object_get_ex(o, "expires_in", &v) && json_object_is_type(v, json_type_int) &&
-			    json_object_get_int64(v) > 0)
+			if (json_object_object_get_ex(o, "expires_in", &v) &&
+			    json_object_is_type(v, json_type_int) && json_object_get_int64(v) > 0)
 				expires = (long)MIN(json_object_get_int64(v), 86400);
 			if (!tok || strchr(tok, '\r') || strchr(tok, '\n')) {
-				r = cm_log_ret(-EPROTO, "token server for %s answered without a token", host);
+				r = cm_log_ret(
+				    -EPROTO, "token server for %s answered without a token", host);
 			} else {
 				r = token_put(c, host, scope, tok, expires);
 				if (r == 0)
@@ -819,7 +826,8 @@ static int token_fetch(struct reg_client *c, const char *host, const char *repo_
 					r = -ENOMEM;
 			}
 		} else {
-			r = cm_log_ret(-EPROTO, "token server for %s answered malformed JSON", host);
+			r = cm_log_ret(-EPROTO, "token server for %s answered malformed JSON",
+				       host);
 		}
 		json_object_put(o);
 	}
@@ -971,14 +979,15 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 			if (!bearer && realm) {
 				/* We know this registry wants bearer tokens: get one up front
 				 * instead of paying a 401 round trip per new scope. */
-				err = token_fetch(c, r->host, repo, realm, service, r->scope, r->deadline_ns,
-						  &bearer);
+				err = token_fetch(c, r->host, repo, realm, service, r->scope,
+						  r->deadline_ns, &bearer);
 				if (err < 0)
 					return err;
 			}
 		}
 		if (r->no_auth && r->basic)
-			basic = (struct reg_creds){.username = r->basic->username, .password = r->basic->password};
+			basic = (struct reg_creds){.username = r->basic->username,
+						   .password = r->basic->password};
 
 		const char *url = redirect_url;
 		_cleanup_free_ char *built = NULL;
@@ -986,7 +995,8 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 			if (strstr(r->path, "://"))
 				url = r->path;
 			else
-				url = built = cm_strdupf("%s%s%s", scheme_prefix(scheme), r->host, r->path);
+				url = built =
+				    cm_strdupf("%s%s%s", scheme_prefix(scheme), r->host, r->path);
 			if (!url) {
 				free_secret(bearer);
 				return -ENOMEM;
@@ -1033,19 +1043,22 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 		if (err == -EAGAIN || (!err && status_retryable(r->status))) {
 			if (retries >= c->o.max_retries || cm_now_ns() >= r->deadline_ns) {
 				if (cm_now_ns() >= r->deadline_ns)
-					return cm_log_ret(-ETIMEDOUT, "%s %s: deadline of %us reached after %u retries",
-							  r->method, u, c->o.timeout_s, retries);
+					return cm_log_ret(
+					    -ETIMEDOUT,
+					    "%s %s: deadline of %us reached after %u retries",
+					    r->method, u, c->o.timeout_s, retries);
 				if (err)
-					return cm_log_ret(-EAGAIN, "%s %s: transfer failed %u times, giving up",
-							  r->method, u, retries + 1);
+					return cm_log_ret(
+					    -EAGAIN, "%s %s: transfer failed %u times, giving up",
+					    r->method, u, retries + 1);
 				return reg_req_fail(r, "request (retries exhausted)");
 			}
 			if (r->status)
-				log_info("%s %s: HTTP %ld, retrying (%u/%u)", r->method, u, r->status,
-					 retries + 1, c->o.max_retries);
+				log_info("%s %s: HTTP %ld, retrying (%u/%u)", r->method, u,
+					 r->status, retries + 1, c->o.max_retries);
 			else
-				log_info("%s %s: transfer error, retrying (%u/%u)", r->method, u, retries + 1,
-					 c->o.max_retries);
+				log_info("%s %s: transfer error, retrying (%u/%u)", r->method, u,
+					 retries + 1, c->o.max_retries);
 			backoff_sleep(c, r, retries);
 			/* An attempt that delivered body bytes before breaking resumes where it
 			 * stopped, so it does not use up the retry budget: a long download over a
@@ -1055,8 +1068,8 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 			continue;
 		}
 		if (err == -ETIMEDOUT)
-			return cm_log_ret(-ETIMEDOUT, "%s %s: deadline of %us reached", r->method, u,
-					  c->o.timeout_s);
+			return cm_log_ret(-ETIMEDOUT, "%s %s: deadline of %us reached", r->method,
+					  u, c->o.timeout_s);
 		if (err)
 			return err;
 
@@ -1067,15 +1080,18 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 			bool *once = sent_auth ? &refreshed : &challenged;
 			if (*once) {
 				const char *scope = r->scope ? r->scope : "registry access";
-				return cm_log_ret(-EACCES,
-						  "%s %s: HTTP %ld after authenticating (%s): check the "
-						  "credentials and that the repository exists",
-						  r->method, u, r->status, scope);
+				return cm_log_ret(
+				    -EACCES,
+				    "%s %s: HTTP %ld after authenticating (%s): check the "
+				    "credentials and that the repository exists",
+				    r->method, u, r->status, scope);
 			}
 			*once = true;
 			token_drop(c, r->host, r->scope);
-			const struct reg_challenge *bch = reg_challenges_find(&r->challenges, "bearer");
-			const struct reg_challenge *basic_ch = reg_challenges_find(&r->challenges, "basic");
+			const struct reg_challenge *bch =
+			    reg_challenges_find(&r->challenges, "bearer");
+			const struct reg_challenge *basic_ch =
+			    reg_challenges_find(&r->challenges, "basic");
 			const char *rl = bch ? reg_challenge_param(bch, "realm") : NULL;
 			const char *sv = bch ? reg_challenge_param(bch, "service") : NULL;
 			if (!rl && sent_bearer && realm) {
@@ -1085,8 +1101,10 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 				sv = service;
 			}
 			if (rl) {
-				if (!cm_str_has_prefix(rl, "https://") && !cm_str_has_prefix(rl, "http://"))
-					return cm_log_ret(-EPROTO, "%s: bearer realm is not an http(s) URL", u);
+				if (!cm_str_has_prefix(rl, "https://") &&
+				    !cm_str_has_prefix(rl, "http://"))
+					return cm_log_ret(
+					    -EPROTO, "%s: bearer realm is not an http(s) URL", u);
 				if (rl != realm) {
 					pthread_mutex_lock(&c->lock);
 					h = host_get_locked(c, r->host);
@@ -1099,9 +1117,12 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 					}
 					pthread_mutex_unlock(&c->lock);
 				}
-				const char *sc = r->scope ? r->scope : bch ? reg_challenge_param(bch, "scope") : NULL;
+				const char *sc = r->scope ? r->scope
+						 : bch	  ? reg_challenge_param(bch, "scope")
+							  : NULL;
 				char *tok = NULL;
-				err = token_fetch(c, r->host, repo, rl, sv, sc, r->deadline_ns, &tok);
+				err =
+				    token_fetch(c, r->host, repo, rl, sv, sc, r->deadline_ns, &tok);
 				free_secret(tok);
 				if (err < 0)
 					return err;
@@ -1109,8 +1130,10 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 			}
 			if ((basic_ch || r->status == 401) && sent_auth && !sent_bearer)
 				/* basic credentials do not change by asking again */
-				return cm_log_ret(-EACCES, "%s %s: HTTP %ld: the registry refused the "
-						  "credentials", r->method, u, r->status);
+				return cm_log_ret(-EACCES,
+						  "%s %s: HTTP %ld: the registry refused the "
+						  "credentials",
+						  r->method, u, r->status);
 			if (basic_ch || r->status == 401) {
 				pthread_mutex_lock(&c->lock);
 				h = host_get_locked(c, r->host);
@@ -1118,8 +1141,9 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 					h->basic = true;
 				pthread_mutex_unlock(&c->lock);
 				if (!basic_ch && r->status == 401)
-					return cm_log_ret(-EACCES, "%s %s: HTTP 401 without a usable challenge",
-							  r->method, u);
+					return cm_log_ret(
+					    -EACCES, "%s %s: HTTP 401 without a usable challenge",
+					    r->method, u);
 				continue;
 			}
 			/* 403 without a challenge to a request we did not authenticate: refused */
@@ -1129,10 +1153,12 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 		if (r->status == 301 || r->status == 302 || r->status == 303 || r->status == 307 ||
 		    r->status == 308) {
 			if (!r->resp_location || ++redirects > REG_REDIRECTS_MAX)
-				return cm_log_ret(-EPROTO, "%s %s: bad or too many redirects", r->method, u);
+				return cm_log_ret(-EPROTO, "%s %s: bad or too many redirects",
+						  r->method, u);
 			char *next = url_resolve(url, r->resp_location);
 			if (!next)
-				return cm_log_ret(-EPROTO, "%s %s: unusable redirect", r->method, u);
+				return cm_log_ret(-EPROTO, "%s %s: unusable redirect", r->method,
+						  u);
 			char h1[300], h2[300];
 			url_host(next, h2, sizeof(h2));
 			snprintf(h1, sizeof(h1), "%s", r->host);
@@ -1145,8 +1171,8 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 				free(r->path);
 				r->path = next;
 			} else {
-				/* storage backend (S3, CDN): the URL carries its own signature, and our
-				 * Authorization must not leak to it */
+				/* storage backend (S3, CDN): the URL carries its own signature, and
+				 * our Authorization must not leak to it */
 				free(redirect_url);
 				redirect_url = next;
 			}
@@ -1164,12 +1190,16 @@ int reg_req_fail(struct reg_req *r, const char *what)
 	reg_url_for_log(r->url ? r->url : r->path ? r->path : "", u, sizeof(u));
 	if (r->errbody.len) {
 		struct json_object *o = NULL, *errs, *e, *v;
-		if (reg_json_parse((const char *)r->errbody.data, r->errbody.len, REG_ERRBODY_MAX, &o) == 0 &&
-		    json_object_object_get_ex(o, "errors", &errs) && json_object_is_type(errs, json_type_array) &&
+		if (reg_json_parse((const char *)r->errbody.data, r->errbody.len, REG_ERRBODY_MAX,
+				   &o) == 0 &&
+		    json_object_object_get_ex(o, "errors", &errs) &&
+		    json_object_is_type(errs, json_type_array) &&
 		    (e = json_object_array_get_idx(errs, 0))) {
-			if (json_object_object_get_ex(e, "code", &v) && json_object_is_type(v, json_type_string))
+			if (json_object_object_get_ex(e, "code", &v) &&
+			    json_object_is_type(v, json_type_string))
 				snprintf(code, sizeof(code), " %s", json_object_get_string(v));
-			if (json_object_object_get_ex(e, "message", &v) && json_object_is_type(v, json_type_string))
+			if (json_object_object_get_ex(e, "message", &v) &&
+			    json_object_is_type(v, json_type_string))
 				snprintf(msg, sizeof(msg), ": %s", json_object_get_string(v));
 		}
 		json_object_put(o);
@@ -1177,5 +1207,6 @@ int reg_req_fail(struct reg_req *r, const char *what)
 	int err = reg_err_from_http(r->status);
 	if (err == 0)
 		err = -EPROTO;
-	return cm_log_ret(err, "%s failed: %s %s: HTTP %ld%s%s", what, r->method, u, r->status, code, msg);
+	return cm_log_ret(err, "%s failed: %s %s: HTTP %ld%s%s", what, r->method, u, r->status,
+			  code, msg);
 }

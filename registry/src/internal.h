@@ -38,10 +38,10 @@ enum reg_scheme {
 struct reg_host {
 	char *host;
 	enum reg_scheme scheme;
-	bool insecure;	     /* listed in insecure_registries */
-	char *realm;	     /* bearer realm and service learned from a challenge */
+	bool insecure; /* listed in insecure_registries */
+	char *realm;   /* bearer realm and service learned from a challenge */
 	char *service;
-	bool basic;	     /* the registry asked for basic auth */
+	bool basic; /* the registry asked for basic auth */
 	/* basic credentials looked up for `basic_repo` (auth files can be per repository),
 	 * kept so a pull does not re-read files or re-run a credential helper per request */
 	bool basic_cached;
@@ -86,12 +86,12 @@ struct reg_req {
 	const char *scope; /* token scope(s), space-separated; NULL for none */
 	const char *accept;
 	const char *content_type;
-	char range[1400];     /* "bytes=..." or empty */
-	char content_range[64]; /* request Content-Range (chunked upload) or empty */
-	bool no_auth;	      /* token endpoint and foreign redirects */
+	char range[1400];	       /* "bytes=..." or empty */
+	char content_range[64];	       /* request Content-Range (chunked upload) or empty */
+	bool no_auth;		       /* token endpoint and foreign redirects */
 	const struct reg_creds *basic; /* basic credentials for this request (token endpoint) */
-	const void *body;     /* upload from memory, or */
-	int body_fd;	      /* from fd with pread (-1: none) */
+	const void *body;	       /* upload from memory, or */
+	int body_fd;		       /* from fd with pread (-1: none) */
 	uint64_t body_off, body_len;
 	bool has_body;
 	uint64_t deadline_ns;
@@ -152,7 +152,8 @@ void reg_url_for_log(const char *url, char *out, size_t outlen);
  * -errno aborts with that code.
  */
 int reg_blob_download(struct reg_client *c, const struct reg_ref *repo, const char *digest,
-		      uint64_t size, int (*accept)(void *ud, const uint8_t *data, size_t n), void *ud);
+		      uint64_t size, int (*accept)(void *ud, const uint8_t *data, size_t n),
+		      void *ud);
 
 /* reg_client_put_manifest, also telling whether the registry answered OCI-Subject (it has
  * the referrers API and indexed the subject itself). */

@@ -56,17 +56,19 @@ enum reg_doc_kind reg_media_type_kind(const char *mt)
 static enum reg_doc_kind kind_of_object(struct json_object *o)
 {
 	struct json_object *v;
-	if (json_object_object_get_ex(o, "mediaType", &v) && json_object_is_type(v, json_type_string)) {
+	if (json_object_object_get_ex(o, "mediaType", &v) &&
+	    json_object_is_type(v, json_type_string)) {
 		enum reg_doc_kind k = reg_media_type_kind(json_object_get_string(v));
 		if (k != REG_DOC_UNKNOWN)
 			return k;
 	}
-	if (json_object_object_get_ex(o, "schemaVersion", &v) && json_object_is_type(v, json_type_int) &&
-	    json_object_get_int64(v) == 1)
+	if (json_object_object_get_ex(o, "schemaVersion", &v) &&
+	    json_object_is_type(v, json_type_int) && json_object_get_int64(v) == 1)
 		return REG_DOC_SCHEMA1;
 	if (json_object_object_get_ex(o, "manifests", &v))
 		return REG_DOC_INDEX;
-	if (json_object_object_get_ex(o, "layers", &v) || json_object_object_get_ex(o, "config", &v))
+	if (json_object_object_get_ex(o, "layers", &v) ||
+	    json_object_object_get_ex(o, "config", &v))
 		return REG_DOC_MANIFEST;
 	return REG_DOC_UNKNOWN;
 }
@@ -147,7 +149,8 @@ static int parse_annotations(struct json_object *parent, struct reg_annotation *
 	struct json_object *o;
 	*ret = NULL;
 	*ret_n = 0;
-	if (!json_object_object_get_ex(parent, "annotations", &o) || json_object_is_type(o, json_type_null))
+	if (!json_object_object_get_ex(parent, "annotations", &o) ||
+	    json_object_is_type(o, json_type_null))
 		return 0;
 	if (!json_object_is_type(o, json_type_object))
 		return -EPROTO;
@@ -214,7 +217,8 @@ static int parse_descriptor(struct json_object *o, struct reg_descriptor *d)
 	memset(d, 0, sizeof(*d));
 	if (!json_object_is_type(o, json_type_object))
 		return -EPROTO;
-	if (!json_object_object_get_ex(o, "digest", &v) || !json_object_is_type(v, json_type_string))
+	if (!json_object_object_get_ex(o, "digest", &v) ||
+	    !json_object_is_type(v, json_type_string))
 		return -EPROTO;
 	const char *dg = json_object_get_string(v);
 	if (!cm_digest_valid(dg))
@@ -317,8 +321,8 @@ static int parse_doc(const char *body, size_t len, const char *media_type, enum 
 		goto schema1;
 	}
 	struct json_object *v;
-	if (!json_object_object_get_ex(o, "schemaVersion", &v) || !json_object_is_type(v, json_type_int) ||
-	    json_object_get_int64(v) != 2) {
+	if (!json_object_object_get_ex(o, "schemaVersion", &v) ||
+	    !json_object_is_type(v, json_type_int) || json_object_get_int64(v) != 2) {
 		json_object_put(o);
 		return -EPROTO;
 	}
@@ -351,10 +355,11 @@ static int parse_doc(const char *body, size_t len, const char *media_type, enum 
 	return 0;
 
 schema1:
-	return cm_log_ret(-ENOTSUP,
-			  "Docker schema 1 manifests (%s) are not supported: they are deprecated and "
-			  "unsigned by content; re-push the image with a current client",
-			  REG_MT_SCHEMA1);
+	return cm_log_ret(
+	    -ENOTSUP,
+	    "Docker schema 1 manifests (%s) are not supported: they are deprecated and "
+	    "unsigned by content; re-push the image with a current client",
+	    REG_MT_SCHEMA1);
 }
 
 void reg_manifest_free(struct reg_manifest *m)
@@ -554,8 +559,9 @@ void reg_platform_format(const struct reg_platform *p, char *out, size_t outlen)
 {
 	if (!outlen)
 		return;
-	snprintf(out, outlen, "%s/%s%s%s", p->os ? p->os : "?", p->architecture ? p->architecture : "?",
-		 p->variant ? "/" : "", p->variant ? p->variant : "");
+	snprintf(out, outlen, "%s/%s%s%s", p->os ? p->os : "?",
+		 p->architecture ? p->architecture : "?", p->variant ? "/" : "",
+		 p->variant ? p->variant : "");
 }
 
 static const char *norm_variant(const char *arch, const char *variant)
@@ -583,7 +589,8 @@ int reg_index_select_platform(const struct reg_index *ix, const struct reg_platf
 			continue;
 		if (reg_descriptor_annotation(d, "vnd.docker.reference.type"))
 			continue;
-		if (strcmp(p->os, want->os) != 0 || strcmp(p->architecture, want->architecture) != 0)
+		if (strcmp(p->os, want->os) != 0 ||
+		    strcmp(p->architecture, want->architecture) != 0)
 			continue;
 		const char *pv = norm_variant(p->architecture, p->variant);
 		int score;
@@ -595,7 +602,10 @@ int reg_index_select_platform(const struct reg_index *ix, const struct reg_platf
 		} else {
 			/* No variant asked: prefer the plain entry, then the highest variant
 			 * ("v8" > "v7"), which is what a current machine of that arch runs. */
-			score = !p->variant ? 1000 : (int)(strtol(p->variant + (p->variant[0] == 'v'), NULL, 10) % 1000);
+			score = !p->variant
+				    ? 1000
+				    : (int)(strtol(p->variant + (p->variant[0] == 'v'), NULL, 10) %
+					    1000);
 		}
 		if (score > best_score) {
 			best = d;
@@ -620,8 +630,8 @@ int reg_index_select_platform(const struct reg_index *ix, const struct reg_platf
 			break;
 		used += (size_t)n;
 	}
-	return cm_log_ret(-ENOENT, "image index has no manifest for platform %s (it has: %s)", wanted,
-			  used ? list : "none");
+	return cm_log_ret(-ENOENT, "image index has no manifest for platform %s (it has: %s)",
+			  wanted, used ? list : "none");
 }
 
 /* ---- writing ---- */
@@ -674,9 +684,11 @@ static struct json_object *descriptor_to_json(const struct reg_descriptor *d)
 		goto fail;
 	if (d->platform) {
 		struct json_object *p = json_object_new_object();
-		if (add_obj(o, "platform", p) < 0 || add_str(p, "architecture", d->platform->architecture) < 0 ||
+		if (add_obj(o, "platform", p) < 0 ||
+		    add_str(p, "architecture", d->platform->architecture) < 0 ||
 		    add_str(p, "os", d->platform->os) < 0 ||
-		    (d->platform->os_version && add_str(p, "os.version", d->platform->os_version) < 0) ||
+		    (d->platform->os_version &&
+		     add_str(p, "os.version", d->platform->os_version) < 0) ||
 		    (d->platform->variant && add_str(p, "variant", d->platform->variant) < 0))
 			goto fail;
 	}
@@ -692,7 +704,8 @@ fail:
 static int to_string(struct json_object *o, char **ret, size_t *ret_len)
 {
 	size_t len;
-	const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	const char *s = json_object_to_json_string_length(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 	if (!s)
 		return -ENOMEM;
 	char *c = strndup(s, len);
@@ -710,7 +723,7 @@ int reg_artifact_manifest_format(const char *artifact_type, const struct reg_des
 				 char **ret, size_t *ret_len)
 {
 	static const struct reg_descriptor empty = {
-		.media_type = REG_MT_OCI_EMPTY, .digest = REG_EMPTY_DIGEST, .size = 2};
+	    .media_type = REG_MT_OCI_EMPTY, .digest = REG_EMPTY_DIGEST, .size = 2};
 	struct json_object *o = json_object_new_object(), *arr;
 	int r = -ENOMEM;
 
@@ -740,7 +753,8 @@ int reg_artifact_manifest_format(const char *artifact_type, const struct reg_des
 			goto out;
 	}
 	r = -ENOMEM;
-	if (n_annotations && add_obj(o, "annotations", annotations_to_json(annotations, n_annotations)) < 0)
+	if (n_annotations &&
+	    add_obj(o, "annotations", annotations_to_json(annotations, n_annotations)) < 0)
 		goto out;
 	r = to_string(o, ret, ret_len);
 out:
@@ -780,7 +794,8 @@ int reg_referrers_index_update(const char *old, size_t old_len, const struct reg
 			return -ENOMEM;
 		arr = json_object_new_array();
 		if (add_obj(o, "schemaVersion", json_object_new_int(2)) < 0 ||
-		    add_str(o, "mediaType", REG_MT_OCI_INDEX) < 0 || add_obj(o, "manifests", arr) < 0) {
+		    add_str(o, "mediaType", REG_MT_OCI_INDEX) < 0 ||
+		    add_obj(o, "manifests", arr) < 0) {
 			json_object_put(o);
 			return -ENOMEM;
 		}

@@ -64,7 +64,7 @@ static int pull_one(struct pull *p, const struct pull_item *it)
 	char tmp[128];
 	snprintf(tmp, sizeof(tmp), ".tmp-%s-%d", hex, (int)gettid());
 	_cleanup_close_ int fd =
-		openat(p->blobs_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	    openat(p->blobs_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return cm_log_ret(-errno, "cannot create a temporary blob file");
 	r = reg_client_get_blob_fd(p->c, p->ref, it->digest, it->size, fd);
@@ -173,8 +173,8 @@ int reg_client_pull_blobs(struct reg_client *c, const struct reg_ref *ref, const
 	r = cm_write_file_atomic(dfd, "oci-layout", layout, sizeof(layout) - 1, 0644, false);
 	if (r < 0)
 		goto out;
-	struct reg_descriptor d = {.media_type = mt && *mt ? mt : (char *)reg_manifest_media_type(m),
-				   .size = body.len};
+	struct reg_descriptor d = {
+	    .media_type = mt && *mt ? mt : (char *)reg_manifest_media_type(m), .size = body.len};
 	memcpy(d.digest, mdigest, CM_DIGEST_STR_SIZE);
 	struct reg_annotation an = {.key = "org.opencontainers.image.ref.name",
 				    .value = ref->tag ? ref->tag : (char *)"latest"};

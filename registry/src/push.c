@@ -31,7 +31,8 @@ int reg_client_blob_exists(struct reg_client *c, const struct reg_ref *repo, con
 	r = q.path ? reg_req_perform(c, &q) : -ENOMEM;
 	if (r == 200) {
 		if (ret_size)
-			*ret_size = q.resp_content_length >= 0 ? (uint64_t)q.resp_content_length : 0;
+			*ret_size =
+			    q.resp_content_length >= 0 ? (uint64_t)q.resp_content_length : 0;
 		r = 0;
 	} else if (r == 404) {
 		r = -ENOENT;
@@ -57,7 +58,8 @@ static int hash_fd(int fd, uint64_t size, char out[CM_DIGEST_STR_SIZE])
 	if (r < 0)
 		return r;
 	while (off < size) {
-		ssize_t n = pread(fd, buf, (size_t)MIN((uint64_t)sizeof(buf), size - off), (off_t)off);
+		ssize_t n =
+		    pread(fd, buf, (size_t)MIN((uint64_t)sizeof(buf), size - off), (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -82,7 +84,9 @@ static int upload_start(struct reg_client *c, const struct reg_ref *repo, const 
 	reg_req_init(&q, "POST", reg_ref_api_host(repo), scope);
 	if (mount_from) {
 		_cleanup_free_ char *d = reg_escape(digest), *f = reg_escape(mount_from);
-		q.path = d && f ? cm_strdupf("/v2/%s/blobs/uploads/?mount=%s&from=%s", repo->path, d, f) : NULL;
+		q.path =
+		    d && f ? cm_strdupf("/v2/%s/blobs/uploads/?mount=%s&from=%s", repo->path, d, f)
+			   : NULL;
 	} else {
 		q.path = cm_strdupf("/v2/%s/blobs/uploads/", repo->path);
 	}
@@ -123,7 +127,8 @@ int reg_client_push_blob_fd(struct reg_client *c, const struct reg_ref *repo, co
 	if (r != -ENOENT)
 		return r;
 	if (mount_from && strcmp(mount_from, repo->path) != 0)
-		scope = cm_strdupf("repository:%s:pull,push repository:%s:pull", repo->path, mount_from);
+		scope = cm_strdupf("repository:%s:pull,push repository:%s:pull", repo->path,
+				   mount_from);
 	else
 		scope = reg_scope(repo, "pull,push");
 	if (!scope)
@@ -176,8 +181,8 @@ int reg_client_push_blob_fd(struct reg_client *c, const struct reg_ref *repo, co
 	if (r == 201 || r == 204) {
 		r = 0;
 		if (q.resp_digest && strcmp(q.resp_digest, digest) != 0)
-			r = cm_log_ret(-EBADMSG, "registry stored blob as %s, expected %s", q.resp_digest,
-				       digest);
+			r = cm_log_ret(-EBADMSG, "registry stored blob as %s, expected %s",
+				       q.resp_digest, digest);
 	} else if (r >= 0) {
 		r = reg_req_fail(&q, "blob upload");
 	}
@@ -224,7 +229,8 @@ int reg_client_put_manifest_ex(struct reg_client *c, const struct reg_ref *ref,
 	cm_sha256(body, len, h);
 	cm_digest_format(h, digest);
 	if (ref->digest && strcmp(ref->digest, digest) != 0)
-		return cm_log_ret(-EBADMSG, "manifest body has digest %s, not %s", digest, ref->digest);
+		return cm_log_ret(-EBADMSG, "manifest body has digest %s, not %s", digest,
+				  ref->digest);
 	reg_req_init(&q, "PUT", reg_ref_api_host(ref), scope);
 	q.path = reg_api_path(ref, "manifests", ref->tag ? ref->tag : digest);
 	q.content_type = media_type;
@@ -234,9 +240,10 @@ int reg_client_put_manifest_ex(struct reg_client *c, const struct reg_ref *ref,
 	r = q.path ? reg_req_perform(c, &q) : -ENOMEM;
 	if (r == 201 || r == 200 || r == 204) {
 		r = 0;
-		if (q.resp_digest && cm_digest_valid(q.resp_digest) && strcmp(q.resp_digest, digest) != 0)
-			r = cm_log_ret(-EBADMSG, "registry stored manifest as %s, we sent %s", q.resp_digest,
-				       digest);
+		if (q.resp_digest && cm_digest_valid(q.resp_digest) &&
+		    strcmp(q.resp_digest, digest) != 0)
+			r = cm_log_ret(-EBADMSG, "registry stored manifest as %s, we sent %s",
+				       q.resp_digest, digest);
 		if (ret_subject_ack)
 			*ret_subject_ack = q.resp_oci_subject != NULL;
 	} else if (r >= 0) {
@@ -248,9 +255,8 @@ int reg_client_put_manifest_ex(struct reg_client *c, const struct reg_ref *ref,
 	return r;
 }
 
-int reg_client_put_manifest(struct reg_client *c, const struct reg_ref *ref,
-			    const char *media_type, const void *body, size_t len,
-			    char ret_digest[CM_DIGEST_STR_SIZE])
+int reg_client_put_manifest(struct reg_client *c, const struct reg_ref *ref, const char *media_type,
+			    const void *body, size_t len, char ret_digest[CM_DIGEST_STR_SIZE])
 {
 	return reg_client_put_manifest_ex(c, ref, media_type, body, len, ret_digest, NULL);
 }
@@ -298,7 +304,8 @@ static int push_layout_doc(struct reg_client *c, int bfd, const struct reg_descr
 		struct reg_index *ix = NULL;
 		r = reg_index_parse((const char *)body.data, body.len, d->media_type, &ix);
 		for (size_t i = 0; r == 0 && i < reg_index_count(ix); i++)
-			r = push_layout_doc(c, bfd, reg_index_entry(ix, i), dest, false, chunk, depth + 1);
+			r = push_layout_doc(c, bfd, reg_index_entry(ix, i), dest, false, chunk,
+					    depth + 1);
 		reg_index_free(ix);
 	} else {
 		struct reg_manifest *m = NULL;
@@ -350,12 +357,13 @@ int reg_client_push_layout(struct reg_client *c, const char *layout_dir, const c
 		r = reg_index_parse((const char *)ib.data, ib.len, REG_MT_OCI_INDEX, &ix);
 	cm_buf_fini(&ib);
 	if (r < 0)
-		return cm_log_ret(r == -ENOENT ? -EPROTO : r, "%s/index.json is missing or malformed",
-				  layout_dir);
+		return cm_log_ret(r == -ENOENT ? -EPROTO : r,
+				  "%s/index.json is missing or malformed", layout_dir);
 	size_t n = reg_index_count(ix);
 	for (size_t i = 0; i < n; i++) {
 		const struct reg_descriptor *d = reg_index_entry(ix, i);
-		const char *name = reg_descriptor_annotation(d, "org.opencontainers.image.ref.name");
+		const char *name =
+		    reg_descriptor_annotation(d, "org.opencontainers.image.ref.name");
 		if (tag ? (name && !strcmp(name, tag)) : n == 1) {
 			pick = d;
 			break;
@@ -364,7 +372,8 @@ int reg_client_push_layout(struct reg_client *c, const char *layout_dir, const c
 	if (!pick) {
 		reg_index_free(ix);
 		if (tag)
-			return cm_log_ret(-ENOENT, "OCI layout %s has no image tagged '%s'", layout_dir, tag);
+			return cm_log_ret(-ENOENT, "OCI layout %s has no image tagged '%s'",
+					  layout_dir, tag);
 		return cm_log_ret(-ENOENT, "OCI layout %s holds %zu images: name one with a tag",
 				  layout_dir, n);
 	}

@@ -98,8 +98,9 @@ static bool domain_valid(const char *s, size_t n)
 		if (!close || close == s + 1)
 			return false;
 		for (const char *p = s + 1; p < close; p++)
-			if (!(is_alnum(*p) && ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') ||
-					       (*p >= 'A' && *p <= 'F'))) &&
+			if (!(is_alnum(*p) &&
+			      ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') ||
+			       (*p >= 'A' && *p <= 'F'))) &&
 			    *p != ':' && *p != '.')
 				return false;
 		hostlen = (size_t)(close - s) + 1;
@@ -283,7 +284,8 @@ int reg_ref_dup(const struct reg_ref *r, struct reg_ref **ret)
 {
 	_cleanup_(reg_ref_freep) struct reg_ref *n = calloc(1, sizeof(*n));
 	if (!n || !(n->domain = strdup(r->domain)) || !(n->path = strdup(r->path)) ||
-	    (r->tag && !(n->tag = strdup(r->tag))) || (r->digest && !(n->digest = strdup(r->digest))))
+	    (r->tag && !(n->tag = strdup(r->tag))) ||
+	    (r->digest && !(n->digest = strdup(r->digest))))
 		return -ENOMEM;
 	*ret = TAKE_PTR(n);
 	return 0;
@@ -307,8 +309,8 @@ int reg_ref_with(const struct reg_ref *r, const char *tag_or_digest, struct reg_
 
 char *reg_ref_format(const struct reg_ref *r)
 {
-	return cm_strdupf("%s/%s%s%s%s%s", r->domain, r->path, r->tag ? ":" : "", r->tag ? r->tag : "",
-			  r->digest ? "@" : "", r->digest ? r->digest : "");
+	return cm_strdupf("%s/%s%s%s%s%s", r->domain, r->path, r->tag ? ":" : "",
+			  r->tag ? r->tag : "", r->digest ? "@" : "", r->digest ? r->digest : "");
 }
 
 const char *reg_ref_api_host(const struct reg_ref *r)
@@ -323,17 +325,19 @@ int reg_ref_check_policy(const struct reg_ref *r, bool allow_floating)
 		return 0;
 	_cleanup_free_ char *s = reg_ref_format(r);
 	if (!r->tag)
-		return cm_log_ret(-EINVAL,
-				  "%s names no tag and no digest, so it would silently mean ':latest', "
-				  "which changes over time; pin it with a version tag (%s:1.2.3) or a "
-				  "digest (%s@sha256:...), or pass --allow-floating",
-				  s ? s : r->path, s ? s : r->path, s ? s : r->path);
+		return cm_log_ret(
+		    -EINVAL,
+		    "%s names no tag and no digest, so it would silently mean ':latest', "
+		    "which changes over time; pin it with a version tag (%s:1.2.3) or a "
+		    "digest (%s@sha256:...), or pass --allow-floating",
+		    s ? s : r->path, s ? s : r->path, s ? s : r->path);
 	for (size_t i = 0; i < ARRAY_SIZE(floating); i++)
 		if (!strcmp(r->tag, floating[i]))
-			return cm_log_ret(-EINVAL,
-					  "tag '%s' of %s is floating (it is moved to new images), so "
-					  "runs would not be reproducible; pin a version tag or a digest "
-					  "(%s/%s@sha256:...), or pass --allow-floating",
-					  r->tag, s ? s : r->path, r->domain, r->path);
+			return cm_log_ret(
+			    -EINVAL,
+			    "tag '%s' of %s is floating (it is moved to new images), so "
+			    "runs would not be reproducible; pin a version tag or a digest "
+			    "(%s/%s@sha256:...), or pass --allow-floating",
+			    r->tag, s ? s : r->path, r->domain, r->path);
 	return 0;
 }

@@ -17,18 +17,21 @@
 #include "internal.h"
 
 /* Build an index holding the entries of `src` (may be NULL) with artifact_type (NULL: all). */
-static int filter_index(const struct reg_index *src, const char *artifact_type, struct reg_index **ret)
+static int filter_index(const struct reg_index *src, const char *artifact_type,
+			struct reg_index **ret)
 {
 	int r;
 	/* start from an empty index, add matching entries one by one */
-	static const char empty[] = "{\"schemaVersion\":2,\"mediaType\":\"" REG_MT_OCI_INDEX "\",\"manifests\":[]}";
+	static const char empty[] =
+	    "{\"schemaVersion\":2,\"mediaType\":\"" REG_MT_OCI_INDEX "\",\"manifests\":[]}";
 	char *cur = strdup(empty);
 	size_t cur_len = sizeof(empty) - 1;
 	if (!cur)
 		return -ENOMEM;
 	for (size_t i = 0; src && i < reg_index_count(src); i++) {
 		const struct reg_descriptor *d = reg_index_entry(src, i);
-		if (artifact_type && (!d->artifact_type || strcmp(d->artifact_type, artifact_type) != 0))
+		if (artifact_type &&
+		    (!d->artifact_type || strcmp(d->artifact_type, artifact_type) != 0))
 			continue;
 		char *next;
 		size_t nl;
@@ -46,7 +49,8 @@ static int filter_index(const struct reg_index *src, const char *artifact_type, 
 
 /* GET the tag-schema index. 0 with *ret (NULL when the tag does not exist), -errno. */
 static int get_tag_index(struct reg_client *c, const struct reg_ref *repo, const char *subject,
-			 struct cm_buf *body, struct reg_index **ret, char digest[CM_DIGEST_STR_SIZE])
+			 struct cm_buf *body, struct reg_index **ret,
+			 char digest[CM_DIGEST_STR_SIZE])
 {
 	char tag[CM_DIGEST_STR_SIZE];
 	struct reg_ref *tref = NULL;
@@ -67,8 +71,8 @@ static int get_tag_index(struct reg_client *c, const struct reg_ref *repo, const
 		return r;
 	r = reg_index_parse((const char *)body->data, body->len, mt, ret);
 	if (r < 0)
-		return cm_log_ret(-EPROTO, "referrers tag %s of %s does not hold an image index", tag,
-				  repo->path);
+		return cm_log_ret(-EPROTO, "referrers tag %s of %s does not hold an image index",
+				  tag, repo->path);
 	return 0;
 }
 
@@ -92,7 +96,8 @@ int reg_client_referrers(struct reg_client *c, const struct reg_ref *repo,
 	q.out = &body;
 	if (artifact_type) {
 		_cleanup_free_ char *at = reg_escape(artifact_type);
-		q.path = at ? cm_strdupf("/v2/%s/referrers/%s?artifactType=%s", repo->path, subject_digest, at)
+		q.path = at ? cm_strdupf("/v2/%s/referrers/%s?artifactType=%s", repo->path,
+					 subject_digest, at)
 			    : NULL;
 	} else {
 		q.path = reg_api_path(repo, "referrers", subject_digest);
@@ -101,7 +106,8 @@ int reg_client_referrers(struct reg_client *c, const struct reg_ref *repo,
 	if (r == 200) {
 		r = reg_index_parse((const char *)body.data, body.len, REG_MT_OCI_INDEX, &ix);
 		if (r < 0)
-			r = cm_log_ret(-EPROTO, "referrers API of %s answered a malformed index", repo->domain);
+			r = cm_log_ret(-EPROTO, "referrers API of %s answered a malformed index",
+				       repo->domain);
 		if (ret_via_api)
 			*ret_via_api = true;
 	} else if (r == 404) {
@@ -151,7 +157,8 @@ int reg_client_push_referrer(struct reg_client *c, const struct reg_ref *repo, c
 	cm_digest_format(h, digest);
 	r = reg_ref_with(repo, digest, &byd);
 	if (r == 0)
-		r = reg_client_put_manifest_ex(c, byd, REG_MT_OCI_MANIFEST, body, len, NULL, &acked);
+		r = reg_client_put_manifest_ex(c, byd, REG_MT_OCI_MANIFEST, body, len, NULL,
+					       &acked);
 	reg_ref_free(byd);
 	if (r < 0 || acked)
 		goto out;
@@ -188,8 +195,8 @@ int reg_client_push_referrer(struct reg_client *c, const struct reg_ref *repo, c
 		char *next = NULL;
 		size_t nl = 0;
 		if (r == 0)
-			r = reg_referrers_index_update(old ? (const char *)cur.data : NULL, old ? cur.len : 0,
-						       &add, &next, &nl);
+			r = reg_referrers_index_update(old ? (const char *)cur.data : NULL,
+						       old ? cur.len : 0, &add, &next, &nl);
 		cm_buf_fini(&cur);
 		if (r == 0)
 			r = reg_client_put_manifest(c, tref, REG_MT_OCI_INDEX, next, nl, NULL);

@@ -32,7 +32,8 @@ int reg_content_range_parse(const char *s, size_t len, uint64_t *ret_first, uint
 	uint64_t a, b, t = UINT64_MAX;
 	while (p < end && (*p == ' ' || *p == '\t'))
 		p++;
-	if ((size_t)(end - p) < 6 || strncasecmp(p, "bytes", 5) != 0 || (p[5] != ' ' && p[5] != '='))
+	if ((size_t)(end - p) < 6 || strncasecmp(p, "bytes", 5) != 0 ||
+	    (p[5] != ' ' && p[5] != '='))
 		return -EPROTO;
 	p += 6;
 	while (p < end && *p == ' ')
@@ -70,7 +71,8 @@ int reg_multipart_boundary(const char *ct, char out[71])
 		if (!p[n])
 			return -EPROTO;
 	} else {
-		while (p[n] && p[n] != ';' && p[n] != ' ' && p[n] != '\t' && p[n] != '\r' && p[n] != '\n')
+		while (p[n] && p[n] != ';' && p[n] != ' ' && p[n] != '\t' && p[n] != '\r' &&
+		       p[n] != '\n')
 			n++;
 	}
 	if (n == 0 || n > 70)
@@ -137,8 +139,8 @@ int reg_multipart_parse(const char *boundary, const uint8_t *body, size_t len,
 				break;
 			size_t ll = (size_t)(eol - line);
 			if (ll > 14 && !strncasecmp((const char *)line, "content-range:", 14)) {
-				if (reg_content_range_parse((const char *)line + 14, ll - 14, &first, &last,
-							    &total) < 0)
+				if (reg_content_range_parse((const char *)line + 14, ll - 14,
+							    &first, &last, &total) < 0)
 					return -EPROTO;
 				have_cr = true;
 			}
@@ -170,8 +172,8 @@ int reg_range_header(const struct reg_range *ranges, size_t n, char *out, size_t
 	for (size_t i = 0; i < n; i++) {
 		if (ranges[i].len == 0 || ranges[i].off + ranges[i].len < ranges[i].off)
 			return -EINVAL;
-		int m = snprintf(out + used, outlen - used, "%s%llu-%llu", i ? "," : "bytes=",
-				 (unsigned long long)ranges[i].off,
+		int m = snprintf(out + used, outlen - used, "%s%llu-%llu",
+				 i ? "," : "bytes=", (unsigned long long)ranges[i].off,
 				 (unsigned long long)(ranges[i].off + ranges[i].len - 1));
 		if (m < 0 || (size_t)m >= outlen - used)
 			return -ENOBUFS;

@@ -11,8 +11,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const char *types[] = {NULL, REG_MT_OCI_MANIFEST, REG_MT_OCI_INDEX, REG_MT_DOCKER_MANIFEST,
-				      REG_MT_DOCKER_LIST, REG_MT_SCHEMA1, "application/json"};
+	static const char *types[] = {NULL,
+				      REG_MT_OCI_MANIFEST,
+				      REG_MT_OCI_INDEX,
+				      REG_MT_DOCKER_MANIFEST,
+				      REG_MT_DOCKER_LIST,
+				      REG_MT_SCHEMA1,
+				      "application/json"};
 	if (size < 1)
 		return 0;
 	const char *mt = types[data[0] % (sizeof(types) / sizeof(types[0]))];

@@ -21,5 +21,4 @@ struct reg_options;
  * a "docker://" prefix. Returns 0, -EINVAL (malformed reference, logged with the reason),
  * -ENOTSUP (digest algorithm), -ENOMEM. Free with idx_source_free().
  */
-int idx_source_registry_open(const char *ref, const struct reg_options *o,
-			     struct idx_source **ret);
+int idx_source_registry_open(const char *ref, const struct reg_options *o, struct idx_source **ret);

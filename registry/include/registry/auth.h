@@ -14,12 +14,12 @@
 /* ---- WWW-Authenticate (RFC 7235 challenges) ---- */
 
 struct reg_auth_param {
-	char *name; /* lower-cased */
+	char *name;  /* lower-cased */
 	char *value; /* unquoted, escapes resolved */
 };
 
 struct reg_challenge {
-	char *scheme; /* lower-cased: "bearer", "basic" */
+	char *scheme;  /* lower-cased: "bearer", "basic" */
 	char *token68; /* the token68 form, or NULL */
 	struct reg_auth_param *params;
 	size_t n_params;
@@ -33,7 +33,7 @@ struct reg_challenges {
 };
 
 /* Cap on one header value we are willing to parse (and on the number of challenges). */
-#define REG_CHALLENGE_MAX 8192
+#define REG_CHALLENGE_MAX  8192
 #define REG_CHALLENGES_MAX 16
 
 void reg_challenges_init(struct reg_challenges *c);
@@ -55,7 +55,7 @@ const char *reg_challenge_param(const struct reg_challenge *ch, const char *name
 /* ---- credentials ---- */
 
 struct reg_creds {
-	char *username;	      /* NULL for an identity token alone */
+	char *username; /* NULL for an identity token alone */
 	char *password;
 	char *identity_token; /* OAuth2 refresh token (docker "identitytoken") or NULL */
 	char *source;	      /* where they came from, for messages: a path or "helper NAME" */

@@ -48,16 +48,17 @@ struct reg_options {
 	const char *authfile; /* use only this auth file, or NULL for the standard chain */
 	const char *platform; /* "os/arch[/variant]"; NULL: linux/amd64 */
 	const char *const *insecure_registries; /* NULL-terminated host[:port] list, or NULL */
-	bool tls_no_verify;   /* skip certificate checks for every registry */
-	bool allow_floating;  /* for callers applying reg_ref_check_policy */
-	unsigned max_retries; /* 0: 5 */
-	unsigned retry_base_ms; /* first backoff step; 0: 250 ms (doubling, +-50% jitter, cap 8 s) */
-	unsigned timeout_s;   /* per-operation deadline; 0: 600 s */
+	bool tls_no_verify;			/* skip certificate checks for every registry */
+	bool allow_floating;			/* for callers applying reg_ref_check_policy */
+	unsigned max_retries;			/* 0: 5 */
+	unsigned
+	    retry_base_ms;  /* first backoff step; 0: 250 ms (doubling, +-50% jitter, cap 8 s) */
+	unsigned timeout_s; /* per-operation deadline; 0: 600 s */
 	unsigned connect_timeout_s; /* 0: 15 s */
 	unsigned low_speed_time_s;  /* no byte moved for this long = stalled (time a stream
 				     * consumer holds the download back does not count); 0: 30 */
-	unsigned parallel;    /* concurrent blob downloads of reg_client_pull_blobs; 0: 4 */
-	const char *user_agent; /* NULL: "isorun/<version>" */
+	unsigned parallel;	    /* concurrent blob downloads of reg_client_pull_blobs; 0: 4 */
+	const char *user_agent;	    /* NULL: "isorun/<version>" */
 };
 
 struct reg_client;
@@ -125,8 +126,8 @@ struct reg_range {
  * verifies its own (chunk) digests. -EPROTO (answer does not cover a range), -EINVAL,
  * and the transport errors.
  */
-int reg_client_get_blob_ranges(struct reg_client *c, const struct reg_ref *repo,
-			       const char *digest, struct reg_range *ranges, size_t n);
+int reg_client_get_blob_ranges(struct reg_client *c, const struct reg_ref *repo, const char *digest,
+			       struct reg_range *ranges, size_t n);
 
 /*
  * A blob as a forward-only stream: a download thread fills a bounded ring buffer (4 MiB)
@@ -176,9 +177,8 @@ int reg_client_push_blob(struct reg_client *c, const struct reg_ref *repo, const
  * reference must match the body). ret_digest (may be NULL) gets the body's digest, checked
  * against the registry's Docker-Content-Digest. -EPROTO (media type missing), -EBADMSG.
  */
-int reg_client_put_manifest(struct reg_client *c, const struct reg_ref *ref,
-			    const char *media_type, const void *body, size_t len,
-			    char ret_digest[CM_DIGEST_STR_SIZE]);
+int reg_client_put_manifest(struct reg_client *c, const struct reg_ref *ref, const char *media_type,
+			    const void *body, size_t len, char ret_digest[CM_DIGEST_STR_SIZE]);
 
 /*
  * Push the image of an OCI layout directory: the manifest of index.json whose

@@ -73,8 +73,8 @@ struct reg_descriptor {
 	char *media_type;
 	char digest[CM_DIGEST_STR_SIZE]; /* "sha256:<64 hex>", validated */
 	uint64_t size;
-	char *artifact_type;		 /* NULL if absent */
-	struct reg_platform *platform;	 /* NULL if absent (index entries only) */
+	char *artifact_type;	       /* NULL if absent */
+	struct reg_platform *platform; /* NULL if absent (index entries only) */
 	struct reg_annotation *annotations;
 	size_t n_annotations;
 };

@@ -21,9 +21,9 @@
 
 #include <stdbool.h>
 
-#define REG_NAME_MAX 255
-#define REG_TAG_MAX  128
-#define REG_DOCKER_HUB "docker.io"
+#define REG_NAME_MAX	   255
+#define REG_TAG_MAX	   128
+#define REG_DOCKER_HUB	   "docker.io"
 #define REG_DOCKER_HUB_API "registry-1.docker.io"
 
 /* A parsed, normalised reference. A plain record: read the fields, do not modify them;

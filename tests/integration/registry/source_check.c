@@ -55,7 +55,8 @@ int main(int argc, char **argv)
 	struct cm_buf cfg;
 	cm_buf_init(&cfg, 1 << 20);
 	if (r == 0)
-		r = src->ops->get_blob(src, reg_manifest_config(m)->digest, reg_manifest_config(m)->size, &cfg);
+		r = src->ops->get_blob(src, reg_manifest_config(m)->digest,
+				       reg_manifest_config(m)->size, &cfg);
 	uint64_t total = 0;
 	static uint8_t buf[100000];
 	for (size_t i = 0; r == 0 && i < reg_manifest_layer_count(m); i++) {
@@ -83,7 +84,8 @@ int main(int argc, char **argv)
 			r = -EBADMSG;
 	}
 	if (r == 0)
-		printf("ok %zu %llu %s\n", reg_manifest_layer_count(m), (unsigned long long)total, digest);
+		printf("ok %zu %llu %s\n", reg_manifest_layer_count(m), (unsigned long long)total,
+		       digest);
 	else
 		fprintf(stderr, "source-check: %s\n", strerror(-r));
 	reg_manifest_free(m);

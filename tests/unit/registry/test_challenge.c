@@ -40,8 +40,9 @@ static void test_several(void **state)
 	reg_challenges_init(&c);
 	/* two challenges in one header, token values, spaces around '=', escapes, and a
 	 * second header line appended */
-	parse_ok(&c, "Basic realm=\"simple\", Bearer realm = \"https://a/t\" , error=invalid_token, "
-		     "error_description=\"say \\\"hi\\\" \\\\ there, ok\"");
+	parse_ok(&c,
+		 "Basic realm=\"simple\", Bearer realm = \"https://a/t\" , error=invalid_token, "
+		 "error_description=\"say \\\"hi\\\" \\\\ there, ok\"");
 	parse_ok(&c, "Negotiate abc123==, NewAuth");
 	assert_int_equal(c.n, 4);
 	assert_string_equal(c.v[0].scheme, "basic");
@@ -49,7 +50,8 @@ static void test_several(void **state)
 	assert_string_equal(c.v[1].scheme, "bearer");
 	assert_string_equal(reg_challenge_param(&c.v[1], "realm"), "https://a/t");
 	assert_string_equal(reg_challenge_param(&c.v[1], "error"), "invalid_token");
-	assert_string_equal(reg_challenge_param(&c.v[1], "error_description"), "say \"hi\" \\ there, ok");
+	assert_string_equal(reg_challenge_param(&c.v[1], "error_description"),
+			    "say \"hi\" \\ there, ok");
 	assert_string_equal(c.v[2].scheme, "negotiate");
 	assert_string_equal(c.v[2].token68, "abc123==");
 	assert_string_equal(c.v[3].scheme, "newauth");
@@ -72,13 +74,13 @@ static void test_commas_and_empty(void **state)
 static void test_malformed(void **state)
 {
 	static const char *bad[] = {
-		"Bearer realm=\"unterminated",
-		"Bearer realm=",
-		"Bearer realm=\"a\" service=\"b\"", /* missing comma */
-		"=realm",
-		"Bearer realm=\"ctl\x01\"",
-		"Bea rer\"",
-		"Bearer @@@",
+	    "Bearer realm=\"unterminated",
+	    "Bearer realm=",
+	    "Bearer realm=\"a\" service=\"b\"", /* missing comma */
+	    "=realm",
+	    "Bearer realm=\"ctl\x01\"",
+	    "Bea rer\"",
+	    "Bearer @@@",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct reg_challenges c;
@@ -107,9 +109,11 @@ static void test_caps(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_registry_bearer), cmocka_unit_test(test_several),
-		cmocka_unit_test(test_commas_and_empty), cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_caps),
+	    cmocka_unit_test(test_registry_bearer),
+	    cmocka_unit_test(test_several),
+	    cmocka_unit_test(test_commas_and_empty),
+	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_caps),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

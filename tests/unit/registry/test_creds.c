@@ -60,11 +60,12 @@ static int teardown(void **state)
 /* base64("alice:s3cr:et") = YWxpY2U6czNjcjpldA== */
 static void test_auths_auth(void **state)
 {
-	write_file("a.json",
-		   "{\"auths\": {\"https://index.docker.io/v1/\": {\"auth\": \"YWxpY2U6czNjcjpldA==\"},"
-		   " \"ghcr.io\": {\"auth\": \"Ym9iOnB3\"},"
-		   " \"ghcr.io/org/special\": {\"auth\": \"Y2Fyb2w6cHcy\"}}}",
-		   0600);
+	write_file(
+	    "a.json",
+	    "{\"auths\": {\"https://index.docker.io/v1/\": {\"auth\": \"YWxpY2U6czNjcjpldA==\"},"
+	    " \"ghcr.io\": {\"auth\": \"Ym9iOnB3\"},"
+	    " \"ghcr.io/org/special\": {\"auth\": \"Y2Fyb2w6cHcy\"}}}",
+	    0600);
 	struct reg_creds c;
 	assert_int_equal(reg_creds_lookup(NULL, path("a.json"), "docker.io", "library/x", &c), 1);
 	assert_string_equal(c.username, "alice");
@@ -74,7 +75,8 @@ static void test_auths_auth(void **state)
 	assert_string_equal(c.username, "bob");
 	reg_creds_fini(&c);
 	/* podman's repository-scoped keys: the longest match wins */
-	assert_int_equal(reg_creds_lookup(NULL, path("a.json"), "ghcr.io", "org/special/sub", &c), 1);
+	assert_int_equal(reg_creds_lookup(NULL, path("a.json"), "ghcr.io", "org/special/sub", &c),
+			 1);
 	assert_string_equal(c.username, "carol");
 	assert_string_equal(c.password, "pw2");
 	reg_creds_fini(&c);
@@ -84,13 +86,16 @@ static void test_auths_auth(void **state)
 
 static void test_identity_token_and_explicit(void **state)
 {
-	write_file("i.json", "{\"auths\": {\"reg.example:5000\": {\"identitytoken\": \"refresh-xyz\"}}}", 0600);
+	write_file("i.json",
+		   "{\"auths\": {\"reg.example:5000\": {\"identitytoken\": \"refresh-xyz\"}}}",
+		   0600);
 	struct reg_creds c;
 	assert_int_equal(reg_creds_lookup(NULL, path("i.json"), "reg.example:5000", NULL, &c), 1);
 	assert_null(c.username);
 	assert_string_equal(c.identity_token, "refresh-xyz");
 	reg_creds_fini(&c);
-	assert_int_equal(reg_creds_lookup("u:p:q", path("i.json"), "reg.example:5000", NULL, &c), 1);
+	assert_int_equal(reg_creds_lookup("u:p:q", path("i.json"), "reg.example:5000", NULL, &c),
+			 1);
 	assert_string_equal(c.username, "u");
 	assert_string_equal(c.password, "p:q");
 	assert_string_equal(c.source, "--creds");
@@ -103,7 +108,8 @@ static void test_malformed(void **state)
 	struct reg_creds c;
 	write_file("m1.json", "{\"auths\": {\"h\": {\"auth\": \"!!notbase64\"}}}", 0600);
 	assert_int_equal(reg_creds_lookup(NULL, path("m1.json"), "h", NULL, &c), -EPROTO);
-	write_file("m2.json", "{\"auths\": {\"h\": {\"auth\": \"bm9jb2xvbg==\"}}}", 0600); /* "nocolon" */
+	write_file("m2.json", "{\"auths\": {\"h\": {\"auth\": \"bm9jb2xvbg==\"}}}",
+		   0600); /* "nocolon" */
 	assert_int_equal(reg_creds_lookup(NULL, path("m2.json"), "h", NULL, &c), -EPROTO);
 	write_file("m3.json", "[1,2]", 0600);
 	assert_int_equal(reg_creds_lookup(NULL, path("m3.json"), "h", NULL, &c), -EPROTO);
@@ -129,7 +135,8 @@ static void test_search_order(void **state)
 	reg_creds_fini(&c);
 	mkdir(path("xdg"), 0700);
 	mkdir(path("xdg/containers"), 0700);
-	write_file("xdg/containers/auth.json", "{\"auths\": {\"h\": {\"auth\": \"eGRnOnA=\"}}}", 0600);
+	write_file("xdg/containers/auth.json", "{\"auths\": {\"h\": {\"auth\": \"eGRnOnA=\"}}}",
+		   0600);
 	setenv("XDG_RUNTIME_DIR", path("xdg"), 1);
 	assert_int_equal(reg_creds_lookup(NULL, NULL, "h", NULL, &c), 1);
 	assert_string_equal(c.username, "xdg");
@@ -157,7 +164,8 @@ static void test_helpers(void **state)
 		 "read -r host\n"
 		 "echo \"$host\" >>%s/helper.log\n"
 		 "case \"$host\" in\n"
-		 "  reg.example) echo '{\"ServerURL\":\"reg.example\",\"Username\":\"hu\",\"Secret\":\"hs\"}' ;;\n"
+		 "  reg.example) echo "
+		 "'{\"ServerURL\":\"reg.example\",\"Username\":\"hu\",\"Secret\":\"hs\"}' ;;\n"
 		 "  tok.example) echo '{\"Username\":\"<token>\",\"Secret\":\"idt\"}' ;;\n"
 		 "  broken.example) echo 'not json' ;;\n"
 		 "  *) echo 'credentials not found in native keychain'; exit 1 ;;\n"
@@ -170,7 +178,8 @@ static void test_helpers(void **state)
 
 	write_file("h.json",
 		   "{\"credHelpers\": {\"reg.example\": \"fake\", \"tok.example\": \"fake\","
-		   " \"bad.example\": \"../../bin/sh\"}, \"auths\": {\"reg.example\": {\"auth\": \"eDp5\"}}}",
+		   " \"bad.example\": \"../../bin/sh\"}, \"auths\": {\"reg.example\": {\"auth\": "
+		   "\"eDp5\"}}}",
 		   0600);
 	struct reg_creds c;
 	/* credHelpers wins over auths */
@@ -189,7 +198,8 @@ static void test_helpers(void **state)
 	assert_string_equal(c.username, "hu");
 	reg_creds_fini(&c);
 	assert_int_equal(reg_creds_lookup(NULL, path("s.json"), "unknown.example", NULL, &c), 0);
-	assert_int_equal(reg_creds_lookup(NULL, path("s.json"), "broken.example", NULL, &c), -EPROTO);
+	assert_int_equal(reg_creds_lookup(NULL, path("s.json"), "broken.example", NULL, &c),
+			 -EPROTO);
 	write_file("n.json", "{\"credsStore\": \"nonexistent-helper\"}", 0600);
 	assert_true(reg_creds_lookup(NULL, path("n.json"), "reg.example", NULL, &c) < 0);
 }
@@ -199,7 +209,8 @@ static void test_login_logout(void **state)
 	char *f = path("cfg/config.json");
 	/* an existing file keeps its other fields and entries */
 	mkdir(path("cfg"), 0700);
-	write_file("cfg/config.json", "{\"auths\": {\"other\": {\"auth\": \"bzpw\"}}, \"psFormat\": \"x\"}", 0644);
+	write_file("cfg/config.json",
+		   "{\"auths\": {\"other\": {\"auth\": \"bzpw\"}}, \"psFormat\": \"x\"}", 0644);
 	assert_int_equal(reg_login_store(f, "reg.example:5000", "user", "p@ss:word"), 0);
 	struct stat st;
 	assert_int_equal(stat(f, &st), 0);
@@ -247,9 +258,9 @@ static void test_login_logout(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_auths_auth), cmocka_unit_test(test_identity_token_and_explicit),
-		cmocka_unit_test(test_malformed),  cmocka_unit_test(test_search_order),
-		cmocka_unit_test(test_helpers),	   cmocka_unit_test(test_login_logout),
+	    cmocka_unit_test(test_auths_auth), cmocka_unit_test(test_identity_token_and_explicit),
+	    cmocka_unit_test(test_malformed),  cmocka_unit_test(test_search_order),
+	    cmocka_unit_test(test_helpers),    cmocka_unit_test(test_login_logout),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -18,13 +18,17 @@
 #define DD "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"
 
 static const char oci_manifest[] =
-	"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
-	"\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"" DA "\",\"size\":7023},"
-	"\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"" DB "\",\"size\":32654},"
-	"{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+zstd\",\"digest\":\"" DC "\",\"size\":16724,"
-	"\"annotations\":{\"k\":\"v\"}}],"
-	"\"subject\":{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DD "\",\"size\":1},"
-	"\"annotations\":{\"org.opencontainers.image.created\":\"2024-01-01T00:00:00Z\"}}";
+    "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+    "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"" DA
+    "\",\"size\":7023},"
+    "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"" DB
+    "\",\"size\":32654},"
+    "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+zstd\",\"digest\":\"" DC
+    "\",\"size\":16724,"
+    "\"annotations\":{\"k\":\"v\"}}],"
+    "\"subject\":{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DD
+    "\",\"size\":1},"
+    "\"annotations\":{\"org.opencontainers.image.created\":\"2024-01-01T00:00:00Z\"}}";
 
 static void test_manifest_oci(void **state)
 {
@@ -34,17 +38,22 @@ static void test_manifest_oci(void **state)
 	assert_string_equal(reg_manifest_config(m)->digest, DA);
 	assert_int_equal(reg_manifest_config(m)->size, 7023);
 	assert_int_equal(reg_manifest_layer_count(m), 2);
-	assert_string_equal(reg_manifest_layer(m, 1)->media_type, "application/vnd.oci.image.layer.v1.tar+zstd");
+	assert_string_equal(reg_manifest_layer(m, 1)->media_type,
+			    "application/vnd.oci.image.layer.v1.tar+zstd");
 	assert_string_equal(reg_descriptor_annotation(reg_manifest_layer(m, 1), "k"), "v");
 	assert_null(reg_manifest_layer(m, 2));
 	assert_string_equal(reg_manifest_subject(m)->digest, DD);
 	assert_null(reg_manifest_artifact_type(m));
-	assert_string_equal(reg_manifest_annotation(m, "org.opencontainers.image.created"), "2024-01-01T00:00:00Z");
+	assert_string_equal(reg_manifest_annotation(m, "org.opencontainers.image.created"),
+			    "2024-01-01T00:00:00Z");
 	reg_manifest_free(m);
 	/* served with the same media type: fine; with a different one: refused */
-	assert_int_equal(reg_manifest_parse(oci_manifest, strlen(oci_manifest), REG_MT_OCI_MANIFEST, &m), 0);
+	assert_int_equal(
+	    reg_manifest_parse(oci_manifest, strlen(oci_manifest), REG_MT_OCI_MANIFEST, &m), 0);
 	reg_manifest_free(m);
-	assert_int_equal(reg_manifest_parse(oci_manifest, strlen(oci_manifest), REG_MT_DOCKER_MANIFEST, &m), -EPROTO);
+	assert_int_equal(
+	    reg_manifest_parse(oci_manifest, strlen(oci_manifest), REG_MT_DOCKER_MANIFEST, &m),
+	    -EPROTO);
 	/* not NUL-terminated input: parse exactly len bytes */
 	char *copy = malloc(sizeof(oci_manifest) - 1);
 	memcpy(copy, oci_manifest, sizeof(oci_manifest) - 1);
@@ -56,17 +65,22 @@ static void test_manifest_oci(void **state)
 static void test_manifest_docker_and_artifact(void **state)
 {
 	const char docker[] =
-		"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker.distribution.manifest.v2+json\","
-		"\"config\":{\"mediaType\":\"application/vnd.docker.container.image.v1+json\",\"digest\":\"" DA "\",\"size\":1},"
-		"\"layers\":[{\"mediaType\":\"application/vnd.docker.image.rootfs.diff.tar.gzip\",\"digest\":\"" DB "\",\"size\":2}]}";
+	    "{\"schemaVersion\":2,\"mediaType\":\"application/"
+	    "vnd.docker.distribution.manifest.v2+json\","
+	    "\"config\":{\"mediaType\":\"application/"
+	    "vnd.docker.container.image.v1+json\",\"digest\":\"" DA "\",\"size\":1},"
+	    "\"layers\":[{\"mediaType\":\"application/"
+	    "vnd.docker.image.rootfs.diff.tar.gzip\",\"digest\":\"" DB "\",\"size\":2}]}";
 	struct reg_manifest *m = NULL;
 	assert_int_equal(reg_manifest_parse(docker, strlen(docker), REG_MT_DOCKER_MANIFEST, &m), 0);
 	assert_string_equal(reg_manifest_media_type(m), REG_MT_DOCKER_MANIFEST);
 	reg_manifest_free(m);
 	/* OCI 1.1 artifact: artifactType, or config.mediaType when absent */
-	const char art[] = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
-			   "\"config\":{\"mediaType\":\"application/vnd.example.sig\",\"digest\":\"" DA "\",\"size\":2},"
-			   "\"layers\":[]}";
+	const char art[] =
+	    "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+	    "\"config\":{\"mediaType\":\"application/vnd.example.sig\",\"digest\":\"" DA
+	    "\",\"size\":2},"
+	    "\"layers\":[]}";
 	assert_int_equal(reg_manifest_parse(art, strlen(art), NULL, &m), 0);
 	assert_string_equal(reg_manifest_artifact_type(m), "application/vnd.example.sig");
 	assert_int_equal(reg_manifest_layer_count(m), 0);
@@ -89,20 +103,27 @@ static void test_schema1(void **state)
 static void test_malformed(void **state)
 {
 	static const char *bad[] = {
-		"",
-		"null",
-		"[]",
-		"{\"schemaVersion\":2}",
-		"{\"schemaVersion\":3,\"config\":{},\"layers\":[]}",
-		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"" DA "\",\"size\":-1},\"layers\":[]}",
-		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"" DA "\",\"size\":\"1\"},\"layers\":[]}",
-		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"sha256:abc\",\"size\":1},\"layers\":[]}",
-		"{\"schemaVersion\":2,\"config\":{\"digest\":\"" DA "\",\"size\":1},\"layers\":[]}",
-		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"" DA "\",\"size\":1},\"layers\":{}}",
-		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"" DA "\",\"size\":1},\"layers\":[],"
-		"\"annotations\":{\"k\":1}}",
-		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"" DA "\",\"size\":1},\"layers\":[]} trailing",
-		"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[]}",
+	    "",
+	    "null",
+	    "[]",
+	    "{\"schemaVersion\":2}",
+	    "{\"schemaVersion\":3,\"config\":{},\"layers\":[]}",
+	    "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"" DA
+	    "\",\"size\":-1},\"layers\":[]}",
+	    "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"" DA
+	    "\",\"size\":\"1\"},\"layers\":[]}",
+	    "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"sha256:abc\","
+	    "\"size\":1},\"layers\":[]}",
+	    "{\"schemaVersion\":2,\"config\":{\"digest\":\"" DA "\",\"size\":1},\"layers\":[]}",
+	    "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"" DA
+	    "\",\"size\":1},\"layers\":{}}",
+	    "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"" DA
+	    "\",\"size\":1},\"layers\":[],"
+	    "\"annotations\":{\"k\":1}}",
+	    "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"" DA
+	    "\",\"size\":1},\"layers\":[]} trailing",
+	    "{\"schemaVersion\":2,\"mediaType\":\"application/"
+	    "vnd.oci.image.index.v1+json\",\"manifests\":[]}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct reg_manifest *m = NULL;
@@ -110,9 +131,10 @@ static void test_malformed(void **state)
 		if (e != -EPROTO)
 			fail_msg("case %zu should be -EPROTO, got %d", i, e);
 	}
-	const char s512[] = "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"sha512:"
-			    "00000000000000000000000000000000000000000000000000000000000000000000000000000000"
-			    "000000000000000000000000000000000000000000000000\",\"size\":1},\"layers\":[]}";
+	const char s512[] =
+	    "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"sha512:"
+	    "00000000000000000000000000000000000000000000000000000000000000000000000000000000"
+	    "000000000000000000000000000000000000000000000000\",\"size\":1},\"layers\":[]}";
 	struct reg_manifest *m = NULL;
 	assert_int_equal(reg_manifest_parse(s512, strlen(s512), NULL, &m), -ENOTSUP);
 	/* deep nesting is refused by the tokenizer, not by the stack */
@@ -126,21 +148,27 @@ static void test_malformed(void **state)
 }
 
 static const char index_doc[] =
-	"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":["
-	"{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DA "\",\"size\":1,"
-	"\"platform\":{\"architecture\":\"arm\",\"os\":\"linux\",\"variant\":\"v6\"}},"
-	"{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DB "\",\"size\":1,"
-	"\"platform\":{\"architecture\":\"arm\",\"os\":\"linux\",\"variant\":\"v7\"}},"
-	"{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DC "\",\"size\":1,"
-	"\"platform\":{\"architecture\":\"arm64\",\"os\":\"linux\"}},"
-	"{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DD "\",\"size\":1,"
-	"\"platform\":{\"architecture\":\"unknown\",\"os\":\"unknown\"},"
-	"\"annotations\":{\"vnd.docker.reference.type\":\"attestation-manifest\"}},"
-	"{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DD "\",\"size\":1,"
-	"\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"},"
-	"\"annotations\":{\"vnd.docker.reference.type\":\"attestation-manifest\"}},"
-	"{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DA "\",\"size\":5,"
-	"\"platform\":{\"architecture\":\"amd64\",\"os\":\"windows\",\"os.version\":\"10.0.17763\"}}]}";
+    "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":["
+    "{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DA
+    "\",\"size\":1,"
+    "\"platform\":{\"architecture\":\"arm\",\"os\":\"linux\",\"variant\":\"v6\"}},"
+    "{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DB
+    "\",\"size\":1,"
+    "\"platform\":{\"architecture\":\"arm\",\"os\":\"linux\",\"variant\":\"v7\"}},"
+    "{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DC
+    "\",\"size\":1,"
+    "\"platform\":{\"architecture\":\"arm64\",\"os\":\"linux\"}},"
+    "{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DD
+    "\",\"size\":1,"
+    "\"platform\":{\"architecture\":\"unknown\",\"os\":\"unknown\"},"
+    "\"annotations\":{\"vnd.docker.reference.type\":\"attestation-manifest\"}},"
+    "{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DD
+    "\",\"size\":1,"
+    "\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"},"
+    "\"annotations\":{\"vnd.docker.reference.type\":\"attestation-manifest\"}},"
+    "{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DA
+    "\",\"size\":5,"
+    "\"platform\":{\"architecture\":\"amd64\",\"os\":\"windows\",\"os.version\":\"10.0.17763\"}}]}";
 
 static const char *pick(const struct reg_index *ix, const char *plat)
 {
@@ -160,14 +188,15 @@ static void test_index_platforms(void **state)
 	assert_string_equal(reg_index_entry(ix, 5)->platform->os_version, "10.0.17763");
 	assert_string_equal(pick(ix, "linux/arm/v7"), DB);
 	assert_string_equal(pick(ix, "linux/arm/v6"), DA);
-	assert_string_equal(pick(ix, "linux/arm"), DB);	    /* highest variant */
+	assert_string_equal(pick(ix, "linux/arm"), DB); /* highest variant */
 	assert_string_equal(pick(ix, "linux/arm64"), DC);
 	assert_string_equal(pick(ix, "linux/arm64/v8"), DC); /* absent variant means v8 */
-	assert_null(pick(ix, "linux/amd64"));		    /* only an attestation: never */
+	assert_null(pick(ix, "linux/amd64"));		     /* only an attestation: never */
 	assert_string_equal(pick(ix, "windows/amd64"), DA);
 	assert_null(pick(ix, "linux/arm/v5"));
 	const struct reg_descriptor *d;
-	assert_int_equal(reg_index_select_platform(ix, NULL, &d), -ENOENT); /* linux/amd64 default */
+	assert_int_equal(reg_index_select_platform(ix, NULL, &d),
+			 -ENOENT); /* linux/amd64 default */
 	reg_index_free(ix);
 
 	struct reg_platform p;
@@ -190,9 +219,13 @@ static void test_index_kinds(void **state)
 	struct reg_index *ix = NULL;
 	/* a manifest is not an index and vice versa; Docker manifest list accepted */
 	assert_int_equal(reg_index_parse(oci_manifest, strlen(oci_manifest), NULL, &ix), -EPROTO);
-	const char list[] = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker.distribution.manifest.list.v2+json\","
-			    "\"manifests\":[{\"mediaType\":\"application/vnd.docker.distribution.manifest.v2+json\","
-			    "\"digest\":\"" DA "\",\"size\":1,\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"}}]}";
+	const char list[] =
+	    "{\"schemaVersion\":2,\"mediaType\":\"application/"
+	    "vnd.docker.distribution.manifest.list.v2+json\","
+	    "\"manifests\":[{\"mediaType\":\"application/"
+	    "vnd.docker.distribution.manifest.v2+json\","
+	    "\"digest\":\"" DA
+	    "\",\"size\":1,\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"}}]}";
 	assert_int_equal(reg_index_parse(list, strlen(list), NULL, &ix), 0);
 	assert_string_equal(reg_index_media_type(ix), REG_MT_DOCKER_LIST);
 	const struct reg_descriptor *d;
@@ -200,17 +233,24 @@ static void test_index_kinds(void **state)
 	assert_string_equal(d->digest, DA);
 	reg_index_free(ix);
 	assert_int_equal(reg_doc_sniff(list, strlen(list), NULL), REG_DOC_INDEX);
-	assert_int_equal(reg_doc_sniff(oci_manifest, strlen(oci_manifest), "application/octet-stream"), REG_DOC_MANIFEST);
+	assert_int_equal(
+	    reg_doc_sniff(oci_manifest, strlen(oci_manifest), "application/octet-stream"),
+	    REG_DOC_MANIFEST);
 	assert_int_equal(reg_doc_sniff("nope", 4, NULL), REG_DOC_UNKNOWN);
 }
 
 static void test_referrers_update(void **state)
 {
 	struct reg_annotation an = {.key = "org.example.k", .value = "v1"};
-	struct reg_descriptor a = {.media_type = REG_MT_OCI_MANIFEST, .digest = DA, .size = 10,
+	struct reg_descriptor a = {.media_type = REG_MT_OCI_MANIFEST,
+				   .digest = DA,
+				   .size = 10,
 				   .artifact_type = "application/vnd.isorun.index.v1",
-				   .annotations = &an, .n_annotations = 1};
-	struct reg_descriptor b = {.media_type = REG_MT_OCI_MANIFEST, .digest = DB, .size = 20,
+				   .annotations = &an,
+				   .n_annotations = 1};
+	struct reg_descriptor b = {.media_type = REG_MT_OCI_MANIFEST,
+				   .digest = DB,
+				   .size = 20,
 				   .artifact_type = "application/vnd.example.sbom"};
 	char *j1 = NULL, *j2 = NULL, *j3 = NULL;
 	size_t l1, l2, l3;
@@ -223,40 +263,48 @@ static void test_referrers_update(void **state)
 	assert_string_equal(reg_index_media_type(ix), REG_MT_OCI_INDEX);
 	assert_int_equal(reg_index_count(ix), 2);
 	assert_string_equal(reg_index_entry(ix, 0)->digest, DA);
-	assert_string_equal(reg_index_entry(ix, 0)->artifact_type, "application/vnd.isorun.index.v1");
-	assert_string_equal(reg_descriptor_annotation(reg_index_entry(ix, 0), "org.example.k"), "v1");
+	assert_string_equal(reg_index_entry(ix, 0)->artifact_type,
+			    "application/vnd.isorun.index.v1");
+	assert_string_equal(reg_descriptor_annotation(reg_index_entry(ix, 0), "org.example.k"),
+			    "v1");
 	assert_string_equal(reg_index_entry(ix, 1)->digest, DB);
 	reg_index_free(ix);
 	/* fields we do not model survive a read-modify-write */
-	const char foreign[] = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\","
-			       "\"manifests\":[{\"mediaType\":\"x\",\"digest\":\"" DC "\",\"size\":1,\"future\":{\"k\":1}}],"
-			       "\"annotations\":{\"keep\":\"me\"}}";
+	const char foreign[] =
+	    "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\","
+	    "\"manifests\":[{\"mediaType\":\"x\",\"digest\":\"" DC
+	    "\",\"size\":1,\"future\":{\"k\":1}}],"
+	    "\"annotations\":{\"keep\":\"me\"}}";
 	char *j4 = NULL;
 	size_t l4;
 	assert_int_equal(reg_referrers_index_update(foreign, strlen(foreign), &b, &j4, &l4), 0);
 	assert_non_null(strstr(j4, "\"future\""));
 	assert_non_null(strstr(j4, "\"keep\":\"me\""));
-	assert_int_equal(reg_referrers_index_update(oci_manifest, strlen(oci_manifest), &b, &j4, &l4) == 0 ? 0 : -1,
-			 -1);
+	assert_int_equal(
+	    reg_referrers_index_update(oci_manifest, strlen(oci_manifest), &b, &j4, &l4) == 0 ? 0
+											      : -1,
+	    -1);
 	free(j1);
 	free(j2);
 	free(j3);
 	free(j4);
 	char tag[80];
 	assert_int_equal(reg_referrers_tag(DA, tag, sizeof(tag)), 0);
-	assert_string_equal(tag, "sha256-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	assert_string_equal(
+	    tag, "sha256-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 	assert_int_equal(reg_referrers_tag("sha256:x", tag, sizeof(tag)), -EINVAL);
 }
 
 static void test_artifact_manifest(void **state)
 {
-	struct reg_descriptor layer = {.media_type = "application/vnd.isorun.pack.v1", .digest = DB, .size = 99};
+	struct reg_descriptor layer = {
+	    .media_type = "application/vnd.isorun.pack.v1", .digest = DB, .size = 99};
 	struct reg_descriptor subj = {.media_type = REG_MT_OCI_MANIFEST, .digest = DC, .size = 5};
 	struct reg_annotation an = {.key = "k", .value = "v"};
 	char *j = NULL;
 	size_t l;
-	assert_int_equal(reg_artifact_manifest_format("application/vnd.isorun.index.v1", NULL, &layer, 1, &subj,
-						      &an, 1, &j, &l),
+	assert_int_equal(reg_artifact_manifest_format("application/vnd.isorun.index.v1", NULL,
+						      &layer, 1, &subj, &an, 1, &j, &l),
 			 0);
 	struct reg_manifest *m = NULL;
 	assert_int_equal(reg_manifest_parse(j, l, REG_MT_OCI_MANIFEST, &m), 0);
@@ -269,23 +317,29 @@ static void test_artifact_manifest(void **state)
 	reg_manifest_free(m);
 	free(j);
 	/* no layers: one empty descriptor, as the spec recommends */
-	assert_int_equal(reg_artifact_manifest_format("a/b", NULL, NULL, 0, NULL, NULL, 0, &j, &l), 0);
+	assert_int_equal(reg_artifact_manifest_format("a/b", NULL, NULL, 0, NULL, NULL, 0, &j, &l),
+			 0);
 	assert_int_equal(reg_manifest_parse(j, l, NULL, &m), 0);
 	assert_int_equal(reg_manifest_layer_count(m), 1);
 	assert_string_equal(reg_manifest_layer(m, 0)->digest, REG_EMPTY_DIGEST);
 	reg_manifest_free(m);
 	free(j);
 	struct reg_descriptor bad = {.media_type = "x", .digest = "sha256:nope", .size = 1};
-	assert_int_equal(reg_artifact_manifest_format("a/b", NULL, &bad, 1, NULL, NULL, 0, &j, &l), -EINVAL);
+	assert_int_equal(reg_artifact_manifest_format("a/b", NULL, &bad, 1, NULL, NULL, 0, &j, &l),
+			 -EINVAL);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_manifest_oci),	 cmocka_unit_test(test_manifest_docker_and_artifact),
-		cmocka_unit_test(test_schema1),		 cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_index_platforms), cmocka_unit_test(test_index_kinds),
-		cmocka_unit_test(test_referrers_update), cmocka_unit_test(test_artifact_manifest),
+	    cmocka_unit_test(test_manifest_oci),
+	    cmocka_unit_test(test_manifest_docker_and_artifact),
+	    cmocka_unit_test(test_schema1),
+	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_index_platforms),
+	    cmocka_unit_test(test_index_kinds),
+	    cmocka_unit_test(test_referrers_update),
+	    cmocka_unit_test(test_artifact_manifest),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

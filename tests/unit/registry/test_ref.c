@@ -19,23 +19,26 @@ struct ok_case {
 #define D64 "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 static const struct ok_case ok_cases[] = {
-	{"python:3.12", "docker.io", "library/python", "3.12", NULL, "docker.io/library/python:3.12"},
-	{"ubuntu", "docker.io", "library/ubuntu", NULL, NULL, "docker.io/library/ubuntu"},
-	{"library/ubuntu:22.04", "docker.io", "library/ubuntu", "22.04", NULL, NULL},
-	{"docker.io/ubuntu", "docker.io", "library/ubuntu", NULL, NULL, NULL},
-	{"index.docker.io/ubuntu:1", "docker.io", "library/ubuntu", "1", NULL, "docker.io/library/ubuntu:1"},
-	{"foo/bar", "docker.io", "foo/bar", NULL, NULL, "docker.io/foo/bar"},
-	{"ghcr.io/owner/repo/sub:v1.2.3", "ghcr.io", "owner/repo/sub", "v1.2.3", NULL, NULL},
-	{"localhost/foo", "localhost", "foo", NULL, NULL, "localhost/foo"},
-	{"localhost:5000/foo/bar:tag", "localhost:5000", "foo/bar", "tag", NULL, NULL},
-	{"127.0.0.1:5000/a_b/c__d/e-f/g--h/i.j", "127.0.0.1:5000", "a_b/c__d/e-f/g--h/i.j", NULL, NULL, NULL},
-	{"[::1]:5000/foo", "[::1]:5000", "foo", NULL, NULL, NULL},
-	{"[fe80::1%eth0]/x", NULL, NULL, NULL, NULL, NULL}, /* zone: invalid, see below */
-	{"Foo/bar", "Foo", "bar", NULL, NULL, NULL}, /* upper-case first element is a host */
-	{"my-registry.example.com/x@" D64, "my-registry.example.com", "x", NULL, D64, NULL},
-	{"python:3.12@" D64, "docker.io", "library/python", "3.12", D64, "docker.io/library/python:3.12@" D64},
-	{"a:_T.a-g_", "docker.io", "library/a", "_T.a-g_", NULL, NULL},
-	{"registry.example.com:443/foo", "registry.example.com:443", "foo", NULL, NULL, NULL},
+    {"python:3.12", "docker.io", "library/python", "3.12", NULL, "docker.io/library/python:3.12"},
+    {"ubuntu", "docker.io", "library/ubuntu", NULL, NULL, "docker.io/library/ubuntu"},
+    {"library/ubuntu:22.04", "docker.io", "library/ubuntu", "22.04", NULL, NULL},
+    {"docker.io/ubuntu", "docker.io", "library/ubuntu", NULL, NULL, NULL},
+    {"index.docker.io/ubuntu:1", "docker.io", "library/ubuntu", "1", NULL,
+     "docker.io/library/ubuntu:1"},
+    {"foo/bar", "docker.io", "foo/bar", NULL, NULL, "docker.io/foo/bar"},
+    {"ghcr.io/owner/repo/sub:v1.2.3", "ghcr.io", "owner/repo/sub", "v1.2.3", NULL, NULL},
+    {"localhost/foo", "localhost", "foo", NULL, NULL, "localhost/foo"},
+    {"localhost:5000/foo/bar:tag", "localhost:5000", "foo/bar", "tag", NULL, NULL},
+    {"127.0.0.1:5000/a_b/c__d/e-f/g--h/i.j", "127.0.0.1:5000", "a_b/c__d/e-f/g--h/i.j", NULL, NULL,
+     NULL},
+    {"[::1]:5000/foo", "[::1]:5000", "foo", NULL, NULL, NULL},
+    {"[fe80::1%eth0]/x", NULL, NULL, NULL, NULL, NULL}, /* zone: invalid, see below */
+    {"Foo/bar", "Foo", "bar", NULL, NULL, NULL},	/* upper-case first element is a host */
+    {"my-registry.example.com/x@" D64, "my-registry.example.com", "x", NULL, D64, NULL},
+    {"python:3.12@" D64, "docker.io", "library/python", "3.12", D64,
+     "docker.io/library/python:3.12@" D64},
+    {"a:_T.a-g_", "docker.io", "library/a", "_T.a-g_", NULL, NULL},
+    {"registry.example.com:443/foo", "registry.example.com:443", "foo", NULL, NULL, NULL},
 };
 
 static void test_valid(void **state)
@@ -86,34 +89,34 @@ static void test_invalid(void **state)
 	memcpy(longtag, "x:", 2);
 	longtag[2 + 129] = 0; /* 129-char tag */
 	const char *bad[] = {
-		"",
-		":",
-		"/foo",
-		"foo/",
-		"foo//bar",
-		"UPPER",
-		"docker.io/Upper/case",
-		"foo:",
-		"foo:-tag",
-		"foo:.tag",
-		"foo:tag with space",
-		"foo@sha256:abc",
-		"foo@sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
-		"foo@",
-		"-foo",
-		"foo-",
-		"foo..bar",
-		"foo.-bar",
-		"foo___bar",
-		"exa_mple.com/foo",
-		"example.com:port/foo",
-		"example.com:123456/foo",
-		"-example.com/foo",
-		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-		"[::1/foo",
-		"[]:5000/foo",
-		longname,
-		longtag,
+	    "",
+	    ":",
+	    "/foo",
+	    "foo/",
+	    "foo//bar",
+	    "UPPER",
+	    "docker.io/Upper/case",
+	    "foo:",
+	    "foo:-tag",
+	    "foo:.tag",
+	    "foo:tag with space",
+	    "foo@sha256:abc",
+	    "foo@sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+	    "foo@",
+	    "-foo",
+	    "foo-",
+	    "foo..bar",
+	    "foo.-bar",
+	    "foo___bar",
+	    "exa_mple.com/foo",
+	    "example.com:port/foo",
+	    "example.com:123456/foo",
+	    "-example.com/foo",
+	    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+	    "[::1/foo",
+	    "[]:5000/foo",
+	    longname,
+	    longtag,
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct reg_ref *r = NULL;
@@ -126,7 +129,9 @@ static void test_invalid(void **state)
 	}
 	/* a well-formed digest of another algorithm is not usable */
 	struct reg_ref *r = NULL;
-	assert_int_equal(reg_ref_parse("foo@sha512:" "0123456789abcdef0123456789abcdef0123456789abcdef", &r, NULL),
+	assert_int_equal(reg_ref_parse("foo@sha512:"
+				       "0123456789abcdef0123456789abcdef0123456789abcdef",
+				       &r, NULL),
 			 -ENOTSUP);
 	const char *why = NULL;
 	assert_int_equal(reg_ref_parse("docker.io/Foo/bar", &r, &why), -EINVAL);
@@ -176,9 +181,9 @@ static void test_policy(void **state)
 		const char *ref;
 		int want;
 	} cases[] = {
-		{"python", -EINVAL},	      {"python:latest", -EINVAL}, {"python:lts", -EINVAL},
-		{"python:stable", -EINVAL},   {"python:3.12", 0},	  {"python@" D64, 0},
-		{"python:latest@" D64, 0},    {"python:Latest", 0}, /* tags are case-sensitive */
+	    {"python", -EINVAL},	{"python:latest", -EINVAL}, {"python:lts", -EINVAL},
+	    {"python:stable", -EINVAL}, {"python:3.12", 0},	    {"python@" D64, 0},
+	    {"python:latest@" D64, 0},	{"python:Latest", 0}, /* tags are case-sensitive */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct reg_ref *r = NULL;
@@ -193,9 +198,9 @@ static void test_policy(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid),	      cmocka_unit_test(test_invalid),
-		cmocka_unit_test(test_limits),	      cmocka_unit_test(test_api_host_and_with),
-		cmocka_unit_test(test_policy),
+	    cmocka_unit_test(test_valid),  cmocka_unit_test(test_invalid),
+	    cmocka_unit_test(test_limits), cmocka_unit_test(test_api_host_and_with),
+	    cmocka_unit_test(test_policy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,18 +19,18 @@ static void test_content_range(void **state)
 		int rc;
 		uint64_t a, b, t;
 	} cases[] = {
-		{"bytes 0-9/100", 0, 0, 9, 100},
-		{"  bytes 5-5/*", 0, 5, 5, UINT64_MAX},
-		{"bytes 0-18446744073709551614/18446744073709551615", 0, 0, 18446744073709551614ull,
-		 18446744073709551615ull},
-		{"bytes 9-0/100", -EPROTO, 0, 0, 0},
-		{"bytes 0-100/100", -EPROTO, 0, 0, 0}, /* last must be < total */
-		{"bytes 0-9", -EPROTO, 0, 0, 0},
-		{"bytes -9/100", -EPROTO, 0, 0, 0},
-		{"items 0-9/100", -EPROTO, 0, 0, 0},
-		{"bytes 0-99999999999999999999/1", -EPROTO, 0, 0, 0},
-		{"bytes 0-9/100x", -EPROTO, 0, 0, 0},
-		{"", -EPROTO, 0, 0, 0},
+	    {"bytes 0-9/100", 0, 0, 9, 100},
+	    {"  bytes 5-5/*", 0, 5, 5, UINT64_MAX},
+	    {"bytes 0-18446744073709551614/18446744073709551615", 0, 0, 18446744073709551614ull,
+	     18446744073709551615ull},
+	    {"bytes 9-0/100", -EPROTO, 0, 0, 0},
+	    {"bytes 0-100/100", -EPROTO, 0, 0, 0}, /* last must be < total */
+	    {"bytes 0-9", -EPROTO, 0, 0, 0},
+	    {"bytes -9/100", -EPROTO, 0, 0, 0},
+	    {"items 0-9/100", -EPROTO, 0, 0, 0},
+	    {"bytes 0-99999999999999999999/1", -EPROTO, 0, 0, 0},
+	    {"bytes 0-9/100x", -EPROTO, 0, 0, 0},
+	    {"", -EPROTO, 0, 0, 0},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		uint64_t a = 1, b = 1, t = 1;
@@ -48,7 +48,8 @@ static void test_content_range(void **state)
 static void test_range_header(void **state)
 {
 	char b1[4], b2[4], out[64];
-	struct reg_range r[2] = {{.off = 0, .len = 10, .buf = b1}, {.off = 100, .len = 1, .buf = b2}};
+	struct reg_range r[2] = {{.off = 0, .len = 10, .buf = b1},
+				 {.off = 100, .len = 1, .buf = b2}};
 	assert_int_equal(reg_range_header(r, 2, out, sizeof(out)), 0);
 	assert_string_equal(out, "bytes=0-9,100-100");
 	assert_int_equal(reg_range_header(r, 2, out, 10), -ENOBUFS);
@@ -60,13 +61,16 @@ static void test_range_header(void **state)
 static void test_boundary(void **state)
 {
 	char b[71];
-	assert_int_equal(reg_multipart_boundary("multipart/byteranges; boundary=3d6b6a416f9b5", b), 0);
+	assert_int_equal(reg_multipart_boundary("multipart/byteranges; boundary=3d6b6a416f9b5", b),
+			 0);
 	assert_string_equal(b, "3d6b6a416f9b5");
-	assert_int_equal(reg_multipart_boundary("multipart/byteranges; boundary=\"a b;c\"; x=y", b), 0);
+	assert_int_equal(reg_multipart_boundary("multipart/byteranges; boundary=\"a b;c\"; x=y", b),
+			 0);
 	assert_string_equal(b, "a b;c");
 	assert_int_equal(reg_multipart_boundary("multipart/mixed; boundary=x", b), -EPROTO);
 	assert_int_equal(reg_multipart_boundary("multipart/byteranges", b), -EPROTO);
-	assert_int_equal(reg_multipart_boundary("multipart/byteranges; boundary=\"open", b), -EPROTO);
+	assert_int_equal(reg_multipart_boundary("multipart/byteranges; boundary=\"open", b),
+			 -EPROTO);
 	char longb[200];
 	snprintf(longb, sizeof(longb), "multipart/byteranges; boundary=%071d", 0);
 	assert_int_equal(reg_multipart_boundary(longb, b), -EPROTO);
@@ -80,9 +84,11 @@ static uint8_t blob_byte(uint64_t i)
 
 static size_t part(char *out, const char *boundary, uint64_t a, uint64_t b, uint64_t total)
 {
-	size_t n = (size_t)sprintf(out, "\r\n--%s\r\nContent-Type: application/octet-stream\r\n"
-					"Content-Range: bytes %llu-%llu/%llu\r\n\r\n",
-				   boundary, (unsigned long long)a, (unsigned long long)b, (unsigned long long)total);
+	size_t n = (size_t)sprintf(out,
+				   "\r\n--%s\r\nContent-Type: application/octet-stream\r\n"
+				   "Content-Range: bytes %llu-%llu/%llu\r\n\r\n",
+				   boundary, (unsigned long long)a, (unsigned long long)b,
+				   (unsigned long long)total);
 	for (uint64_t i = a; i <= b; i++)
 		out[n++] = (char)blob_byte(i);
 	return n;
@@ -112,15 +118,18 @@ static void test_multipart(void **state)
 	assert_int_equal(reg_multipart_parse(bd, (uint8_t *)body, n - 40, rg, 3, f2), -EPROTO);
 	/* missing Content-Range */
 	const char noc[] = "--b\r\nContent-Type: x\r\n\r\nabc\r\n--b--";
-	assert_int_equal(reg_multipart_parse("b", (const uint8_t *)noc, strlen(noc), rg, 3, f2), -EPROTO);
+	assert_int_equal(reg_multipart_parse("b", (const uint8_t *)noc, strlen(noc), rg, 3, f2),
+			 -EPROTO);
 	/* wrong delimiter after a part */
 	const char bad[] = "--b\r\nContent-Range: bytes 0-2/10\r\n\r\nabc\r\n--c--";
-	assert_int_equal(reg_multipart_parse("b", (const uint8_t *)bad, strlen(bad), rg, 3, f2), -EPROTO);
+	assert_int_equal(reg_multipart_parse("b", (const uint8_t *)bad, strlen(bad), rg, 3, f2),
+			 -EPROTO);
 	/* no parts at all */
 	assert_int_equal(reg_multipart_parse("b", (const uint8_t *)"--b--", 5, rg, 3, f2), -EPROTO);
 	/* boundary text inside the data */
 	char b3[256];
-	size_t m = (size_t)sprintf(b3, "--b\r\nContent-Range: bytes 0-9/10\r\n\r\n\r\n--b--xyz\r\n--b--");
+	size_t m =
+	    (size_t)sprintf(b3, "--b\r\nContent-Range: bytes 0-9/10\r\n\r\n\r\n--b--xyz\r\n--b--");
 	uint8_t d[10];
 	struct reg_range one = {0, 10, d};
 	uint64_t f3 = 0;
@@ -169,9 +178,9 @@ static void test_err_translation(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_content_range), cmocka_unit_test(test_range_header),
-		cmocka_unit_test(test_boundary),      cmocka_unit_test(test_multipart),
-		cmocka_unit_test(test_ranges_copy),   cmocka_unit_test(test_err_translation),
+	    cmocka_unit_test(test_content_range), cmocka_unit_test(test_range_header),
+	    cmocka_unit_test(test_boundary),	  cmocka_unit_test(test_multipart),
+	    cmocka_unit_test(test_ranges_copy),	  cmocka_unit_test(test_err_translation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
