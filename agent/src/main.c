@@ -17,7 +17,9 @@
  * - A command's stream ends when its main process is reaped: whatever the pipes hold at that
  *   moment is sent, then EXIT, then the pipes are closed. Background processes that inherited
  *   stdout/stderr do not hold the stream open (their later writes get EPIPE).
- * - Processes whose connection went away keep running; their output is read and discarded.
+ * - Processes whose connection went away keep running, with their stdio closed: they see EOF
+ *   on stdin and EPIPE/SIGPIPE (SIGHUP with a pty) when they next write, as in a shell
+ *   pipeline whose reader exited.
  */
 #include "agent.h"
 
@@ -161,8 +163,15 @@ static void conn_close(struct conn *c)
 {
 	int idx = (int)(c - conns);
 	for (int i = 0; i < MAX_PROCS; i++)
-		if (procs[i].used && procs[i].conn == idx && procs[i].gen == c->gen)
+		if (procs[i].used && procs[i].conn == idx && procs[i].gen == c->gen) {
+			/* like a closed terminal or pipeline: the command sees EOF on stdin and
+			 * EPIPE/SIGPIPE (or SIGHUP from its pty) when it next writes */
 			procs[i].conn = -1;
+			closefd(&procs[i].out_fd);
+			closefd(&procs[i].err_fd);
+			closefd(&procs[i].in_fd);
+			procs[i].inq.len = 0;
+		}
 	for (int i = 0; i < MAX_XFERS; i++)
 		if (xfers[i].used && xfers[i].conn == idx && xfers[i].gen == c->gen)
 			xfer_free(&xfers[i]);

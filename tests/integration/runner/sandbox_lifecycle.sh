@@ -88,6 +88,15 @@ expect_eq "daemon answers the next exec" \
 expect_rc "background loop still writing" 0 "$ISORUN" exec "$ID" -- sh -c \
 	'a=$(cat /sandbox/tick); sleep 0.5; [ "$(cat /sandbox/tick)" != "$a" ]'
 
+# a reader that goes away ends the writer, as in a shell pipeline
+expect_eq "exec | head" "$("$ISORUN" exec "$ID" -- yes | head -n1)" y
+for _ in $(seq 100); do
+	n=$("$ISORUN" exec "$ID" -- sh -c 'ps -o comm | grep -c "^yes$" || true')
+	[ "$n" = 0 ] && break
+	sleep 0.05
+done
+expect_eq "the writer got SIGPIPE" "$n" 0
+
 # pty: a terminal on stdin/stdout
 expect_eq "pty allocated" "$("$ISORUN" exec -t "$ID" -- sh -c 'tty >/dev/null && echo tty' | tr -d '\r')" tty
 
