@@ -948,6 +948,9 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 	bool refreshed = false, challenged = false;
 	_cleanup_free_ char *redirect_url = NULL;
 	_cleanup_free_ char *repo = scope_repo(r->scope);
+	/* without a restart hook, an in-memory body is reset to this length per attempt, so
+	 * a retried transfer never appends to a half-received one */
+	size_t out_base = r->out ? r->out->len : 0;
 	int err = 0;
 
 	if (!r->deadline_ns)
@@ -1013,6 +1016,12 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 				return err;
 			}
 		}
+		if (r->out && !r->restart)
+			r->out->len = out_base;
+		/* a foreign redirect target (blob store) is verified even when the registry
+		 * itself is an insecure one */
+		if (redirect_url && !c->o.tls_no_verify)
+			scheme = REG_SCHEME_HTTPS;
 		r->progressed = false;
 		bool sent_bearer = bearer != NULL;
 		bool sent_auth = sent_bearer || (basic.password && !r->no_auth);
