@@ -682,6 +682,8 @@ static int ns_start(struct run_sandbox *sb, const char *lower)
 	if (stat(lower, &st) < 0 || !S_ISDIR(st.st_mode))
 		return cm_log_ret(-ENOENT, "lower dir %s is not a directory", lower);
 	const char *agent = run_ctx_agent_path(sb->ctx);
+	if (!agent)
+		return -ENOMEM;
 	agent_fd = open(agent, O_RDONLY | O_CLOEXEC);
 	if (agent_fd < 0)
 		return cm_log_ret(-errno, "agent binary %s: %s", agent, strerror(errno));

@@ -62,6 +62,7 @@ extern const struct run_backend_ops run_backend_ns;
 /* The backend named `name` (NULL: "ns"); NULL if unknown. */
 const struct run_backend_ops *run_backend_find(const char *name);
 
+/* The agent binary's path (see run_ctx_set_agent); NULL only on -ENOMEM. */
 const char *run_ctx_agent_path(struct run_ctx *ctx);
 const char *run_ctx_root(struct run_ctx *ctx);
 

@@ -207,8 +207,9 @@ int run_sandbox_exec(struct run_ctx *ctx, const char *id, const struct run_exec_
 int run_exec_status(const struct run_exec_result *r);
 
 /*
- * Copy a file into the sandbox: `len` bytes... read from fd until EOF, written to `path`
- * (absolute, in the sandbox) through a temporary file renamed at the end, with mode/uid/gid.
+ * Copy a file into the sandbox: the bytes read from fd until EOF are written to `path`
+ * (absolute, resolved inside the sandbox) through a temporary file beside it, renamed at the
+ * end, with mode/uid/gid (ids as seen inside the sandbox). The caller keeps fd.
  * -errno from the agent (-ENOENT, -EACCES, ...) or from reading fd.
  */
 int run_client_put_file(struct run_client *c, int fd, const char *path, uint32_t mode, uint32_t uid,
