@@ -30,7 +30,11 @@ ok "pull into OCI layout: all blobs identical, skopeo reads the layout"
 
 # second pull reuses verified blobs
 "$REG_TOOL" pull "$H/test/app:v1" "$WORK/pulled" >/dev/null || fail "re-pull"
-ok "re-pull over an existing layout"
+victim=$(ls -S "$WORK/pulled/blobs/sha256" | head -1) # the largest: a layer
+printf 'X' | dd of="$WORK/pulled/blobs/sha256/$victim" bs=1 seek=100 conv=notrunc status=none
+"$REG_TOOL" pull "$H/test/app:v1" "$WORK/pulled" >/dev/null || fail "re-pull over a damaged blob"
+cmp -s "$WORK/pulled/blobs/sha256/$victim" "$WORK/img/blobs/sha256/$victim" || fail "damaged blob kept"
+ok "re-pull over an existing layout reuses good blobs and replaces a damaged one"
 
 # streaming read of the largest layer
 "$REG_TOOL" resolve "$H/test/app:v1" >"$WORK/res"
