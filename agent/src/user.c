@@ -11,15 +11,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define AGENT_USERDB_CAP (4u << 20)
 
 static char *read_db(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK and a regular-file check: an image whose /etc/passwd is a FIFO or a
+	 * device must not hang the exec (the agent waits for its child to exec) */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
 	if (fd < 0)
 		return NULL;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return NULL;
+	}
 	size_t len = 0, alloc = 0;
 	char *data = NULL;
 	for (;;) {

@@ -151,6 +151,14 @@ expect_rc "rm of a running sandbox without -f" 125 "$ISORUN" rm "$ID"
 [ ! -d "/sys/fs/cgroup/memory/isorun/$ID" ] || fail "rm left the memory cgroup"
 ok "rm -f"
 
+# a hostile image: /etc/passwd and /etc/group as FIFOs must not hang the agent
+HID=$("$ISORUN" create --rootfs "$ROOTFS")
+"$ISORUN" exec "$HID" -- sh -c 'rm /etc/passwd /etc/group && mkfifo /etc/passwd /etc/group'
+expect_rc "exec with FIFO user databases" 0 timeout 60 "$ISORUN" exec "$HID" -- true
+expect_rc "numeric user with FIFO user databases" 0 timeout 60 "$ISORUN" exec --user 7:7 "$HID" -- true
+expect_rc "named user with FIFO user databases: 126" 126 timeout 60 "$ISORUN" exec --user app "$HID" -- true
+"$ISORUN" rm -f "$HID"
+
 # run: create, exec, remove; the status is the command's
 expect_rc "run exit status" 3 "$ISORUN" run --rootfs "$ROOTFS" -- sh -c 'exit 3'
 expect_eq "run output" "$("$ISORUN" run --rootfs "$ROOTFS" --config "$WORK/config.json" -- sh -c 'echo $GREETING')" from-image
