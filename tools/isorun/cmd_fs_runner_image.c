@@ -1,0 +1,112 @@
+/*
+ * Wiring of image references into the sandbox verbs (cmd_runner_sandbox.c): `isorun
+ * create/run REF` applies the pinning policy, pulls the index when the store lacks it
+ * (fs_image_pull: the index artifact from the registry, or a local build), takes the image
+ * config from the index, and lets the runner acquire/release the host's shared lazy mount
+ * of that index as the sandbox's lower layer (fs_mount_acquire/fs_mount_release).
+ * Only glue: the work is in fs/ and runner/.
+ */
+#include "verbs.h"
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "fs/image.h"
+#include "fs/mount.h"
+#include "indexer/index.h"
+#include "indexer/store.h"
+#include "registry/ref.h"
+#include "runner/runner.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+DEFINE_CLEANUP_FUNC(struct idx_store, idx_store_free)
+DEFINE_CLEANUP_FUNC(struct idx_reader, idx_reader_free)
+DEFINE_CLEANUP_FUNC(struct reg_ref, reg_ref_free)
+
+int isorun_resolve_ref(const char *ref, char **ret_image_key, char **ret_lower_dir,
+		       struct run_config **ret_config);
+const struct run_image_ops *isorun_image_ops(void);
+
+/* Reference policy for create/run: pinned tags or digests only (local layouts are pinned by
+ * the caller's own files). */
+static int check_policy(const char *ref)
+{
+	if (cm_str_has_prefix(ref, "oci:") || cm_str_has_prefix(ref, "sha256:"))
+		return 0;
+	_cleanup_(reg_ref_freep) struct reg_ref *r = NULL;
+	const char *why = NULL;
+	int k = reg_ref_parse(ref, &r, &why);
+	if (k < 0)
+		return cm_log_ret(k, "'%s' is not an image reference: %s", ref, why ? why : "invalid");
+	return reg_ref_check_policy(r, false);
+}
+
+int isorun_resolve_ref(const char *ref, char **ret_image_key, char **ret_lower_dir,
+		       struct run_config **ret_config)
+{
+	int r = check_policy(ref);
+	if (r < 0)
+		return r;
+	_cleanup_(idx_store_freep) struct idx_store *store = NULL;
+	if ((r = idx_store_open(isorun_root(), &store)) < 0)
+		return r;
+	char digest[72];
+	r = fs_image_lookup(store, ref, digest);
+	if (r == -ENOENT) {
+		struct fs_pull_opts po = {.progress = isatty(STDERR_FILENO)};
+		struct fs_pull_result pr;
+		if ((r = fs_image_pull(store, ref, &po, &pr)) < 0)
+			return r;
+		snprintf(digest, sizeof(digest), "%s", pr.index_digest);
+	} else if (r < 0) {
+		return r;
+	}
+	_cleanup_free_ char *path = NULL;
+	_cleanup_(idx_reader_freep) struct idx_reader *idx = NULL;
+	if ((r = idx_store_index_path(store, digest, &path)) < 0 ||
+	    (r = idx_reader_open(path, &idx)) < 0)
+		return r;
+	size_t len;
+	const char *json = idx_reader_config_json(idx, &len);
+	if ((r = run_config_parse(json, len, ret_config)) < 0)
+		return r;
+	*ret_image_key = strdup(digest);
+	if (!*ret_image_key) {
+		run_config_free(*ret_config);
+		*ret_config = NULL;
+		return -ENOMEM;
+	}
+	*ret_lower_dir = NULL; /* acquired through image_ops at start */
+	return 0;
+}
+
+static int image_acquire(void *userdata, const char *image_key, char **ret_lower_dir)
+{
+	struct fs_mount_opts o = {0};
+	const char *pf = getenv("ISORUN_PREFETCH");
+	if (pf && fs_prefetch_parse(pf, &o.prefetch) < 0)
+		log_warn("ignoring ISORUN_PREFETCH=%s (none|startup|all)", pf);
+	return fs_mount_acquire(isorun_root(), image_key, &o, ret_lower_dir);
+}
+
+static void image_release(void *userdata, const char *image_key)
+{
+	int r = fs_mount_release(isorun_root(), image_key);
+	if (r < 0 && r != -ENOENT)
+		log_warn("releasing the mount of %s: %s", image_key, strerror(-r));
+}
+
+static const struct run_image_ops image_ops = {
+	.acquire = image_acquire,
+	.release = image_release,
+};
+
+const struct run_image_ops *isorun_image_ops(void)
+{
+	return &image_ops;
+}
