@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,10 @@ void fs_mount_opts_defaults(struct fs_mount_opts *o)
 		o->prefetch_threads = 2;
 	if (!o->request_max)
 		o->request_max = 4u << 20;
+	/* With prefetch off the user wants only what is read; otherwise everything comes
+	 * anyway, and fetching the pack's next bytes early saves round trips. */
+	if (!o->fg_spill && o->prefetch != FS_PREFETCH_NONE)
+		o->fg_spill = 512u << 10;
 	if (!o->mem_cache)
 		o->mem_cache = 32u << 20;
 }
@@ -169,4 +174,28 @@ int fs_mounts_live(const char *root, char ***ret, size_t *ret_n)
 	*ret = v;
 	*ret_n = n;
 	return 0;
+}
+
+/* $ISORUN_INSECURE_REGISTRIES (host[:port] separated by commas or spaces), parsed once.
+ * The strings live for the process. */
+static char *insecure_buf;
+static const char *insecure_v[17];
+static pthread_once_t insecure_once = PTHREAD_ONCE_INIT;
+
+static void insecure_parse(void)
+{
+	const char *e = getenv("ISORUN_INSECURE_REGISTRIES");
+	if (!e || !(insecure_buf = strdup(e)))
+		return;
+	size_t n = 0;
+	char *save = NULL;
+	for (char *t = strtok_r(insecure_buf, ", ", &save); t && n < ARRAY_SIZE(insecure_v) - 1;
+	     t = strtok_r(NULL, ", ", &save))
+		insecure_v[n++] = t;
+}
+
+const char *const *fs_insecure_registries(void)
+{
+	pthread_once(&insecure_once, insecure_parse);
+	return insecure_v[0] ? insecure_v : NULL;
 }

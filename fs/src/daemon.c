@@ -209,6 +209,7 @@ static int open_remote(struct idx_store *s, const char *idig, const struct fs_mo
 		.connect_timeout_s = t < 15 ? t : 15,
 		.low_speed_time_s = t < 30 ? t : 30,
 		.retry_base_ms = 100,
+		.insecure_registries = fs_insecure_registries(),
 	};
 	if ((r = reg_client_new(&ro, ret_c)) < 0) {
 		reg_ref_free(*ret_ref);

@@ -49,6 +49,10 @@ enum {
 /* Readahead window of a sequential reader, and the queue of chunks it asks for. */
 #define RA_WINDOW   (4u << 20)
 #define RA_QUEUE    1024u
+/* Local readahead: chunk files loaded into memory ahead of a reader by LOADERS threads, so
+ * the disk reads of one FUSE read (or of a sequential reader's next window) overlap. */
+#define LD_QUEUE    1024u
+#define LOADERS	    4u
 /* Two chunks of one pack separated by less than this are fetched in one range. */
 #define GAP_MAX	    (64u << 10)
 /* A chunk's stored bytes are at most this (the indexer's max chunk is far below). */
@@ -90,8 +94,14 @@ struct fs_engine {
 	uint32_t resident;	 /* lock: chunks with ST_LOCAL */
 	uint64_t resident_bytes; /* lock */
 	uint32_t fg_active;	 /* lock: foreground fetches in flight */
+	uint32_t pf_active;	 /* lock: prefetch fetches in flight */
 	uint32_t ra[RA_QUEUE];	 /* lock: readahead ring */
 	uint32_t ra_head, ra_n;	 /* lock */
+	uint32_t ld[LD_QUEUE];	 /* lock: local loads ring (chunks marked ST_BUSY) */
+	uint32_t ld_head, ld_n;	 /* lock */
+	pthread_cond_t ld_cond;	 /* ld_n > 0 or stop */
+	pthread_t loaders[LOADERS];
+	unsigned n_loaders;
 	uint64_t bg_pos, bg_total; /* lock: background prefetch cursor */
 	bool bg_failed;		 /* lock: a background fetch failed in this pass */
 	uint64_t complete_us;	 /* lock: when every chunk became local, 0 before */
@@ -111,9 +121,10 @@ struct fs_engine {
 
 	/* Counters: atomics (__atomic builtins). */
 	uint64_t fetched_bytes, fetch_requests, fetched_chunks, prefetched_bytes;
-	uint64_t mem_hits, store_hits, misses, reads, read_bytes;
+	uint64_t mem_hits, store_hits, misses, reads, read_bytes, preloads;
 	uint64_t errors[E_N], read_errors;
 	struct fs_hist lat;
+	struct fs_hist fetch_lat; /* one range request, microseconds */
 };
 
 static void count(uint64_t *c, uint64_t v)
@@ -367,8 +378,8 @@ static int load(struct fs_engine *e, uint32_t idx, struct mentry **ret)
 /*
  * Mark the run of chunks to fetch with `first`: following chunks of the same pack that are
  * absent and not in flight, while the request stays under `max` bytes. For a foreground
- * read (`ino` != 0) the run also stays within the file being read (its next extents), so
- * a lazy mount fetches what is read, not its neighbours in the pack. Lock held.
+ * read (`ino` != 0) the run follows the file being read (its next extents) and then spills
+ * at most o.fg_spill bytes past it, so a lazy mount fetches about what is read. Lock held.
  * Returns the end (exclusive).
  */
 static uint32_t plan_run(struct fs_engine *e, uint32_t first, uint64_t max, uint32_t ino,
@@ -379,19 +390,28 @@ static uint32_t plan_run(struct fs_engine *e, uint32_t first, uint64_t max, uint
 	prev = a;
 	e->state[first] |= ST_BUSY;
 	uint32_t end = first + 1;
+	uint64_t limit = max;
 	while (end < e->n) {
 		struct idx_chunk c;
 		if (idx_reader_chunk(e->r, end, &c) < 0 || c.pack != a.pack ||
 		    c.pack_offset < prev.pack_offset + prev.csize ||
 		    c.pack_offset - (prev.pack_offset + prev.csize) > GAP_MAX ||
-		    c.pack_offset + c.csize - a.pack_offset > max ||
+		    c.pack_offset + c.csize - a.pack_offset > limit ||
 		    (e->state[end] & (ST_ABSENT | ST_BUSY)) != ST_ABSENT)
 			break;
 		if (ino) {
 			struct idx_extent x;
 			if (idx_reader_extent(e->r, ino, ext + (end - first), &x) < 0 ||
-			    x.chunk != end)
-				break;
+			    x.chunk != end) {
+				/* Past the file: packs are laid out in expected access order
+				 * (startup list, then path), so a little of what follows is
+				 * probably read next; spill at most FG_SPILL into it. */
+				ino = 0;
+				limit = MIN(max, prev.pack_offset + prev.csize - a.pack_offset +
+						       e->o.fg_spill);
+				if (c.pack_offset + c.csize - a.pack_offset > limit)
+					break;
+			}
 		}
 		e->state[end] |= ST_BUSY;
 		prev = c;
@@ -413,7 +433,13 @@ static int get_range(struct fs_engine *e, uint32_t pack, uint64_t off, uint64_t 
 		return cm_log_ret(-EPROTO, "fetch: range beyond pack %s", pd);
 	struct reg_range rg = {.off = off, .len = len, .buf = buf};
 	count(&e->fetch_requests, 1);
+	uint64_t t0 = cm_now_ns();
 	r = reg_client_get_blob_ranges(e->client, e->repo, pd, &rg, 1);
+	uint64_t us = (cm_now_ns() - t0) / 1000;
+	fs_hist_add(&e->fetch_lat, us);
+	log_debug("fetch: pack %u offset %llu, %llu bytes: %s in %llu us", pack,
+		  (unsigned long long)off, (unsigned long long)len, r < 0 ? strerror(-r) : "ok",
+		  (unsigned long long)us);
 	if (r == 0)
 		count(&e->fetched_bytes, len);
 	return r;
@@ -628,16 +654,81 @@ void fs_engine_put(struct fs_engine *e, struct fs_chunk_ref *ref)
 	ref->priv = NULL;
 }
 
+/* Queue a local load of chunk c if it is in the store but not in memory. Lock held. */
+static bool queue_load(struct fs_engine *e, uint32_t c)
+{
+	if ((e->state[c] & (ST_LOCAL | ST_BUSY)) != ST_LOCAL || e->mem[c] || e->ld_n >= LD_QUEUE)
+		return false;
+	e->state[c] |= ST_BUSY;
+	e->ld[(e->ld_head + e->ld_n) % LD_QUEUE] = c;
+	e->ld_n++;
+	return true;
+}
+
+void fs_engine_prime(struct fs_engine *e, uint32_t ino, uint32_t ext, uint64_t end)
+{
+	uint32_t n;
+	if (idx_reader_extent_count(e->r, ino, &n) < 0)
+		return;
+	bool queued = false;
+	pthread_mutex_lock(&e->lock);
+	for (uint32_t i = ext + 1; i < n; i++) {
+		struct idx_extent x;
+		if (idx_reader_extent(e->r, ino, i, &x) < 0 || x.file_offset >= end)
+			break;
+		queued |= queue_load(e, x.chunk);
+	}
+	if (queued)
+		pthread_cond_broadcast(&e->ld_cond);
+	pthread_mutex_unlock(&e->lock);
+}
+
+static void *loader_main(void *arg)
+{
+	struct fs_engine *e = arg;
+	pthread_mutex_lock(&e->lock);
+	while (!e->stop) {
+		if (!e->ld_n) {
+			pthread_cond_wait(&e->ld_cond, &e->lock);
+			continue;
+		}
+		uint32_t c = e->ld[e->ld_head];
+		e->ld_head = (e->ld_head + 1) % LD_QUEUE;
+		e->ld_n--;
+		pthread_mutex_unlock(&e->lock);
+		struct mentry *m = NULL;
+		int r = load(e, c, &m);
+		pthread_mutex_lock(&e->lock);
+		e->state[c] &= (uint8_t)~ST_BUSY;
+		if (r == 0 && !e->mem[c]) {
+			m->refs = 0;
+			mem_insert(e, m);
+			count(&e->preloads, 1);
+		} else if (r == 0) {
+			free(m);
+		} else if (r == -ENOENT || r == -EBADMSG) {
+			/* Gone from the store: a reader will fetch it. */
+			struct idx_chunk ch;
+			idx_reader_chunk(e->r, c, &ch);
+			e->state[c] = (uint8_t)((e->state[c] & ~ST_LOCAL) | ST_ABSENT);
+			e->resident--;
+			e->resident_bytes -= ch.csize;
+			e->complete_us = 0;
+		}
+		pthread_cond_broadcast(&e->cond);
+	}
+	pthread_mutex_unlock(&e->lock);
+	return NULL;
+}
+
 void fs_engine_readahead(struct fs_engine *e, uint32_t ino, uint64_t off)
 {
-	if (!e->client)
-		return;
 	uint32_t i, n;
 	if (idx_reader_extent_at(e->r, ino, off, &i) < 0 ||
 	    idx_reader_extent_count(e->r, ino, &n) < 0)
 		return;
 	uint64_t bytes = 0;
-	bool queued = false;
+	bool queued = false, loads = false;
 	pthread_mutex_lock(&e->lock);
 	for (; i < n && bytes < RA_WINDOW && e->ra_n < RA_QUEUE; i++) {
 		struct idx_extent x;
@@ -645,7 +736,11 @@ void fs_engine_readahead(struct fs_engine *e, uint32_t ino, uint64_t off)
 		if (idx_reader_extent(e->r, ino, i, &x) < 0 || idx_reader_chunk(e->r, x.chunk, &c) < 0)
 			break;
 		bytes += c.usize;
-		if ((e->state[x.chunk] & (ST_ABSENT | ST_BUSY)) != ST_ABSENT)
+		if (queue_load(e, x.chunk)) {
+			loads = true;
+			continue;
+		}
+		if (!e->client || (e->state[x.chunk] & (ST_ABSENT | ST_BUSY)) != ST_ABSENT)
 			continue;
 		e->ra[(e->ra_head + e->ra_n) % RA_QUEUE] = x.chunk;
 		e->ra_n++;
@@ -653,6 +748,8 @@ void fs_engine_readahead(struct fs_engine *e, uint32_t ino, uint64_t off)
 	}
 	if (queued)
 		pthread_cond_signal(&e->pf_cond);
+	if (loads)
+		pthread_cond_broadcast(&e->ld_cond);
 	pthread_mutex_unlock(&e->lock);
 }
 
@@ -742,8 +839,10 @@ static void *prefetch_main(void *arg)
 		}
 		if (c >= e->n || (e->state[c] & (ST_ABSENT | ST_BUSY)) != ST_ABSENT)
 			continue;
-		/* Foreground fetches first: wait until none is in flight. */
-		while (e->fg_active && !e->stop)
+		/* Foreground fetches first: while any is in flight, at most one prefetch
+		 * request runs beside it (so a busy reader does not starve the prefetch that
+		 * would serve it next, yet gets most of the link). */
+		while (e->fg_active && e->pf_active && !e->stop)
 			pthread_cond_wait(&e->fg_cond, &e->lock);
 		if (e->stop || (e->state[c] & (ST_ABSENT | ST_BUSY)) != ST_ABSENT)
 			continue;
@@ -751,6 +850,7 @@ static void *prefetch_main(void *arg)
 		struct idx_chunk a, l;
 		idx_reader_chunk(e->r, c, &a);
 		idx_reader_chunk(e->r, end - 1, &l);
+		e->pf_active++;
 		pthread_mutex_unlock(&e->lock);
 		uint64_t len = l.pack_offset + l.csize - a.pack_offset;
 		if (!from_ra)
@@ -759,6 +859,8 @@ static void *prefetch_main(void *arg)
 		if (r == 0 && !from_ra)
 			count(&e->prefetched_bytes, len);
 		pthread_mutex_lock(&e->lock);
+		e->pf_active--;
+		pthread_cond_broadcast(&e->fg_cond);
 		if (r < 0) {
 			e->bg_failed = true;
 			pf_wait(e, backoff_ms);
@@ -868,6 +970,7 @@ int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
 	pthread_cond_init(&e->cond, NULL);
 	pthread_cond_init(&e->fg_cond, NULL);
 	pthread_cond_init(&e->pf_cond, NULL);
+	pthread_cond_init(&e->ld_cond, NULL);
 	size_t n = e->n ? e->n : 1;
 	e->state = calloc(n, 1);
 	e->fails = calloc(n, sizeof(*e->fails));
@@ -946,6 +1049,12 @@ int fs_engine_start(struct fs_engine *e)
 			e->n_workers++;
 		}
 	}
+	for (unsigned i = 0; i < LOADERS; i++) {
+		int r = pthread_create(&e->loaders[i], NULL, loader_main, e);
+		if (r)
+			return -r;
+		e->n_loaders++;
+	}
 	int r = pthread_create(&e->flusher, NULL, flusher_main, e);
 	if (r)
 		return -r;
@@ -960,9 +1069,13 @@ void fs_engine_stop(struct fs_engine *e)
 	e->stop = e->stopped = true;
 	pthread_cond_broadcast(&e->pf_cond);
 	pthread_cond_broadcast(&e->fg_cond);
+	pthread_cond_broadcast(&e->ld_cond);
 	pthread_mutex_unlock(&e->lock);
 	if (done)
 		return;
+	for (unsigned i = 0; i < e->n_loaders; i++)
+		pthread_join(e->loaders[i], NULL);
+	e->n_loaders = 0;
 	for (unsigned i = 0; i < e->n_workers; i++)
 		pthread_join(e->workers[i], NULL);
 	e->n_workers = 0;
@@ -994,6 +1107,7 @@ void fs_engine_free(struct fs_engine *e)
 	pthread_cond_destroy(&e->cond);
 	pthread_cond_destroy(&e->fg_cond);
 	pthread_cond_destroy(&e->pf_cond);
+	pthread_cond_destroy(&e->ld_cond);
 	free(e);
 }
 
@@ -1030,6 +1144,7 @@ int fs_engine_stats_json(struct fs_engine *e, char **ret)
 	add_u64(j, "read_errors", get(&e->read_errors));
 	add_u64(j, "mem_hits", get(&e->mem_hits));
 	add_u64(j, "store_hits", get(&e->store_hits));
+	add_u64(j, "preloads", get(&e->preloads));
 	add_u64(j, "misses", get(&e->misses));
 	add_u64(j, "mem_cache_bytes", mem);
 	add_u64(j, "chunks", e->n);
@@ -1055,6 +1170,13 @@ int fs_engine_stats_json(struct fs_engine *e, char **ret)
 	add_u64(lat, "p99", fs_hist_quantile(&e->lat, 0.99));
 	add_u64(lat, "max", get(&e->lat.max_us));
 	json_object_object_add(j, "read_latency_us", lat);
+	json_object *fl = json_object_new_object();
+	add_u64(fl, "count", get(&e->fetch_lat.count));
+	add_u64(fl, "p50", fs_hist_quantile(&e->fetch_lat, 0.50));
+	add_u64(fl, "p90", fs_hist_quantile(&e->fetch_lat, 0.90));
+	add_u64(fl, "p99", fs_hist_quantile(&e->fetch_lat, 0.99));
+	add_u64(fl, "max", get(&e->fetch_lat.max_us));
+	json_object_object_add(j, "fetch_latency_us", fl);
 	json_object *errs = json_object_new_object();
 	for (int i = 0; i < E_N; i++)
 		add_u64(errs, cause_names[i], get(&e->errors[i]));

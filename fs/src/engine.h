@@ -61,9 +61,12 @@ int fs_engine_get(struct fs_engine *e, uint32_t chunk, uint32_t ino, uint32_t ex
 		  struct fs_chunk_ref *ret);
 void fs_engine_put(struct fs_engine *e, struct fs_chunk_ref *ref);
 
-/* A sequential reader of `ino` reached `off`: queue remote fetches of the next chunks of
- * the file (never past its end). */
+/* A sequential reader of `ino` reached `off`: queue loads (from the store) or remote
+ * fetches of the next chunks of the file (never past its end). */
 void fs_engine_readahead(struct fs_engine *e, uint32_t ino, uint64_t off);
+/* A read of `ino` will need the chunks of extents after `ext` up to byte `end`: load those
+ * that are in the store but not in memory in parallel, in the background. */
+void fs_engine_prime(struct fs_engine *e, uint32_t ino, uint32_t ext, uint64_t end);
 /* Account one FUSE read (latency, bytes, error). */
 void fs_engine_read_done(struct fs_engine *e, uint64_t latency_us, uint64_t bytes, int err);
 

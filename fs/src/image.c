@@ -4,6 +4,7 @@
  */
 #include "fs/image.h"
 #include "fs/cache.h"
+#include "fs_int.h"
 
 #include "indexer/build.h"
 #include "indexer/index.h"
@@ -235,7 +236,8 @@ static int pull_registry(struct idx_store *s, const char *refstr, const struct f
 		return cm_log_ret(r, "pull: invalid reference '%s': %s", refstr,
 				  why ? why : strerror(-r));
 	struct reg_options ro = {.platform = o->platform, .authfile = o->authfile,
-				 .timeout_s = o->timeout_s ? o->timeout_s : 60};
+				 .timeout_s = o->timeout_s ? o->timeout_s : 60,
+				 .insecure_registries = fs_insecure_registries()};
 	_cleanup_(reg_client_freep) struct reg_client *c = NULL;
 	if ((r = reg_client_new(&ro, &c)) < 0)
 		return r;

@@ -11,6 +11,7 @@
 
 #include "indexer/store.h"
 
+#include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/digest.h"
 #include "common/log.h"
@@ -134,6 +135,8 @@ static char **daemon_argv(const char *exe, const char *root, const char *idig, c
 		ARG("--prefetch-threads=%u", o->prefetch_threads);
 	if (o->request_max)
 		ARG("--request-max=%llu", (unsigned long long)o->request_max);
+	if (o->fg_spill)
+		ARG("--fg-spill=%llu", (unsigned long long)o->fg_spill);
 	if (o->mem_cache)
 		ARG("--mem-cache=%llu", (unsigned long long)o->mem_cache);
 	if (o->authfile)
@@ -404,4 +407,35 @@ int fs_mount_stats(const char *root, const char *dir, char **ret_json)
 	ans[strcspn(ans, "\n")] = 0;
 	*ret_json = ans;
 	return 0;
+}
+
+int fs_mount_stats_all(const char *root, char **ret_json)
+{
+	char **live = NULL;
+	size_t n = 0;
+	int r = fs_mounts_live(root, &live, &n);
+	if (r < 0)
+		return r;
+	struct cm_buf b;
+	cm_buf_init(&b, 0);
+	r = cm_buf_append_str(&b, "{\"mounts\":[");
+	size_t shown = 0;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		char *ans = NULL;
+		if (fs_ctl_call(root, live[i] + 7, "stats", 10000, &ans) < 0)
+			continue; /* went away meanwhile */
+		ans[strcspn(ans, "\n")] = 0;
+		if (shown++)
+			r = cm_buf_append_str(&b, ",");
+		if (r == 0)
+			r = cm_buf_append_str(&b, ans);
+		free(ans);
+	}
+	if (r == 0)
+		r = cm_buf_append_str(&b, "]}");
+	fs_strv_free(live, n);
+	if (r == 0 && !(*ret_json = cm_buf_steal_str(&b)))
+		r = -ENOMEM;
+	cm_buf_fini(&b);
+	return r;
 }

@@ -122,13 +122,21 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_ops_ctx *c = ctx(req);
-	uint32_t dir, ino;
+	uint32_t dir = 0, ino;
 	struct fuse_entry_param e;
 	int r = ino32(parent, &dir);
 	if (r == 0)
 		r = idx_reader_lookup(c->r, dir, name, strlen(name), &ino);
 	if (r == 0)
 		r = entry_of(c, ino, &e);
+	if (r == -ENOENT && dir) {
+		/* A negative entry the kernel may cache as long as a positive one: the image
+		 * never changes, and programs probe many missing paths (PATH, imports). */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = c->timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -339,6 +347,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	uint8_t *copy = NULL; /* switched to when the pieces do not fit iov[] */
 	uint32_t x;
 	r = idx_reader_extent_at(c->r, i, pos, &x);
+	if (r == 0)
+		fs_engine_prime(c->e, i, x, end);
 	while (r == 0 && pos < end) {
 		struct idx_extent ex;
 		struct fs_chunk_ref cr;

@@ -27,7 +27,7 @@ DEFINE_CLEANUP_FUNC(struct idx_store, idx_store_free)
 enum {
 	O_PREFETCH = 256, O_BWLIMIT, O_CACHE_MAX, O_TRACE, O_FETCH_TIMEOUT, O_KEEP_WARM,
 	O_PF_THREADS, O_REQ_MAX, O_MEM_CACHE, O_AUTHFILE, O_PLATFORM, O_FOREGROUND, O_INDEX,
-	O_MOUNTPOINT, O_READY_FD,
+	O_MOUNTPOINT, O_READY_FD, O_FG_SPILL,
 };
 
 static const struct option mount_opts[] = {
@@ -46,6 +46,7 @@ static const struct option mount_opts[] = {
 	{"index", required_argument, NULL, O_INDEX},
 	{"mountpoint", required_argument, NULL, O_MOUNTPOINT},
 	{"ready-fd", required_argument, NULL, O_READY_FD},
+	{"fg-spill", required_argument, NULL, O_FG_SPILL},
 	{},
 };
 
@@ -96,6 +97,10 @@ static int parse(int argc, char **argv, struct mount_args *a)
 		case O_PF_THREADS: a->o.prefetch_threads = (unsigned)atoi(optarg); break;
 		case O_REQ_MAX:
 			if (cm_parse_size(optarg, &a->o.request_max) < 0)
+				goto bad;
+			break;
+		case O_FG_SPILL:
+			if (cm_parse_size(optarg, &a->o.fg_spill) < 0)
 				goto bad;
 			break;
 		case O_MEM_CACHE:
@@ -243,12 +248,32 @@ static int cmd_stats(int argc, char **argv)
 		json = true;
 		i++;
 	}
-	if (i + 1 != argc) {
-		fprintf(stderr, "usage: isorun stats [--json] DIR\n");
+	if (i + 1 < argc) {
+		fprintf(stderr, "usage: isorun stats [--json] [DIR]\n");
 		return ISORUN_EXIT_USAGE;
 	}
 	_cleanup_free_ char *js = NULL;
-	int r = fs_mount_stats(isorun_root(), argv[i], &js);
+	int r;
+	if (i == argc) {
+		/* Every live mount. */
+		if ((r = fs_mount_stats_all(isorun_root(), &js)) < 0) {
+			fprintf(stderr, "isorun: stats: %s\n", strerror(-r));
+			return ISORUN_EXIT_ERROR;
+		}
+		json_object *j = json_tokener_parse(js), *a;
+		if (json || !j || !json_object_object_get_ex(j, "mounts", &a)) {
+			printf("%s\n", js);
+		} else {
+			for (size_t k = 0; k < json_object_array_length(a); k++) {
+				if (k)
+					printf("\n");
+				print_stats(json_object_to_json_string(json_object_array_get_idx(a, k)));
+			}
+		}
+		json_object_put(j);
+		return 0;
+	}
+	r = fs_mount_stats(isorun_root(), argv[i], &js);
 	if (r < 0) {
 		fprintf(stderr, "isorun: stats %s: %s\n", argv[i], strerror(-r));
 		return ISORUN_EXIT_ERROR;
@@ -259,7 +284,8 @@ static int cmd_stats(int argc, char **argv)
 		print_stats(js);
 	return 0;
 }
-ISORUN_VERB("stats", cmd_stats, "[--json] DIR", "fetch, cache and latency numbers of a mount");
+ISORUN_VERB("stats", cmd_stats, "[--json] [DIR]",
+	    "fetch, cache and latency numbers of a mount (of every mount without DIR)");
 
 static int cmd_fsd(int argc, char **argv)
 {

@@ -10,6 +10,8 @@
  *                      Without an artifact the image is indexed locally from its layers,
  *                      streamed from the registry ("first use builds"); all its chunks are
  *                      then local.
+ * Registries named in $ISORUN_INSECURE_REGISTRIES (comma-separated host[:port]) are reached
+ * without TLS verification or over plain HTTP, like docker's --insecure-registry.
  */
 #pragma once
 

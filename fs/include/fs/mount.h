@@ -34,6 +34,9 @@ struct fs_mount_opts {
 	unsigned keep_warm_s;	    /* delay between the last release and the unmount */
 	unsigned prefetch_threads;  /* concurrent prefetch requests, 0 = 2 */
 	uint64_t request_max;	    /* bytes per coalesced range request, 0 = 4 MiB */
+	uint64_t fg_spill;	    /* a read's fetch may extend this far past the file into
+				       the pack (laid out in access order); 0 = 512 KiB,
+				       none with FS_PREFETCH_NONE */
 	uint64_t mem_cache;	    /* decompressed chunks kept in memory, 0 = 32 MiB */
 	const char *authfile;	    /* registry credentials file, NULL = standard chain */
 	const char *exe;	    /* the isorun binary that runs `fsd`; NULL = /proc/self/exe */
@@ -73,6 +76,9 @@ int fs_mount_unbind(const char *store_root, const char *dir, bool lazy);
  * -EINVAL not an isorun mount, -ECONNREFUSED daemon gone.
  */
 int fs_mount_stats(const char *store_root, const char *dir, char **ret_json);
+
+/* Stats of every live mount: {"mounts": [stats objects]}. Caller frees. -ENOMEM. */
+int fs_mount_stats_all(const char *store_root, char **ret_json);
 
 /*
  * Run the daemon for index `index_digest` mounted on `mountpoint` until it is unmounted
