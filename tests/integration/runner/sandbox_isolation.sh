@@ -96,6 +96,25 @@ if [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
 	expect_eq "--cpus 0.5 quota" "$(cat /sys/fs/cgroup/cpu/isorun/$CID/cpu.cfs_quota_us)" 50000
 fi
 "$ISORUN" rm -f "$CID"
+# a hostile image: mount targets that are symlinks out of the root
+EVIL="$WORK/evil"
+make_rootfs "$EVIL"
+rm -rf "$EVIL/proc" "$EVIL/dev" "$EVIL/tmp"
+ln -s / "$EVIL/proc"
+ln -s ../../../../../../.. "$EVIL/dev"
+ln -s "$WORK/host-tmp" "$EVIL/tmp"
+ln -s "$WORK/host-hosts" "$EVIL/etc/hosts"
+mkdir "$WORK/host-tmp"
+EID=$("$ISORUN" create --rootfs "$EVIL")
+expect_eq "symlinked /proc replaced by a real procfs" \
+	"$("$ISORUN" exec "$EID" -- sh -c 'cat /proc/1/cmdline | tr "\0" " "')" "isorun-agent --listen-fd 3 "
+"$ISORUN" exec "$EID" -- sh -c 'echo x > /tmp/f; echo y > /dev/shm/g' || true
+[ -z "$(ls -A "$WORK/host-tmp")" ] || fail "a write through the image's /tmp symlink reached the host"
+[ ! -e "$WORK/host-hosts" ] || fail "the /etc/hosts bind followed the image's symlink to the host"
+ok "mount-target symlinks stay inside the sandbox"
+[ -L "$EVIL/proc" ] || fail "the lower dir was modified"
+"$ISORUN" rm -f "$EID"
+
 # --userns: root inside is host uid 100000; image files keep their owners (idmapped lower)
 UID_=$("$ISORUN" create --rootfs "$ROOTFS" --userns)
 expect_eq "uid map" "$("$ISORUN" exec "$UID_" -- cat /proc/self/uid_map | tr -s ' ')" " 0 100000 65536"
