@@ -275,10 +275,10 @@ fetched_bytes() {
 	echo "${v:-null}"
 }
 
-# The index depends on the image only: measured for the first command and network of an image.
-index_once() { [ "$2" = "$(image_cmds "$1" | awk 'NR == 1 { print $1 }')" ]; }
+# The index depends on the image only: measured for its first command on the first network.
+index_once() { [ "$2" = "$(image_cmds "$1" | awk 'NR == 1 { print $1 }')" ] && [ "$3" = "${NETS%% *}" ]; }
 m_index_oci() {
-	index_once "$1" "$2" || return 0
+	index_once "$1" "$2" "$3" || return 0
 	local t
 	rm -rf "$IDXROOT"
 	mkdir -p "$IDXROOT"
@@ -289,7 +289,7 @@ m_index_oci() {
 	record "$1" "$2" "$3" index-oci store_bytes "$4" "$(du -sb "$IDXROOT" | cut -f1)"
 }
 m_index() {
-	index_once "$1" "$2" || return 0
+	index_once "$1" "$2" "$3" || return 0
 	local t
 	rm -rf "$IDXROOT"
 	mkdir -p "$IDXROOT"
@@ -310,7 +310,7 @@ m_pull() {
 isorun_run() { # IMAGE LABEL NET
 	local line
 	line=$(image_cmds "$1" | awk -v l="$2" '$1 == l')
-	eval "set -- $(net_addr "$3")/$1:latest ${line#* * }"
+	eval "set -- $(net_addr "$3")/$1:latest -- ${line#* * }"
 	"$ISORUN" --root "$IROOT" run "$@"
 }
 m_run_cold() {
@@ -427,6 +427,7 @@ case " $NETS " in *" wan "*)
 esac
 WAN_DESC=$(cat "$BENCH_WORK/wan.state" 2>/dev/null || echo "not used")
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A AVAIL
 for m in $METHODS; do
 	if "avail_${m//-/_}"; then AVAIL[$m]=1; else AVAIL[$m]=0; fi
@@ -436,10 +437,12 @@ log "methods available: $(for m in $METHODS; do [ "${AVAIL[$m]}" = 1 ] && printf
 
 # Measurements ------------------------------------------------------------------------------
 
+# Networks are interleaved within each repetition, so that load changing over time (this
+# machine is shared) does not favour one of them.
 for image in $IMAGES; do
 	labels=$(image_cmds "$image" | awk '{ print $1 }')
-	for net in $NETS; do
-		for rep in $(seq "$REPS"); do
+	for rep in $(seq "$REPS"); do
+		for net in $NETS; do
 			log "$image / $net / repetition $rep of $REPS"
 			m_baseline_prepare "$image" "$net" "$rep"
 			for label in $labels; do
@@ -451,13 +454,13 @@ for image in $IMAGES; do
 					"m_${m//-/_}" "$image" "$label" "$net" "$rep"
 				done
 			done
+			# The trace depends on the tree, not the network or the repetition: once.
+			if [ "$rep" = 1 ] && [ "$net" = "${NETS%% *}" ]; then
+				for label in $labels; do bytes_touched "$image" "$label" "$net"; done
+			fi
 		done
-		# The trace depends on the tree, not the network: once per image.
-		if [ "$net" = "${NETS%% *}" ]; then
-			for label in $labels; do bytes_touched "$image" "$label" "$net"; done
-		fi
-		rm -rf "$RUN/baseline"
 	done
+	rm -rf "$RUN/baseline"
 done
 
 # Results -----------------------------------------------------------------------------------
@@ -473,7 +476,8 @@ machine_json() {
 		--arg umoci "$(umoci --version | awk '{ print $3 }')" \
 		--arg registry "$(docker-registry --version | awk '{ print $3 }')" \
 		--arg commit "$(git -C "$BENCH_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-		'{kernel: $kernel, cpu: $cpu, cpus: $cpus, mem_bytes: $mem, os: $os, work_fs: $fs,
+		--arg load "$LOAD_BEFORE -> $(cut -d' ' -f1-3 /proc/loadavg)" \
+		'{loadavg: $load, kernel: $kernel, cpu: $cpu, cpus: $cpus, mem_bytes: $mem, os: $os, work_fs: $fs,
 		  skopeo: $skopeo, umoci: $umoci, docker_registry: $registry, isorun_commit: $commit}'
 }
 
