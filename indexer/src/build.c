@@ -369,7 +369,7 @@ int idx_build(struct idx_store *store, struct idx_source *src, const struct idx_
 
 	if ((r = idx_tree_new(&tree)) < 0)
 		return r;
-	if ((r = idx_pool_new(store, o->threads, o->zstd_level ? o->zstd_level : 3, &pool)) < 0)
+	if ((r = idx_pool_new(store, o->threads, o->zstd_level ? o->zstd_level : 1, &pool)) < 0)
 		return r;
 
 	for (size_t i = 0; i < nlayers; i++) {

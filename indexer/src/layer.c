@@ -3,6 +3,14 @@
  * zstd, or none) -> SHA-256 of the tar stream (the diff_id) -> libarchive (tar formats only:
  * ustar, PAX, GNU; no filters, we decompress ourselves so the diff_id covers exactly the tar
  * bytes) -> tree entries, file data through the chunker into the pool.
+ *
+ * Two threads per layer: a producer reads the blob, hashes it, decompresses and hashes the
+ * tar stream into a ring of RING buffers; the caller's thread parses the tar (libarchive)
+ * and chunks file data. Decompression (zlib above all) costs as much as everything else the
+ * caller's thread does, so splitting them roughly halves a build's critical path.
+ * Ring protocol (guarded by `lock`): slots [head, head + count) are filled, in order; the
+ * consumer holds slot `head` between two la_read calls (libarchive keeps using the buffer
+ * until then), so the producer only writes slots outside the filled range.
  */
 #include "layer.h"
 
@@ -16,6 +24,7 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +39,10 @@
 #define MAX_XATTR_VALUE 65536
 #define MAX_ENTRIES	(16u << 20)
 
+#define RING 8
+
 struct lreader {
+	/* Producer only (after the thread starts). */
 	struct idx_stream *st;
 	enum idx_compression comp;
 	struct cm_sha256 *sha_c, *sha_u;
@@ -38,11 +50,22 @@ struct lreader {
 	z_stream z;
 	bool z_init, z_end;
 	ZSTD_DCtx *zd;
-	uint8_t *in, *out;
+	uint8_t *in;
 	size_t in_pos, in_len;
 	bool src_eof;
-	int err;
-	char errmsg[160];
+	char errmsg[160]; /* producer's error text; read by the consumer once `done` */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint8_t *ring[RING];	  /* OUT_BUF bytes each */
+	size_t ring_len[RING];	  /* guarded by lock */
+	unsigned head, count;	  /* guarded by lock */
+	bool held;		  /* consumer holds slot head; guarded by lock */
+	bool done;		  /* producer finished; guarded by lock */
+	int perr;		  /* producer's error (0 at a clean end); guarded by lock */
+	bool stop;		  /* consumer gives up; guarded by lock */
+
+	int err; /* consumer: the error that stopped libarchive */
 };
 
 static int fill_input(struct lreader *l)
@@ -63,8 +86,8 @@ static int fill_input(struct lreader *l)
 	return 0;
 }
 
-/* Produce up to OUT_BUF bytes of the tar stream. 0 = end. */
-static ssize_t next_block(struct lreader *l)
+/* Produce up to OUT_BUF bytes of the tar stream into `out`. 0 = end. */
+static ssize_t next_block(struct lreader *l, uint8_t *out)
 {
 	for (;;) {
 		int r = fill_input(l);
@@ -74,7 +97,7 @@ static ssize_t next_block(struct lreader *l)
 		if (l->comp == IDX_COMP_NONE) {
 			if (!avail)
 				return 0;
-			memcpy(l->out, l->in + l->in_pos, avail);
+			memcpy(out, l->in + l->in_pos, avail);
 			l->in_pos = l->in_len;
 			return (ssize_t)avail;
 		}
@@ -98,7 +121,7 @@ static ssize_t next_block(struct lreader *l)
 			}
 			l->z.next_in = l->in + l->in_pos;
 			l->z.avail_in = (uInt)avail;
-			l->z.next_out = l->out;
+			l->z.next_out = out;
 			l->z.avail_out = OUT_BUF;
 			int zr = inflate(&l->z, Z_NO_FLUSH);
 			l->in_pos = l->in_len - l->z.avail_in;
@@ -114,7 +137,7 @@ static ssize_t next_block(struct lreader *l)
 				return (ssize_t)produced;
 		} else {
 			ZSTD_inBuffer ib = {l->in + l->in_pos, avail, 0};
-			ZSTD_outBuffer ob = {l->out, OUT_BUF, 0};
+			ZSTD_outBuffer ob = {out, OUT_BUF, 0};
 			size_t zr = ZSTD_decompressStream(l->zd, &ob, &ib);
 			l->in_pos += ib.pos;
 			if (ZSTD_isError(zr)) {
@@ -128,18 +151,70 @@ static ssize_t next_block(struct lreader *l)
 	}
 }
 
+static void *producer(void *arg)
+{
+	struct lreader *l = arg;
+	pthread_mutex_lock(&l->lock);
+	for (;;) {
+		while (l->count == RING && !l->stop)
+			pthread_cond_wait(&l->cond, &l->lock);
+		if (l->stop)
+			break;
+		unsigned slot = (l->head + l->count) % RING;
+		pthread_mutex_unlock(&l->lock);
+		ssize_t n = next_block(l, l->ring[slot]);
+		if (n > 0) {
+			cm_sha256_update(l->sha_u, l->ring[slot], (size_t)n);
+			l->usize += (uint64_t)n;
+		}
+		pthread_mutex_lock(&l->lock);
+		if (n <= 0) {
+			l->perr = (int)n;
+			break;
+		}
+		l->ring_len[slot] = (size_t)n;
+		l->count++;
+		pthread_cond_broadcast(&l->cond);
+	}
+	l->done = true;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+	return NULL;
+}
+
+/* Next block of the tar stream (valid until the next call): > 0 bytes, 0 at the end. */
+static ssize_t ring_take(struct lreader *l, const void **buf)
+{
+	pthread_mutex_lock(&l->lock);
+	if (l->held) {
+		l->head = (l->head + 1) % RING;
+		l->count--;
+		l->held = false;
+		pthread_cond_broadcast(&l->cond);
+	}
+	while (!l->count && !l->done)
+		pthread_cond_wait(&l->cond, &l->lock);
+	ssize_t n;
+	if (l->count) {
+		*buf = l->ring[l->head];
+		n = (ssize_t)l->ring_len[l->head];
+		l->held = true;
+	} else {
+		n = l->perr;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return n;
+}
+
 static la_ssize_t la_read(struct archive *a, void *ud, const void **buf)
 {
 	struct lreader *l = ud;
-	ssize_t n = next_block(l);
+	ssize_t n = ring_take(l, buf);
 	if (n < 0) {
 		l->err = (int)n;
 		archive_set_error(a, EIO, "%s", l->errmsg[0] ? l->errmsg : "read error");
 		return -1;
 	}
-	cm_sha256_update(l->sha_u, l->out, (size_t)n);
-	l->usize += (uint64_t)n;
-	*buf = l->out;
 	return n;
 }
 
@@ -265,9 +340,15 @@ int idx_layer_read(struct idx_tree *tree, struct idx_pool *pool, struct idx_stre
 	 * storage on the next archive_read_next_header. */
 	char cur[256] = "";
 
+	pthread_t thread;
+	bool started = false;
+	pthread_mutex_init(&l.lock, NULL);
+	pthread_cond_init(&l.cond, NULL);
 	l.in = malloc(IN_BUF);
-	l.out = malloc(OUT_BUF);
-	if (!l.in || !l.out || !xbuf || cm_sha256_new(&l.sha_c) < 0 || cm_sha256_new(&l.sha_u) < 0) {
+	bool ring_ok = true;
+	for (int i = 0; i < RING; i++)
+		ring_ok = (l.ring[i] = malloc(OUT_BUF)) && ring_ok;
+	if (!l.in || !ring_ok || !xbuf || cm_sha256_new(&l.sha_c) < 0 || cm_sha256_new(&l.sha_u) < 0) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -289,6 +370,11 @@ int idx_layer_read(struct idx_tree *tree, struct idx_pool *pool, struct idx_stre
 	if (r < 0)
 		goto out;
 
+	if (pthread_create(&thread, NULL, producer, &l) != 0) {
+		r = -EAGAIN;
+		goto out;
+	}
+	started = true;
 	a = archive_read_new();
 	if (!a) {
 		r = -ENOMEM;
@@ -378,7 +464,7 @@ int idx_layer_read(struct idx_tree *tree, struct idx_pool *pool, struct idx_stre
 			if (r < 0) {
 				if (r == -EPROTO)
 					log_error("layer %s: entry '%s': %s", layer_name, path,
-						  l.errmsg[0] ? l.errmsg
+						  l.err && l.errmsg[0] ? l.errmsg
 							      : archive_error_string(a) ? archive_error_string(a)
 											: "bad data");
 				if (l.err)
@@ -392,16 +478,17 @@ int idx_layer_read(struct idx_tree *tree, struct idx_pool *pool, struct idx_stre
 	}
 	/* Drain what follows the end-of-archive marker so both digests cover the whole blob. */
 	for (;;) {
-		ssize_t n = next_block(&l);
+		const void *unused;
+		ssize_t n = ring_take(&l, &unused);
 		if (n < 0) {
 			r = cm_log_ret((int)n, "layer %s: %s", layer_name, l.errmsg);
 			goto out;
 		}
 		if (n == 0)
 			break;
-		cm_sha256_update(l.sha_u, l.out, (size_t)n);
-		l.usize += (uint64_t)n;
 	}
+	pthread_join(thread, NULL); /* done: the producer's fields are ours now */
+	started = false;
 	if (comp != IDX_COMP_NONE && !l.z_end) {
 		r = cm_log_ret(-EPROTO, "layer %s: compressed stream is truncated", layer_name);
 		goto out;
@@ -411,6 +498,13 @@ int idx_layer_read(struct idx_tree *tree, struct idx_pool *pool, struct idx_stre
 	ret->size = l.csize;
 	ret->usize = l.usize;
 out:
+	if (started) {
+		pthread_mutex_lock(&l.lock);
+		l.stop = true;
+		pthread_cond_broadcast(&l.cond);
+		pthread_mutex_unlock(&l.lock);
+		pthread_join(thread, NULL);
+	}
 	if (a)
 		archive_read_free(a);
 	idx_cdc_fini(&cdc);
@@ -420,6 +514,9 @@ out:
 	cm_sha256_free(l.sha_c);
 	cm_sha256_free(l.sha_u);
 	free(l.in);
-	free(l.out);
+	for (int i = 0; i < RING; i++)
+		free(l.ring[i]);
+	pthread_cond_destroy(&l.cond);
+	pthread_mutex_destroy(&l.lock);
 	return r;
 }

@@ -16,7 +16,7 @@ struct idx_build_opts {
 	const char *platform;	  /* "os/arch[/variant]", default "linux/amd64" */
 	const char *oci_out;	  /* write the index artifact as an OCI layout here, or NULL */
 	bool progress;		  /* progress lines on stderr */
-	int zstd_level;		  /* 0 = default (3) */
+	int zstd_level;		  /* 0 = default (1: see bench/results/index.md) */
 	uint64_t pack_target;	  /* target pack size in bytes, 0 = default (32 MiB) */
 	int threads;		  /* compression workers, 0 = number of CPUs */
 };
