@@ -61,7 +61,7 @@ static enum cg_mode cg_detect(void)
 
 static int write_str(const char *path, const char *val)
 {
-	_cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	ssize_t n = write(fd, val, strlen(val));
