@@ -274,7 +274,8 @@ static int dl_sink(void *ud, const uint8_t *data, size_t n)
 
 /* Run a verified blob download through `accept`. */
 int reg_blob_download(struct reg_client *c, const struct reg_ref *repo, const char *digest,
-		      uint64_t size, int (*accept)(void *, const uint8_t *, size_t), void *ud)
+		      uint64_t size, int (*accept)(void *, const uint8_t *, size_t), void *ud,
+		      const atomic_bool *cancel)
 {
 	_cleanup_free_ char *scope = reg_scope(repo, "pull");
 	struct dl d = {.size = size, .accept = accept, .ud = ud, .digest = digest};
@@ -294,6 +295,7 @@ int reg_blob_download(struct reg_client *c, const struct reg_ref *repo, const ch
 	q.start = dl_start;
 	q.restart = dl_restart;
 	q.ud = &d;
+	q.cancel = cancel;
 	r = q.path ? reg_req_perform(c, &q) : -ENOMEM;
 	if (r >= 0 && r != 200 && r != 206)
 		r = reg_req_fail(&q, "blob fetch");
@@ -327,7 +329,7 @@ int reg_client_get_blob(struct reg_client *c, const struct reg_ref *repo, const 
 			struct cm_buf *body)
 {
 	size_t base = body->len;
-	int r = reg_blob_download(c, repo, digest, UINT64_MAX, accept_buf, body);
+	int r = reg_blob_download(c, repo, digest, UINT64_MAX, accept_buf, body, NULL);
 	if (r == -EFBIG)
 		r = cm_log_ret(-EFBIG, "blob %s of %s is over the %zu byte cap", digest, repo->path,
 			       body->cap);
@@ -344,7 +346,7 @@ static int accept_fd(void *ud, const uint8_t *data, size_t n)
 int reg_client_get_blob_fd(struct reg_client *c, const struct reg_ref *repo, const char *digest,
 			   uint64_t size, int fd)
 {
-	return reg_blob_download(c, repo, digest, size, accept_fd, &fd);
+	return reg_blob_download(c, repo, digest, size, accept_fd, &fd, NULL);
 }
 
 /* ---- ranges ---- */

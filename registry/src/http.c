@@ -385,6 +385,7 @@ struct attempt {
 	uint64_t stall_ns;
 	curl_off_t last_dl, last_ul;
 	bool stalled;
+	bool cancelled;
 };
 
 static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
@@ -397,6 +398,10 @@ static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 		a->last_ul = ulnow;
 		a->last_ns = now;
 		return 0;
+	}
+	if (a->r->cancel && atomic_load(a->r->cancel)) {
+		a->cancelled = true;
+		return 1;
 	}
 	if (now - a->last_ns > a->stall_ns) {
 		a->stalled = true;
@@ -648,6 +653,8 @@ static int attempt_once(struct reg_client *c, struct reg_req *r, const char *url
 	if (cc != CURLE_OK) {
 		if (r->sink_err)
 			err = r->sink_err;
+		else if (cc == CURLE_ABORTED_BY_CALLBACK && a.cancelled)
+			err = -ECANCELED;
 		else if (cc == CURLE_ABORTED_BY_CALLBACK && a.stalled)
 			err = -EAGAIN; /* stalled, not the deadline */
 		else
@@ -714,10 +721,12 @@ static void backoff_sleep(struct reg_client *c, struct reg_req *r, unsigned atte
 	uint64_t now = cm_now_ns();
 	if (now + ms * 1000000ull > r->deadline_ns)
 		ms = r->deadline_ns > now ? (r->deadline_ns - now) / 1000000ull : 0;
-	struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
-			      .tv_nsec = (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	/* in slices, so a cancelled transfer does not sit out a long Retry-After */
+	uint64_t end = now + ms * 1000000ull;
+	while ((now = cm_now_ns()) < end && !(r->cancel && atomic_load(r->cancel))) {
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)MIN(end - now, 100000000ull)};
+		nanosleep(&ts, NULL);
+	}
 }
 
 /*
@@ -1015,6 +1024,12 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 					reg_creds_fini(&basic);
 				return err;
 			}
+		}
+		if (r->cancel && atomic_load(r->cancel)) {
+			free_secret(bearer);
+			if (!(r->no_auth && r->basic))
+				reg_creds_fini(&basic);
+			return -ECANCELED;
 		}
 		if (r->out && !r->restart)
 			r->out->len = out_base;

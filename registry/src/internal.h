@@ -6,6 +6,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -100,6 +101,7 @@ struct reg_req {
 	reg_restart_fn restart;
 	void *ud;
 	struct cm_buf *out; /* when no sink: 2xx body appended here (its cap applies) */
+	const atomic_bool *cancel; /* set by another thread: stop with -ECANCELED within ~0.1 s */
 
 	/* out (valid after reg_req_perform; reset per attempt) */
 	long status;
@@ -153,7 +155,7 @@ void reg_url_for_log(const char *url, char *out, size_t outlen);
  */
 int reg_blob_download(struct reg_client *c, const struct reg_ref *repo, const char *digest,
 		      uint64_t size, int (*accept)(void *ud, const uint8_t *data, size_t n),
-		      void *ud);
+		      void *ud, const atomic_bool *cancel);
 
 /* reg_client_put_manifest, also telling whether the registry answered OCI-Subject (it has
  * the referrers API and indexed the subject itself). */

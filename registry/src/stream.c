@@ -32,6 +32,7 @@ struct reg_blob_stream {
 	bool done;     /* guarded by mu: producer finished (err says how) */
 	int err;       /* guarded by mu */
 	bool cancel;   /* guarded by mu: consumer closed */
+	atomic_bool stop; /* the same, read lock-free by the transfer's progress callback */
 };
 
 static int produce(void *ud, const uint8_t *data, size_t n)
@@ -61,7 +62,7 @@ static int produce(void *ud, const uint8_t *data, size_t n)
 static void *producer_main(void *ud)
 {
 	struct reg_blob_stream *s = ud;
-	int r = reg_blob_download(s->c, s->repo, s->digest, s->size, produce, s);
+	int r = reg_blob_download(s->c, s->repo, s->digest, s->size, produce, s, &s->stop);
 	pthread_mutex_lock(&s->mu);
 	s->done = true;
 	s->err = r;
@@ -125,6 +126,7 @@ void reg_blob_stream_close(struct reg_blob_stream *s)
 	if (s->thread_started) {
 		pthread_mutex_lock(&s->mu);
 		s->cancel = true;
+		atomic_store(&s->stop, true);
 		pthread_cond_broadcast(&s->cv);
 		pthread_mutex_unlock(&s->mu);
 		pthread_join(s->thread, NULL);

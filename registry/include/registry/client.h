@@ -140,9 +140,9 @@ struct reg_blob_stream;
 int reg_client_open_blob(struct reg_client *c, const struct reg_ref *repo, const char *digest,
 			 uint64_t size, struct reg_blob_stream **ret);
 ssize_t reg_blob_stream_read(struct reg_blob_stream *s, void *buf, size_t len);
-/* Stops the download thread and frees the stream (NULL is a no-op). Returns at once while
- * bytes flow; when the download is waiting out a retry backoff it returns after it (at
- * most 8 s, or the registry's Retry-After within the deadline). */
+/* Stops the download thread and frees the stream (NULL is a no-op). The transfer is
+ * cancelled from its progress callback and retry backoffs are cut short, so this returns
+ * within about a second even when the registry has gone silent. */
 void reg_blob_stream_close(struct reg_blob_stream *s);
 
 /*

@@ -56,6 +56,11 @@ rule "/blobs/$L0 stall 1 20"
 fired stall
 ok "stalled transfer: detected by the low-speed limit, resumed"
 
+# closing a stream while the registry is silent must not wait for stall detection or retries
+rule "/blobs/$L0 stall 1 120"
+timeout 20 "${T[@]}" --low-speed-time 100 stream "$X/f/app:v1" "$L0" "$S0" 1000 | grep -q " 1000$" || fail "stream close during a stall hung"
+ok "closing a stream while the transfer is stalled returns promptly"
+
 rule "/blobs/$L0 shorten -1"
 expect_rc 74 "${T[@]}" blob "$X/f/app:v1" "$L0" "$WORK/b"
 expect_rc 74 "${T[@]}" stream "$X/f/app:v1" "$L0" "$S0"
