@@ -32,7 +32,8 @@ struct pull {
 	size_t n;
 	pthread_mutex_t mu;
 	size_t next; /* guarded by mu */
-	int err;     /* guarded by mu: first failure, stops the others */
+	int err;     /* guarded by mu: first failure */
+	atomic_bool stop; /* set with err: cancels the other workers' transfers */
 };
 
 static int file_matches(int dfd, const char *name, const char *digest, uint64_t size)
@@ -55,6 +56,11 @@ static int file_matches(int dfd, const char *name, const char *digest, uint64_t 
 	return n == 0 && !strcmp(got, digest);
 }
 
+static int write_fd(void *ud, const uint8_t *data, size_t n)
+{
+	return cm_write_full(*(int *)ud, data, n);
+}
+
 static int pull_one(struct pull *p, const struct pull_item *it)
 {
 	const char *hex = it->digest + 7;
@@ -67,7 +73,7 @@ static int pull_one(struct pull *p, const struct pull_item *it)
 	    openat(p->blobs_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return cm_log_ret(-errno, "cannot create a temporary blob file");
-	r = reg_client_get_blob_fd(p->c, p->ref, it->digest, it->size, fd);
+	r = reg_blob_download(p->c, p->ref, it->digest, it->size, write_fd, &fd, &p->stop);
 	if (r == 0 && renameat(p->blobs_fd, tmp, p->blobs_fd, hex) < 0)
 		r = -errno;
 	if (r < 0)
@@ -89,8 +95,9 @@ static void *worker(void *ud)
 		int r = pull_one(p, it);
 		if (r < 0) {
 			pthread_mutex_lock(&p->mu);
-			if (!p->err)
+						if (!p->err && r != -ECANCELED)
 				p->err = r;
+			atomic_store(&p->stop, true);
 			pthread_mutex_unlock(&p->mu);
 		}
 	}
