@@ -485,8 +485,8 @@ static int acquire_lower(struct run_sandbox *sb, char **ret)
 	if (sb->image_key && ctx->have_image_ops && ctx->image_ops.acquire) {
 		int r = ctx->image_ops.acquire(ctx->image_ops.userdata, sb->image_key, ret);
 		if (r < 0)
-			return cm_log_ret(r, "sandbox %s: cannot acquire image %s", sb->id,
-					  sb->image_key);
+			return cm_log_ret(r, "sandbox %s: cannot acquire image %s: %s", sb->id,
+					  sb->image_key, strerror(-r));
 		return 1; /* a reference to release */
 	}
 	if (!sb->lower_dir)

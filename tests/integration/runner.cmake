@@ -15,7 +15,12 @@ add_custom_command(OUTPUT ${probe_out}
 	COMMENT "Building the static sandbox probe" VERBATIM)
 add_custom_target(sandbox-probe ALL DEPENDS ${probe_out})
 
-foreach(t sandbox_lifecycle sandbox_isolation sandbox_many)
+add_executable(runner-image-ops ${ISORUN_TEST_KIND_DIR}/runner/image_ops.c)
+target_link_libraries(runner-image-ops PRIVATE isorun_runner)
+set_target_properties(runner-image-ops PROPERTIES
+	RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests/integration)
+
+foreach(t sandbox_lifecycle sandbox_isolation sandbox_many sandbox_image_ops)
 	isorun_integration_test(runner_${t} bash ${ISORUN_TEST_KIND_DIR}/runner/${t}.sh)
 	set_tests_properties(integration/runner_${t} PROPERTIES RUN_SERIAL TRUE)
 endforeach()

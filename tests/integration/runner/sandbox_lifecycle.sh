@@ -88,6 +88,15 @@ expect_eq "daemon answers the next exec" \
 expect_rc "background loop still writing" 0 "$ISORUN" exec "$ID" -- sh -c \
 	'a=$(cat /sandbox/tick); sleep 0.5; [ "$(cat /sandbox/tick)" != "$a" ]'
 
+# output is streamed live, not at the end: the first line arrives while the command runs
+"$ISORUN" exec "$ID" -- sh -c 'echo first; exec sleep 60' >"$WORK/live.out" &
+pid=$!
+for _ in $(seq 400); do grep -q first "$WORK/live.out" 2>/dev/null && break; sleep 0.05; done
+kill -0 $pid 2>/dev/null || fail "the command ended before its output was seen"
+expect_eq "live output" "$(cat "$WORK/live.out")" first
+kill -TERM $pid
+wait $pid || true
+
 # a reader that goes away ends the writer, as in a shell pipeline
 expect_eq "exec | head" "$("$ISORUN" exec "$ID" -- yes | head -n1)" y
 for _ in $(seq 100); do
@@ -118,8 +127,13 @@ expect_rc "cp of a missing file" 125 "$ISORUN" cp "$ID:/no/such" "$WORK/x"
 ok "write landed in the scratch layer"
 [ -e "$ROOTFS/bin/vi" ] || fail "the lower dir was modified"
 ok "lower dir untouched"
+# stop: SIGTERM first (a trap gets to run and its write is synced), then the scratch stays
+"$ISORUN" exec --user root "$ID" -- sh -c \
+	'(trap "echo graceful > /root/term; exit 0" TERM; while :; do sleep 0.05; done) >/dev/null 2>&1 &'
 "$ISORUN" stop "$ID"
 expect_eq "stopped" "$(sandbox_status "$ID")" stopped
+expect_eq "SIGTERM reached the processes at stop" \
+	"$(cat "$ISORUN_ROOT/sandboxes/$ID/scratch/upper/root/term" 2>/dev/null)" graceful
 expect_rc "exec on a stopped sandbox fails" 125 "$ISORUN" exec "$ID" -- true
 "$ISORUN" start "$ID"
 expect_eq "running again" "$(sandbox_status "$ID")" running
