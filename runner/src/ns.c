@@ -584,7 +584,7 @@ static _Noreturn void boot_child(struct boot *b)
 	close(rootfd);
 
 	drop_caps(b);
-	if ((r = run_seccomp_load_default()) < 0)
+	if ((r = run_seccomp_install()) < 0)
 		boot_fail(b, -r, "seccomp");
 
 	/* fds: 0,1 /dev/null, 2 agent.log, 3 the listening socket; everything else closes */
@@ -711,6 +711,8 @@ static int ns_start(struct run_sandbox *sb, const char *lower)
 		b.sync_fd = sp[1];
 	}
 
+	if ((r = run_seccomp_prepare(run_ctx_root(sb->ctx))) < 0)
+		goto fail;
 	struct run_cgroup_limits lim = {.memory_bytes = sb->memory_bytes,
 					.cpu_millis = sb->cpu_millis,
 					.pids_max = sb->pids_max};

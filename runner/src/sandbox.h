@@ -92,8 +92,13 @@ int run_cgroup_destroy(const char *id);
 /* Current memory usage in bytes (0 if unknown). */
 uint64_t run_cgroup_memory_usage(const char *id);
 
-/* Load the default seccomp profile into the calling process (sets no_new_privs first). */
-int run_seccomp_load_default(void);
+/*
+ * Compile the default seccomp profile (or read it from the cache under `root`); keeps it in
+ * memory for run_seccomp_install. Call before forking the sandbox's init. Not thread-safe.
+ */
+int run_seccomp_prepare(const char *root);
+/* Install the prepared profile in the calling process (sets no_new_privs first). */
+int run_seccomp_install(void);
 
 /* Connect to a unix socket at dirfd/name (works for paths longer than sun_path). */
 int run_unix_connect_at(int dirfd, const char *name, int *ret_fd);
