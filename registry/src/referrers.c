@@ -2,14 +2,13 @@
  * Referrers: the OCI 1.1 API when the registry has it, the tag schema otherwise.
  *
  * The tag-schema update is a read-modify-write of one tag with no compare-and-swap in the
- * distribution API (registry 2.8 has no If-Match on manifests). We narrow the race: after
- * writing we read the tag back and, if our entry is missing (a concurrent writer replaced
- * the index), merge again, up to 5 rounds. Two writers can still interleave between read
- * and write; the read-back repairs the loser's entry on its next round.
+ * distribution API (registry 2.8 has no If-Match on manifests). Writers converge instead:
+ * see the loop in reg_client_push_referrer.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -128,6 +127,14 @@ int reg_client_referrers(struct reg_client *c, const struct reg_ref *repo,
 	return r;
 }
 
+static bool index_has(const struct reg_index *ix, const char *digest)
+{
+	for (size_t i = 0; ix && i < reg_index_count(ix); i++)
+		if (!strcmp(reg_index_entry(ix, i)->digest, digest))
+			return true;
+	return false;
+}
+
 int reg_client_push_referrer(struct reg_client *c, const struct reg_ref *repo, const void *body,
 			     size_t len, char ret_digest[CM_DIGEST_STR_SIZE])
 {
@@ -178,30 +185,69 @@ int reg_client_push_referrer(struct reg_client *c, const struct reg_ref *repo, c
 	struct reg_ref *tref = NULL;
 	if (r == 0)
 		r = reg_ref_with(repo, tag, &tref);
-	for (int round = 0; r == 0 && round < 5; round++) {
-		struct cm_buf cur;
-		struct reg_index *old = NULL;
-		char olddg[CM_DIGEST_STR_SIZE];
-		cm_buf_init(&cur, REG_MANIFEST_MAX);
-		r = get_tag_index(c, repo, subj->digest, &cur, &old, olddg);
-		bool present = false;
-		for (size_t i = 0; r == 0 && old && i < reg_index_count(old); i++)
-			present |= !strcmp(reg_index_entry(old, i)->digest, digest);
-		reg_index_free(old);
-		if (r == 0 && present && round > 0) {
-			cm_buf_fini(&cur);
-			break; /* our entry survived: done */
+	/*
+	 * Converge instead of compare-and-swap (the registry has none): keep re-reading, and
+	 * whenever our entry or any entry we have written before is missing, merge it back
+	 * and write again; finish after two consecutive reads, spaced by a random 50-250 ms,
+	 * that already hold everything. A writer whose entry was dropped by another's stale
+	 * read-modify-write within that window puts it back. Entries are never removed here.
+	 */
+	struct reg_index *seen = NULL; /* the last index we wrote */
+	int stable = 0;
+	for (int round = 0; r == 0 && round < 12 && stable < 2; round++) {
+		if (round > 0) {
+			struct timespec ts = {.tv_sec = 0,
+					      .tv_nsec = (50 + (long)(((unsigned)rand() ^
+								       (unsigned)cm_now_ns()) %
+								      200u)) *
+							 1000000L};
+			nanosleep(&ts, NULL);
 		}
-		char *next = NULL;
-		size_t nl = 0;
-		if (r == 0)
-			r = reg_referrers_index_update(old ? (const char *)cur.data : NULL,
-						       old ? cur.len : 0, &add, &next, &nl);
+		struct cm_buf cur;
+		struct reg_index *now = NULL;
+		char dg[CM_DIGEST_STR_SIZE];
+		cm_buf_init(&cur, REG_MANIFEST_MAX);
+		r = get_tag_index(c, repo, subj->digest, &cur, &now, dg);
+		char *doc = NULL;
+		size_t dl = 0;
+		bool changed = false;
+		if (r == 0 && now && !(doc = strndup((const char *)cur.data, cur.len)))
+			r = -ENOMEM;
+		dl = doc ? cur.len : 0;
 		cm_buf_fini(&cur);
-		if (r == 0)
-			r = reg_client_put_manifest(c, tref, REG_MT_OCI_INDEX, next, nl, NULL);
-		free(next);
+		size_t nseen = seen ? reg_index_count(seen) : 0;
+		for (size_t k = 0; r == 0 && k <= nseen; k++) {
+			const struct reg_descriptor *e = k < nseen ? reg_index_entry(seen, k) : &add;
+			if (index_has(now, e->digest))
+				continue;
+			char *next = NULL;
+			size_t nl = 0;
+			r = reg_referrers_index_update(doc, dl, e, &next, &nl);
+			free(doc);
+			doc = next;
+			dl = nl;
+			changed = true;
+		}
+		reg_index_free(now);
+		if (r == 0 && !changed) {
+			stable++;
+		} else if (r == 0) {
+			stable = 0;
+			r = reg_client_put_manifest(c, tref, REG_MT_OCI_INDEX, doc, dl, NULL);
+			if (r == 0) {
+				reg_index_free(seen);
+				seen = NULL;
+				r = reg_index_parse(doc, dl, REG_MT_OCI_INDEX, &seen);
+			}
+		}
+		free(doc);
 	}
+	reg_index_free(seen);
+	if (r == 0 && stable < 2)
+		r = cm_log_ret(-EAGAIN,
+			       "referrers tag %s of %s kept changing under concurrent writers; "
+			       "push the referrer again",
+			       tag, repo->path);
 	reg_ref_free(tref);
 out:
 	if (r == 0 && ret_digest)

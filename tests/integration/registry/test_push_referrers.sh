@@ -60,4 +60,15 @@ A1b=$("$REG_TOOL" push-referrer "$H/push/mono" "$SUBJ" application/vnd.isorun.in
 [ "$A1b" = "$A1" ] || fail "same artifact twice should have the same digest"
 [ "$("$REG_TOOL" referrers "$H/push/mono" "$SUBJ" | grep -c sha256)" = 2 ] || fail "re-push duplicated an entry"
 ok "referrers via tag schema: two referrers kept, artifactType filter, idempotent"
+
+# concurrent writers of one tag-schema index (no compare-and-swap in the registry API): the
+# converging update must keep every entry
+for i in 1 2 3 4 5; do
+	"$REG_TOOL" push-referrer "$H/push/mono" "$SUBJ" "application/x-concurrent-$i" >"$WORK/cc$i" &
+	PIDS+=($!)
+done
+wait
+n=$("$REG_TOOL" referrers "$H/push/mono" "$SUBJ" | grep -c sha256)
+[ "$n" = 7 ] || fail "concurrent referrer pushes: $n entries, expected 7"
+ok "five concurrent referrer pushes: all kept"
 echo "all passed"
