@@ -446,10 +446,48 @@ static int get_range(struct fs_engine *e, uint32_t pack, uint64_t off, uint64_t 
 }
 
 /*
+ * Settle chunk c after its fetch: clear ST_BUSY, record the outcome and wake its waiters,
+ * chunk by chunk, so a reader waiting for the first chunks of a long run does not wait for
+ * the whole run to be verified and stored. `m` (may be NULL) is consumed.
+ */
+static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, bool keep,
+		   struct mentry **want)
+{
+	pthread_mutex_lock(&e->lock);
+	e->state[c] &= (uint8_t)~ST_BUSY;
+	if (res < 0) {
+		e->fails[c]++;
+		free(m);
+	} else {
+		struct idx_chunk ch;
+		idx_reader_chunk(e->r, c, &ch);
+		e->state[c] = (uint8_t)((e->state[c] & ~ST_ABSENT) | ST_LOCAL | ST_ADDED);
+		e->resident++;
+		e->resident_bytes += ch.csize;
+		count(&e->fetched_chunks, 1);
+		if (want) {
+			m->refs = 1;
+			mem_insert(e, m);
+			*want = m;
+		} else if (keep && !e->mem[c]) {
+			mem_insert(e, m);
+		} else {
+			free(m);
+		}
+		if (e->resident == e->n && !e->complete_us) {
+			e->complete_us = (cm_now_ns() - e->t0_ns) / 1000;
+			log_info("prefetch: image %s is fully local", idx_reader_digest(e->r));
+		}
+	}
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+}
+
+/*
  * Fetch chunks [a, b) (marked ST_BUSY by plan_run) in one request, verify each, publish it
- * to the store and settle its state. With `want` the entry of `a` is returned referenced;
- * with `keep`, the other chunks enter the memory cache too (a foreground reader will
- * probably want them next).
+ * to the store and settle it. With `want` the entry of `a` is returned referenced; with
+ * `keep`, the other chunks enter the memory cache too (a foreground reader will probably
+ * want them next). Returns the outcome for chunk a.
  */
 static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, struct mentry **want)
 {
@@ -457,88 +495,54 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, str
 	idx_reader_chunk(e->r, a, &ca);
 	idx_reader_chunk(e->r, b - 1, &cl);
 	uint64_t off = ca.pack_offset, len = cl.pack_offset + cl.csize - off;
-	uint32_t n = b - a;
-	int r = 0;
+	int r = 0, first = 0;
 	_cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
-	_cleanup_free_ struct mentry **got = calloc(n, sizeof(*got));
-	_cleanup_free_ int *res = calloc(n, sizeof(*res));
-	if (!buf || !got || !res)
+	if (!buf)
 		r = -ENOMEM;
 	if (r == 0)
 		r = get_range(e, ca.pack, off, len, buf);
-	for (uint32_t i = 0; i < n; i++) {
+	if (r < 0) {
+		count(&e->errors[cause_of(r)], 1);
+		log_error("fetch: %u chunk(s) of pack %u at offset %llu (%llu bytes) failed: %s",
+			  b - a, ca.pack, (unsigned long long)off, (unsigned long long)len,
+			  strerror(-r));
+		for (uint32_t c = a; c < b; c++)
+			settle(e, c, r, NULL, false, NULL);
+		return r;
+	}
+	for (uint32_t i = a; i < b; i++) {
 		struct idx_chunk c;
-		idx_reader_chunk(e->r, a + i, &c);
-		if (r < 0) {
-			res[i] = r;
-			continue;
-		}
+		struct mentry *m = NULL;
+		idx_reader_chunk(e->r, i, &c);
 		const uint8_t *cd = buf + (c.pack_offset - off);
-		res[i] = decode(&c, a + i, cd, c.csize, &got[i]);
-		if (res[i] == -EBADMSG) {
+		int res = decode(&c, i, cd, c.csize, &m);
+		if (res == -EBADMSG) {
 			/* Once more on its own: a proxy or a flaky link may have damaged it. */
 			_cleanup_free_ uint8_t *one = malloc(c.csize ? c.csize : 1);
 			count(&e->errors[E_CORRUPT], 1);
-			res[i] = one ? get_range(e, c.pack, c.pack_offset, c.csize, one) : -ENOMEM;
-			if (res[i] == 0)
-				res[i] = decode(&c, a + i, one, c.csize, &got[i]);
-			if (res[i] == 0)
-				res[i] = idx_store_put_chunk(e->store, c.digest, one, c.csize,
-							     c.usize, false);
-			if (res[i] == -EBADMSG) {
+			res = one ? get_range(e, c.pack, c.pack_offset, c.csize, one) : -ENOMEM;
+			if (res == 0)
+				res = decode(&c, i, one, c.csize, &m);
+			if (res == 0)
+				res = idx_store_put_chunk(e->store, c.digest, one, c.csize, c.usize,
+							  false);
+			if (res == -EBADMSG) {
 				char hex[CM_DIGEST_STR_SIZE];
 				cm_digest_format(c.digest, hex);
 				log_error("fetch: chunk %s from pack %u offset %llu is corrupt after "
 					  "a refetch: not served", hex, c.pack,
 					  (unsigned long long)c.pack_offset);
 			}
-		} else if (res[i] == 0) {
-			res[i] = idx_store_put_chunk(e->store, c.digest, cd, c.csize, c.usize, false);
+		} else if (res == 0) {
+			res = idx_store_put_chunk(e->store, c.digest, cd, c.csize, c.usize, false);
 		}
-		if (res[i] > 0)
-			res[i] = 0;
-		if (res[i] < 0 && got[i]) {
-			free(got[i]);
-			got[i] = NULL;
-		}
+		if (res > 0)
+			res = 0;
+		if (i == a)
+			first = res;
+		settle(e, i, res, m, keep, i == a ? want : NULL);
 	}
-	if (r < 0) {
-		count(&e->errors[cause_of(r)], 1);
-		log_error("fetch: %u chunk(s) of pack %u at offset %llu (%llu bytes) failed: %s", n,
-			  ca.pack, (unsigned long long)off, (unsigned long long)len, strerror(-r));
-	}
-	pthread_mutex_lock(&e->lock);
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t c = a + i;
-		e->state[c] &= (uint8_t)~ST_BUSY;
-		if (res[i] < 0) {
-			e->fails[c]++;
-			continue;
-		}
-		struct idx_chunk ch;
-		idx_reader_chunk(e->r, c, &ch);
-		e->state[c] = (uint8_t)((e->state[c] & ~ST_ABSENT) | ST_LOCAL | ST_ADDED);
-		e->resident++;
-		e->resident_bytes += ch.csize;
-		count(&e->fetched_chunks, 1);
-		if (i == 0 && want) {
-			got[i]->refs = 1;
-			mem_insert(e, got[i]);
-			*want = got[i];
-		} else if (keep && !e->mem[c]) {
-			mem_insert(e, got[i]);
-		} else {
-			free(got[i]);
-		}
-		got[i] = NULL;
-	}
-	if (e->resident == e->n && !e->complete_us) {
-		e->complete_us = (cm_now_ns() - e->t0_ns) / 1000;
-		log_info("prefetch: image %s is fully local", idx_reader_digest(e->r));
-	}
-	pthread_cond_broadcast(&e->cond);
-	pthread_mutex_unlock(&e->lock);
-	return res[0] < 0 ? res[0] : 0;
+	return first;
 }
 
 int fs_engine_get(struct fs_engine *e, uint32_t c, uint32_t ino, uint32_t ext,

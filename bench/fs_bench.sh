@@ -1,0 +1,223 @@
+#!/bin/bash
+# The lazy filesystem's numbers (results: bench/results/fs.md and fs.json).
+#
+#   bench/fs_bench.sh [--images "python browser"] [--nets "lo wan"] [--reps N]
+#
+# For each image (from bench/images.sh, pushed to the loopback registry bench/registry.sh;
+# "wan" is the same storage behind bench/wan.sh's delayed, rate-limited link):
+#   baseline    cold: skopeo copy + umoci unpack + the first command in a chroot of the tree
+#   isorun      cold, index pre-built (the artifact is in the registry, pushed once here with
+#               isorun-index build --push): isorun pull (index only) into an empty store +
+#               isorun mount (default prefetch=all) + the first command in a chroot of it
+#   bytes       fetched when the first command exits (prefetch=all, and prefetch=none), and
+#               the bytes it touched: the uncompressed size of the chunks it read, from a
+#               --record-trace of the prefetch=none run (docs/trace.md)
+# Then, on the browser image (largest file) with everything local: sequential read with the
+# page cache dropped, mount vs the same file on local disk (umoci's tree); and the daemon's
+# RSS once the whole image is prefetched.
+# Page cache is dropped before every cold step. Medians of --reps repetitions.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+IMAGES="python browser"
+NETS="lo wan"
+REPS=1
+while [ $# -gt 0 ]; do
+	case $1 in
+	--images) IMAGES=$2; shift ;;
+	--nets) NETS=$2; shift ;;
+	--reps) REPS=$2; shift ;;
+	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+	*) die "unknown argument $1" ;;
+	esac
+	shift
+done
+
+require_root
+require_cmds skopeo umoci jq chroot unshare
+ISORUN=$(isorun_bin isorun)
+ISORUN_INDEX=$(isorun_bin isorun-index)
+has_verb "$ISORUN" mount || skip "isorun mount is not built"
+export ISORUN_INSECURE_REGISTRIES=$BENCH_WAN_ADDR
+"$BENCH_DIR/registry.sh" status >/dev/null || "$BENCH_DIR/registry.sh" start >/dev/null
+case " $NETS " in *" wan "*) "$BENCH_DIR/wan.sh" status >/dev/null || "$BENCH_DIR/wan.sh" up >/dev/null ;; esac
+
+W=$BENCH_WORK/fs
+MNT=$W/mnt
+mkdir -p "$W" "$MNT"
+RESULTS_JSON=$BENCH_RESULTS/fs.json
+RECS=$W/records.tsv
+: >"$RECS"
+rec() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$RECS"; } # IMAGE NET METRIC VALUE
+
+cleanup() {
+	set +e
+	mountpoint -q "$MNT" && { "$ISORUN" --root "$W/root" umount "$MNT" || umount -l "$MNT"; }
+	for p in "$W"/root/mounts/*/pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
+}
+trap cleanup EXIT
+
+first_cmd() { # IMAGE -> "MODE ARGV..."
+	case $1 in
+	python | python-zstd) echo "bare python3 -c 'import numpy'" ;;
+	browser) echo "full chromium --headless --no-sandbox --disable-gpu --dump-dom about:blank" ;;
+	minimal) echo "bare /bin/true" ;;
+	esac
+}
+run_cmd() { # IMAGE ROOT
+	local line mode
+	line=$(first_cmd "$1")
+	mode=${line%% *}
+	eval "set -- $2 ${line#* }"
+	local root=$1
+	shift
+	in_chroot "$mode" "$root" "$@" >/dev/null 2>&1
+}
+
+net_addr() { [ "$1" = lo ] && echo "$BENCH_LO_ADDR" || echo "$BENCH_WAN_ADDR"; }
+ref_of() { echo "$(net_addr "$2")/$1:latest"; }
+
+fresh_root() {
+	cleanup
+	rm -rf "$W/root"
+}
+
+stat_of() { "$ISORUN" --root "$W/root" stats --json "$MNT" | jq -r "$1"; }
+
+for img in $IMAGES; do
+	oci_manifest "$BENCH_WORK/oci" "$img" >/dev/null || die "image $img missing: bench/images.sh --only $img"
+	log "$img: index artifact (once)"
+	"$ISORUN_INDEX" --root "$W/ci" build --push --allow-floating-tag "$(ref_of "$img" lo)" >/dev/null
+	for net in $NETS; do
+		ref=$(ref_of "$img" "$net")
+		for rep in $(seq 1 "$REPS"); do
+			log "$img/$net #$rep: baseline (skopeo copy + umoci unpack + command)"
+			rm -rf "$W/pull" "$W/unp"
+			drop_caches
+			t=$(now_ns)
+			skopeo copy -q --src-tls-verify=false "docker://$ref" "oci:$W/pull:x" >/dev/null
+			t1=$(now_ns)
+			umoci unpack --image "$W/pull:x" "$W/unp" >/dev/null 2>&1
+			t2=$(now_ns)
+			run_cmd "$img" "$W/unp/rootfs"
+			t3=$(now_ns)
+			rec "$img" "$net" baseline_ms $(((t3 - t) / 1000000))
+			rec "$img" "$net" baseline_pull_ms $(((t1 - t) / 1000000))
+			rec "$img" "$net" baseline_unpack_ms $(((t2 - t1) / 1000000))
+			rec "$img" "$net" baseline_cmd_ms $(((t3 - t2) / 1000000))
+
+			log "$img/$net #$rep: isorun pull + mount + command (cold, prefetch=all)"
+			fresh_root
+			drop_caches
+			t=$(now_ns)
+			"$ISORUN" --root "$W/root" pull -q "$ref"
+			t1=$(now_ns)
+			"$ISORUN" --root "$W/root" mount "$ref" "$MNT"
+			t2=$(now_ns)
+			run_cmd "$img" "$MNT"
+			t3=$(now_ns)
+			rec "$img" "$net" isorun_ms $(((t3 - t) / 1000000))
+			rec "$img" "$net" isorun_pull_ms $(((t1 - t) / 1000000))
+			rec "$img" "$net" isorun_mount_ms $(((t2 - t1) / 1000000))
+			rec "$img" "$net" isorun_cmd_ms $(((t3 - t2) / 1000000))
+			rec "$img" "$net" fetched_all $(stat_of .fetched_bytes)
+			"$ISORUN" --root "$W/root" umount "$MNT"
+
+			log "$img/$net #$rep: isorun, prefetch=none, traced"
+			fresh_root
+			drop_caches
+			t=$(now_ns)
+			"$ISORUN" --root "$W/root" pull -q "$ref"
+			"$ISORUN" --root "$W/root" mount --prefetch=none --record-trace "$W/trace" "$ref" "$MNT"
+			run_cmd "$img" "$MNT"
+			t3=$(now_ns)
+			rec "$img" "$net" lazy_ms $(((t3 - t) / 1000000))
+			rec "$img" "$net" fetched_none $(stat_of .fetched_bytes)
+			rec "$img" "$net" read_p50_us $(stat_of .read_latency_us.p50)
+			rec "$img" "$net" read_p99_us $(stat_of .read_latency_us.p99)
+			"$ISORUN" --root "$W/root" umount "$MNT"
+			for _ in $(seq 1 100); do [ -n "$(ls "$W"/root/mounts/*/ctl.sock 2>/dev/null)" ] || break; sleep 0.1; done
+			rec "$img" "$net" touched $(awk '/^[0-9]/ { s += $6 } END { print s + 0 }' "$W/trace")
+		done
+	done
+done
+
+# Sequential read and RSS, on the largest image measured, everything local.
+img=${IMAGES##* }
+log "$img: full prefetch, sequential read vs local disk, daemon RSS"
+fresh_root
+"$ISORUN" --root "$W/root" pull -q "$(ref_of "$img" lo)"
+"$ISORUN" --root "$W/root" mount "$(ref_of "$img" lo)" "$MNT"
+for _ in $(seq 1 3000); do [ "$(stat_of .prefetch.complete)" = true ] && break; sleep 0.2; done
+[ "$(stat_of .prefetch.complete)" = true ] || die "prefetch of $img did not complete"
+pid=$(cat "$W"/root/mounts/*/pid)
+rec "$img" lo rss_kib "$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")"
+rec "$img" lo hwm_kib "$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status")"
+[ -d "$W/unp/rootfs" ] || umoci unpack --image "$BENCH_WORK/oci:$img" "$W/unp" >/dev/null 2>&1
+big=$(cd "$W/unp/rootfs" && find . -type f -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
+rec "$img" lo seq_file_bytes "$(stat -c %s "$W/unp/rootfs/$big")"
+for rep in $(seq 1 "$REPS"); do
+	drop_caches
+	t=$(now_ns)
+	dd if="$W/unp/rootfs/$big" of=/dev/null bs=1M status=none
+	rec "$img" lo seq_disk_ms $((($(now_ns) - t) / 1000000))
+	drop_caches
+	t=$(now_ns)
+	dd if="$MNT/$big" of=/dev/null bs=1M status=none
+	rec "$img" lo seq_mount_ms $((($(now_ns) - t) / 1000000))
+done
+"$ISORUN" --root "$W/root" umount "$MNT"
+
+# Medians and the report.
+python3 - "$RECS" "$RESULTS_JSON" "$BENCH_RESULTS/fs.md" "$(git -C "$BENCH_DIR" rev-parse --short HEAD)" \
+	"$(uptime | sed 's/.*load average: //')" <<'PY'
+import json, statistics, sys
+recs, out_json, out_md, commit, load = sys.argv[1:6]
+vals = {}
+for line in open(recs):
+    img, net, k, v = line.rstrip("\n").split("\t")
+    vals.setdefault((img, net, k), []).append(float(v))
+m = {k: statistics.median(v) for k, v in vals.items()}
+json.dump({"|".join(k): v for k, v in m.items()}, open(out_json, "w"), indent=1, sort_keys=True)
+def g(img, net, k):
+    return m.get((img, net, k))
+def mib(b):
+    return "n/a" if b is None else "%.1f MiB" % (b / 1048576)
+imgs = sorted({k[0] for k in m}, key=lambda s: ["python", "browser"].index(s) if s in ("python", "browser") else 9)
+nets = [n for n in ("lo", "wan") if any(k[1] == n and k[2] == "baseline_ms" for k in m)]
+L = ["# fs: lazy mount numbers", "",
+     "Generated by `bench/fs_bench.sh` (commit %s, load average at the end: %s). Cold = page "
+     "cache dropped, empty isorun store; the index artifact was pushed beforehand "
+     "(`isorun-index build --push`). Times in ms, medians." % (commit, load), "",
+     "## Time to first command", "",
+     "| image | net | baseline: skopeo copy + umoci unpack + cmd | isorun: pull + mount + cmd | speed-up | isorun prefetch=none |",
+     "|---|---|---:|---:|---:|---:|"]
+for i in imgs:
+    for n in nets:
+        b, s, z = g(i, n, "baseline_ms"), g(i, n, "isorun_ms"), g(i, n, "lazy_ms")
+        if b is None:
+            continue
+        L.append("| %s | %s | %.0f (%.0f + %.0f + %.0f) | %.0f (%.0f + %.0f + %.0f) | %.1fx | %.0f |" % (
+            i, n, b, g(i, n, "baseline_pull_ms"), g(i, n, "baseline_unpack_ms"), g(i, n, "baseline_cmd_ms"),
+            s, g(i, n, "isorun_pull_ms"), g(i, n, "isorun_mount_ms"), g(i, n, "isorun_cmd_ms"), b / s, z))
+L += ["", "## Bytes fetched before the first command exits", "",
+      "| image | net | touched (chunks read, uncompressed) | fetched, prefetch=none | ratio | fetched, prefetch=all | ratio |",
+      "|---|---|---:|---:|---:|---:|---:|"]
+for i in imgs:
+    for n in nets:
+        t, fn, fa = g(i, n, "touched"), g(i, n, "fetched_none"), g(i, n, "fetched_all")
+        if t is None:
+            continue
+        L.append("| %s | %s | %s | %s | %.2f | %s | %.2f |" % (i, n, mib(t), mib(fn), fn / t if t else 0, mib(fa), fa / t if t else 0))
+L += ["", "## Everything local", ""]
+for i in imgs:
+    d, mt, sz = g(i, "lo", "seq_disk_ms"), g(i, "lo", "seq_mount_ms"), g(i, "lo", "seq_file_bytes")
+    if d is not None:
+        L.append("- %s, sequential read of its largest file (%s), page cache dropped: local disk %.0f ms (%.0f MB/s), "
+                 "mount %.0f ms (%.0f MB/s): **%.2fx** of local disk" % (i, mib(sz), d, sz / d / 1000, mt, sz / mt / 1000, d / mt))
+    r = g(i, "lo", "rss_kib")
+    if r is not None:
+        L.append("- %s mounted, prefetch complete: daemon RSS %.1f MiB (peak %.1f MiB)" % (i, r / 1024, g(i, "lo", "hwm_kib") / 1024))
+open(out_md, "w").write("\n".join(L) + "\n")
+print("\n".join(L))
+PY
