@@ -21,6 +21,7 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -174,6 +175,9 @@ int run_client_ping(struct run_client *c)
 int run_client_shutdown(struct run_client *c, uint32_t grace_ms)
 {
 	uint8_t p[4];
+	/* the agent answers after at most the grace period; a hung agent must not hang stop */
+	struct timeval tv = {.tv_sec = grace_ms / 1000 + 5, .tv_usec = (grace_ms % 1000) * 1000};
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	cm_put_le32(p, grace_ms);
 	int r = agent_frame_put(&c->out, AGENT_MSG_SHUTDOWN, 0, p, 4);
 	if (r < 0 || (r = flush_out(c)) < 0)

@@ -766,6 +766,9 @@ static int ns_start(struct run_sandbox *sb, const char *lower)
 	errp[1] = -1;
 	close(pidp[1]);
 	pidp[1] = -1;
+	/* the agent must hold the only listening fd: if it dies, our connection sees EOF
+	 * instead of waiting in the backlog forever */
+	cm_closep(&listen_fd);
 	cm_closep(&sp[0]);
 	cm_closep(&sp[1]);
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
@@ -805,8 +808,16 @@ static int ns_start(struct run_sandbox *sb, const char *lower)
 		r = run_client_ping(c);
 	run_client_free(c);
 	if (r < 0) {
-		log_error("sandbox %s: the agent did not answer: %s (see %s/agent.log)", sb->id,
-			  strerror(-r), sb->dir);
+		/* the state directory may be removed next: quote the agent's last words */
+		struct cm_buf lb;
+		cm_buf_init(&lb, 64 << 10);
+		(void)cm_read_file(sb->dirfd, "agent.log", &lb);
+		const char *tail = lb.len ? (const char *)lb.data : "";
+		if (lb.len > 512)
+			tail = (const char *)lb.data + lb.len - 512;
+		log_error("sandbox %s: the agent did not answer: %s%s%s", sb->id, strerror(-r),
+			  *tail ? "; agent.log: " : "", tail);
+		cm_buf_fini(&lb);
 		goto fail;
 	}
 	cm_closep(&errp[0]);

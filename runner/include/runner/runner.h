@@ -220,5 +220,8 @@ int run_client_put_file(struct run_client *c, int fd, const char *path, uint32_t
  */
 int run_client_get_file(struct run_client *c, const char *path, int fd, uint32_t *ret_mode);
 
-/* Send SHUTDOWN and wait for the answer (used by stop). */
+/*
+ * Send SHUTDOWN and wait for the answer (or EOF) at most grace_ms + 5 s (used by stop).
+ * -EAGAIN on that timeout.
+ */
 int run_client_shutdown(struct run_client *c, uint32_t grace_ms);

@@ -13,6 +13,12 @@ cat >"$WORK/config.json" <<'JSON'
            "WorkingDir":"/home/app","User":"app","Entrypoint":["/bin/false"]}}
 JSON
 
+# an agent that dies at start: create fails (no hang) and leaves nothing behind
+expect_rc "create with a dying agent" 125 env ISORUN_AGENT="$BUSYBOX" timeout 60 "$ISORUN" create --rootfs "$ROOTFS"
+grep -q "applet not found" "$WORK/err" || fail "the agent's last words are not reported"
+expect_eq "no state left by a failed create" "$(ls "$ISORUN_ROOT/sandboxes" | wc -l)" 0
+expect_rc "create on a missing lower dir" 125 "$ISORUN" create --rootfs "$WORK/nonexistent"
+
 ID=$("$ISORUN" create --rootfs "$ROOTFS" --config "$WORK/config.json")
 [ ${#ID} = 16 ] || fail "create printed '$ID'"
 ok "create"
