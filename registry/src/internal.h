@@ -100,7 +100,7 @@ struct reg_req {
 	reg_start_fn start;
 	reg_restart_fn restart;
 	void *ud;
-	struct cm_buf *out; /* when no sink: 2xx body appended here (its cap applies) */
+	struct cm_buf *out;	   /* when no sink: 2xx body appended here (its cap applies) */
 	const atomic_bool *cancel; /* set by another thread: stop with -ECANCELED within ~0.1 s */
 
 	/* out (valid after reg_req_perform; reset per attempt) */

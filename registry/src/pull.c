@@ -31,8 +31,8 @@ struct pull {
 	struct pull_item *items;
 	size_t n;
 	pthread_mutex_t mu;
-	size_t next; /* guarded by mu */
-	int err;     /* guarded by mu: first failure */
+	size_t next;	  /* guarded by mu */
+	int err;	  /* guarded by mu: first failure */
 	atomic_bool stop; /* set with err: cancels the other workers' transfers */
 };
 
@@ -95,7 +95,7 @@ static void *worker(void *ud)
 		int r = pull_one(p, it);
 		if (r < 0) {
 			pthread_mutex_lock(&p->mu);
-						if (!p->err && r != -ECANCELED)
+			if (!p->err && r != -ECANCELED)
 				p->err = r;
 			atomic_store(&p->stop, true);
 			pthread_mutex_unlock(&p->mu);

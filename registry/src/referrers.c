@@ -196,11 +196,11 @@ int reg_client_push_referrer(struct reg_client *c, const struct reg_ref *repo, c
 	int stable = 0;
 	for (int round = 0; r == 0 && round < 12 && stable < 2; round++) {
 		if (round > 0) {
-			struct timespec ts = {.tv_sec = 0,
-					      .tv_nsec = (50 + (long)(((unsigned)rand() ^
-								       (unsigned)cm_now_ns()) %
-								      200u)) *
-							 1000000L};
+			struct timespec ts = {
+			    .tv_sec = 0,
+			    .tv_nsec =
+				(50 + (long)(((unsigned)rand() ^ (unsigned)cm_now_ns()) % 200u)) *
+				1000000L};
 			nanosleep(&ts, NULL);
 		}
 		struct cm_buf cur;
@@ -217,7 +217,8 @@ int reg_client_push_referrer(struct reg_client *c, const struct reg_ref *repo, c
 		cm_buf_fini(&cur);
 		size_t nseen = seen ? reg_index_count(seen) : 0;
 		for (size_t k = 0; r == 0 && k <= nseen; k++) {
-			const struct reg_descriptor *e = k < nseen ? reg_index_entry(seen, k) : &add;
+			const struct reg_descriptor *e =
+			    k < nseen ? reg_index_entry(seen, k) : &add;
 			if (index_has(now, e->digest))
 				continue;
 			char *next = NULL;

@@ -26,12 +26,12 @@ struct reg_blob_stream {
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	uint8_t *ring; /* RING_SIZE bytes */
-	size_t head;   /* guarded by mu: index of the first unread byte */
-	size_t len;    /* guarded by mu: unread bytes */
-	bool done;     /* guarded by mu: producer finished (err says how) */
-	int err;       /* guarded by mu */
-	bool cancel;   /* guarded by mu: consumer closed */
+	uint8_t *ring;	  /* RING_SIZE bytes */
+	size_t head;	  /* guarded by mu: index of the first unread byte */
+	size_t len;	  /* guarded by mu: unread bytes */
+	bool done;	  /* guarded by mu: producer finished (err says how) */
+	int err;	  /* guarded by mu */
+	bool cancel;	  /* guarded by mu: consumer closed */
 	atomic_bool stop; /* the same, read lock-free by the transfer's progress callback */
 };
 

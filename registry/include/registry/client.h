@@ -210,7 +210,7 @@ int reg_client_referrers(struct reg_client *c, const struct reg_ref *repo,
 /*
  * Push a manifest that has a `subject` (an artifact) by digest, and make it findable: when
  * the registry does not answer with the OCI-Subject header (no referrers API), add it to the
-  * subject's tag-schema index by read-modify-write, keeping every other referrer. Without
+ * subject's tag-schema index by read-modify-write, keeping every other referrer. Without
  * compare-and-swap in the API, concurrent writers converge: each re-reads until two reads,
  * 50-250 ms apart, hold its entry and every entry it wrote before (putting back what a
  * stale writer dropped), so a push takes a few hundred milliseconds; -EAGAIN if the tag
