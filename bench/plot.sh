@@ -13,7 +13,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 MODE=png
-IN=
+INS=()
 PNG=$BENCH_RESULTS/ttfc.png
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -22,13 +22,26 @@ while [ $# -gt 0 ]; do
 	--report) MODE=report ;;
 	--png) PNG=$2; shift ;;
 	-h | --help) sed -n '2,10p' "$0"; exit 0 ;;
-	*) IN=$1 ;;
+	*) INS+=("$1") ;;
 	esac
 	shift
 done
-IN=${IN:-$BENCH_RESULTS/latest.json}
-[ -f "$IN" ] || die "no result file $IN (run bench/run.sh first)"
+[ ${#INS[@]} -gt 0 ] || INS=("$BENCH_RESULTS/latest.json")
+for f in "${INS[@]}"; do [ -f "$f" ] || die "no result file $f (run bench/run.sh first)"; done
 require_cmds jq awk
+if [ ${#INS[@]} = 1 ]; then
+	IN=${INS[0]}
+else
+	# Several runs (e.g. the browser image run apart): one document, the first run's metadata,
+	# every run's images, commands and results; the fewest repetitions is the one reported.
+	IN=$(mktemp)
+	trap 'rm -f "$IN"' EXIT
+	jq -s '.[0] + {images: (map(.images) | add | unique_by(.name)),
+		commands: (map(.commands) | add), results: (map(.results) | add),
+		networks: (map(.networks) | add | unique), repetitions: (map(.repetitions) | min),
+		date: (map(.date) | join(", ")),
+		machine: (.[0].machine + {loadavg: (map(.machine.loadavg) | join("; "))})}' "${INS[@]}" >"$IN"
+fi
 
 # median IMAGE CMD NET METHOD METRIC -> number or "null"
 med() {
@@ -84,6 +97,8 @@ bytes_line() { # IMAGE CMD
 		for n in $(jq -r '.networks[]' "$IN"); do
 			v=$(med "$1" "$2" "$n" "$m" fetched_bytes)
 			[ "$v" = null ] || fetched="$fetched $m/$n $(human "${v%.*}")"
+			v=$(med "$1" "$2" "$n" "$m" prefetched_bytes)
+			[ "$v" = null ] || [ "$v" = 0.0 ] || fetched="$fetched (prefetch $(human "${v%.*}"))"
 		done
 	done
 	local comp unp store extra=
@@ -254,8 +269,12 @@ report() {
 		echo "scripts/deps.sh                      # Debian packages (as root)"
 		echo "cmake -S . -B build/h-bench -DISORUN_WERROR=ON && cmake --build build/h-bench -j2"
 		echo "bench/images.sh                      # builds and pushes minimal, python, python-zstd, browser"
-		echo "ISORUN_BUILD_DIR=\$PWD/build/h-bench bench/run.sh --images \"$(jq -r '[.images[].name] | join(" ")' "$IN")\" --nets \"$(jq -r '.networks | join(" ")' "$IN")\" --reps $(jq -r .repetitions "$IN")"
-		echo "bench/plot.sh --report bench/results/latest.json"
+		local f outs=
+		for f in "${INS[@]}"; do
+			echo "ISORUN_BUILD_DIR=\$PWD/build/h-bench bench/run.sh --images \"$(jq -r '[.images[].name] | join(" ")' "$f")\" --nets \"$(jq -r '.networks | join(" ")' "$f")\" --reps $(jq -r .repetitions "$f") --out bench/results/$(basename "$f")"
+			outs="$outs bench/results/$(basename "$f")"
+		done
+		echo "bench/plot.sh --report$outs"
 		echo '```'
 	} >"$md"
 	echo "wrote $md, $PNG, $BENCH_RESULTS/harness.json"

@@ -69,19 +69,25 @@ exec 9>"$BENCH_WORK/.run.lock"
 flock -w 300 9 || die "another bench/run.sh has held $BENCH_WORK/.run.lock for 5 min"
 
 RUN=$BENCH_WORK/run
+IROOT=$RUN/isorun-root        # the client's store
+IDXROOT=$RUN/isorun-index-root # the indexer's store ("CI")
 RECORDS=$BENCH_WORK/records.$$.tsv
 : >"$RECORDS"
 rm -rf "$RUN"
 mkdir -p "$RUN"
 STARTED_REGISTRY=0
 STARTED_WAN=0
-MOUNTS=()
 
 cleanup() {
 	local m
-	for m in "${MOUNTS[@]}"; do
-		mountpoint -q "$m" && { umount "$m" 2>/dev/null || umount -l "$m"; }
+	# Everything mounted under the run's scratch: our bind mounts and isorun's own mounts.
+	findmnt -rn -o TARGET | awk -v r="$RUN/" 'index($0, r) == 1' | sort -r | while read -r m; do
+		umount "$m" 2>/dev/null || umount -l "$m"
 	done
+	if declare -F isorun_quiesce >/dev/null; then
+		isorun_quiesce "$IROOT"
+		isorun_quiesce "$IDXROOT"
+	fi
 	[ "$STARTED_WAN" = 0 ] || "$BENCH_DIR/wan.sh" down >/dev/null 2>&1 || true
 	[ "$STARTED_REGISTRY" = 0 ] || "$BENCH_DIR/registry.sh" stop >/dev/null 2>&1 || true
 	rm -f "$RECORDS"
@@ -105,6 +111,16 @@ image_cmds() {
 }
 
 net_addr() { [ "$1" = lo ] && echo "$BENCH_LO_ADDR" || echo "$BENCH_WAN_ADDR"; }
+
+# image_ref IMAGE NET [REPO]: the image pinned by digest (isorun refuses floating tags, and a
+# digest is what every method must fetch alike). REPO defaults to IMAGE; the digest is the one
+# in bench/work/oci, which the registry keeps (pushed with --preserve-digests).
+image_ref() {
+	local d
+	d=$(jq -r --arg t "$1" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $t) | .digest' \
+		<"$BENCH_WORK/oci/index.json" | head -n1)
+	echo "$(net_addr "$2")/${3:-$1}@$d"
+}
 
 # record IMAGE CMD NET METHOD METRIC REP VALUE
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RECORDS"; }
@@ -176,7 +192,7 @@ m_baseline_prepare() { # IMAGE NET REP
 	drop_caches
 	t=$(now_ns)
 	step "skopeo copy" skopeo copy -q --src-tls-verify=false \
-		"docker://$(net_addr "$net")/$image:latest" "oci:$RUN/baseline/layout:latest"
+		"docker://$(image_ref "$image" "$net")" "oci:$RUN/baseline/layout:latest"
 	BASE_PULL=$(ms_since "$t")
 	# umoci 0.4.7 cannot read zstd layers: they are decompressed to plain tar layers first
 	# (timed apart, part of the total: a zstd-capable unpacker would decompress while
@@ -242,38 +258,95 @@ bytes_touched() {
 
 # isorun methods -----------------------------------------------------------------------------
 
-IROOT=$RUN/isorun-root
-IDXROOT=$RUN/isorun-index-root
 
-isorun_fresh_root() { rm -rf "$IROOT"; mkdir -p "$IROOT"; }
+# isorun_fresh_root: an empty store. Mounts isorun left under the old one (the shared FUSE
+# mount may outlive a run by design) are unmounted first, so rm never walks into one.
+isorun_fresh_root() {
+	isorun_quiesce "$IROOT"
+	rm -rf "$IROOT"
+	mkdir -p "$IROOT"
+}
 
-# isorun_prebuilt_index IMAGE NET: an empty store that holds only IMAGE's index, as if the
-# index had been built in CI and published: isorun-index builds it in a store of its own (from
-# the registry when it takes refs, with --push when it offers that, so the client finds the
-# artifact in the registry; else from the image's OCI layout, which has the same manifest
-# digest: images are pushed with --preserve-digests), and only indexes/ (never chunks/) is
-# carried over into the client's store.
-isorun_prebuilt_index() {
-	local src="oci:$BENCH_WORK/oci:$1" push=()
-	index_takes_refs && src="$(net_addr "$2")/$1:latest"
-	"$ISORUN_INDEX" --help 2>&1 | grep -q -- --push && push=(--push)
+# root_pids ROOT: processes started by our isorun invocations on store ROOT (their command
+# line has --root ROOT / --root=ROOT): the shared mount's daemon outlives `isorun run`.
+root_pids() {
+	local p
+	for p in /proc/[0-9]*; do
+		cat "$p/cmdline" 2>/dev/null | tr '\0' ' ' | grep -q -e "--root=$1 " -e "--root $1 " &&
+			echo "${p#/proc/}"
+	done
+	return 0
+}
+
+# isorun_quiesce ROOT: unmounts whatever is mounted under ROOT (deepest first), then waits for
+# ROOT's daemons to exit (10 s, then they are killed, by pid), so nothing writes into ROOT.
+isorun_quiesce() {
+	local m pids i
+	[ -d "$1" ] || return 0
+	findmnt -rn -o TARGET | awk -v r="$1/" 'index($0, r) == 1' | sort -r | while read -r m; do
+		umount "$m" 2>/dev/null || umount -l "$m"
+	done
+	for i in $(seq 100); do
+		pids=$(root_pids "$1")
+		[ -n "$pids" ] || return 0
+		sleep 0.1
+	done
+	log "isorun daemons still running on $1 after unmount: $pids; killing them"
+	# shellcheck disable=SC2086
+	kill $pids 2>/dev/null || true
+	sleep 0.5
+	return 0
+}
+
+# Registry options for isorun-index (isorun itself reads $ISORUN_INSECURE_REGISTRIES).
+index_reg_opts() {
+	"$ISORUN_INDEX" --help 2>&1 | grep -q -- --insecure-registry && echo "--insecure-registry $BENCH_WAN_ADDR"
+	return 0
+}
+
+# The pre-built index, as CI would publish it: with --push, `isorun-index build --push` of the
+# image in a repository of its own, IMAGE-indexed (same blobs, same digest), once per image and
+# run, so the "no index" methods (repository IMAGE) never find an artifact. The client then
+# starts from an empty store and finds the index through the registry. Without --push, the
+# index is built from the OCI layout into a store of its own and only its indexes/ (never
+# chunks/) is copied into the client's empty store.
+declare -A INDEX_PUSHED
+index_can_push() { "$ISORUN_INDEX" --help 2>&1 | grep -q -- --push; }
+isorun_prebuilt_index() { # IMAGE NET: prepares $IROOT, sets PREBUILT_REF to the REF to use
+	local image=$1 net=$2
+	if index_can_push && index_takes_refs; then
+		if [ -z "${INDEX_PUSHED[$image]:-}" ]; then
+			step "push $image-indexed" skopeo copy -q --preserve-digests --dest-tls-verify=false \
+				"oci:$BENCH_WORK/oci:$image" "docker://$BENCH_LO_ADDR/$image-indexed:latest"
+			rm -rf "$IDXROOT"
+			mkdir -p "$IDXROOT"
+			# shellcheck disable=SC2046
+			step "isorun-index build --push" "$ISORUN_INDEX" --root "$IDXROOT" build --push --force \
+				$(index_reg_opts) "$(image_ref "$image" lo "$image-indexed")"
+			INDEX_PUSHED[$image]=1
+		fi
+		isorun_fresh_root
+		PREBUILT_REF=$(image_ref "$image" "$net" "$image-indexed")
+		return 0
+	fi
 	rm -rf "$IDXROOT"
 	mkdir -p "$IDXROOT"
-	step "isorun-index build (prepare)" "$ISORUN_INDEX" --root "$IDXROOT" build "${push[@]}" "$src"
+	step "isorun-index build (prepare)" "$ISORUN_INDEX" --root "$IDXROOT" build "oci:$BENCH_WORK/oci:$image"
 	isorun_fresh_root
 	[ ! -d "$IDXROOT/indexes" ] || cp -a "$IDXROOT/indexes" "$IROOT/"
+	PREBUILT_REF=$(image_ref "$image" "$net")
 }
 
-# fetched_bytes: what isorun says it fetched over the network, or "null".
-fetched_bytes() {
+# isorun_stats KEY [DIR]: KEY (fetched_bytes, prefetched_bytes) summed over the live mounts
+# of the store, from `isorun stats --json`; "null" when unknown.
+isorun_stats() {
 	has_verb "$ISORUN" stats || { echo null; return; }
-	local out v
-	out=$("$ISORUN" --root "$IROOT" stats --json 2>/dev/null || "$ISORUN" --root "$IROOT" stats 2>/dev/null || true)
-	v=$(jq -r '.. | objects | to_entries[] | select(.key | test("fetched.*bytes|bytes.*fetched")) | .value' \
-		<<<"$out" 2>/dev/null | head -n1)
-	[ -n "$v" ] || v=$(grep -Eio 'fetched[^0-9]*[0-9]+' <<<"$out" | grep -Eo '[0-9]+$' | head -n1)
-	echo "${v:-null}"
+	local out
+	out=$("$ISORUN" --root "$IROOT" stats --json ${2:+"$2"} 2>/dev/null) || { echo null; return; }
+	jq -r --arg k "$1" '[.. | objects | select(has($k)) | .[$k] | numbers] | if length > 0 then add else null end' \
+		<<<"$out" 2>/dev/null || echo null
 }
+fetched_bytes() { isorun_stats fetched_bytes "$@"; }
 
 # The index depends on the image only: measured for its first command on the first network.
 index_once() { [ "$2" = "$(image_cmds "$1" | awk 'NR == 1 { print $1 }')" ] && [ "$3" = "${NETS%% *}" ]; }
@@ -295,7 +368,8 @@ m_index() {
 	mkdir -p "$IDXROOT"
 	drop_caches
 	t=$(now_ns)
-	step "isorun-index build REF" "$ISORUN_INDEX" --root "$IDXROOT" build "$(net_addr "$3")/$1:latest"
+	# shellcheck disable=SC2046
+	step "isorun-index build REF" "$ISORUN_INDEX" --root "$IDXROOT" build $(index_reg_opts) "$(image_ref "$1" "$3")"
 	record "$1" "$2" "$3" index total_ms "$4" "$(ms_since "$t")"
 }
 m_pull() {
@@ -303,40 +377,41 @@ m_pull() {
 	isorun_fresh_root
 	drop_caches
 	t=$(now_ns)
-	step "isorun pull" "$ISORUN" --root "$IROOT" pull "$(net_addr "$3")/$1:latest"
+	step "isorun pull" "$ISORUN" --root "$IROOT" pull "$(image_ref "$1" "$3")"
 	record "$1" "$2" "$3" pull total_ms "$4" "$(ms_since "$t")"
 }
 
-isorun_run() { # IMAGE LABEL NET
-	local line
+isorun_run() { # IMAGE LABEL NET [REF]
+	local line ref=${4:-$(image_ref "$1" "$3")}
 	line=$(image_cmds "$1" | awk -v l="$2" '$1 == l')
-	eval "set -- $(net_addr "$3")/$1:latest -- ${line#* * }"
-	"$ISORUN" --root "$IROOT" run "$@"
+	eval "set -- ${line#* * }"
+	"$ISORUN" --root "$IROOT" run "$ref" -- "$@"
 }
 m_run_cold() {
 	local t
 	isorun_fresh_root
 	drop_caches
 	t=$(now_ns)
-	step "isorun run (cold)" isorun_run "$@"
+	step "isorun run (cold)" isorun_run "$1" "$2" "$3"
 	record "$1" "$2" "$3" run-cold total_ms "$4" "$(ms_since "$t")"
 	record "$1" "$2" "$3" run-cold fetched_bytes "$4" "$(fetched_bytes)"
 }
 m_run_index() {
-	local t
+	local t ref
 	isorun_prebuilt_index "$1" "$3"
+	ref=$PREBUILT_REF
 	drop_caches
 	t=$(now_ns)
-	step "isorun run (pre-built index)" isorun_run "$@"
+	step "isorun run (pre-built index)" isorun_run "$1" "$2" "$3" "$ref"
 	record "$1" "$2" "$3" run-index total_ms "$4" "$(ms_since "$t")"
 	record "$1" "$2" "$3" run-index fetched_bytes "$4" "$(fetched_bytes)"
 }
 m_run_warm() {
 	local t
 	isorun_fresh_root
-	step "isorun run (warming)" isorun_run "$@"
+	step "isorun run (warming)" isorun_run "$1" "$2" "$3"
 	t=$(now_ns)
-	step "isorun run (warm)" isorun_run "$@"
+	step "isorun run (warm)" isorun_run "$1" "$2" "$3"
 	record "$1" "$2" "$3" run-warm total_ms "$4" "$(ms_since "$t")"
 }
 
@@ -344,7 +419,6 @@ m_run_warm() {
 # (then it runs in the background until DIR is unmounted). Waits for the mount (120 s max).
 isorun_mount() {
 	mkdir -p "$2"
-	MOUNTS+=("$2")
 	"$ISORUN" --root "$IROOT" mount "$1" "$2" >"$RUN/mount.log" 2>&1 &
 	MOUNT_PID=$!
 	local i
@@ -369,33 +443,36 @@ isorun_umount() {
 	fi
 	wait "$MOUNT_PID" 2>/dev/null || true
 }
-mount_and_run() { # IMAGE LABEL NET: mount, first command in a chroot of it
-	isorun_mount "$(net_addr "$3")/$1:latest" "$RUN/mnt" && run_first "$1" "$2" "$RUN/mnt"
+mount_and_run() { # IMAGE LABEL NET [REF]: mount, first command in a chroot of it
+	isorun_mount "${4:-$(image_ref "$1" "$3")}" "$RUN/mnt" && run_first "$1" "$2" "$RUN/mnt"
 }
 m_mount_cold() {
 	local t
 	isorun_fresh_root
 	drop_caches
 	t=$(now_ns)
-	step "isorun mount + chroot (cold)" mount_and_run "$@"
+	step "isorun mount + chroot (cold)" mount_and_run "$1" "$2" "$3"
 	record "$1" "$2" "$3" mount-cold total_ms "$4" "$(ms_since "$t")"
-	record "$1" "$2" "$3" mount-cold fetched_bytes "$4" "$(fetched_bytes)"
+	record "$1" "$2" "$3" mount-cold fetched_bytes "$4" "$(fetched_bytes "$RUN/mnt")"
+	record "$1" "$2" "$3" mount-cold prefetched_bytes "$4" "$(isorun_stats prefetched_bytes "$RUN/mnt")"
 	step "umount" isorun_umount "$RUN/mnt"
 }
 m_mount_index() {
-	local t
+	local t ref
 	isorun_prebuilt_index "$1" "$3"
+	ref=$PREBUILT_REF
 	drop_caches
 	t=$(now_ns)
-	step "isorun mount + chroot (pre-built index)" mount_and_run "$@"
+	step "isorun mount + chroot (pre-built index)" mount_and_run "$1" "$2" "$3" "$ref"
 	record "$1" "$2" "$3" mount-index total_ms "$4" "$(ms_since "$t")"
-	record "$1" "$2" "$3" mount-index fetched_bytes "$4" "$(fetched_bytes)"
+	record "$1" "$2" "$3" mount-index fetched_bytes "$4" "$(fetched_bytes "$RUN/mnt")"
+	record "$1" "$2" "$3" mount-index prefetched_bytes "$4" "$(isorun_stats prefetched_bytes "$RUN/mnt")"
 	step "umount" isorun_umount "$RUN/mnt"
 }
 m_mount_warm() {
 	local t
 	isorun_fresh_root
-	step "isorun mount + chroot (warming)" mount_and_run "$@"
+	step "isorun mount + chroot (warming)" mount_and_run "$1" "$2" "$3"
 	t=$(now_ns)
 	step "chroot (warm)" run_first "$1" "$2" "$RUN/mnt"
 	record "$1" "$2" "$3" mount-warm total_ms "$4" "$(ms_since "$t")"
