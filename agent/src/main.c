@@ -42,14 +42,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CONNS  64
-#define MAX_PROCS  1024
-#define MAX_XFERS  64
-#define OUT_HIGH   (1u << 20)
-#define OUT_CAP	   (8u << 20)
-#define IN_CAP	   (AGENT_FRAME_HDR + AGENT_FRAME_MAX_PAYLOAD)
-#define STDIN_HIGH (1u << 20)
-#define MAX_POLL   (2 + MAX_CONNS + 3 * MAX_PROCS + MAX_XFERS)
+#define MAX_CONNS    64
+#define MAX_PROCS    1024
+#define MAX_XFERS    64
+#define OUT_HIGH     (1u << 20)
+#define OUT_CAP	     (8u << 20)
+#define IN_CAP	     (AGENT_FRAME_HDR + AGENT_FRAME_MAX_PAYLOAD)
+#define STDIN_HIGH   (1u << 20)
+#define MAX_POLL     (2 + MAX_CONNS + 3 * MAX_PROCS + MAX_XFERS)
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 struct conn {
@@ -883,8 +883,9 @@ static void conn_read(struct conn *c)
 		if (r == 0)
 			break;
 		if (r < 0) {
-			conn_fail(c, 0, -r, r == -EFBIG ? "frame over the size cap"
-							 : "malformed frame header");
+			conn_fail(c, 0, -r,
+				  r == -EFBIG ? "frame over the size cap"
+					      : "malformed frame header");
 			break;
 		}
 		handle_frame(c, &f);

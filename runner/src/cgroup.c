@@ -149,7 +149,8 @@ int run_cgroup_create(const char *id, const struct run_cgroup_limits *l)
 				continue;
 			group_path(p, sizeof(p), v1_ctrls[i], id);
 			if ((r = cm_mkdir_p(AT_FDCWD, p, 0755)) < 0)
-				return cm_log_ret(r, "cgroup: cannot create %s: %s", p, strerror(-r));
+				return cm_log_ret(r, "cgroup: cannot create %s: %s", p,
+						  strerror(-r));
 		}
 		if (l->memory_bytes) {
 			group_path(p, sizeof(p), "memory", id);

@@ -25,7 +25,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#define IN_CAP (AGENT_FRAME_HDR + AGENT_FRAME_MAX_PAYLOAD)
+#define IN_CAP	     (AGENT_FRAME_HDR + AGENT_FRAME_MAX_PAYLOAD)
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 struct run_client {
@@ -227,16 +227,16 @@ int run_client_exec(struct run_client *c, const struct run_exec_opts *o,
 	if (argc == 0)
 		return -EINVAL;
 	struct agent_exec_req q = {
-		.flags = (o->tty ? AGENT_EXEC_PTY : 0) | (o->stdin_fd >= 0 ? AGENT_EXEC_STDIN : 0),
-		.timeout_ms = o->timeout_ms,
-		.rows = o->rows,
-		.cols = o->cols,
-		.user = o->user ? o->user : "",
-		.cwd = o->cwd ? o->cwd : "/",
-		.argc = (uint32_t)argc,
-		.envc = (uint32_t)envc,
-		.argv = (const char **)o->argv,
-		.envp = (const char **)o->env,
+	    .flags = (o->tty ? AGENT_EXEC_PTY : 0) | (o->stdin_fd >= 0 ? AGENT_EXEC_STDIN : 0),
+	    .timeout_ms = o->timeout_ms,
+	    .rows = o->rows,
+	    .cols = o->cols,
+	    .user = o->user ? o->user : "",
+	    .cwd = o->cwd ? o->cwd : "/",
+	    .argc = (uint32_t)argc,
+	    .envc = (uint32_t)envc,
+	    .argv = (const char **)o->argv,
+	    .envp = (const char **)o->env,
 	};
 	if ((r = agent_exec_req_encode(&c->out, stream, &q)) < 0)
 		return cm_log_ret(r, "exec request too large");
@@ -439,7 +439,7 @@ int run_client_put_file(struct run_client *c, int fd, const char *path, uint32_t
 		if (n < 0)
 			return -errno;
 		if ((r = agent_frame_put(&c->out, AGENT_MSG_FILE_DATA, stream, buf, (size_t)n)) <
-			    0 ||
+			0 ||
 		    (r = flush_out(c)) < 0)
 			return r;
 		if (n == 0)

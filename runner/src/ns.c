@@ -129,7 +129,7 @@ struct boot {
 };
 
 static _Noreturn void boot_fail(const struct boot *b, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static _Noreturn void boot_fail(const struct boot *b, int err, const char *fmt, ...)
 {
 	char msg[1024];
@@ -205,7 +205,8 @@ static int ensure_in_root(int rootfd, const char *rel, bool dir)
 }
 
 static void mount_in_root(const struct boot *b, int rootfd, const char *rel, bool dir,
-			  const char *src, const char *fstype, unsigned long flags, const char *data)
+			  const char *src, const char *fstype, unsigned long flags,
+			  const char *data)
 {
 	int fd = ensure_in_root(rootfd, rel, dir);
 	if (fd < 0)
@@ -223,8 +224,8 @@ static void bind_ro(const struct boot *b, const char *path)
 	if (access(path, F_OK) < 0)
 		return;
 	if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0 ||
-	    mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV |
-					    MS_NOEXEC, NULL) < 0)
+	    mount(NULL, path, NULL,
+		  MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
 		boot_fail(b, errno, "read-only %s", path);
 }
 
@@ -233,10 +234,9 @@ static void mask(const struct boot *b, const char *path)
 	struct stat st;
 	if (lstat(path, &st) < 0)
 		return;
-	int r = S_ISDIR(st.st_mode)
-			? mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-				"size=0")
-			: mount("/dev/null", path, NULL, MS_BIND, NULL);
+	int r = S_ISDIR(st.st_mode) ? mount("tmpfs", path, "tmpfs",
+					    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+				    : mount("/dev/null", path, NULL, MS_BIND, NULL);
 	if (r < 0)
 		boot_fail(b, errno, "mask %s", path);
 }
@@ -246,10 +246,9 @@ static void setup_proc(const struct boot *b, int rootfd)
 	char p[4200];
 	mount_in_root(b, rootfd, "proc", true, "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
 		      NULL);
-	static const char *const masked[] = {"acpi",	     "asound",	    "kcore",
-					     "keys",	     "latency_stats", "timer_list",
-					     "timer_stats", "sched_debug", "scsi",
-					     "sysrq-trigger"};
+	static const char *const masked[] = {
+	    "acpi",	  "asound",	 "kcore",	"keys", "latency_stats",
+	    "timer_list", "timer_stats", "sched_debug", "scsi", "sysrq-trigger"};
 	static const char *const ro[] = {"bus", "fs", "irq", "sys"};
 	for (size_t i = 0; i < ARRAY_SIZE(ro); i++) {
 		snprintf(p, sizeof(p), "%s/proc/%s", b->root, ro[i]);
@@ -272,7 +271,7 @@ static void setup_dev(const struct boot *b, int rootfd)
 	static const struct {
 		const char *name;
 		unsigned maj, min;
-	} nodes[] = {{"null", 1, 3},   {"zero", 1, 5},	   {"full", 1, 7},
+	} nodes[] = {{"null", 1, 3},   {"zero", 1, 5},	  {"full", 1, 7},
 		     {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
 	for (size_t i = 0; i < ARRAY_SIZE(nodes); i++) {
 		snprintf(p, sizeof(p), "%s/%s", d, nodes[i].name);
@@ -281,14 +280,14 @@ static void setup_dev(const struct boot *b, int rootfd)
 		/* in a user namespace: no mknod, bind the host's node instead */
 		char src[64];
 		snprintf(src, sizeof(src), "/dev/%s", nodes[i].name);
-		int fd = errno == EPERM ? open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666) : -1;
+		int fd =
+		    errno == EPERM ? open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666) : -1;
 		if (fd < 0 || close(fd) < 0 || mount(src, p, NULL, MS_BIND, NULL) < 0)
 			boot_fail(b, errno, "/dev/%s", nodes[i].name);
 	}
 	snprintf(p, sizeof(p), "%s/pts", d);
-	if (mkdir(p, 0755) < 0 ||
-	    mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC,
-		  "newinstance,ptmxmode=0666,mode=0620") < 0)
+	if (mkdir(p, 0755) < 0 || mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC,
+					"newinstance,ptmxmode=0666,mode=0620") < 0)
 		boot_fail(b, errno, "devpts");
 	snprintf(p, sizeof(p), "%s/shm", d);
 	if (mkdir(p, 01777) < 0 ||
@@ -371,7 +370,9 @@ static int recv_fd(int sock)
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} u;
-	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+	struct msghdr m = {.msg_iov = &iov,
+			   .msg_iovlen = 1,
+			   .msg_control = u.buf,
 			   .msg_controllen = sizeof(u.buf)};
 	ssize_t n;
 	do
@@ -442,8 +443,8 @@ static int userns_prepare(struct boot *b, pid_t pid, int sock)
 	char p[64];
 	snprintf(p, sizeof(p), "/proc/%d/ns/user", (int)pid);
 	_cleanup_close_ int userns = open(p, O_RDONLY | O_CLOEXEC);
-	_cleanup_close_ int tree = open_tree(AT_FDCWD, b->lower,
-					     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+	_cleanup_close_ int tree =
+	    open_tree(AT_FDCWD, b->lower, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
 	if (userns < 0 || tree < 0)
 		return cm_log_ret(-errno, "lower dir %s: %s", b->lower, strerror(errno));
 	struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)userns};
@@ -535,13 +536,15 @@ static _Noreturn void boot_child(struct boot *b)
 				boot_fail(b, errno, "mount /sys");
 			close(fd);
 			snprintf(p, sizeof(p), "%s/sys", b->root);
-			if (mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID |
-						 MS_NODEV | MS_NOEXEC, NULL) < 0)
+			if (mount(NULL, p, NULL,
+				  MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV |
+				      MS_NOEXEC,
+				  NULL) < 0)
 				boot_fail(b, errno, "read-only /sys");
 		} else {
 			close(fd);
 		}
-		
+
 		snprintf(p, sizeof(p), "%s/sys/firmware", b->root);
 		mask(b, p);
 	}
@@ -566,8 +569,10 @@ static _Noreturn void boot_child(struct boot *b)
 		int fd = ensure_in_root(rootfd, rel, false);
 		char p[64];
 		snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
-		if (fd < 0 || mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID |
-							  MS_NODEV | MS_NOEXEC, NULL) < 0)
+		if (fd < 0 ||
+		    mount(NULL, p, NULL,
+			  MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+			  NULL) < 0)
 			boot_fail(b, errno, "read-only /etc/%s", etc[i]);
 		close(fd);
 	}
@@ -608,10 +613,10 @@ static _Noreturn void boot_child(struct boot *b)
 static pid_t clone_sandbox(struct boot *b)
 {
 	struct clone_args ca = {
-		.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
-			 (b->sb->net == RUN_NET_NONE ? CLONE_NEWNET : 0) |
-			 (b->sb->userns ? CLONE_NEWUSER : 0),
-		.exit_signal = SIGCHLD,
+	    .flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
+		     (b->sb->net == RUN_NET_NONE ? CLONE_NEWNET : 0) |
+		     (b->sb->userns ? CLONE_NEWUSER : 0),
+	    .exit_signal = SIGCHLD,
 	};
 	pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 	if (pid == 0)
@@ -667,9 +672,16 @@ static void kill_pid(pid_t pid, uint64_t start)
 
 static int ns_start(struct run_sandbox *sb, const char *lower)
 {
-	struct boot b = {.sb = sb, .lower = lower, .listen_fd = -1, .agent_fd = -1,
-			 .null_fd = -1, .log_fd = -1, .err_fd = -1, .sync_fd = -1,
-			 .upper_fd = -1, .work_fd = -1};
+	struct boot b = {.sb = sb,
+			 .lower = lower,
+			 .listen_fd = -1,
+			 .agent_fd = -1,
+			 .null_fd = -1,
+			 .log_fd = -1,
+			 .err_fd = -1,
+			 .sync_fd = -1,
+			 .upper_fd = -1,
+			 .work_fd = -1};
 	_cleanup_close_ int listen_fd = -1, agent_fd = -1, null_fd = -1, log_fd = -1;
 	int errp[2] = {-1, -1}, pidp[2] = {-1, -1};
 	pid_t pid = -1;
@@ -881,10 +893,10 @@ static int ns_connect(struct run_sandbox *sb, int *ret_fd)
 }
 
 const struct run_backend_ops run_backend_ns = {
-	.name = "ns",
-	.create = ns_create,
-	.start = ns_start,
-	.stop = ns_stop,
-	.destroy = ns_destroy,
-	.connect = ns_connect,
+    .name = "ns",
+    .create = ns_create,
+    .start = ns_start,
+    .stop = ns_stop,
+    .destroy = ns_destroy,
+    .connect = ns_connect,
 };

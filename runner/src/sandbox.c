@@ -224,8 +224,8 @@ int run_config_parse(const char *json, size_t len, struct run_config **ret)
 	if (!tok)
 		return -ENOMEM;
 	o = json_tokener_parse_ex(tok, json, (int)len);
-	bool ok = json_tokener_get_error(tok) == json_tokener_success &&
-		  only_space_after(tok, json, len);
+	bool ok =
+	    json_tokener_get_error(tok) == json_tokener_success && only_space_after(tok, json, len);
 	json_tokener_free(tok);
 	if (!o || !ok || !json_object_is_type(o, json_type_object))
 		return cm_log_ret(-EPROTO, "image config: not a JSON object");
@@ -384,16 +384,17 @@ int run_sandbox_load(struct run_ctx *ctx, const char *id, struct run_sandbox **r
 		return r;
 	if (!sb->backend || !sb->hostname)
 		return -EPROTO;
-	sb->net = json_object_object_get_ex(c, "net", &v) &&
-				  !strcmp(json_object_get_string(v), "host")
-			  ? RUN_NET_HOST
-			  : RUN_NET_NONE;
+	sb->net =
+	    json_object_object_get_ex(c, "net", &v) && !strcmp(json_object_get_string(v), "host")
+		? RUN_NET_HOST
+		: RUN_NET_NONE;
 	sb->userns = json_object_object_get_ex(c, "userns", &v) && json_object_get_boolean(v);
 	sb->memory_bytes = (uint64_t)json_int(c, "memory");
 	sb->cpu_millis = (uint32_t)json_int(c, "cpu_millis");
 	sb->pids_max = (uint32_t)json_int(c, "pids");
 	sb->created = json_int(c, "created");
-	if (json_object_object_get_ex(c, "config", &v) && (r = config_from_json(v, &sb->config)) < 0)
+	if (json_object_object_get_ex(c, "config", &v) &&
+	    (r = config_from_json(v, &sb->config)) < 0)
 		return r;
 
 	_cleanup_(json_object_putp) json_object *s = NULL;

@@ -32,31 +32,75 @@
 #include <unistd.h>
 
 static const char *const denied[] = {
-	/* mounts and the filesystem namespace */
-	"mount", "umount", "umount2", "pivot_root",
-	"move_mount", "open_tree", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
-	/* namespaces */
-	"unshare", "setns",
-	/* kernel modules, kexec, reboot */
-	"init_module", "finit_module", "delete_module", "create_module", "kexec_load",
-	"kexec_file_load", "reboot",
-	/* kernel-global knobs and tracing */
-	"bpf", "perf_event_open", "swapon", "swapoff", "settimeofday", "clock_settime",
-	"clock_adjtime", "adjtimex", "stime", "acct", "syslog", "quotactl", "quotactl_fd",
-	"lookup_dcookie", "nfsservctl", "vhangup", "iopl", "ioperm", "uselib", "ustat", "sysfs",
-	"_sysctl", "get_kernel_syms", "query_module", "pciconfig_read", "pciconfig_write",
-	"pciconfig_iobase",
-	/* keyrings (not namespaced) */
-	"keyctl", "add_key", "request_key",
-	/* file handles escape mount namespaces; userfaultfd and io_uring are attack surface */
-	"open_by_handle_at", "name_to_handle_at", "userfaultfd", "io_uring_setup",
-	"io_uring_enter", "io_uring_register",
-	/* moving other processes' pages between NUMA nodes */
-	"move_pages", "migrate_pages",
+    /* mounts and the filesystem namespace */
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    /* namespaces */
+    "unshare",
+    "setns",
+    /* kernel modules, kexec, reboot */
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "create_module",
+    "kexec_load",
+    "kexec_file_load",
+    "reboot",
+    /* kernel-global knobs and tracing */
+    "bpf",
+    "perf_event_open",
+    "swapon",
+    "swapoff",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "stime",
+    "acct",
+    "syslog",
+    "quotactl",
+    "quotactl_fd",
+    "lookup_dcookie",
+    "nfsservctl",
+    "vhangup",
+    "iopl",
+    "ioperm",
+    "uselib",
+    "ustat",
+    "sysfs",
+    "_sysctl",
+    "get_kernel_syms",
+    "query_module",
+    "pciconfig_read",
+    "pciconfig_write",
+    "pciconfig_iobase",
+    /* keyrings (not namespaced) */
+    "keyctl",
+    "add_key",
+    "request_key",
+    /* file handles escape mount namespaces; userfaultfd and io_uring are attack surface */
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    /* moving other processes' pages between NUMA nodes */
+    "move_pages",
+    "migrate_pages",
 };
 
-static const unsigned long ns_flags[] = {CLONE_NEWNS,	CLONE_NEWUTS, CLONE_NEWIPC,
-					 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
+static const unsigned long ns_flags[] = {CLONE_NEWNS,	  CLONE_NEWUTS, CLONE_NEWIPC,
+					 CLONE_NEWUSER,	  CLONE_NEWPID, CLONE_NEWNET,
 					 CLONE_NEWCGROUP, 0x00000080UL /* CLONE_NEWTIME */};
 
 static void ctx_releasep(scmp_filter_ctx *c)

@@ -204,8 +204,8 @@ static void create_args_fini(struct create_args *a)
 }
 
 static const char create_usage[] =
-	"[--rootfs DIR] [--config FILE] [--net none|host] [--memory SIZE] [--cpus N] "
-	"[--pids N] [--hostname NAME] [--userns]";
+    "[--rootfs DIR] [--config FILE] [--net none|host] [--memory SIZE] [--cpus N] "
+    "[--pids N] [--hostname NAME] [--userns]";
 
 static int cmd_create(int argc, char **argv)
 {
@@ -333,16 +333,16 @@ static int do_exec(struct run_ctx *ctx, const char *id, struct exec_args *e, cha
 	_cleanup_close_ int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
 	struct run_exec_opts o = {
-		.argv = (const char *const *)argv,
-		.env = e->env,
-		.cwd = e->workdir,
-		.user = e->user,
-		.timeout_ms = e->timeout_ms,
-		.tty = e->tty,
-		.stdin_fd = e->interactive ? 0 : -1,
-		.stdout_fd = 1,
-		.stderr_fd = 2,
-		.signal_fd = sfd,
+	    .argv = (const char *const *)argv,
+	    .env = e->env,
+	    .cwd = e->workdir,
+	    .user = e->user,
+	    .timeout_ms = e->timeout_ms,
+	    .tty = e->tty,
+	    .stdin_fd = e->interactive ? 0 : -1,
+	    .stdout_fd = 1,
+	    .stderr_fd = 2,
+	    .signal_fd = sfd,
 	};
 	struct winsize ws;
 	if (e->tty && ioctl(0, TIOCGWINSZ, &ws) == 0) {
@@ -396,7 +396,8 @@ static int cmd_exec(int argc, char **argv)
 		return ISORUN_EXIT_ERROR;
 	return do_exec(ctx, id, &e, argv + i);
 }
-ISORUN_VERB("exec", cmd_exec, "[-i] [-t] [--env K=V] [--workdir D] [--user U] [--timeout S] ID -- CMD...",
+ISORUN_VERB("exec", cmd_exec,
+	    "[-i] [-t] [--env K=V] [--workdir D] [--user U] [--timeout S] ID -- CMD...",
 	    "run a command in a sandbox");
 
 /* ---- run ---- */
@@ -486,8 +487,8 @@ static int cmd_ps(int argc, char **argv)
 		for (size_t i = 0; i < n; i++) {
 			json_object *o = json_object_new_object();
 			json_object_object_add(o, "id", json_object_new_string(v[i].id));
-			json_object_object_add(o, "status",
-					       json_object_new_string(run_status_name(v[i].status)));
+			json_object_object_add(
+			    o, "status", json_object_new_string(run_status_name(v[i].status)));
 			json_object_object_add(o, "pid", json_object_new_int64(v[i].agent_pid));
 			json_object_object_add(o, "created", json_object_new_int64(v[i].created));
 			json_object_object_add(o, "memory",
@@ -500,7 +501,8 @@ static int cmd_ps(int argc, char **argv)
 						       json_object_new_string(v[i].image_key));
 			json_object_array_add(a, o);
 		}
-		printf("%s\n", json_object_to_json_string_ext(a, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+		printf("%s\n", json_object_to_json_string_ext(
+				   a, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(a);
 	} else {
 		printf("%-16s  %-8s  %-8s  %-19s  %-10s  %s\n", "ID", "STATUS", "PID", "CREATED",
@@ -525,9 +527,8 @@ ISORUN_VERB("ps", cmd_ps, "[--format json]", "list sandboxes");
 
 /* ---- stop / start / rm ---- */
 
-static int for_each_id(int argc, char **argv, int first, int (*fn)(struct run_ctx *, const char *,
-								     void *),
-		       void *ud)
+static int for_each_id(int argc, char **argv, int first,
+		       int (*fn)(struct run_ctx *, const char *, void *), void *ud)
 {
 	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
 	if (open_ctx(&ctx) < 0)

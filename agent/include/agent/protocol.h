@@ -26,9 +26,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AGENT_PROTO_VERSION 1 /* bumped on any incompatible change */
-#define AGENT_FRAME_HDR	    12
-#define AGENT_FRAME_MAX_PAYLOAD (1u << 20) /* 1 MiB: any larger frame closes the connection */
+#define AGENT_PROTO_VERSION	1 /* bumped on any incompatible change */
+#define AGENT_FRAME_HDR		12
+#define AGENT_FRAME_MAX_PAYLOAD (1u << 20)  /* 1 MiB: any larger frame closes the connection */
 #define AGENT_DATA_CHUNK	(64u << 10) /* senders split stream data into chunks of this size */
 #define AGENT_MAX_ARGS		4096	    /* argv entries, env entries */
 #define AGENT_MAX_PATH		4096	    /* path and cwd strings, NUL included */
@@ -38,24 +38,24 @@
 
 enum agent_msg_type {
 	/* connection level (stream 0) */
-	AGENT_MSG_HELLO = 1,	 /* c->a: u32 min_version, u32 max_version */
-	AGENT_MSG_HELLO_OK = 2,	 /* a->c: u32 version, str agent_ident */
-	AGENT_MSG_PING = 3,	 /* c->a: opaque <= AGENT_MAX_PING bytes */
-	AGENT_MSG_PONG = 4,	 /* a->c: the ping payload echoed */
-	AGENT_MSG_SHUTDOWN = 5,	 /* c->a: u32 grace_ms */
+	AGENT_MSG_HELLO = 1,	   /* c->a: u32 min_version, u32 max_version */
+	AGENT_MSG_HELLO_OK = 2,	   /* a->c: u32 version, str agent_ident */
+	AGENT_MSG_PING = 3,	   /* c->a: opaque <= AGENT_MAX_PING bytes */
+	AGENT_MSG_PONG = 4,	   /* a->c: the ping payload echoed */
+	AGENT_MSG_SHUTDOWN = 5,	   /* c->a: u32 grace_ms */
 	AGENT_MSG_SHUTDOWN_OK = 6, /* a->c: empty; the agent exits after sending it */
-	AGENT_MSG_ERROR = 7,	 /* a->c: i32 errno, str message (stream 0: fatal, conn closes) */
+	AGENT_MSG_ERROR = 7,	   /* a->c: i32 errno, str message (stream 0: fatal, conn closes) */
 
 	/* exec streams */
-	AGENT_MSG_EXEC = 16,	    /* c->a: struct agent_exec_req */
+	AGENT_MSG_EXEC = 16,	     /* c->a: struct agent_exec_req */
 	AGENT_MSG_EXEC_STARTED = 17, /* a->c: u32 pid (in the sandbox's pid namespace) */
-	AGENT_MSG_EXEC_FAILED = 18, /* a->c: u32 stage, i32 errno, str message; stream ends */
-	AGENT_MSG_STDIN = 19,	    /* c->a: bytes; an empty payload closes the command's stdin */
-	AGENT_MSG_STDOUT = 20,	    /* a->c: bytes (the pty's output when a pty is used) */
-	AGENT_MSG_STDERR = 21,	    /* a->c: bytes */
-	AGENT_MSG_SIGNAL = 22,	    /* c->a: u32 signo, u32 flags (AGENT_SIGNAL_GROUP) */
-	AGENT_MSG_RESIZE = 23,	    /* c->a: u16 rows, u16 cols */
-	AGENT_MSG_EXIT = 24,	    /* a->c: struct agent_exit; stream ends */
+	AGENT_MSG_EXEC_FAILED = 18,  /* a->c: u32 stage, i32 errno, str message; stream ends */
+	AGENT_MSG_STDIN = 19,	     /* c->a: bytes; an empty payload closes the command's stdin */
+	AGENT_MSG_STDOUT = 20,	     /* a->c: bytes (the pty's output when a pty is used) */
+	AGENT_MSG_STDERR = 21,	     /* a->c: bytes */
+	AGENT_MSG_SIGNAL = 22,	     /* c->a: u32 signo, u32 flags (AGENT_SIGNAL_GROUP) */
+	AGENT_MSG_RESIZE = 23,	     /* c->a: u16 rows, u16 cols */
+	AGENT_MSG_EXIT = 24,	     /* a->c: struct agent_exit; stream ends */
 
 	/* file streams */
 	AGENT_MSG_FILE_PUT = 32,  /* c->a: u32 mode, u32 uid, u32 gid, str path; then FILE_DATA */

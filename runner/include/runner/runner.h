@@ -75,16 +75,16 @@ enum run_net {
 };
 
 struct run_create_opts {
-	const char *lower_dir;	 /* the read-only rootfs; NULL to acquire it by image_key */
-	const char *image_key;	 /* optional; stored, passed to run_image_ops */
+	const char *lower_dir;		 /* the read-only rootfs; NULL to acquire it by image_key */
+	const char *image_key;		 /* optional; stored, passed to run_image_ops */
 	const struct run_config *config; /* optional */
-	const char *backend;	 /* NULL or "ns" (the only backend so far) */
+	const char *backend;		 /* NULL or "ns" (the only backend so far) */
 	enum run_net net;
-	bool userns;		 /* a user namespace: root is host uid RUN_USERNS_BASE */
-	uint64_t memory_bytes;	 /* 0: no limit */
-	uint32_t cpu_millis;	 /* 1000 = one CPU; 0: no limit */
-	uint32_t pids_max;	 /* 0: no limit */
-	const char *hostname;	 /* NULL: the id's first 12 characters */
+	bool userns;	       /* a user namespace: root is host uid RUN_USERNS_BASE */
+	uint64_t memory_bytes; /* 0: no limit */
+	uint32_t cpu_millis;   /* 1000 = one CPU; 0: no limit */
+	uint32_t pids_max;     /* 0: no limit */
+	const char *hostname;  /* NULL: the id's first 12 characters */
 };
 
 /*
@@ -125,10 +125,10 @@ const char *run_status_name(enum run_status s);
 struct run_sandbox_info {
 	char id[RUN_ID_LEN + 1];
 	enum run_status status;
-	pid_t agent_pid;     /* host pid; 0 unless running */
-	int64_t created;     /* unix seconds */
-	char *lower_dir;     /* as given at create; may be NULL */
-	char *image_key;     /* may be NULL */
+	pid_t agent_pid;       /* host pid; 0 unless running */
+	int64_t created;       /* unix seconds */
+	char *lower_dir;       /* as given at create; may be NULL */
+	char *image_key;       /* may be NULL */
 	uint64_t memory_usage; /* cgroup memory usage in bytes, 0 if unknown */
 };
 /*
@@ -155,14 +155,14 @@ void run_client_free(struct run_client *c);
 int run_client_ping(struct run_client *c);
 
 struct run_exec_opts {
-	const char *const *argv; /* NULL-terminated, argv[0] required */
-	const char *const *env;	 /* "K=V" overrides of the image Env, NULL-terminated, or NULL */
-	const char *cwd;	 /* NULL: the image WorkingDir, else "/" */
-	const char *user;	 /* NULL: the image User, else root */
-	uint32_t timeout_ms;	 /* 0: none; on expiry the process group is killed */
-	bool tty;		 /* run on a pty (stdout carries everything) */
-	uint16_t rows, cols;	 /* initial pty size, 0 = unset */
-	int stdin_fd;		 /* forwarded to the command; -1: /dev/null */
+	const char *const *argv;  /* NULL-terminated, argv[0] required */
+	const char *const *env;	  /* "K=V" overrides of the image Env, NULL-terminated, or NULL */
+	const char *cwd;	  /* NULL: the image WorkingDir, else "/" */
+	const char *user;	  /* NULL: the image User, else root */
+	uint32_t timeout_ms;	  /* 0: none; on expiry the process group is killed */
+	bool tty;		  /* run on a pty (stdout carries everything) */
+	uint16_t rows, cols;	  /* initial pty size, 0 = unset */
+	int stdin_fd;		  /* forwarded to the command; -1: /dev/null */
 	int stdout_fd, stderr_fd; /* where the command's output goes, live */
 	/*
 	 * Optional signalfd (-1: none) the caller made for the signals to forward. Each signal
@@ -178,8 +178,8 @@ enum run_exec_kind {
 };
 struct run_exec_result {
 	enum run_exec_kind kind;
-	int code;	/* exit code, signal number, or for FAILED the agent's errno */
-	int stage;	/* enum agent_exec_stage for FAILED */
+	int code;  /* exit code, signal number, or for FAILED the agent's errno */
+	int stage; /* enum agent_exec_stage for FAILED */
 	bool timed_out;
 	char message[256]; /* FAILED: the agent's explanation */
 };

@@ -53,8 +53,8 @@ static int run_true(struct run_ctx *ctx, const char *id)
 {
 	const char *argv[] = {"/bin/true", NULL};
 	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	struct run_exec_opts o = {.argv = argv, .stdin_fd = -1, .stdout_fd = null,
-				  .stderr_fd = null, .signal_fd = -1};
+	struct run_exec_opts o = {
+	    .argv = argv, .stdin_fd = -1, .stdout_fd = null, .stderr_fd = null, .signal_fd = -1};
 	struct run_exec_result r;
 	int e = run_sandbox_exec(ctx, id, &o, &r);
 	close(null);

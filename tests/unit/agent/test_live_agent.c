@@ -249,8 +249,8 @@ static void exec_req(struct agent_wbuf *b, uint32_t stream, const char *cmd)
 {
 	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
 	const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
-	struct agent_exec_req q = {.user = "", .cwd = "/", .argc = 3, .envc = 1,
-				   .argv = argv, .envp = envp};
+	struct agent_exec_req q = {
+	    .user = "", .cwd = "/", .argc = 3, .envc = 1, .argv = argv, .envp = envp};
 	assert_int_equal(agent_exec_req_encode(b, stream, &q), 0);
 }
 
@@ -350,10 +350,10 @@ static void test_shutdown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bad_frames),
-		cmocka_unit_test(test_truncated_and_split),
-		cmocka_unit_test(test_exec_multiplexed),
-		cmocka_unit_test(test_shutdown),
+	    cmocka_unit_test(test_bad_frames),
+	    cmocka_unit_test(test_truncated_and_split),
+	    cmocka_unit_test(test_exec_multiplexed),
+	    cmocka_unit_test(test_shutdown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -140,7 +140,7 @@ static void test_exec_roundtrip(void **state)
 	/* a string whose NUL is missing, or with an inner NUL */
 	memcpy(p, f.payload, f.len);
 	size_t user_off = 4 + 4 + 2 + 2 + 4; /* flags, timeout, rows, cols, user length */
-	p[user_off + 3] = 0;		      /* "app\0extra" */
+	p[user_off + 3] = 0;		     /* "app\0extra" */
 	assert_int_equal(agent_exec_req_decode(p, f.len, &d), -EPROTO);
 	memcpy(p, f.payload, f.len);
 	p[user_off + strlen("app:extra")] = 'X'; /* no terminating NUL */
@@ -232,8 +232,8 @@ static void test_caps(void **state)
 	/* a payload over the frame cap is refused by the encoder */
 	agent_wbuf_init(&b, 4u << 20);
 	char *huge = calloc(1, AGENT_FRAME_MAX_PAYLOAD + 1);
-	assert_int_equal(agent_frame_put(&b, AGENT_MSG_STDOUT, 1, huge, AGENT_FRAME_MAX_PAYLOAD + 1),
-			 -EFBIG);
+	assert_int_equal(
+	    agent_frame_put(&b, AGENT_MSG_STDOUT, 1, huge, AGENT_FRAME_MAX_PAYLOAD + 1), -EFBIG);
 	assert_int_equal(b.len, 0);
 	free(huge);
 	/* a user string over its cap is refused by both sides */
@@ -249,9 +249,11 @@ static void test_caps(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_frame_roundtrip), cmocka_unit_test(test_frame_rejects),
-		cmocka_unit_test(test_exec_roundtrip),	cmocka_unit_test(test_small_messages),
-		cmocka_unit_test(test_caps),
+	    cmocka_unit_test(test_frame_roundtrip),
+	    cmocka_unit_test(test_frame_rejects),
+	    cmocka_unit_test(test_exec_roundtrip),
+	    cmocka_unit_test(test_small_messages),
+	    cmocka_unit_test(test_caps),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

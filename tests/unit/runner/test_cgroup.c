@@ -204,9 +204,9 @@ static void test_none(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_v2),
-		cmocka_unit_test(test_v1),
-		cmocka_unit_test(test_none),
+	    cmocka_unit_test(test_v2),
+	    cmocka_unit_test(test_v1),
+	    cmocka_unit_test(test_none),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -23,11 +23,11 @@
 static void test_config_parse(void **state)
 {
 	static const char docker[] =
-		"{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{"
-		"\"Env\":[\"PATH=/usr/local/bin:/usr/bin\",\"LANG=C.UTF-8\"],"
-		"\"Entrypoint\":[\"/docker-entrypoint.sh\"],\"Cmd\":[\"nginx\"],"
-		"\"WorkingDir\":\"/srv\",\"User\":\"101:101\",\"Labels\":{\"a\":\"b\"}},"
-		"\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}";
+	    "{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{"
+	    "\"Env\":[\"PATH=/usr/local/bin:/usr/bin\",\"LANG=C.UTF-8\"],"
+	    "\"Entrypoint\":[\"/docker-entrypoint.sh\"],\"Cmd\":[\"nginx\"],"
+	    "\"WorkingDir\":\"/srv\",\"User\":\"101:101\",\"Labels\":{\"a\":\"b\"}},"
+	    "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}";
 	struct run_config *c = NULL;
 	assert_int_equal(run_config_parse(docker, strlen(docker), &c), 0);
 	assert_non_null(c->env);
@@ -48,13 +48,13 @@ static void test_config_parse(void **state)
 	run_config_free(NULL);
 
 	static const char *const bad[] = {
-		"",
-		"[]",
-		"{\"config\":{\"Env\":\"PATH=/bin\"}}",
-		"{\"config\":{\"Env\":[1,2]}}",
-		"{\"config\":{\"User\":7}}",
-		"{\"config\":{\"Env\":[\"A=b\"]",
-		"{\"config\":{}} trailing",
+	    "",
+	    "[]",
+	    "{\"config\":{\"Env\":\"PATH=/bin\"}}",
+	    "{\"config\":{\"Env\":[1,2]}}",
+	    "{\"config\":{\"User\":7}}",
+	    "{\"config\":{\"Env\":[\"A=b\"]",
+	    "{\"config\":{}} trailing",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_equal(run_config_parse(bad[i], strlen(bad[i]), &c), -EPROTO);
@@ -74,13 +74,13 @@ static void test_exit_status(void **state)
 	assert_int_equal(run_exec_status(&r), 137);
 	r.timed_out = true;
 	assert_int_equal(run_exec_status(&r), 124);
-	r = (struct run_exec_result){.kind = RUN_EXEC_FAILED, .code = ENOENT,
-				     .stage = AGENT_STAGE_EXEC};
+	r = (struct run_exec_result){
+	    .kind = RUN_EXEC_FAILED, .code = ENOENT, .stage = AGENT_STAGE_EXEC};
 	assert_int_equal(run_exec_status(&r), 127);
 	r.code = EACCES;
 	assert_int_equal(run_exec_status(&r), 126);
-	r = (struct run_exec_result){.kind = RUN_EXEC_FAILED, .code = ENOENT,
-				     .stage = AGENT_STAGE_CWD};
+	r = (struct run_exec_result){
+	    .kind = RUN_EXEC_FAILED, .code = ENOENT, .stage = AGENT_STAGE_CWD};
 	assert_int_equal(run_exec_status(&r), 126); /* a missing cwd is not "command not found" */
 }
 
@@ -145,9 +145,9 @@ static void test_state_root(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_config_parse),
-		cmocka_unit_test(test_exit_status),
-		cmocka_unit_test(test_state_root),
+	    cmocka_unit_test(test_config_parse),
+	    cmocka_unit_test(test_exit_status),
+	    cmocka_unit_test(test_state_root),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
