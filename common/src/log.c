@@ -43,7 +43,8 @@ void cm_log_set_ident(const char *ident)
 	log_ident = ident;
 }
 
-static void vlog(enum cm_log_level level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void vlog(enum cm_log_level level, const char *fmt,
+							      va_list ap)
 {
 	static const char *names[] = {"error", "warning", "info", "debug"};
 	char buf[4096];

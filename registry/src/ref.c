@@ -329,7 +329,7 @@ int reg_ref_check_policy(const struct reg_ref *r, bool allow_floating)
 		    -EINVAL,
 		    "%s names no tag and no digest, so it would silently mean ':latest', "
 		    "which changes over time; pin it with a version tag (%s:1.2.3) or a "
-		    "digest (%s@sha256:...), or pass --allow-floating",
+		    "digest (%s@sha256:...); isorun-index and pull take it with --allow-floating-tag",
 		    s ? s : r->path, s ? s : r->path, s ? s : r->path);
 	for (size_t i = 0; i < ARRAY_SIZE(floating); i++)
 		if (!strcmp(r->tag, floating[i]))
@@ -337,7 +337,7 @@ int reg_ref_check_policy(const struct reg_ref *r, bool allow_floating)
 			    -EINVAL,
 			    "tag '%s' of %s is floating (it is moved to new images), so "
 			    "runs would not be reproducible; pin a version tag or a digest "
-			    "(%s/%s@sha256:...), or pass --allow-floating",
+			    "(%s/%s@sha256:...); isorun-index and pull take it with --allow-floating-tag",
 			    r->tag, s ? s : r->path, r->domain, r->path);
 	return 0;
 }
