@@ -396,9 +396,8 @@ static int cmd_exec(int argc, char **argv)
 		return ISORUN_EXIT_ERROR;
 	return do_exec(ctx, id, &e, argv + i);
 }
-ISORUN_VERB("exec", cmd_exec,
-	    "[-i] [-t] [--env K=V] [--workdir D] [--user U] [--timeout S] ID -- CMD...",
-	    "run a command in a sandbox");
+ISORUN_VERB("exec", cmd_exec, "[options] ID -- CMD...",
+	    "run a command in a sandbox (-i -t --env --workdir --user --timeout)");
 
 /* ---- run ---- */
 
@@ -453,8 +452,8 @@ static int cmd_run(int argc, char **argv)
 	}
 	return status;
 }
-ISORUN_VERB("run", cmd_run, "[create/exec options] [--keep] REF -- CMD...",
-	    "create a sandbox, run a command, remove it");
+ISORUN_VERB("run", cmd_run, "[options] [--keep] REF -- CMD...",
+	    "create a sandbox, run a command in it, remove it");
 
 /* ---- ps ---- */
 
