@@ -166,8 +166,8 @@ static int ctl_listen(struct daemon *d)
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	/* Only root (the owner of the state root) talks to the daemon. */
-	if (fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	/* Access control is the directory's: mounts/<hex>/ is 0700, owned by root. */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    listen(fd, 16) < 0) {
 		int r = -errno;
 		close(fd);
