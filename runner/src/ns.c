@@ -421,6 +421,40 @@ static int write_proc(pid_t pid, const char *file, const char *val)
 }
 
 /*
+ * Without an idmapped lower layer, the sandbox's root cannot create anything in image
+ * directories (their owners are unmapped). Create the mount targets the sandbox's init
+ * needs directly in the upper layer, owned by the namespace's root, so they shadow (or
+ * merge with) the image's. Symlinks in the upper layer (made by an earlier run) are never
+ * followed.
+ */
+static int userns_seed_upper(int upper_fd)
+{
+	static const char *const dirs[] = {"etc", "proc", "sys", "dev", "tmp", "sandbox"};
+	static const char *const files[] = {"hosts", "hostname", "resolv.conf"};
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+		if (mkdirat(upper_fd, dirs[i], 0755) < 0 && errno != EEXIST)
+			return -errno;
+		if (fchownat(upper_fd, dirs[i], RUN_USERNS_BASE, RUN_USERNS_BASE,
+			     AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+	}
+	_cleanup_close_ int etc = openat2_(upper_fd, "etc", O_PATH | O_DIRECTORY | O_CLOEXEC,
+					   RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
+	if (etc < 0)
+		return -errno;
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		int fd = openat(etc, files[i], O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (fd < 0)
+			return -errno;
+		int r = fchown(fd, RUN_USERNS_BASE, RUN_USERNS_BASE) < 0 ? -errno : 0;
+		close(fd);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/*
  * A's half of a user-namespaced boot, while B waits on the socket: map root to
  * RUN_USERNS_BASE.., put B into its cgroups, mount the overlay with the lower layer
  * idmapped to B's user namespace (so image files owned by host uid N appear as N inside and
@@ -457,6 +491,9 @@ static int userns_prepare(struct boot *b, pid_t pid, int sock)
 		log_warn("sandbox %s: the lower dir's filesystem cannot be idmapped (%s): image "
 			 "files appear as owned by nobody and cannot be modified",
 			 sb->id, strerror(errno));
+		if ((r = userns_seed_upper(b->upper_fd)) < 0)
+			return cm_log_ret(r, "sandbox %s: cannot prepare the scratch layer: %s",
+					  sb->id, strerror(-r));
 	}
 	char up[64], wk[64];
 	snprintf(up, sizeof(up), "/proc/self/fd/%d", b->upper_fd);
