@@ -28,16 +28,16 @@
 #include <unistd.h>
 
 static const char schema[] =
-	"CREATE TABLE IF NOT EXISTS fs_chunks("
-	" digest BLOB PRIMARY KEY, csize INTEGER NOT NULL, last_use INTEGER NOT NULL"
-	") WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS fs_chunks_lru ON fs_chunks(last_use);"
-	"CREATE TABLE IF NOT EXISTS fs_refs("
-	" index_digest TEXT NOT NULL, digest BLOB NOT NULL, csize INTEGER NOT NULL,"
-	" PRIMARY KEY(index_digest, digest)) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS fs_refs_digest ON fs_refs(digest);"
-	"CREATE TABLE IF NOT EXISTS fs_remotes("
-	" index_digest TEXT PRIMARY KEY, repository TEXT NOT NULL, manifest_digest TEXT NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS fs_chunks("
+    " digest BLOB PRIMARY KEY, csize INTEGER NOT NULL, last_use INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS fs_chunks_lru ON fs_chunks(last_use);"
+    "CREATE TABLE IF NOT EXISTS fs_refs("
+    " index_digest TEXT NOT NULL, digest BLOB NOT NULL, csize INTEGER NOT NULL,"
+    " PRIMARY KEY(index_digest, digest)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS fs_refs_digest ON fs_refs(digest);"
+    "CREATE TABLE IF NOT EXISTS fs_remotes("
+    " index_digest TEXT PRIMARY KEY, repository TEXT NOT NULL, manifest_digest TEXT NOT NULL);";
 
 /* Unix time in milliseconds: last_use is compared across processes. */
 static int64_t now_ms(void)
@@ -106,7 +106,8 @@ int fs_cache_config_max(const char *root, uint64_t *ret)
 			*ret = (uint64_t)json_object_get_int64(v);
 		else if (!json_object_is_type(v, json_type_string) ||
 			 cm_parse_size(json_object_get_string(v), ret) < 0)
-			r = cm_log_ret(-EPROTO, "%s: cache_max must be a size (\"10G\") or bytes", p);
+			r = cm_log_ret(-EPROTO, "%s: cache_max must be a size (\"10G\") or bytes",
+				       p);
 	}
 	json_object_put(j);
 	return r;
@@ -272,7 +273,8 @@ static int scan_chunks(struct idx_store *s, struct present **ret, size_t *ret_n)
 	}
 	struct dirent *de;
 	while ((de = readdir(top))) {
-		if (strlen(de->d_name) != 2 || hexval(de->d_name[0]) < 0 || hexval(de->d_name[1]) < 0)
+		if (strlen(de->d_name) != 2 || hexval(de->d_name[0]) < 0 ||
+		    hexval(de->d_name[1]) < 0)
 			continue;
 		int sfd = openat(dirfd(top), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (sfd < 0)
@@ -289,7 +291,8 @@ static int scan_chunks(struct idx_store *s, struct present **ret, size_t *ret_n)
 			struct present p;
 			bool ok = true;
 			for (int i = 0; i < 32 && ok; i++) {
-				int hi = hexval(fe->d_name[2 * i]), lo = hexval(fe->d_name[2 * i + 1]);
+				int hi = hexval(fe->d_name[2 * i]),
+				    lo = hexval(fe->d_name[2 * i + 1]);
 				ok = hi >= 0 && lo >= 0;
 				p.d[i] = (uint8_t)(hi << 4 | lo);
 			}
@@ -298,7 +301,8 @@ static int scan_chunks(struct idx_store *s, struct present **ret, size_t *ret_n)
 			    !S_ISREG(st.st_mode))
 				continue;
 			p.size = (uint64_t)st.st_size;
-			p.mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+			p.mtime_ms =
+			    (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
 			if (n == alloc) {
 				alloc = alloc ? alloc * 2 : 1024;
 				struct present *nv = realloc(v, alloc * sizeof(*v));
@@ -323,7 +327,8 @@ static int size_locked(sqlite3 *db, uint64_t *ret_bytes, uint64_t *ret_chunks)
 {
 	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(db, "SELECT COALESCE(SUM(csize),0), COUNT(*) FROM fs_chunks", -1,
-			       &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+			       &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW)
 		return db_err(db, "size");
 	if (ret_bytes)
 		*ret_bytes = (uint64_t)sqlite3_column_int64(st, 0);
@@ -372,12 +377,13 @@ int fs_cache_reconcile(struct idx_store *s, uint64_t *ret_bytes, uint64_t *ret_c
 	if (r == 0) {
 		/* Rows newer than the scan may describe files created after it: keep them. */
 		char sql[256];
-		snprintf(sql, sizeof(sql),
-			 "INSERT OR IGNORE INTO fs_chunks SELECT digest, csize, mtime FROM fs_present;"
-			 "DELETE FROM fs_chunks WHERE last_use < %lld AND digest NOT IN "
-			 "(SELECT digest FROM fs_present);"
-			 "COMMIT; DELETE FROM fs_present;",
-			 (long long)t0);
+		snprintf(
+		    sql, sizeof(sql),
+		    "INSERT OR IGNORE INTO fs_chunks SELECT digest, csize, mtime FROM fs_present;"
+		    "DELETE FROM fs_chunks WHERE last_use < %lld AND digest NOT IN "
+		    "(SELECT digest FROM fs_present);"
+		    "COMMIT; DELETE FROM fs_present;",
+		    (long long)t0);
 		r = exec(db, sql);
 	}
 	if (r < 0)
@@ -437,7 +443,7 @@ static int evict_rows(struct idx_store *s, const char *sel, uint64_t max, uint64
 	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL, *del = NULL;
 	if (sqlite3_prepare_v2(db, sel, -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "DELETE FROM fs_chunks WHERE digest=?", -1, &del, NULL) !=
-		    SQLITE_OK)
+		SQLITE_OK)
 		return db_err(db, "evict");
 	/* Collect first: deleting rows while stepping a SELECT over the same table is
 	 * undefined in sqlite. */
@@ -484,7 +490,8 @@ static int evict_rows(struct idx_store *s, const char *sel, uint64_t max, uint64
 	return exec(db, "COMMIT");
 }
 
-int fs_cache_evict(struct idx_store *s, uint64_t max, bool reconcile, struct fs_cache_gc_result *ret)
+int fs_cache_evict(struct idx_store *s, uint64_t max, bool reconcile,
+		   struct fs_cache_gc_result *ret)
 {
 	struct fs_cache_gc_result res = {0};
 	int r;
@@ -516,7 +523,8 @@ out:
 	idx_store_unlock(s);
 	if (res.evicted_chunks)
 		log_info("cache: evicted %llu chunks (%llu bytes)",
-			 (unsigned long long)res.evicted_chunks, (unsigned long long)res.evicted_bytes);
+			 (unsigned long long)res.evicted_chunks,
+			 (unsigned long long)res.evicted_bytes);
 	if (ret)
 		*ret = res;
 	return r;

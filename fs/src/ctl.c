@@ -59,8 +59,7 @@ int fs_prefetch_parse(const char *s, enum fs_prefetch *ret)
 	return 0;
 }
 
-int fs_ctl_call(const char *root, const char *hex, const char *request, int timeout_ms,
-		char **ret)
+int fs_ctl_call(const char *root, const char *hex, const char *request, int timeout_ms, char **ret)
 {
 	_cleanup_free_ char *dir = fs_mount_dir(root, hex);
 	if (!dir)

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -41,8 +42,8 @@ struct daemon {
 	struct fuse_session *se;
 	struct fs_engine *e;
 	unsigned keep_warm_s;
-	int listen_fd;	    /* ctl thread only after start */
-	int wake[2];	    /* main -> ctl thread: stop */
+	int listen_fd; /* ctl thread only after start */
+	int wake[2];   /* main -> ctl thread: stop */
 	pthread_t ctl;
 	bool ctl_started;
 	uint64_t idle_at_ns; /* ctl thread only: keep-warm deadline, 0 = none */
@@ -132,7 +133,8 @@ static void *ctl_main(void *arg)
 		int timeout = -1;
 		if (d->idle_at_ns) {
 			uint64_t now = cm_now_ns();
-			timeout = d->idle_at_ns > now ? (int)((d->idle_at_ns - now) / 1000000ull) + 1 : 0;
+			timeout =
+			    d->idle_at_ns > now ? (int)((d->idle_at_ns - now) / 1000000ull) + 1 : 0;
 		}
 		int n = poll(p, d->listen_fd >= 0 ? 2 : 1, timeout);
 		if (n < 0 && errno == EINTR)
@@ -167,14 +169,41 @@ static int ctl_listen(struct daemon *d)
 	if (fd < 0)
 		return -errno;
 	/* Access control is the directory's: mounts/<hex>/ is 0700, owned by root. */
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(fd, 16) < 0) {
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
 		int r = -errno;
 		close(fd);
 		return r;
 	}
 	d->listen_fd = fd;
 	return 0;
+}
+
+/*
+ * The kernel caps a FUSE mount's readahead at 128 KiB whatever max_readahead says; raise
+ * its BDI's read_ahead_kb so sequential readers get 1 MiB requests. The device comes from
+ * mountinfo: touching the mount itself here would wait for our own, not yet running, loop.
+ * Best effort (needs root and sysfs).
+ */
+static void raise_readahead(const char *mnt)
+{
+	char real[PATH_MAX];
+	if (!realpath(mnt, real))
+		return;
+	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return;
+	char line[4096], dev[32] = "";
+	while (fgets(line, sizeof(line), f)) {
+		char mp[PATH_MAX], d[32];
+		if (sscanf(line, "%*s %*s %31s %*s %4095s", d, mp) == 2 && !strcmp(mp, real))
+			snprintf(dev, sizeof(dev), "%s", d); /* the last one is ours */
+	}
+	if (!dev[0])
+		return;
+	_cleanup_free_ char *p = cm_strdupf("/sys/class/bdi/%s/read_ahead_kb", dev);
+	_cleanup_close_ int fd = p ? open(p, O_WRONLY | O_CLOEXEC) : -1;
+	if (fd < 0 || write(fd, "1024", 4) != 4)
+		log_debug("fsd: cannot raise readahead of %s (%s)", mnt, p ? p : "?");
 }
 
 static void report(int *ready_fd, int r)
@@ -204,12 +233,12 @@ static int open_remote(struct idx_store *s, const char *idig, const struct fs_mo
 	/* Every registry call must end within the read deadline: a read never hangs. */
 	unsigned t = o->fetch_timeout_s;
 	struct reg_options ro = {
-		.authfile = o->authfile,
-		.timeout_s = t,
-		.connect_timeout_s = t < 15 ? t : 15,
-		.low_speed_time_s = t < 30 ? t : 30,
-		.retry_base_ms = 100,
-		.insecure_registries = fs_insecure_registries(),
+	    .authfile = o->authfile,
+	    .timeout_s = t,
+	    .connect_timeout_s = t < 15 ? t : 15,
+	    .low_speed_time_s = t < 30 ? t : 30,
+	    .retry_base_ms = 100,
+	    .insecure_registries = fs_insecure_registries(),
 	};
 	if ((r = reg_client_new(&ro, ret_c)) < 0) {
 		reg_ref_free(*ret_ref);
@@ -230,8 +259,8 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 			return cr;
 		}
 	}
-	struct daemon d = {.root = root, .listen_fd = -1, .wake = {-1, -1},
-			   .keep_warm_s = o.keep_warm_s};
+	struct daemon d = {
+	    .root = root, .listen_fd = -1, .wake = {-1, -1}, .keep_warm_s = o.keep_warm_s};
 	_cleanup_(idx_store_freep) struct idx_store *s = NULL;
 	_cleanup_(idx_reader_freep) struct idx_reader *rd = NULL;
 	_cleanup_(fs_engine_freep) struct fs_engine *e = NULL;
@@ -277,8 +306,8 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 
 	octx = (struct fs_ops_ctx){.r = rd, .e = e, .timeout = 86400.0 * 365};
 	mopts = cm_strdupf(
-		"ro,allow_other,default_permissions,fsname=isorun:%s,subtype=isorun,max_read=%u",
-		d.hex, 1u << 20);
+	    "ro,allow_other,default_permissions,fsname=isorun:%s,subtype=isorun,max_read=%u", d.hex,
+	    1u << 20);
 	if (!mopts || fuse_opt_add_arg(&args, "isorun-fsd") < 0 ||
 	    fuse_opt_add_arg(&args, "-o") < 0 || fuse_opt_add_arg(&args, mopts) < 0) {
 		r = -ENOMEM;
@@ -303,6 +332,7 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 		goto out;
 	}
 	mounted = true;
+	raise_readahead(d.mnt);
 	if ((r = fs_engine_start(e)) < 0)
 		goto out;
 	if (pipe2(d.wake, O_CLOEXEC) < 0 || pthread_create(&d.ctl, NULL, ctl_main, &d) != 0) {

@@ -47,16 +47,16 @@ enum {
 };
 
 /* Readahead window of a sequential reader, and the queue of chunks it asks for. */
-#define RA_WINDOW   (4u << 20)
-#define RA_QUEUE    1024u
+#define RA_WINDOW (4u << 20)
+#define RA_QUEUE  1024u
 /* Local readahead: chunk files loaded into memory ahead of a reader by LOADERS threads, so
  * the disk reads of one FUSE read (or of a sequential reader's next window) overlap. */
-#define LD_QUEUE    1024u
-#define LOADERS	    4u
+#define LD_QUEUE 1024u
+#define LOADERS	 4u
 /* Two chunks of one pack separated by less than this are fetched in one range. */
-#define GAP_MAX	    (64u << 10)
+#define GAP_MAX (64u << 10)
 /* A chunk's stored bytes are at most this (the indexer's max chunk is far below). */
-#define CHUNK_MAX   (16u << 20)
+#define CHUNK_MAX (16u << 20)
 
 struct mentry {
 	struct mentry *prev, *next; /* LRU, most recent first */
@@ -71,7 +71,7 @@ struct trace_rec {
 
 enum err_cause { E_TIMEOUT, E_UNAVAILABLE, E_AUTH, E_CORRUPT, E_NOTFOUND, E_OTHER, E_N };
 static const char *const cause_names[E_N] = {"timeout", "unavailable", "auth",
-					     "corrupt", "not_found", "other"};
+					     "corrupt", "not_found",   "other"};
 
 struct fs_engine {
 	struct idx_store *store;
@@ -83,32 +83,32 @@ struct fs_engine {
 	uint64_t t0_ns;
 
 	pthread_mutex_t lock;
-	pthread_cond_t cond;	 /* a load/fetch finished; guarded by lock */
-	pthread_cond_t fg_cond;	 /* fg_active dropped to 0 */
-	pthread_cond_t pf_cond;	 /* work for prefetch workers / stop */
-	uint8_t *state;		 /* lock */
-	uint32_t *fails;	 /* lock */
-	struct mentry **mem;	 /* lock */
+	pthread_cond_t cond;		    /* a load/fetch finished; guarded by lock */
+	pthread_cond_t fg_cond;		    /* fg_active dropped to 0 */
+	pthread_cond_t pf_cond;		    /* work for prefetch workers / stop */
+	uint8_t *state;			    /* lock */
+	uint32_t *fails;		    /* lock */
+	struct mentry **mem;		    /* lock */
 	struct mentry *lru_head, *lru_tail; /* lock */
-	uint64_t mem_bytes;	 /* lock */
-	uint32_t resident;	 /* lock: chunks with ST_LOCAL */
-	uint64_t resident_bytes; /* lock */
-	uint32_t fg_active;	 /* lock: foreground fetches in flight */
-	uint32_t pf_active;	 /* lock: prefetch fetches in flight */
-	uint32_t ra[RA_QUEUE];	 /* lock: readahead ring */
-	uint32_t ra_head, ra_n;	 /* lock */
-	uint32_t ld[LD_QUEUE];	 /* lock: local loads ring (chunks marked ST_BUSY) */
-	uint32_t ld_head, ld_n;	 /* lock */
-	pthread_cond_t ld_cond;	 /* ld_n > 0 or stop */
+	uint64_t mem_bytes;		    /* lock */
+	uint32_t resident;		    /* lock: chunks with ST_LOCAL */
+	uint64_t resident_bytes;	    /* lock */
+	uint32_t fg_active;		    /* lock: foreground fetches in flight */
+	uint32_t pf_active;		    /* lock: prefetch fetches in flight */
+	uint32_t ra[RA_QUEUE];		    /* lock: readahead ring */
+	uint32_t ra_head, ra_n;		    /* lock */
+	uint32_t ld[LD_QUEUE];		    /* lock: local loads ring (chunks marked ST_BUSY) */
+	uint32_t ld_head, ld_n;		    /* lock */
+	pthread_cond_t ld_cond;		    /* ld_n > 0 or stop */
 	pthread_t loaders[LOADERS];
 	unsigned n_loaders;
 	uint64_t bg_pos, bg_total; /* lock: background prefetch cursor */
-	bool bg_failed;		 /* lock: a background fetch failed in this pass */
-	uint64_t complete_us;	 /* lock: when every chunk became local, 0 before */
-	bool stop;		 /* lock */
-	struct trace_rec *trace; /* lock */
-	uint32_t trace_n;	 /* lock */
-	bool trace_dirty;	 /* lock */
+	bool bg_failed;		   /* lock: a background fetch failed in this pass */
+	uint64_t complete_us;	   /* lock: when every chunk became local, 0 before */
+	bool stop;		   /* lock */
+	struct trace_rec *trace;   /* lock */
+	uint32_t trace_n;	   /* lock */
+	bool trace_dirty;	   /* lock */
 
 	pthread_mutex_t bw_lock;
 	uint64_t bw_next_ns; /* bw_lock: when the next prefetch request may start */
@@ -140,17 +140,23 @@ static uint64_t get(const uint64_t *c)
 static enum err_cause cause_of(int r)
 {
 	switch (r) {
-	case -ETIMEDOUT: return E_TIMEOUT;
+	case -ETIMEDOUT:
+		return E_TIMEOUT;
 	case -EAGAIN:
 	case -ECONNREFUSED:
 	case -EHOSTUNREACH:
-	case -ENETUNREACH: return E_UNAVAILABLE;
+	case -ENETUNREACH:
+		return E_UNAVAILABLE;
 	case -EACCES:
-	case -EPERM: return E_AUTH;
+	case -EPERM:
+		return E_AUTH;
 	case -EBADMSG:
-	case -EPROTO: return E_CORRUPT;
-	case -ENOENT: return E_NOTFOUND;
-	default: return E_OTHER;
+	case -EPROTO:
+		return E_CORRUPT;
+	case -ENOENT:
+		return E_NOTFOUND;
+	default:
+		return E_OTHER;
 	}
 }
 
@@ -283,8 +289,8 @@ static void trace_touch(struct fs_engine *e, uint32_t c, uint32_t ino)
 	e->state[c] |= ST_TOUCHED;
 	if (!e->trace)
 		return;
-	e->trace[e->trace_n++] = (struct trace_rec){
-		.chunk = c, .ino = ino, .t_us = (cm_now_ns() - e->t0_ns) / 1000};
+	e->trace[e->trace_n++] =
+	    (struct trace_rec){.chunk = c, .ino = ino, .t_us = (cm_now_ns() - e->t0_ns) / 1000};
 	e->trace_dirty = true;
 }
 
@@ -309,8 +315,8 @@ static int trace_write(struct fs_engine *e)
 		return -ENOMEM;
 	struct cm_buf b;
 	cm_buf_init(&b, 0);
-	int r = cm_buf_printf(&b, "isorun-trace 1\nindex %s\nchunks %u\n",
-			      idx_reader_digest(e->r), idx_reader_chunk_count(e->r));
+	int r = cm_buf_printf(&b, "isorun-trace 1\nindex %s\nchunks %u\n", idx_reader_digest(e->r),
+			      idx_reader_chunk_count(e->r));
 	for (uint32_t i = 0; i < n && r == 0; i++) {
 		struct idx_chunk c;
 		char hex[65];
@@ -326,7 +332,7 @@ static int trace_write(struct fs_engine *e)
 			r = -ENOMEM;
 		} else {
 			_cleanup_close_ int dfd =
-				open(dirname(d1), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			    open(dirname(d1), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 			r = dfd < 0 ? -errno
 				    : cm_write_file_atomic(dfd, basename(d2), b.data, b.len, 0644,
 							   false);
@@ -366,8 +372,8 @@ static int load(struct fs_engine *e, uint32_t idx, struct mentry **ret)
 	if ((size_t)got != c.csize || (r = decode(&c, idx, t->buf, c.csize, ret)) == -EBADMSG) {
 		char hex[CM_DIGEST_STR_SIZE];
 		cm_digest_format(c.digest, hex);
-		log_error("store: chunk %s is corrupt (size %zd, expected %u): removed", hex,
-			  got, c.csize);
+		log_error("store: chunk %s is corrupt (size %zd, expected %u): removed", hex, got,
+			  c.csize);
 		remove_chunk_file(e, c.digest);
 		count(&e->errors[E_CORRUPT], 1);
 		return -EBADMSG;
@@ -408,7 +414,7 @@ static uint32_t plan_run(struct fs_engine *e, uint32_t first, uint64_t max, uint
 				 * probably read next; spill at most FG_SPILL into it. */
 				ino = 0;
 				limit = MIN(max, prev.pack_offset + prev.csize - a.pack_offset +
-						       e->o.fg_spill);
+						     e->o.fg_spill);
 				if (c.pack_offset + c.csize - a.pack_offset > limit)
 					break;
 			}
@@ -529,9 +535,10 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, str
 			if (res == -EBADMSG) {
 				char hex[CM_DIGEST_STR_SIZE];
 				cm_digest_format(c.digest, hex);
-				log_error("fetch: chunk %s from pack %u offset %llu is corrupt after "
-					  "a refetch: not served", hex, c.pack,
-					  (unsigned long long)c.pack_offset);
+				log_error(
+				    "fetch: chunk %s from pack %u offset %llu is corrupt after "
+				    "a refetch: not served",
+				    hex, c.pack, (unsigned long long)c.pack_offset);
 			}
 		} else if (res == 0) {
 			res = idx_store_put_chunk(e->store, c.digest, cd, c.csize, c.usize, false);
@@ -737,7 +744,8 @@ void fs_engine_readahead(struct fs_engine *e, uint32_t ino, uint64_t off)
 	for (; i < n && bytes < RA_WINDOW && e->ra_n < RA_QUEUE; i++) {
 		struct idx_extent x;
 		struct idx_chunk c;
-		if (idx_reader_extent(e->r, ino, i, &x) < 0 || idx_reader_chunk(e->r, x.chunk, &c) < 0)
+		if (idx_reader_extent(e->r, ino, i, &x) < 0 ||
+		    idx_reader_chunk(e->r, x.chunk, &c) < 0)
 			break;
 		bytes += c.usize;
 		if (queue_load(e, x.chunk)) {
@@ -895,7 +903,7 @@ static int flush(struct fs_engine *e)
 		if (!(st & (ST_USED | ST_ADDED)))
 			continue;
 		if (!(st & ST_LOCAL)) {
-			e->state[c] &= (uint8_t)~(ST_USED | ST_ADDED);
+			e->state[c] &= (uint8_t) ~(ST_USED | ST_ADDED);
 			continue;
 		}
 		if (n == alloc) {
@@ -915,7 +923,7 @@ static int flush(struct fs_engine *e)
 		memcpy(v[n].digest, ch.digest, 32);
 		n++;
 		added |= (st & ST_ADDED) != 0;
-		e->state[c] &= (uint8_t)~(ST_USED | ST_ADDED);
+		e->state[c] &= (uint8_t) ~(ST_USED | ST_ADDED);
 	}
 	pthread_mutex_unlock(&e->lock);
 	if (n && (r = fs_cache_touch_batch(e->store, v, n)) < 0)
@@ -999,7 +1007,7 @@ int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
 	if (e->resident == e->n)
 		e->complete_us = 1;
 	uint64_t p = idx_reader_prefetch_count(reader);
-	e->bg_total = e->o.prefetch == FS_PREFETCH_ALL	   ? p + e->n
+	e->bg_total = e->o.prefetch == FS_PREFETCH_ALL	     ? p + e->n
 		      : e->o.prefetch == FS_PREFETCH_STARTUP ? p
 							     : 0;
 	*ret = e;
@@ -1031,8 +1039,10 @@ int fs_engine_check(struct fs_engine *e)
 			return cm_log_ret(r, "mount: the registry does not serve pack %s: %s", pd,
 					  strerror(-r));
 		if (size != pk.size)
-			return cm_log_ret(-EPROTO, "mount: pack %s has %llu bytes in the registry, "
-					  "the index says %llu", pd, (unsigned long long)size,
+			return cm_log_ret(-EPROTO,
+					  "mount: pack %s has %llu bytes in the registry, "
+					  "the index says %llu",
+					  pd, (unsigned long long)size,
 					  (unsigned long long)pk.size);
 		return 0;
 	}

@@ -54,8 +54,9 @@ void fs_engine_stop(struct fs_engine *e);
 
 /*
  * Get chunk `chunk`, extent `ext` of inode `ino`, for a read (recorded in the first-touch
- * trace; a fetch coalesces the file's following chunks). Waits at most the fetch deadline. -EIO when it cannot be served (cause logged and counted),
- * -ETIMEDOUT at the deadline. Release with fs_engine_put.
+ * trace; a fetch coalesces the file's following chunks). Waits at most the fetch deadline. -EIO
+ * when it cannot be served (cause logged and counted), -ETIMEDOUT at the deadline. Release with
+ * fs_engine_put.
  */
 int fs_engine_get(struct fs_engine *e, uint32_t chunk, uint32_t ino, uint32_t ext,
 		  struct fs_chunk_ref *ret);

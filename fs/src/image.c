@@ -183,8 +183,9 @@ static int try_artifact(struct reg_client *c, const struct reg_ref *repo, const 
 		for (size_t i = 0; i < reg_manifest_layer_count(m) && !found; i++)
 			found = !strcmp(reg_manifest_layer(m, i)->digest, pd);
 		if (!found)
-			return cm_log_ret(-EPROTO, "pull: pack %s of the index is not in artifact %s",
-					  pd, adigest);
+			return cm_log_ret(-EPROTO,
+					  "pull: pack %s of the index is not in artifact %s", pd,
+					  adigest);
 	}
 	return 0;
 }
@@ -235,7 +236,8 @@ static int pull_registry(struct idx_store *s, const char *refstr, const struct f
 	if (r < 0)
 		return cm_log_ret(r, "pull: invalid reference '%s': %s", refstr,
 				  why ? why : strerror(-r));
-	struct reg_options ro = {.platform = o->platform, .authfile = o->authfile,
+	struct reg_options ro = {.platform = o->platform,
+				 .authfile = o->authfile,
 				 .timeout_s = o->timeout_s ? o->timeout_s : 60,
 				 .insecure_registries = fs_insecure_registries()};
 	_cleanup_(reg_client_freep) struct reg_client *c = NULL;
@@ -257,7 +259,8 @@ static int pull_registry(struct idx_store *s, const char *refstr, const struct f
 	}
 	_cleanup_(reg_index_freep) struct reg_index *refs = NULL;
 	if ((r = reg_client_referrers(c, ref, ret->manifest_digest, IDX_ARTIFACT_TYPE, &refs,
-				      NULL)) < 0 && r != -ENOENT)
+				      NULL)) < 0 &&
+	    r != -ENOENT)
 		return cm_log_ret(r, "pull: cannot list referrers of %s: %s", canon, strerror(-r));
 	_cleanup_(buf_finip) struct cm_buf index;
 	cm_buf_init(&index, FS_INDEX_MAX);

@@ -214,7 +214,8 @@ static int spawn_daemon(const char *root, const char *idig, const char *dir, con
 		res = -ETIMEDOUT;
 	close(p[0]);
 	if (res < 0)
-		log_error("mount: the daemon for %s failed (%s); see %s", idig, strerror(-res), log);
+		log_error("mount: the daemon for %s failed (%s); see %s", idig, strerror(-res),
+			  log);
 	return res;
 }
 
@@ -339,7 +340,8 @@ static int release_hex(const char *root, const char *hex)
 	if (r == 0 && refs == 1) {
 		int cr = fs_ctl_call(root, hex, "last", 10000, NULL);
 		if (cr < 0)
-			log_warn("mount: daemon of sha256:%s did not answer (%s)", hex, strerror(-cr));
+			log_warn("mount: daemon of sha256:%s did not answer (%s)", hex,
+				 strerror(-cr));
 	}
 	unlock_mount(&l);
 	return r;
@@ -354,8 +356,7 @@ int fs_mount_release(const char *root, const char *mountpoint)
 	return release_hex(root, hex);
 }
 
-int fs_mount_bind(const char *root, const char *ref, const struct fs_mount_opts *o,
-		  const char *dir)
+int fs_mount_bind(const char *root, const char *ref, const struct fs_mount_opts *o, const char *dir)
 {
 	_cleanup_free_ char *mnt = NULL;
 	int r = fs_mount_acquire(root, ref, o, &mnt);
@@ -384,8 +385,10 @@ int fs_mount_unbind(const char *root, const char *dir, bool lazy)
 		return -ENOMEM;
 	char rmnt[PATH_MAX];
 	if (realpath(mnt, rmnt) && !strcmp(rmnt, real))
-		return cm_log_ret(-EINVAL, "umount: %s is the shared mount itself; holders "
-				  "release it", dir);
+		return cm_log_ret(-EINVAL,
+				  "umount: %s is the shared mount itself; holders "
+				  "release it",
+				  dir);
 	if (umount2(real, lazy ? MNT_DETACH : 0) < 0) {
 		r = -errno;
 		return cm_log_ret(r, "umount: %s: %s%s", dir, strerror(-r),

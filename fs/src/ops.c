@@ -243,13 +243,14 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 				e.attr.st_mode = (mode_t)DTTOIF(de.type);
 			}
 			/* Names in the index are NUL-terminated, but cap what we pass on. */
-			size_t l = de.name_len < sizeof(namebuf) - 1 ? de.name_len : sizeof(namebuf) - 1;
+			size_t l =
+			    de.name_len < sizeof(namebuf) - 1 ? de.name_len : sizeof(namebuf) - 1;
 			memcpy(namebuf, de.name, l);
 			namebuf[l] = 0;
 			name = namebuf;
 		}
 		size_t need = plus ? fuse_add_direntry_plus(req, (char *)buf + used, size - used,
-							   name, &e, (off_t)(k + 1))
+							    name, &e, (off_t)(k + 1))
 				   : fuse_add_direntry(req, (char *)buf + used, size - used, name,
 						       &e.attr, (off_t)(k + 1));
 		if (need > size - used)
@@ -413,12 +414,12 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	struct idx_stats s;
 	idx_reader_stats(ctx(req)->r, &s);
 	struct statvfs v = {
-		.f_bsize = 4096,
-		.f_frsize = 4096,
-		.f_blocks = (s.file_bytes + 4095) / 4096,
-		.f_files = s.inodes,
-		.f_namemax = 255,
-		.f_flag = ST_RDONLY,
+	    .f_bsize = 4096,
+	    .f_frsize = 4096,
+	    .f_blocks = (s.file_bytes + 4095) / 4096,
+	    .f_files = s.inodes,
+	    .f_namemax = 255,
+	    .f_flag = ST_RDONLY,
 	};
 	fuse_reply_statfs(req, &v);
 }
@@ -547,32 +548,32 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 }
 
 const struct fuse_lowlevel_ops fs_ops = {
-	.init = op_init,
-	.lookup = op_lookup,
-	.forget = op_forget,
-	.forget_multi = op_forget_multi,
-	.getattr = op_getattr,
-	.readlink = op_readlink,
-	.opendir = op_opendir,
-	.readdir = op_readdir,
-	.readdirplus = op_readdirplus,
-	.releasedir = op_releasedir,
-	.open = op_open,
-	.read = op_read,
-	.release = op_release,
-	.statfs = op_statfs,
-	.getxattr = op_getxattr,
-	.listxattr = op_listxattr,
-	.setattr = op_setattr,
-	.mknod = op_mknod,
-	.mkdir = op_mkdir,
-	.unlink = op_unlink,
-	.rmdir = op_unlink,
-	.symlink = op_symlink,
-	.rename = op_rename,
-	.link = op_link,
-	.write = op_write,
-	.create = op_create,
-	.setxattr = op_setxattr,
-	.removexattr = op_removexattr,
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .readlink = op_readlink,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_releasedir,
+    .open = op_open,
+    .read = op_read,
+    .release = op_release,
+    .statfs = op_statfs,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .setattr = op_setattr,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_unlink,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .write = op_write,
+    .create = op_create,
+    .setxattr = op_setxattr,
+    .removexattr = op_removexattr,
 };

@@ -28,7 +28,7 @@ void fs_hist_add(struct fs_hist *h, uint64_t us)
 	__atomic_add_fetch(&h->count, 1, __ATOMIC_RELAXED);
 	uint64_t m = __atomic_load_n(&h->max_us, __ATOMIC_RELAXED);
 	while (us > m && !__atomic_compare_exchange_n(&h->max_us, &m, us, true, __ATOMIC_RELAXED,
-						       __ATOMIC_RELAXED))
+						      __ATOMIC_RELAXED))
 		;
 }
 

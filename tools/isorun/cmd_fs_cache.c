@@ -36,7 +36,8 @@ static int stats(struct idx_store *s, bool json)
 			const struct fs_cache_image *im = &st.images[i];
 			json_object *o = json_object_new_object();
 			json_object_object_add(o, "ref", json_object_new_string(im->ref));
-			json_object_object_add(o, "index", json_object_new_string(im->index_digest));
+			json_object_object_add(o, "index",
+					       json_object_new_string(im->index_digest));
 			json_object_object_add(o, "chunks", json_object_new_uint64(im->chunks));
 			json_object_object_add(o, "resident_chunks",
 					       json_object_new_uint64(im->resident_chunks));
@@ -53,8 +54,8 @@ static int stats(struct idx_store *s, bool json)
 		char b[32], m[32];
 		cm_format_bytes(st.bytes, b, sizeof(b));
 		cm_format_bytes(st.max_bytes, m, sizeof(m));
-		printf("store     %s\nsize      %s of %s\nchunks    %llu\n\n", idx_store_root(s), b, m,
-		       (unsigned long long)st.chunks);
+		printf("store     %s\nsize      %s of %s\nchunks    %llu\n\n", idx_store_root(s), b,
+		       m, (unsigned long long)st.chunks);
 		printf("%-50s %8s %10s %s\n", "IMAGE", "RESIDENT", "BYTES", "");
 		for (size_t i = 0; i < st.n_images; i++) {
 			const struct fs_cache_image *im = &st.images[i];
@@ -97,7 +98,8 @@ static int cmd_cache(int argc, char **argv)
 		}
 		r = fs_cache_evict(s, max, true, &res);
 		if (r == 0 || r == -ENOSPC)
-			printf("evicted %llu chunks (%llu bytes); store now %llu bytes in %llu chunks\n",
+			printf("evicted %llu chunks (%llu bytes); store now %llu bytes in %llu "
+			       "chunks\n",
 			       (unsigned long long)res.evicted_chunks,
 			       (unsigned long long)res.evicted_bytes, (unsigned long long)res.bytes,
 			       (unsigned long long)res.chunks);

@@ -25,29 +25,42 @@
 DEFINE_CLEANUP_FUNC(struct idx_store, idx_store_free)
 
 enum {
-	O_PREFETCH = 256, O_BWLIMIT, O_CACHE_MAX, O_TRACE, O_FETCH_TIMEOUT, O_KEEP_WARM,
-	O_PF_THREADS, O_REQ_MAX, O_MEM_CACHE, O_AUTHFILE, O_PLATFORM, O_FOREGROUND, O_INDEX,
-	O_MOUNTPOINT, O_READY_FD, O_FG_SPILL,
+	O_PREFETCH = 256,
+	O_BWLIMIT,
+	O_CACHE_MAX,
+	O_TRACE,
+	O_FETCH_TIMEOUT,
+	O_KEEP_WARM,
+	O_PF_THREADS,
+	O_REQ_MAX,
+	O_MEM_CACHE,
+	O_AUTHFILE,
+	O_PLATFORM,
+	O_FOREGROUND,
+	O_INDEX,
+	O_MOUNTPOINT,
+	O_READY_FD,
+	O_FG_SPILL,
 };
 
 static const struct option mount_opts[] = {
-	{"prefetch", required_argument, NULL, O_PREFETCH},
-	{"bwlimit", required_argument, NULL, O_BWLIMIT},
-	{"cache-max", required_argument, NULL, O_CACHE_MAX},
-	{"record-trace", required_argument, NULL, O_TRACE},
-	{"fetch-timeout", required_argument, NULL, O_FETCH_TIMEOUT},
-	{"keep-warm", required_argument, NULL, O_KEEP_WARM},
-	{"prefetch-threads", required_argument, NULL, O_PF_THREADS},
-	{"request-max", required_argument, NULL, O_REQ_MAX},
-	{"mem-cache", required_argument, NULL, O_MEM_CACHE},
-	{"authfile", required_argument, NULL, O_AUTHFILE},
-	{"platform", required_argument, NULL, O_PLATFORM},
-	{"foreground", no_argument, NULL, O_FOREGROUND},
-	{"index", required_argument, NULL, O_INDEX},
-	{"mountpoint", required_argument, NULL, O_MOUNTPOINT},
-	{"ready-fd", required_argument, NULL, O_READY_FD},
-	{"fg-spill", required_argument, NULL, O_FG_SPILL},
-	{},
+    {"prefetch", required_argument, NULL, O_PREFETCH},
+    {"bwlimit", required_argument, NULL, O_BWLIMIT},
+    {"cache-max", required_argument, NULL, O_CACHE_MAX},
+    {"record-trace", required_argument, NULL, O_TRACE},
+    {"fetch-timeout", required_argument, NULL, O_FETCH_TIMEOUT},
+    {"keep-warm", required_argument, NULL, O_KEEP_WARM},
+    {"prefetch-threads", required_argument, NULL, O_PF_THREADS},
+    {"request-max", required_argument, NULL, O_REQ_MAX},
+    {"mem-cache", required_argument, NULL, O_MEM_CACHE},
+    {"authfile", required_argument, NULL, O_AUTHFILE},
+    {"platform", required_argument, NULL, O_PLATFORM},
+    {"foreground", no_argument, NULL, O_FOREGROUND},
+    {"index", required_argument, NULL, O_INDEX},
+    {"mountpoint", required_argument, NULL, O_MOUNTPOINT},
+    {"ready-fd", required_argument, NULL, O_READY_FD},
+    {"fg-spill", required_argument, NULL, O_FG_SPILL},
+    {},
 };
 
 struct mount_args {
@@ -92,9 +105,15 @@ static int parse(int argc, char **argv, struct mount_args *a)
 			}
 			a->o.trace_path = a->trace_abs;
 			break;
-		case O_FETCH_TIMEOUT: a->o.fetch_timeout_s = (unsigned)atoi(optarg); break;
-		case O_KEEP_WARM: a->o.keep_warm_s = (unsigned)atoi(optarg); break;
-		case O_PF_THREADS: a->o.prefetch_threads = (unsigned)atoi(optarg); break;
+		case O_FETCH_TIMEOUT:
+			a->o.fetch_timeout_s = (unsigned)atoi(optarg);
+			break;
+		case O_KEEP_WARM:
+			a->o.keep_warm_s = (unsigned)atoi(optarg);
+			break;
+		case O_PF_THREADS:
+			a->o.prefetch_threads = (unsigned)atoi(optarg);
+			break;
 		case O_REQ_MAX:
 			if (cm_parse_size(optarg, &a->o.request_max) < 0)
 				goto bad;
@@ -108,13 +127,26 @@ static int parse(int argc, char **argv, struct mount_args *a)
 				goto bad;
 			a->o.mem_cache = v;
 			break;
-		case O_AUTHFILE: a->o.authfile = optarg; break;
-		case O_PLATFORM: a->platform = optarg; break;
-		case O_FOREGROUND: a->foreground = true; break;
-		case O_INDEX: a->index = optarg; break;
-		case O_MOUNTPOINT: a->mountpoint = optarg; break;
-		case O_READY_FD: a->ready_fd = atoi(optarg); break;
-		default: return -1;
+		case O_AUTHFILE:
+			a->o.authfile = optarg;
+			break;
+		case O_PLATFORM:
+			a->platform = optarg;
+			break;
+		case O_FOREGROUND:
+			a->foreground = true;
+			break;
+		case O_INDEX:
+			a->index = optarg;
+			break;
+		case O_MOUNTPOINT:
+			a->mountpoint = optarg;
+			break;
+		case O_READY_FD:
+			a->ready_fd = atoi(optarg);
+			break;
+		default:
+			return -1;
 		}
 	}
 	a->o.debug = cm_log_get_level() >= CM_LOG_DEBUG;
@@ -126,8 +158,7 @@ bad:
 }
 
 /* The index digest of REF, pulling it first when the store does not have it. */
-static int ensure_index(const char *ref, const char *platform, const char *authfile,
-			char idig[72])
+static int ensure_index(const char *ref, const char *platform, const char *authfile, char idig[72])
 {
 	_cleanup_(idx_store_freep) struct idx_store *s = NULL;
 	int r = idx_store_open(isorun_root(), &s);
@@ -135,8 +166,8 @@ static int ensure_index(const char *ref, const char *platform, const char *authf
 		return r;
 	if (fs_image_lookup(s, ref, idig) == 0)
 		return 0;
-	struct fs_pull_opts po = {.platform = platform, .authfile = authfile,
-				  .progress = isatty(STDERR_FILENO)};
+	struct fs_pull_opts po = {
+	    .platform = platform, .authfile = authfile, .progress = isatty(STDERR_FILENO)};
 	struct fs_pull_result res;
 	if ((r = fs_image_pull(s, ref, &po, &res)) < 0)
 		return r;
@@ -163,7 +194,8 @@ static int cmd_mount(int argc, char **argv)
 	}
 	if (a.foreground) {
 		/* Debugging: this process is the daemon, mounted directly on DIR, not shared. */
-		cm_log_set_level(cm_log_get_level() < CM_LOG_INFO ? CM_LOG_INFO : cm_log_get_level());
+		cm_log_set_level(cm_log_get_level() < CM_LOG_INFO ? CM_LOG_INFO
+								  : cm_log_get_level());
 		r = fs_daemon_run(isorun_root(), idig, &a.o, argv[i + 1], -1);
 	} else {
 		r = fs_mount_bind(isorun_root(), idig, &a.o, argv[i + 1]);
@@ -202,7 +234,9 @@ ISORUN_VERB("umount", cmd_umount, "[--lazy] DIR", "unmount an image mounted with
 static void print_stats(const char *js)
 {
 	json_object *j = json_tokener_parse(js), *v, *w;
-#define U(o, k) (json_object_object_get_ex((o), (k), &v) ? (unsigned long long)json_object_get_uint64(v) : 0ull)
+#define U(o, k)                                                                                    \
+	(json_object_object_get_ex((o), (k), &v) ? (unsigned long long)json_object_get_uint64(v)   \
+						 : 0ull)
 	if (!j) {
 		printf("%s\n", js);
 		return;
@@ -211,8 +245,10 @@ static void print_stats(const char *js)
 	cm_format_bytes(U(j, "fetched_bytes"), b1, sizeof(b1));
 	cm_format_bytes(U(j, "resident_bytes"), b2, sizeof(b2));
 	cm_format_bytes(U(j, "stored_bytes"), b3, sizeof(b3));
-	double pct = json_object_object_get_ex(j, "resident_pct", &v) ? json_object_get_double(v) : 0;
-	printf("index        %s\n", json_object_object_get_ex(j, "index", &v) ? json_object_get_string(v) : "?");
+	double pct =
+	    json_object_object_get_ex(j, "resident_pct", &v) ? json_object_get_double(v) : 0;
+	printf("index        %s\n",
+	       json_object_object_get_ex(j, "index", &v) ? json_object_get_string(v) : "?");
 	printf("fetched      %s in %llu requests (%llu chunks)\n", b1, U(j, "fetch_requests"),
 	       U(j, "fetched_chunks"));
 	printf("resident     %s of %s (%.1f%%, %llu of %llu chunks)\n", b2, b3, pct,
@@ -222,7 +258,8 @@ static void print_stats(const char *js)
 	printf("reads        %llu (%llu errors)\n", U(j, "reads"), U(j, "read_errors"));
 	if (json_object_object_get_ex(j, "prefetch", &w)) {
 		json_object *m;
-		bool done = json_object_object_get_ex(w, "complete", &m) && json_object_get_boolean(m);
+		bool done =
+		    json_object_object_get_ex(w, "complete", &m) && json_object_get_boolean(m);
 		printf("prefetch     %s: %llu/%llu%s\n",
 		       json_object_object_get_ex(w, "mode", &m) ? json_object_get_string(m) : "?",
 		       U(w, "position"), U(w, "total"), done ? ", image fully local" : "");
@@ -233,7 +270,7 @@ static void print_stats(const char *js)
 	if (json_object_object_get_ex(j, "errors", &w)) {
 		printf("errors      ");
 		json_object_object_foreach(w, k, val)
-			printf(" %s %llu", k, (unsigned long long)json_object_get_uint64(val));
+		    printf(" %s %llu", k, (unsigned long long)json_object_get_uint64(val));
 		printf("\n");
 	}
 #undef U
@@ -267,7 +304,8 @@ static int cmd_stats(int argc, char **argv)
 			for (size_t k = 0; k < json_object_array_length(a); k++) {
 				if (k)
 					printf("\n");
-				print_stats(json_object_to_json_string(json_object_array_get_idx(a, k)));
+				print_stats(
+				    json_object_to_json_string(json_object_array_get_idx(a, k)));
 			}
 		}
 		json_object_put(j);

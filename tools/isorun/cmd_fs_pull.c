@@ -19,28 +19,37 @@ DEFINE_CLEANUP_FUNC(struct idx_store, idx_store_free)
 static int cmd_pull(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"platform", required_argument, NULL, 'p'},
-		{"authfile", required_argument, NULL, 'a'},
-		{"timeout", required_argument, NULL, 't'},
-		{"refresh", no_argument, NULL, 'r'},
-		{"quiet", no_argument, NULL, 'q'},
-		{},
+	    {"platform", required_argument, NULL, 'p'}, {"authfile", required_argument, NULL, 'a'},
+	    {"timeout", required_argument, NULL, 't'},	{"refresh", no_argument, NULL, 'r'},
+	    {"quiet", no_argument, NULL, 'q'},		{},
 	};
 	struct fs_pull_opts o = {.progress = isatty(STDERR_FILENO)};
 	bool quiet = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "+q", opts, NULL)) != -1) {
 		switch (c) {
-		case 'p': o.platform = optarg; break;
-		case 'a': o.authfile = optarg; break;
-		case 't': o.timeout_s = (unsigned)atoi(optarg); break;
-		case 'r': o.refresh = true; break;
-		case 'q': quiet = true; break;
-		default: return ISORUN_EXIT_USAGE;
+		case 'p':
+			o.platform = optarg;
+			break;
+		case 'a':
+			o.authfile = optarg;
+			break;
+		case 't':
+			o.timeout_s = (unsigned)atoi(optarg);
+			break;
+		case 'r':
+			o.refresh = true;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		default:
+			return ISORUN_EXIT_USAGE;
 		}
 	}
 	if (optind + 1 != argc) {
-		fprintf(stderr, "usage: isorun pull [--platform P] [--authfile F] [--refresh] REF\n");
+		fprintf(stderr,
+			"usage: isorun pull [--platform P] [--authfile F] [--refresh] REF\n");
 		return ISORUN_EXIT_USAGE;
 	}
 	_cleanup_(idx_store_freep) struct idx_store *s = NULL;
@@ -55,7 +64,7 @@ static int cmd_pull(int argc, char **argv)
 	if (!quiet)
 		printf("%s\nmanifest %s\nindex    %s\nsource   %s\n", res.ref, res.manifest_digest,
 		       res.index_digest,
-		       res.cached ? "already in the store"
+		       res.cached   ? "already in the store"
 		       : res.remote ? "index artifact (chunks fetched on demand)"
 				    : "indexed locally");
 	return 0;
@@ -76,8 +85,8 @@ static int cmd_images(int argc, char **argv)
 		return ISORUN_EXIT_ERROR;
 	}
 	if (!quiet)
-		printf("%-50s %-19s %-19s %10s %10s %7s\n", "REFERENCE", "MANIFEST", "INDEX", "SIZE",
-		       "RESIDENT", "");
+		printf("%-50s %-19s %-19s %10s %10s %7s\n", "REFERENCE", "MANIFEST", "INDEX",
+		       "SIZE", "RESIDENT", "");
 	for (size_t i = 0; i < st.n_images; i++) {
 		const struct fs_cache_image *im = &st.images[i];
 		if (quiet) {
@@ -89,7 +98,8 @@ static int cmd_images(int argc, char **argv)
 		cm_format_bytes(im->resident_bytes, rs, sizeof(rs));
 		printf("%-50s %.19s %.19s %10s %10s %6.1f%%%s\n", im->ref, im->manifest_digest,
 		       im->index_digest, sz, rs,
-		       im->chunks ? 100.0 * (double)im->resident_chunks / (double)im->chunks : 100.0,
+		       im->chunks ? 100.0 * (double)im->resident_chunks / (double)im->chunks
+				  : 100.0,
 		       im->mounted ? " mounted" : "");
 	}
 	fs_cache_stats_fini(&st);

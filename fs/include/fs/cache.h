@@ -95,9 +95,9 @@ struct fs_cache_image {
 	char *ref;
 	char index_digest[72];
 	char manifest_digest[72];
-	char *repository;		 /* NULL for a locally built index */
+	char *repository; /* NULL for a locally built index */
 	uint64_t chunks, resident_chunks;
-	uint64_t bytes, resident_bytes;	 /* stored (compressed) bytes */
+	uint64_t bytes, resident_bytes; /* stored (compressed) bytes */
 	bool mounted;
 };
 struct fs_cache_stats {

@@ -21,26 +21,27 @@
 struct idx_store;
 
 struct fs_pull_opts {
-	const char *platform;	/* "os/arch[/variant]", NULL: linux/amd64 */
-	const char *authfile;	/* NULL: the standard credential chain */
-	unsigned timeout_s;	/* per registry operation, 0: 60 */
-	bool progress;		/* progress on stderr while indexing locally */
-	bool refresh;		/* resolve again even if the reference is known locally */
+	const char *platform; /* "os/arch[/variant]", NULL: linux/amd64 */
+	const char *authfile; /* NULL: the standard credential chain */
+	unsigned timeout_s;   /* per registry operation, 0: 60 */
+	bool progress;	      /* progress on stderr while indexing locally */
+	bool refresh;	      /* resolve again even if the reference is known locally */
 };
 
 struct fs_pull_result {
-	char ref[512];		   /* canonical reference recorded in the store */
+	char ref[512]; /* canonical reference recorded in the store */
 	char manifest_digest[72];
 	char index_digest[72];
-	bool remote;		   /* chunks come from a registry (index artifact) */
-	bool built;		   /* indexed locally during this call */
-	bool cached;		   /* already in the store, nothing fetched */
+	bool remote; /* chunks come from a registry (index artifact) */
+	bool built;  /* indexed locally during this call */
+	bool cached; /* already in the store, nothing fetched */
 };
 
 /*
  * Make sure the store holds an index for `ref` and record it. -EINVAL bad reference,
  * -ENOENT image (or tag) not found, -EACCES refused, -EBADMSG digest mismatch, -EPROTO
- * malformed artifact or index, the errors of idx_build, transport errors of registry/client.h. Logs the cause. Thread-safe for distinct stores.
+ * malformed artifact or index, the errors of idx_build, transport errors of registry/client.h. Logs
+ * the cause. Thread-safe for distinct stores.
  */
 int fs_image_pull(struct idx_store *s, const char *ref, const struct fs_pull_opts *o,
 		  struct fs_pull_result *ret);

@@ -26,21 +26,21 @@ enum fs_prefetch {
 
 struct fs_mount_opts {
 	enum fs_prefetch prefetch;
-	uint64_t bwlimit;	    /* prefetch bytes/s, 0 = unlimited */
-	uint64_t cache_max;	    /* store cap in bytes, 0 = ROOT/config.json or default */
-	const char *trace_path;	    /* --record-trace FILE (docs/trace.md), or NULL */
-	unsigned fetch_timeout_s;   /* a read that cannot be served fails with EIO after this;
-				       0 = 30 s */
-	unsigned keep_warm_s;	    /* delay between the last release and the unmount */
-	unsigned prefetch_threads;  /* concurrent prefetch requests, 0 = 2 */
-	uint64_t request_max;	    /* bytes per coalesced range request, 0 = 4 MiB */
-	uint64_t fg_spill;	    /* a read's fetch may extend this far past the file into
-				       the pack (laid out in access order); 0 = 512 KiB,
-				       none with FS_PREFETCH_NONE */
-	uint64_t mem_cache;	    /* decompressed chunks kept in memory, 0 = 32 MiB */
-	const char *authfile;	    /* registry credentials file, NULL = standard chain */
-	const char *exe;	    /* the isorun binary that runs `fsd`; NULL = /proc/self/exe */
-	bool debug;		    /* daemon logs at debug level */
+	uint64_t bwlimit;	   /* prefetch bytes/s, 0 = unlimited */
+	uint64_t cache_max;	   /* store cap in bytes, 0 = ROOT/config.json or default */
+	const char *trace_path;	   /* --record-trace FILE (docs/trace.md), or NULL */
+	unsigned fetch_timeout_s;  /* a read that cannot be served fails with EIO after this;
+				      0 = 30 s */
+	unsigned keep_warm_s;	   /* delay between the last release and the unmount */
+	unsigned prefetch_threads; /* concurrent prefetch requests, 0 = 2 */
+	uint64_t request_max;	   /* bytes per coalesced range request, 0 = 4 MiB */
+	uint64_t fg_spill;	   /* a read's fetch may extend this far past the file into
+				      the pack (laid out in access order); 0 = 512 KiB,
+				      none with FS_PREFETCH_NONE */
+	uint64_t mem_cache;	   /* decompressed chunks kept in memory, 0 = 32 MiB */
+	const char *authfile;	   /* registry credentials file, NULL = standard chain */
+	const char *exe;	   /* the isorun binary that runs `fsd`; NULL = /proc/self/exe */
+	bool debug;		   /* daemon logs at debug level */
 };
 
 /* Parse "none|startup|all". -EINVAL. */
@@ -64,8 +64,8 @@ int fs_mount_acquire(const char *store_root, const char *ref_or_digest,
 int fs_mount_release(const char *store_root, const char *mountpoint);
 
 /* `isorun mount`: acquire and bind-mount the shared mount onto `dir` (read-only). */
-int fs_mount_bind(const char *store_root, const char *ref_or_digest,
-		  const struct fs_mount_opts *o, const char *dir);
+int fs_mount_bind(const char *store_root, const char *ref_or_digest, const struct fs_mount_opts *o,
+		  const char *dir);
 /* `isorun umount`: unmount `dir` (a bind made by fs_mount_bind, or a shared mount point)
  * and release it. `lazy` detaches a busy mount. -EINVAL not an isorun mount, -EBUSY. */
 int fs_mount_unbind(const char *store_root, const char *dir, bool lazy);
@@ -85,5 +85,5 @@ int fs_mount_stats_all(const char *store_root, char **ret_json);
  * or told to stop. `ready_fd` (>= 0) receives a 4-byte int (0 or -errno) once the mount
  * is live or failed, then is closed. Used by `isorun fsd`; returns 0 or -errno.
  */
-int fs_daemon_run(const char *store_root, const char *index_digest,
-		  const struct fs_mount_opts *o, const char *mountpoint, int ready_fd);
+int fs_daemon_run(const char *store_root, const char *index_digest, const struct fs_mount_opts *o,
+		  const char *mountpoint, int ready_fd);

@@ -150,7 +150,8 @@ static void test_config(void **state)
 static void test_remote(void **state)
 {
 	struct fixture *f = *state;
-	const char *idig = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
+	const char *idig =
+	    "sha256:0000000000000000000000000000000000000000000000000000000000000001";
 	char *repo = NULL;
 	assert_int_equal(fs_cache_get_remote(f->s, idig, &repo), -ENOENT);
 	assert_int_equal(fs_cache_set_remote(f->s, idig, "127.0.0.1:5000/x/y", idig), 0);
@@ -162,10 +163,10 @@ static void test_remote(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_evict_lru, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_config, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_remote, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_evict_lru, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_config, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_remote, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,9 +56,9 @@ static void test_prefetch_parse(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hist_quantiles),
-		cmocka_unit_test(test_hist_extremes),
-		cmocka_unit_test(test_prefetch_parse),
+	    cmocka_unit_test(test_hist_quantiles),
+	    cmocka_unit_test(test_hist_extremes),
+	    cmocka_unit_test(test_prefetch_parse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
