@@ -9,9 +9,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Overridable at build time (-DIDX_CDC_AVG=...) only so bench/index_cdc.sh can measure other
+ * sizes; every released build uses these values (they are recorded in each index header). */
+#ifndef IDX_CDC_MIN
 #define IDX_CDC_MIN (16u << 10)
+#endif
+#ifndef IDX_CDC_AVG
 #define IDX_CDC_AVG (64u << 10)
+#endif
+#ifndef IDX_CDC_MAX
 #define IDX_CDC_MAX (256u << 10)
+#endif
 #define IDX_CDC_MAX_BYTES IDX_CDC_MAX
 
 struct idx_cdc_params {
