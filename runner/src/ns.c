@@ -2,11 +2,16 @@
  * The namespace backend: a sandbox is a set of Linux namespaces whose PID 1 is the agent.
  *
  * Boot (ns_start), in three processes:
- *   caller ── fork ──▶ A: setsid; clone3(NEWNS|NEWPID|NEWUTS|NEWIPC[|NEWNET]) ──▶ B; exit
- *   so B is detached from the caller (re-parented to the host's init, which reaps it).
+ *   caller ── fork ──▶ A: setsid; clone3(NEWNS|NEWPID|NEWUTS|NEWIPC[|NEWNET][|NEWUSER]) ──▶ B
+ *   A reports B's pid and exits, so B is detached from the caller (re-parented to the
+ *   host's init, which reaps it). With --userns, A first writes B's id maps, puts B in its
+ *   cgroups and builds the overlay (lower layer idmapped) in the host's namespaces, then
+ *   hands the detached mount to B over a socketpair.
  *   B (pid 1 of the new pid namespace) builds the sandbox and execs the agent:
  *     1. join the sandbox's cgroups (when it has limits), then unshare(CLONE_NEWCGROUP)
- *     2. make every mount private; overlay lower=<lower dir>, upper/work=scratch at rootfs/
+ *     2. make every mount private; attach the overlay (lower=<lower dir>, upper/work in
+ *        the scratch layer; built with fsopen/fsmount) on rootfs/; everything below is
+ *        addressed through the overlay's mount fd
  *     3. /proc (fresh, masked and read-only paths like docker), /sys read-only, /dev tmpfs
  *        with the null zero full random urandom tty nodes, devpts newinstance,
  *        /dev/shm, the /dev/fd links; /tmp tmpfs noexec; /sandbox on the scratch layer;
@@ -629,21 +634,25 @@ static _Noreturn void boot_child(struct boot *b)
 	if ((r = run_seccomp_install()) < 0)
 		boot_fail(b, -r, "seccomp");
 
-	/* fds: 0,1 /dev/null, 2 agent.log, 3 the listening socket; everything else closes */
+	/* fds: 0,1 /dev/null, 2 agent.log, 3 the listening socket; everything else closes.
+	 * Move every fd still needed above 3 first, so the dup2s cannot clobber one. */
 	int hi_listen = fcntl(b->listen_fd, F_DUPFD_CLOEXEC, 10);
 	int hi_null = fcntl(b->null_fd, F_DUPFD_CLOEXEC, 10);
 	int hi_log = fcntl(b->log_fd, F_DUPFD_CLOEXEC, 10);
-	if (hi_listen < 0 || hi_null < 0 || hi_log < 0 || dup2(hi_null, 0) < 0 ||
-	    dup2(hi_null, 1) < 0 || dup2(hi_log, 2) < 0 || dup2(hi_listen, 3) < 0)
+	int hi_agent = fcntl(b->agent_fd, F_DUPFD_CLOEXEC, 10);
+	int hi_err = fcntl(b->err_fd, F_DUPFD_CLOEXEC, 10);
+	if (hi_listen < 0 || hi_null < 0 || hi_log < 0 || hi_agent < 0 || hi_err < 0)
 		boot_fail(b, errno, "agent fds");
-	if (b->agent_fd <= 3 || b->err_fd <= 3)
-		boot_fail(b, EBADF, "agent fds collide");
+	b->err_fd = hi_err;
+	if (dup2(hi_null, 0) < 0 || dup2(hi_null, 1) < 0 || dup2(hi_log, 2) < 0 ||
+	    dup2(hi_listen, 3) < 0)
+		boot_fail(b, errno, "agent fds");
 	close_range(4, ~0u, CLOSE_RANGE_CLOEXEC);
 	umask(022);
 	char *const argv[] = {"isorun-agent", "--listen-fd", "3", NULL};
 	char *const envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			      NULL};
-	syscall(SYS_execveat, b->agent_fd, "", argv, envp, AT_EMPTY_PATH);
+	syscall(SYS_execveat, hi_agent, "", argv, envp, AT_EMPTY_PATH);
 	boot_fail(b, errno, "exec the agent");
 }
 
