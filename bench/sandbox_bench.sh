@@ -160,7 +160,8 @@ cat >"$OUT" <<EOF
 # Sandbox benchmarks
 
 Measured by \`bench/sandbox_bench.sh\` on $(date -u +%Y-%m-%d) ($(nproc) CPUs, kernel
-$(uname -r), load average before the run: $load_before; other jobs shared the machine).
+$(uname -r), load average before the run: $load_before, niceness $(nice); other jobs shared
+the machine, so every number moves between runs — compare rows of the same run).
 Rootfs: busybox-static with three links (\`/bin/true\` is busybox). Times are wall-clock
 medians from hyperfine (-N, warm, $RUNS runs).
 
