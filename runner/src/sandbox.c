@@ -717,7 +717,8 @@ int run_sandbox_stop(struct run_ctx *ctx, const char *id, uint32_t grace_ms)
  */
 static void purge_trash(struct run_ctx *ctx)
 {
-	pid_t p = fork();
+	/* the middle process only detaches and forks: vfork spares copying the caller */
+	pid_t p = vfork();
 	if (p < 0) {
 		log_warn("cannot fork the state deleter: %s", strerror(errno));
 		return;
