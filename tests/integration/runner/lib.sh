@@ -9,7 +9,7 @@ ok() { echo "ok - $*"; }
 [ "$(id -u)" = 0 ] || skip "needs root (namespaces, overlayfs, cgroups)"
 BUSYBOX=$(command -v busybox || true)
 [ -n "$BUSYBOX" ] || skip "busybox not installed (busybox-static)"
-file -L "$BUSYBOX" 2>/dev/null | grep -q "statically linked" || skip "busybox is not static"
+readelf -l "$(readlink -f "$BUSYBOX")" 2>/dev/null | grep -q INTERP && skip "busybox is not static (install busybox-static)"
 : "${ISORUN_BUILD_DIR:?ISORUN_BUILD_DIR unset (run through ctest)}"
 ISORUN="$ISORUN_BUILD_DIR/tools/isorun"
 PROBE="$ISORUN_BUILD_DIR/tests/integration/sandbox-probe"
