@@ -76,9 +76,17 @@ run_cmd() { # IMAGE ROOT
 
 net_addr() { [ "$1" = lo ] && echo "$BENCH_LO_ADDR" || echo "$BENCH_WAN_ADDR"; }
 ref_of() { echo "$(net_addr "$2")/$1:latest"; }
+declare -A PINNED
 
 fresh_root() {
 	cleanup
+	# A daemon finishes its prefetch request and bookkeeping after the unmount: wait.
+	local p pid
+	for p in "$W"/root/mounts/*/pid; do
+		[ -f "$p" ] || continue
+		pid=$(cat "$p")
+		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	done
 	rm -rf "$W/root"
 }
 
@@ -86,10 +94,13 @@ stat_of() { "$ISORUN" --root "$W/root" stats --json "$MNT" | jq -r "$1"; }
 
 for img in $IMAGES; do
 	oci_manifest "$BENCH_WORK/oci" "$img" >/dev/null || die "image $img missing: bench/images.sh --only $img"
-	log "$img: index artifact (once)"
-	"$ISORUN_INDEX" --root "$W/ci" build --push --allow-floating-tag "$(ref_of "$img" lo)" >/dev/null
+	# Pin the tag once: other runs may push a new "latest" meanwhile.
+	dig=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$(ref_of "$img" lo)")
+	log "$img: $dig, index artifact (once)"
+	"$ISORUN_INDEX" --root "$W/ci" build --push "$BENCH_LO_ADDR/$img@$dig" >/dev/null
+	PINNED[$img]=$dig
 	for net in $NETS; do
-		ref=$(ref_of "$img" "$net")
+		ref=$(net_addr "$net")/$img@$dig
 		for rep in $(seq 1 "$REPS"); do
 			log "$img/$net #$rep: baseline (skopeo copy + umoci unpack + command)"
 			rm -rf "$W/pull" "$W/unp"
@@ -146,14 +157,14 @@ done
 img=${IMAGES##* }
 log "$img: full prefetch, sequential read vs local disk, daemon RSS"
 fresh_root
-"$ISORUN" --root "$W/root" pull -q "$(ref_of "$img" lo)"
-"$ISORUN" --root "$W/root" mount "$(ref_of "$img" lo)" "$MNT"
+"$ISORUN" --root "$W/root" pull -q "$BENCH_LO_ADDR/$img@${PINNED[$img]}"
+"$ISORUN" --root "$W/root" mount "$BENCH_LO_ADDR/$img@${PINNED[$img]}" "$MNT"
 for _ in $(seq 1 3000); do [ "$(stat_of .prefetch.complete)" = true ] && break; sleep 0.2; done
 [ "$(stat_of .prefetch.complete)" = true ] || die "prefetch of $img did not complete"
 pid=$(cat "$W"/root/mounts/*/pid)
 rec "$img" lo rss_kib "$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")"
 rec "$img" lo hwm_kib "$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status")"
-[ -d "$W/unp/rootfs" ] || umoci unpack --image "$BENCH_WORK/oci:$img" "$W/unp" >/dev/null 2>&1
+[ -d "$W/unp/rootfs" ] || die "no unpacked tree of $img"
 big=$(cd "$W/unp/rootfs" && find . -type f -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
 rec "$img" lo seq_file_bytes "$(stat -c %s "$W/unp/rootfs/$big")"
 for rep in $(seq 1 "$REPS"); do

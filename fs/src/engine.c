@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -827,6 +828,10 @@ static void *prefetch_main(void *arg)
 {
 	struct fs_engine *e = arg;
 	unsigned backoff_ms = 500;
+	/* Foreground first for the CPU too: decompressing, hashing and storing the whole
+	 * image must not slow down the program whose reads are waiting. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) < 0)
+		log_debug("prefetch: cannot lower the worker's priority: %s", strerror(errno));
 	pthread_mutex_lock(&e->lock);
 	while (!e->stop) {
 		uint32_t c = UINT32_MAX;
