@@ -2,3 +2,9 @@
 isorun_integration_test(tools_index_registry
 	${ISORUN_TEST_KIND_DIR}/tools/test_index_registry.sh
 	$<TARGET_FILE:isorun-index> $<TARGET_FILE:isorun>)
+
+# isorun run/create REF end to end: registry image with a whiteout layer, index artifact
+# pushed by isorun-index, a host with an empty store pulls the index only and runs lazily.
+isorun_integration_test(tools_run_registry
+	${ISORUN_TEST_KIND_DIR}/tools/test_run_registry.sh
+	$<TARGET_FILE:isorun-index> $<TARGET_FILE:isorun>)

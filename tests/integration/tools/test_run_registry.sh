@@ -1,0 +1,116 @@
+#!/bin/bash
+# `isorun run REF` / `create REF` end to end against a real registry:
+#  - an image built here with umoci: a busybox base layer, a second layer that deletes a base
+#    file (umoci writes the whiteout) and adds files; Env, WorkingDir and User in the config;
+#  - pushed with skopeo; the index artifact pushed by `isorun-index build --push`;
+#  - a host with an EMPTY store: `isorun run REF` pulls only the index (no chunk is local
+#    before the run), mounts lazily, and the command sees the image's Env/WorkingDir/User
+#    and not the deleted file; exit status is the command's;
+#  - three sandboxes of the image share one FUSE mount; `rm` of the last unmounts it;
+#  - floating tags are refused by create/run.
+set -euo pipefail
+INDEX=$1
+ISORUN=$2
+SRC=${ISORUN_SOURCE_DIR:-$(cd "$(dirname "$0")/../../.." && pwd)}
+FIX=$SRC/tests/fixtures
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (namespaces, overlayfs, FUSE)"; exit 77; }
+[ -c /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
+for tool in docker-registry skopeo umoci busybox python3 curl; do
+	command -v $tool >/dev/null || { echo "SKIP: $tool is not installed"; exit 77; }
+done
+BUSYBOX=$(command -v busybox)
+readelf -l "$BUSYBOX" 2>/dev/null | grep -q INTERP && { echo "SKIP: busybox is not static"; exit 77; }
+
+WORK=$(mktemp -d /tmp/isorun-run.XXXXXX)
+ROOT=$WORK/host
+cleanup() {
+	"$ISORUN" --root "$ROOT" rm -f $("$ISORUN" --root "$ROOT" ps --format json 2>/dev/null |
+		python3 -c 'import json,sys; print(" ".join(s["id"] for s in json.load(sys.stdin)))' 2>/dev/null) \
+		>/dev/null 2>&1 || true
+	for m in $(grep " $ROOT/" /proc/mounts | cut -d' ' -f2 | sort -r); do umount -l "$m" 2>/dev/null || true; done
+	"$FIX/registry.sh" stop "$WORK/reg" >/dev/null 2>&1 || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok - $*"; }
+
+# The image.
+cd "$WORK"
+umoci init --layout img >/dev/null
+umoci new --image img:v1 >/dev/null
+umoci unpack --image img:v1 b >/dev/null
+R=b/rootfs
+mkdir -p $R/bin $R/etc $R/app $R/data $R/home/app
+cp "$BUSYBOX" $R/bin/busybox
+for t in sh ls cat id pwd test env sleep grep wc echo true false stat; do ln -s busybox $R/bin/$t; done
+printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n' >$R/etc/passwd
+printf 'root:x:0:\napp:x:1000:\n' >$R/etc/group
+echo doomed >$R/etc/deleteme
+head -c 3000000 /dev/urandom >$R/data/blob
+sha=$(sha256sum $R/data/blob | cut -d' ' -f1)
+umoci repack --image img:v1 b >/dev/null
+rm -rf b
+umoci unpack --image img:v1 b >/dev/null
+rm b/rootfs/etc/deleteme
+printf '#!/bin/sh\necho hello from the image\n' >b/rootfs/app/hello.sh
+chmod 755 b/rootfs/app/hello.sh
+chown 1000:1000 b/rootfs/home/app
+umoci repack --image img:v1 b >/dev/null
+umoci config --image img:v1 --config.env FOO=bar --config.env PATH=/bin \
+	--config.workingdir /app --config.user app >/dev/null
+[ "$(umoci stat --image img:v1 --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["history"]))')" -ge 2 ] ||
+	fail "image has fewer than two layers"
+
+"$FIX/registry.sh" start "$WORK/reg" >/dev/null
+REG=127.0.0.1:$(. "$WORK/reg/env"; echo "$REG_PORT")
+skopeo copy -q --dest-tls-verify=false oci:img:v1 "docker://$REG/app:v1"
+skopeo copy -q --dest-tls-verify=false oci:img:v1 "docker://$REG/app:latest"
+"$INDEX" --root "$WORK/ci" build --push "$REG/app:v1" >/dev/null
+
+# A host with an empty store.
+out=$("$ISORUN" --root "$ROOT" run "$REG/app:v1" -- sh -c \
+	'echo "$FOO"; pwd; id -u; test ! -e /etc/deleteme && echo gone; ./hello.sh; sha256sum /data/blob 2>/dev/null || busybox sha256sum /data/blob')
+echo "$out" | sed -n 1p | grep -qx bar || fail "Env not applied: $out"
+echo "$out" | sed -n 2p | grep -qx /app || fail "WorkingDir not applied: $out"
+echo "$out" | sed -n 3p | grep -qx 1000 || fail "User not applied: $out"
+echo "$out" | grep -qx gone || fail "whiteout not applied: $out"
+echo "$out" | grep -qx "hello from the image" || fail "upper layer file missing: $out"
+echo "$out" | grep -q "^$sha " || fail "file content differs: $out"
+ok "run REF from an empty store: Env, WorkingDir, User, whiteout, content"
+[ -z "$(find "$ROOT/chunks" -type f | head -1)" ] || true # chunks may now be cached
+set +e
+"$ISORUN" --root "$ROOT" run "$REG/app:v1" -- sh -c 'exit 7'
+rc=$?
+set -e
+[ "$rc" = 7 ] || fail "exit status $rc, expected 7"
+ok "exit status passes through"
+
+if "$ISORUN" --root "$ROOT" run "$REG/app:latest" -- true 2>"$WORK/err"; then
+	fail "floating tag accepted by run"
+fi
+grep -q floating "$WORK/err" || fail "no reason for refusing latest: $(cat "$WORK/err")"
+ok "run refuses floating tags"
+
+ids=()
+for i in 1 2 3; do ids+=("$("$ISORUN" --root "$ROOT" create "$REG/app:v1")"); done
+# One FUSE superblock (one daemon, one page cache) however many places it is visible at.
+# (Other tests may run in parallel: count only what lives under this test's root.)
+mine() { awk -v r="$ROOT/" '$0 ~ /fuse.isorun/ && index($5, r) == 1 {print $3}' /proc/self/mountinfo; }
+n=$(mine | sort -u | wc -l)
+[ "$n" = 1 ] || fail "$n FUSE filesystems for three sandboxes of one image"
+n=$(pgrep -fc "fsd .*$ROOT/" || true)
+[ "$n" = 1 ] || fail "$n mount daemons for three sandboxes of one image"
+for id in "${ids[@]}"; do
+	"$ISORUN" --root "$ROOT" exec "$id" -- sh -c "echo $id >/sandbox/me"
+done
+for id in "${ids[@]}"; do
+	got=$("$ISORUN" --root "$ROOT" exec "$id" -- cat /sandbox/me)
+	[ "$got" = "$id" ] || fail "sandbox $id sees $got"
+done
+ok "three sandboxes, one shared mount, separate scratch"
+"$ISORUN" --root "$ROOT" rm -f "${ids[@]}" >/dev/null
+n=$(mine | wc -l)
+[ "$n" = 0 ] || fail "mount left after the last sandbox was removed"
+ok "last rm unmounts the image"
+echo "all run tests passed"
