@@ -19,6 +19,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -187,6 +188,96 @@ static int cmp_rank(const void *a, const void *b)
 	return x->prefetch_rank < y->prefetch_rank ? -1 : x->prefetch_rank > y->prefetch_rank;
 }
 
+/* A pack being written: consecutive chunks [first, first + count) of the final order. */
+struct wpack {
+	uint32_t first, count;
+	uint64_t size;
+	uint8_t digest[32];
+};
+
+/* Hash one pack's stored bytes, handing them to the sink if there is one. */
+static int hash_pack(const struct idx_writer_input *in, const struct idx_uchunk *uc,
+		     const uint32_t *order, uint32_t pack, struct wpack *pk, uint8_t **buf,
+		     size_t *cap)
+{
+	_cleanup_(cm_sha256_freep) struct cm_sha256 *sha = NULL;
+	int r = cm_sha256_new(&sha);
+	if (r < 0)
+		return r;
+	for (uint32_t i = pk->first; i < pk->first + pk->count; i++) {
+		const struct idx_uchunk *c = &uc[order[i]];
+		if (c->csize > *cap) {
+			uint8_t *nb = realloc(*buf, c->csize);
+			if (!nb)
+				return -ENOMEM;
+			*buf = nb;
+			*cap = c->csize;
+		}
+		int fd = idx_pool_open_chunk(in->pool, order[i]);
+		if (fd < 0)
+			return cm_log_ret(fd, "chunk vanished from the store while indexing");
+		r = cm_pread_full(fd, *buf, c->csize, 0);
+		close(fd);
+		if (r < 0)
+			return r;
+		cm_sha256_update(sha, *buf, c->csize);
+		if (in->pack_data && (r = in->pack_data(in->pack_ud, pack, *buf, c->csize)) < 0)
+			return r;
+	}
+	cm_sha256_final(sha, pk->digest);
+	if (in->pack_done)
+		return in->pack_done(in->pack_ud, pack, pk->digest, pk->size);
+	return 0;
+}
+
+#define HASH_THREADS 4
+
+struct hash_job {
+	const struct idx_writer_input *in;
+	const struct idx_uchunk *uc;
+	const uint32_t *order;
+	struct wpack *pk;
+	uint32_t npk;
+	uint32_t next; /* next pack to hash, atomic */
+	int err;       /* first error, atomic */
+};
+
+static void *hash_worker(void *arg)
+{
+	struct hash_job *j = arg;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	for (;;) {
+		uint32_t p = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+		if (p >= j->npk || __atomic_load_n(&j->err, __ATOMIC_RELAXED))
+			break;
+		int r = hash_pack(j->in, j->uc, j->order, p, &j->pk[p], &buf, &cap);
+		if (r < 0) {
+			int zero = 0;
+			__atomic_compare_exchange_n(&j->err, &zero, r, false, __ATOMIC_RELAXED,
+						    __ATOMIC_RELAXED);
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+static int hash_packs(const struct idx_writer_input *in, const struct idx_uchunk *uc,
+		      const uint32_t *order, struct wpack *pk, uint32_t npk)
+{
+	struct hash_job j = {in, uc, order, pk, npk, 0, 0};
+	pthread_t t[HASH_THREADS];
+	int nt = 0;
+	if (!in->pack_data && !in->pack_done && npk > 1)
+		for (; nt < HASH_THREADS && (uint32_t)nt < npk - 1; nt++)
+			if (pthread_create(&t[nt], NULL, hash_worker, &j) != 0)
+				break;
+	hash_worker(&j); /* this thread too; alone (in order) when there is a sink */
+	for (int i = 0; i < nt; i++)
+		pthread_join(t[i], NULL);
+	return j.err;
+}
+
 static void put_section(uint8_t *hdr, int sec, uint64_t off, uint64_t size, uint32_t count,
 			uint32_t stride)
 {
@@ -208,7 +299,6 @@ int idx_writer_write(const struct idx_writer_input *in, struct cm_buf *out)
 		cm_buf_init(bufs[i], 0);
 	_cleanup_free_ struct idx_tnode_inode **ranked = NULL;
 	_cleanup_free_ uint32_t *order = NULL; /* final chunk index -> unique chunk */
-	_cleanup_free_ uint8_t *cbuf = NULL;
 	uint32_t nuniq, nplaced = 0;
 	struct idx_uchunk *uc = idx_pool_chunks(in->pool, &nuniq);
 	int r;
@@ -328,66 +418,58 @@ int idx_writer_write(const struct idx_writer_input *in, struct cm_buf *out)
 			goto out;
 	}
 
-	/* Chunks and packs: packs are cut at pack_target bytes; each pack's digest is computed
-	 * over the stored chunk bytes, which are also handed to pack_sink. */
+	/* Chunks and packs. Packs are cut at pack_target bytes of stored data, which needs only
+	 * the sizes; each pack's digest then needs its chunks' stored bytes, read back from
+	 * staging or the store. With a pack sink the packs are read in order on this thread
+	 * (the sink wants the bytes in order); without one, a few threads hash packs in
+	 * parallel: this read-back is disk-bound when the chunks are no longer cached. */
 	{
-		_cleanup_(cm_sha256_freep) struct cm_sha256 *sha = NULL;
-		if ((r = cm_sha256_new(&sha)) < 0)
-			goto out;
-		uint32_t pack = 0, pack_first = 0;
+		struct wpack *pk = NULL;
+		uint32_t npk = 0, pk_cap = 0;
 		uint64_t pack_off = 0;
-		size_t ccap = 0;
-		for (uint32_t i = 0; i <= nplaced; i++) {
-			struct idx_uchunk *c = i < nplaced ? &uc[order[i]] : NULL;
-			if (pack_off > 0 && (!c || pack_off + c->csize > in->pack_target)) {
-				uint8_t pk[IDXF_PACK_SIZE] = {0};
-				cm_sha256_final(sha, pk + IDXF_PK_DIGEST);
-				cm_put_le64(pk + IDXF_PK_SIZE, pack_off);
-				cm_put_le32(pk + IDXF_PK_CHUNK_FIRST, pack_first);
-				cm_put_le32(pk + IDXF_PK_CHUNK_COUNT, i - pack_first);
-				if ((r = cm_buf_append(&packs, pk, sizeof(pk))) < 0)
-					goto out;
-				if (in->pack_done &&
-				    (r = in->pack_done(in->pack_ud, pack, pk + IDXF_PK_DIGEST, pack_off)) < 0)
-					goto out;
-				pack++;
-				pack_first = i;
+		for (uint32_t i = 0; i < nplaced; i++) {
+			struct idx_uchunk *c = &uc[order[i]];
+			if (npk == 0 || (pack_off > 0 && pack_off + c->csize > in->pack_target)) {
+				if (npk == pk_cap) {
+					pk_cap = pk_cap ? pk_cap * 2 : 64;
+					struct wpack *np = realloc(pk, pk_cap * sizeof(*pk));
+					if (!np) {
+						free(pk);
+						r = -ENOMEM;
+						goto out;
+					}
+					pk = np;
+				}
+				pk[npk++] = (struct wpack){.first = i};
 				pack_off = 0;
 			}
-			if (!c)
-				break;
-			if (c->csize > ccap) {
-				uint8_t *nb = realloc(cbuf, c->csize);
-				if (!nb) {
-					r = -ENOMEM;
-					goto out;
-				}
-				cbuf = nb;
-				ccap = c->csize;
-			}
-			int fd = idx_pool_open_chunk(in->pool, order[i]);
-			if (fd < 0) {
-				r = cm_log_ret(fd, "chunk vanished from the store while indexing");
-				goto out;
-			}
-			r = cm_pread_full(fd, cbuf, c->csize, 0);
-			close(fd);
-			if (r < 0)
-				goto out;
-			cm_sha256_update(sha, cbuf, c->csize);
-			if (in->pack_data && (r = in->pack_data(in->pack_ud, pack, cbuf, c->csize)) < 0)
-				goto out;
+			pk[npk - 1].count++;
+			pk[npk - 1].size += c->csize;
 			uint8_t ch[IDXF_CHUNK_SIZE] = {0};
 			memcpy(ch + IDXF_CH_DIGEST, c->digest, 32);
 			cm_put_le32(ch + IDXF_CH_USIZE, c->usize);
 			cm_put_le32(ch + IDXF_CH_CSIZE, c->csize);
-			cm_put_le32(ch + IDXF_CH_PACK, pack);
+			cm_put_le32(ch + IDXF_CH_PACK, npk - 1);
 			cm_put_le32(ch + IDXF_CH_FLAGS, IDX_CHUNK_COMP_ZSTD);
 			cm_put_le64(ch + IDXF_CH_PACK_OFFSET, pack_off);
-			if ((r = cm_buf_append(&chunks, ch, sizeof(ch))) < 0)
+			if ((r = cm_buf_append(&chunks, ch, sizeof(ch))) < 0) {
+				free(pk);
 				goto out;
+			}
 			pack_off += c->csize;
 		}
+		r = hash_packs(in, uc, order, pk, npk);
+		for (uint32_t p = 0; r == 0 && p < npk; p++) {
+			uint8_t rec[IDXF_PACK_SIZE] = {0};
+			memcpy(rec + IDXF_PK_DIGEST, pk[p].digest, 32);
+			cm_put_le64(rec + IDXF_PK_SIZE, pk[p].size);
+			cm_put_le32(rec + IDXF_PK_CHUNK_FIRST, pk[p].first);
+			cm_put_le32(rec + IDXF_PK_CHUNK_COUNT, pk[p].count);
+			r = cm_buf_append(&packs, rec, sizeof(rec));
+		}
+		free(pk);
+		if (r < 0)
+			goto out;
 	}
 
 	/* Assemble: header, then sections in a fixed order, each 8-aligned. */
