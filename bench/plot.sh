@@ -260,8 +260,17 @@ report() {
 		echo "  every regular file of the tree (\`fincore\`, mincore(2); includes kernel readahead)."
 		echo "  opened: files opened or executed after chroot(2) (\`strace -f -e"
 		echo "  trace=chroot,openat,open,execve\`), each counted once with its full size."
+		echo "- isorun: every cold method starts from an empty store (\`--root\`) and digest-pinned"
+		echo "  references. \"no index\": the registry has no index artifact for the image, so isorun"
+		echo "  indexes it locally on first use; \"pre-built index\": \`isorun-index build --push\` put"
+		echo "  the artifact next to the image beforehand (untimed). mount+chroot times \`isorun"
+		echo "  mount\` plus the command in a chroot of the mount; warm is a second run on the same"
+		echo "  store (run) or the live mount (mount). fetched/prefetch: \`isorun stats --json\` of"
+		echo "  the mount right after the command (\`fetched_bytes\`, \`prefetched_bytes\`)."
 		echo "- isorun rows say \`n/a (not built yet)\` while the verb is missing from the build's"
 		echo "  \`isorun --help\` / \`isorun-index --help\`; see bench/README.md for each method."
+		echo "- The machine is shared with other engineers' builds and tests (load average above):"
+		echo "  absolute times are noisy; compare methods within one table."
 		echo
 		echo "## Reproduce"
 		echo
