@@ -163,11 +163,13 @@ markdown() {
 
 png() {
 	require_cmds gnuplot
-	local dat methods cols=() m net image cmd
+	local dat methods m net image cmd
 	dat=$(mktemp)
-	# Methods that have at least one measurement and end in a first command (not index builds).
+	# Methods that have at least one measurement and end in a first command (not index builds
+	# or pulls, which are in the tables).
 	methods=$(jq -r '[.results[] | select(.metric == "total_ms") | .method] as $have
-		| .methods[] | select(. as $m | $have | index($m)) | select(startswith("index") | not)' "$IN")
+		| .methods[] | select(. as $m | $have | index($m))
+		| select((startswith("index") or . == "pull") | not)' "$IN")
 	{
 		printf 'case'
 		for m in $methods; do printf '\t"%s"' "$(jq -r --arg m "$m" '.method_titles[$m]' "$IN")"; done
@@ -187,7 +189,7 @@ png() {
 	local n
 	n=$(echo "$methods" | wc -w)
 	gnuplot <<EOF
-set terminal pngcairo size 1400,700 font "DejaVu Sans,11"
+set terminal pngcairo size 1600,800 font "DejaVu Sans,11"
 set output "$PNG"
 set title "Time to first command (median of $(jq -r .repetitions "$IN"); log scale) — $(jq -r .machine.cpus "$IN") CPUs, $(jq -r .machine.kernel "$IN"), WAN: $(jq -r .wan "$IN")"
 set datafile separator "\t"
@@ -200,15 +202,18 @@ set boxwidth 0.9
 set logscale y
 set ylabel "milliseconds"
 set grid ytics
-set key outside right top vertical
+set key below horizontal maxrows 2 samplen 2
+# One colour per method, fixed: baseline grey, floor black, isorun run blues, mount oranges.
+array C[12] = ["#8c8c8c", "#222222", "#1f4e9c", "#4f86d9", "#9cc2f0", "#b34a00", "#f08a24", "#f7c27d", "#2ca02c", "#9467bd", "#d62728", "#17becf"]
 set xtics font ",10"
 set yrange [1:*]
-set bmargin 5
+set offsets 0, 0, graph 0.08, 0
+set bmargin 7
 set xtics nomirror
 # Bar i of cluster j sits at j + (i - 1 - (n - 1) / 2) / (n + gap), gap = 1.
-plot for [i=2:$((n + 1))] "$dat" using i:xtic(1) title columnheader(i), \
+plot for [i=2:$((n + 1))] "$dat" using i:xtic(1) title columnheader(i) lc rgb C[i - 1], \
      for [i=2:$((n + 1))] "$dat" using (\$0 + (i - 2 - ($n - 1) / 2.0) / ($n + 1)):(column(i)):(column(i) >= 10000 ? sprintf("%.1fs", column(i) / 1000) : sprintf("%.0f", column(i))) \
-         with labels offset 0,0.7 font ",8" notitle
+         with labels rotate by 90 left offset 0,0.3 font ",8" notitle
 EOF
 	rm -f "$dat"
 	echo "wrote $PNG"
@@ -233,7 +238,8 @@ report() {
 		echo "## Machine"
 		echo
 		jq -r '.machine | "- \(.os), kernel \(.kernel), \(.cpus) × \(.cpu), \(.mem_bytes / 1073741824 | floor) GiB RAM, work directory on \(.work_fs)",
-			"- skopeo \(.skopeo), umoci \(.umoci), docker-registry \(.docker_registry), isorun at commit \(.isorun_commit)"' "$IN"
+			"- skopeo \(.skopeo), umoci \(.umoci), docker-registry \(.docker_registry); source tree at commit \(.isorun_commit) when the run started",
+			"- load average (1/5/15 min) at the start -> end of the run: \(.loadavg // "not recorded") — the machine is shared"' "$IN"
 		echo "- networks: $(jq -r '.networks | join(", ")' "$IN"); WAN: $(jq -r .wan "$IN") (tbf rate on both veth ends, delay from the harness's proxy: this kernel has no netem)"
 		echo
 		echo "## Images"
