@@ -209,9 +209,10 @@ static struct tls_scratch *scratch(size_t need)
 	return t;
 }
 
-/* Decompress `c`'s stored bytes into a new entry and check its digest. -EBADMSG. */
+/* Decompress `c`'s stored bytes into a new entry; with `verify`, check its SHA-256 too.
+ * Without, the frame must still decode to exactly usize bytes. -EBADMSG. */
 static int decode(const struct idx_chunk *c, uint32_t idx, const uint8_t *cdata, size_t clen,
-		  struct mentry **ret)
+		  bool verify, struct mentry **ret)
 {
 	struct tls_scratch *t = scratch(0);
 	if (!t)
@@ -222,9 +223,12 @@ static int decode(const struct idx_chunk *c, uint32_t idx, const uint8_t *cdata,
 	*m = (struct mentry){.chunk = idx, .len = c->usize};
 	size_t got = ZSTD_decompressDCtx(t->dctx, m->data, c->usize, cdata, clen);
 	uint8_t d[CM_SHA256_LEN];
-	if (!ZSTD_isError(got) && got == c->usize)
+	bool bad = ZSTD_isError(got) || got != c->usize;
+	if (!bad && verify) {
 		cm_sha256(m->data, c->usize, d);
-	if (ZSTD_isError(got) || got != c->usize || memcmp(d, c->digest, 32) != 0) {
+		bad = memcmp(d, c->digest, 32) != 0;
+	}
+	if (bad) {
 		free(m);
 		return -EBADMSG;
 	}
@@ -370,7 +374,8 @@ static int load(struct fs_engine *e, uint32_t idx, struct mentry **ret)
 	ssize_t got = pread(fd, t->buf, c.csize + 1u > t->cap ? c.csize : c.csize + 1u, 0);
 	if (got < 0)
 		return -errno;
-	if ((size_t)got != c.csize || (r = decode(&c, idx, t->buf, c.csize, ret)) == -EBADMSG) {
+	if ((size_t)got != c.csize ||
+	    (r = decode(&c, idx, t->buf, c.csize, e->o.verify_local, ret)) == -EBADMSG) {
 		char hex[CM_DIGEST_STR_SIZE];
 		cm_digest_format(c.digest, hex);
 		log_error("store: chunk %s is corrupt (size %zd, expected %u): removed", hex, got,
@@ -522,14 +527,14 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, str
 		struct mentry *m = NULL;
 		idx_reader_chunk(e->r, i, &c);
 		const uint8_t *cd = buf + (c.pack_offset - off);
-		int res = decode(&c, i, cd, c.csize, &m);
+		int res = decode(&c, i, cd, c.csize, true, &m);
 		if (res == -EBADMSG) {
 			/* Once more on its own: a proxy or a flaky link may have damaged it. */
 			_cleanup_free_ uint8_t *one = malloc(c.csize ? c.csize : 1);
 			count(&e->errors[E_CORRUPT], 1);
 			res = one ? get_range(e, c.pack, c.pack_offset, c.csize, one) : -ENOMEM;
 			if (res == 0)
-				res = decode(&c, i, one, c.csize, &m);
+				res = decode(&c, i, one, c.csize, true, &m);
 			if (res == 0)
 				res = idx_store_put_chunk(e->store, c.digest, one, c.csize, c.usize,
 							  false);

@@ -141,6 +141,8 @@ static char **daemon_argv(const char *exe, const char *root, const char *idig, c
 		ARG("--mem-cache=%llu", (unsigned long long)o->mem_cache);
 	if (o->authfile)
 		ARG("--authfile=%s", o->authfile);
+	if (o->verify_local)
+		ARG("--verify-local");
 #undef ARG
 	if (!ok) {
 		fs_strv_free(v, n);

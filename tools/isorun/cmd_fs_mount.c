@@ -41,6 +41,7 @@ enum {
 	O_MOUNTPOINT,
 	O_READY_FD,
 	O_FG_SPILL,
+	O_VERIFY_LOCAL,
 };
 
 static const struct option mount_opts[] = {
@@ -60,6 +61,7 @@ static const struct option mount_opts[] = {
     {"mountpoint", required_argument, NULL, O_MOUNTPOINT},
     {"ready-fd", required_argument, NULL, O_READY_FD},
     {"fg-spill", required_argument, NULL, O_FG_SPILL},
+    {"verify-local", no_argument, NULL, O_VERIFY_LOCAL},
     {},
 };
 
@@ -117,6 +119,9 @@ static int parse(int argc, char **argv, struct mount_args *a)
 		case O_REQ_MAX:
 			if (cm_parse_size(optarg, &a->o.request_max) < 0)
 				goto bad;
+			break;
+		case O_VERIFY_LOCAL:
+			a->o.verify_local = true;
 			break;
 		case O_FG_SPILL:
 			if (cm_parse_size(optarg, &a->o.fg_spill) < 0)

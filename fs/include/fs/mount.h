@@ -40,6 +40,8 @@ struct fs_mount_opts {
 	uint64_t mem_cache;	   /* decompressed chunks kept in memory, 0 = 32 MiB */
 	const char *authfile;	   /* registry credentials file, NULL = standard chain */
 	const char *exe;	   /* the isorun binary that runs `fsd`; NULL = /proc/self/exe */
+	bool verify_local;	   /* hash chunks again when loading them from the store
+				      (they were verified before they were published) */
 	bool debug;		   /* daemon logs at debug level */
 };
 
