@@ -25,8 +25,9 @@
 #include <termios.h>
 #include <unistd.h>
 
-#define IN_CAP	     (AGENT_FRAME_HDR + AGENT_FRAME_MAX_PAYLOAD)
-#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define IN_CAP		(AGENT_FRAME_HDR + AGENT_FRAME_MAX_PAYLOAD)
+#define EXEC_QUEUE_HIGH (256u << 10) /* stop reading stdin above this much unsent */
+#define DEFAULT_PATH	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 struct run_client {
 	int fd;
@@ -198,8 +199,7 @@ static int send_signal(struct run_client *c, uint32_t stream, int sig)
 	uint8_t p[8];
 	cm_put_le32(p, (uint32_t)sig);
 	cm_put_le32(p + 4, 0);
-	int r = agent_frame_put(&c->out, AGENT_MSG_SIGNAL, stream, p, 8);
-	return r < 0 ? r : flush_out(c);
+	return agent_frame_put(&c->out, AGENT_MSG_SIGNAL, stream, p, 8);
 }
 
 static int send_winsize(struct run_client *c, uint32_t stream, int ttyfd)
@@ -210,8 +210,23 @@ static int send_winsize(struct run_client *c, uint32_t stream, int ttyfd)
 	uint8_t p[4];
 	cm_put_le16(p, ws.ws_row);
 	cm_put_le16(p + 2, ws.ws_col);
-	int r = agent_frame_put(&c->out, AGENT_MSG_RESIZE, stream, p, 4);
-	return r < 0 ? r : flush_out(c);
+	return agent_frame_put(&c->out, AGENT_MSG_RESIZE, stream, p, 4);
+}
+
+/* Write what the socket takes now; the exec loop never blocks on the agent. */
+static int flush_some(struct run_client *c)
+{
+	while (c->out.len) {
+		ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n < 0)
+			return errno == ECONNRESET ? -EPIPE : -errno;
+		agent_wbuf_consume(&c->out, (size_t)n);
+	}
+	return 0;
 }
 
 int run_client_exec(struct run_client *c, const struct run_exec_opts *o,
@@ -290,11 +305,17 @@ int run_client_exec(struct run_client *c, const struct run_exec_opts *o,
 		if (r < 0)
 			return r;
 
+		/*
+		 * Frames to the agent are queued and written as the socket accepts them, while
+		 * output keeps being read: a command that ignores its stdin while printing must
+		 * not deadlock against a client blocked writing that stdin. stdin is read only
+		 * while the queue is short.
+		 */
 		struct pollfd p[3];
 		int n = 0, isock, iin = -1, isig = -1;
-		p[n] = (struct pollfd){.fd = c->fd, .events = POLLIN};
+		p[n] = (struct pollfd){.fd = c->fd, .events = POLLIN | (c->out.len ? POLLOUT : 0)};
 		isock = n++;
-		if (stdin_open) {
+		if (stdin_open && c->out.len < EXEC_QUEUE_HIGH) {
 			p[n] = (struct pollfd){.fd = o->stdin_fd, .events = POLLIN};
 			iin = n++;
 		}
@@ -322,20 +343,18 @@ int run_client_exec(struct run_client *c, const struct run_exec_opts *o,
 			ssize_t k = read(o->stdin_fd, buf, sizeof(buf));
 			if (k < 0 && (errno == EINTR || errno == EAGAIN))
 				k = -2;
-			if (k >= 0) {
-				if (k == 0)
+			if (k >= 0 || k == -1) {
+				/* EOF or an unreadable stdin: close the command's stdin */
+				if (k <= 0)
 					stdin_open = false;
 				r = agent_frame_put(&c->out, AGENT_MSG_STDIN, stream, buf,
-						    (size_t)k);
-				if (r < 0 || (r = flush_out(c)) < 0)
-					return r;
-			} else if (k == -1) {
-				stdin_open = false;
-				r = agent_frame_put(&c->out, AGENT_MSG_STDIN, stream, NULL, 0);
-				if (r < 0 || (r = flush_out(c)) < 0)
+						    k > 0 ? (size_t)k : 0);
+				if (r < 0)
 					return r;
 			}
 		}
+		if ((r = flush_some(c)) < 0)
+			return r == -EPIPE ? cm_log_ret(-EPIPE, "the agent went away") : r;
 		if (p[isock].revents & (POLLIN | POLLHUP | POLLERR)) {
 			if ((r = fill(c)) < 0)
 				return r == -EPIPE ? cm_log_ret(-EPIPE, "the agent went away") : r;

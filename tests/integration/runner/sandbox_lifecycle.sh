@@ -46,6 +46,10 @@ expect_eq "stdin with -i" "$(printf 'abc\ndef\n' | "$ISORUN" exec -i "$ID" -- wc
 expect_eq "no stdin without -i" "$(echo x | "$ISORUN" exec "$ID" -- cat)" ""
 big=$(head -c 3000000 /dev/urandom | "$ISORUN" exec -i "$ID" -- wc -c)
 expect_eq "3 MB through stdin and back" "$big" 3000000
+# a command that prints a lot before reading its (large) stdin must not deadlock the client
+big=$(head -c 20000000 /dev/zero | timeout -s KILL 300 "$ISORUN" exec -i "$ID" -- \
+	sh -c 'head -c 20000000 /dev/zero; cat > /dev/null' | wc -c)
+expect_eq "20 MB out while 20 MB wait on stdin" "$big" 20000000
 
 # exit statuses, docker's convention
 expect_rc "exit 0" 0 "$ISORUN" exec "$ID" -- true
