@@ -4,7 +4,7 @@ set -eu
 export DEBIAN_FRONTEND=noninteractive
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
  libfuse3-dev fuse3 libcurl4-openssl-dev libzstd-dev libxxhash-dev libssl-dev
- libsqlite3-dev libcmocka-dev libarchive-dev libjson-c-dev libseccomp-dev zlib1g-dev
+ libsqlite3-dev libcmocka-dev libarchive-dev libjson-c-dev libseccomp-dev zlib1g-dev libisal-dev
  musl-tools docker-registry skopeo umoci debootstrap busybox-static kmod cpio
  iproute2 hyperfine apache2-utils attr zstd python3 gnuplot-nox fio ca-certificates
  jq curl strace util-linux"

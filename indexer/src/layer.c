@@ -4,6 +4,10 @@
  * ustar, PAX, GNU; no filters, we decompress ourselves so the diff_id covers exactly the tar
  * bytes) -> tree entries, file data through the chunker into the pool.
  *
+ * gzip is inflated with ISA-L's igzip (about twice zlib's speed here: 3.2 s against 6.6 s of
+ * CPU for the 560 MB layer of bench/images.sh's browser image); it checks the CRC and
+ * length trailers like zlib does.
+ *
  * Two threads per layer: a producer reads the blob, hashes it, decompresses and hashes the
  * tar stream into a ring of RING buffers; the caller's thread parses the tar (libarchive)
  * and chunks file data. Decompression (zlib above all) costs as much as everything else the
@@ -23,13 +27,13 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <isa-l/igzip_lib.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
 #include <zstd.h>
 
 #define IN_BUF	(256u << 10)
@@ -47,8 +51,8 @@ struct lreader {
 	enum idx_compression comp;
 	struct cm_sha256 *sha_c, *sha_u;
 	uint64_t csize, usize;
-	z_stream z;
-	bool z_init, z_end;
+	struct inflate_state *gz; /* IDX_COMP_GZIP */
+	bool z_end;		  /* the current gzip member or zstd frame is complete */
 	ZSTD_DCtx *zd;
 	uint8_t *in;
 	size_t in_pos, in_len;
@@ -86,6 +90,48 @@ static int fill_input(struct lreader *l)
 	return 0;
 }
 
+/* Run the decompressor on `avail` input bytes (0 = flush what it holds). Returns the bytes
+ * produced into `out`, or -EPROTO. */
+static ssize_t decompress(struct lreader *l, uint8_t *out, size_t avail)
+{
+	if (!avail && l->z_end)
+		return 0; /* a finished member/frame holds nothing */
+	if (l->comp == IDX_COMP_GZIP) {
+		if (l->z_end) {
+			/* Another gzip member follows (RFC 1952 allows concatenation). */
+			isal_inflate_reset(l->gz);
+			l->gz->crc_flag = ISAL_GZIP;
+			l->z_end = false;
+		}
+		l->gz->next_in = l->in + l->in_pos;
+		l->gz->avail_in = (uint32_t)avail;
+		l->gz->next_out = out;
+		l->gz->avail_out = OUT_BUF;
+		int zr = isal_inflate(l->gz);
+		l->in_pos += avail - l->gz->avail_in;
+		if (zr < 0) {
+			snprintf(l->errmsg, sizeof(l->errmsg), "gzip: %s",
+				 zr == ISAL_INCORRECT_CHECKSUM ? "checksum mismatch"
+				 : zr == ISAL_INVALID_WRAPPER ? "not a gzip stream"
+							       : "corrupt data");
+			return -EPROTO;
+		}
+		if (l->gz->block_state == ISAL_BLOCK_FINISH)
+			l->z_end = true;
+		return (ssize_t)(OUT_BUF - l->gz->avail_out);
+	}
+	ZSTD_inBuffer ib = {l->in + l->in_pos, avail, 0};
+	ZSTD_outBuffer ob = {out, OUT_BUF, 0};
+	size_t zr = ZSTD_decompressStream(l->zd, &ob, &ib);
+	l->in_pos += ib.pos;
+	if (ZSTD_isError(zr)) {
+		snprintf(l->errmsg, sizeof(l->errmsg), "zstd: %s", ZSTD_getErrorName(zr));
+		return -EPROTO;
+	}
+	l->z_end = zr == 0;
+	return (ssize_t)ob.pos;
+}
+
 /* Produce up to OUT_BUF bytes of the tar stream into `out`. 0 = end. */
 static ssize_t next_block(struct lreader *l, uint8_t *out)
 {
@@ -101,52 +147,20 @@ static ssize_t next_block(struct lreader *l, uint8_t *out)
 			l->in_pos = l->in_len;
 			return (ssize_t)avail;
 		}
-		if (!avail && l->src_eof) {
-			if (l->comp == IDX_COMP_GZIP && !l->z_end && l->z_init) {
-				snprintf(l->errmsg, sizeof(l->errmsg), "gzip stream is truncated");
-				return -EPROTO;
-			}
-			if (l->comp == IDX_COMP_ZSTD && !l->z_end) {
-				snprintf(l->errmsg, sizeof(l->errmsg), "zstd stream is truncated");
+		if (!avail && !l->src_eof)
+			continue;
+		/* At the end of the input the decompressor may still hold output (it stopped
+		 * when `out` was full): flush it before deciding the stream is truncated. */
+		ssize_t n = decompress(l, out, avail);
+		if (n != 0)
+			return n;
+		if (!avail) {
+			if (!l->z_end) {
+				snprintf(l->errmsg, sizeof(l->errmsg), "%s stream is truncated",
+					 l->comp == IDX_COMP_GZIP ? "gzip" : "zstd");
 				return -EPROTO;
 			}
 			return 0;
-		}
-		if (l->comp == IDX_COMP_GZIP) {
-			if (l->z_end) {
-				/* Another gzip member may follow (RFC 1952 allows concatenation). */
-				if (inflateReset(&l->z) != Z_OK)
-					return -EIO;
-				l->z_end = false;
-			}
-			l->z.next_in = l->in + l->in_pos;
-			l->z.avail_in = (uInt)avail;
-			l->z.next_out = out;
-			l->z.avail_out = OUT_BUF;
-			int zr = inflate(&l->z, Z_NO_FLUSH);
-			l->in_pos = l->in_len - l->z.avail_in;
-			if (zr == Z_STREAM_END)
-				l->z_end = true;
-			else if (zr != Z_OK && zr != Z_BUF_ERROR) {
-				snprintf(l->errmsg, sizeof(l->errmsg), "gzip: %s",
-					 l->z.msg ? l->z.msg : "corrupt data");
-				return -EPROTO;
-			}
-			size_t produced = OUT_BUF - l->z.avail_out;
-			if (produced)
-				return (ssize_t)produced;
-		} else {
-			ZSTD_inBuffer ib = {l->in + l->in_pos, avail, 0};
-			ZSTD_outBuffer ob = {out, OUT_BUF, 0};
-			size_t zr = ZSTD_decompressStream(l->zd, &ob, &ib);
-			l->in_pos += ib.pos;
-			if (ZSTD_isError(zr)) {
-				snprintf(l->errmsg, sizeof(l->errmsg), "zstd: %s", ZSTD_getErrorName(zr));
-				return -EPROTO;
-			}
-			l->z_end = zr == 0;
-			if (ob.pos)
-				return (ssize_t)ob.pos;
 		}
 	}
 }
@@ -353,11 +367,13 @@ int idx_layer_read(struct idx_tree *tree, struct idx_pool *pool, struct idx_stre
 		goto out;
 	}
 	if (comp == IDX_COMP_GZIP) {
-		if (inflateInit2(&l.z, 16 + MAX_WBITS) != Z_OK) {
+		l.gz = malloc(sizeof(*l.gz)); /* ~ 20 KiB of tables: not on the stack */
+		if (!l.gz) {
 			r = -ENOMEM;
 			goto out;
 		}
-		l.z_init = true;
+		isal_inflate_init(l.gz);
+		l.gz->crc_flag = ISAL_GZIP;
 	} else if (comp == IDX_COMP_ZSTD) {
 		l.zd = ZSTD_createDCtx();
 		if (!l.zd) {
@@ -508,8 +524,7 @@ out:
 	if (a)
 		archive_read_free(a);
 	idx_cdc_fini(&cdc);
-	if (l.z_init)
-		inflateEnd(&l.z);
+	free(l.gz);
 	ZSTD_freeDCtx(l.zd);
 	cm_sha256_free(l.sha_c);
 	cm_sha256_free(l.sha_u);

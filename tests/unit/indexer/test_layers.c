@@ -48,6 +48,8 @@ struct lcase {
 
 #define E(...) ((const struct tl_entry[]){__VA_ARGS__, {0}})
 
+static const char zeros3m[3000000];
+
 /* --- accepting cases ------------------------------------------------------------------- */
 
 static const struct lcase ok_cases[] = {
@@ -151,6 +153,13 @@ static const struct lcase ok_cases[] = {
 	 "/c d 0755 0:0\n"
 	 "/c/in f 0644 0:0 =i\n"
 	 "/d f 0644 0:0 =D\n"},
+	/* 3 MB of zeros compresses to a few KiB: the decompressor takes the whole input at once
+	 * and still holds most of the output when the input ends, which must be flushed, not
+	 * mistaken for truncation. */
+	{"highly compressible layer",
+	 {E({'f', "zeros", zeros3m, .len = sizeof(zeros3m)}, {'f', "after", "a"})},
+	 "/after f 0644 0:0 =a\n"
+	 "/zeros f 0644 0:0 sz=3000000 sha=35bce4ea\n"},
 	{"absolute and dotted names are normalised",
 	 {E({'d', "./", .mode = 0755}, {'f', "/abs/f", "1"}, {'f', "./rel/./g", "2"},
 	    {'f', "rel//h", "3"})},
