@@ -46,22 +46,36 @@ r=json.load(open(sys.argv[1]))['results'][int(sys.argv[2])]
 print('%.2f %.2f %.2f %.2f' % (r['median']*1e3, r['min']*1e3, r['max']*1e3, r['stddev']*1e3))" "$1" "$2"
 }
 
+# The same CLI with only the sandbox verbs: what `isorun` costs without the libraries of
+# the other modules (libcurl & co.), which dominate its start-up.
+SLIM="$WORK/isorun-slim"
+cc -O2 -o "$SLIM" -DISORUN_VERSION='"slim"' "$SRC/tools/isorun/main.c" \
+	"$SRC/tools/isorun/cmd_version.c" "$SRC/tools/isorun/cmd_runner_sandbox.c" \
+	-I"$SRC/common/include" -I"$SRC/runner/include" \
+	"$BUILD/runner/libisorun_runner.a" "$BUILD/agent/libisorun_agent_proto.a" \
+	"$BUILD/common/libisorun_common.a" $(pkg-config --libs json-c libseccomp libcrypto libxxhash)
+
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== run vs baseline"
 hyperfine -N -w 10 -r "$RUNS" --export-json "$WORK/run.json" \
 	"$ISORUN run --rootfs $ROOTFS -- /bin/true" \
 	"unshare -mpiuf --mount-proc chroot $ROOTFS /bin/true" \
-	"unshare -mpiufn --mount-proc chroot $ROOTFS /bin/true"
+	"unshare -mpiufn --mount-proc chroot $ROOTFS /bin/true" \
+	"$SLIM run --rootfs $ROOTFS -- /bin/true"
 read -r run_med run_min run_max run_sd <<<"$(median "$WORK/run.json" 0)"
 read -r base_med base_min base_max base_sd <<<"$(median "$WORK/run.json" 1)"
 read -r basen_med basen_min basen_max basen_sd <<<"$(median "$WORK/run.json" 2)"
+read -r srun_med srun_min srun_max srun_sd <<<"$(median "$WORK/run.json" 3)"
 
 echo "== exec round trip"
 ID=$("$ISORUN" create --rootfs "$ROOTFS")
 hyperfine -N -w 20 -r "$((RUNS * 2))" --export-json "$WORK/exec.json" \
-	"$ISORUN exec $ID -- /bin/true" "$ISORUN version"
+	"$ISORUN exec $ID -- /bin/true" "$ISORUN version" "$SLIM exec $ID -- /bin/true" \
+	"$SLIM version"
 read -r exec_med exec_min exec_max exec_sd <<<"$(median "$WORK/exec.json" 0)"
 read -r ver_med ver_min ver_max ver_sd <<<"$(median "$WORK/exec.json" 1)"
+read -r sexec_med sexec_min sexec_max sexec_sd <<<"$(median "$WORK/exec.json" 2)"
+read -r sver_med sver_min sver_max sver_sd <<<"$(median "$WORK/exec.json" 3)"
 "$ISORUN" rm -f "$ID"
 
 echo "== in-process (the runner library without the CLI's start-up)"
@@ -152,6 +166,7 @@ pss_each=$(python3 -c "print('%.0f' % ($pss/20))")
 rss_each=$(python3 -c "print('%.0f' % ($rss/20))")
 cg_each=$(python3 -c "print('%.0f' % ($cg/20/1024))")
 ratio=$(python3 -c "print('%.1f' % ($run_med/$base_med))")
+sratio=$(python3 -c "print('%.1f' % ($srun_med/$base_med))")
 lratio=$(python3 -c "print('%.1f' % ($lrun_med/$base_med))")
 
 verdict() { python3 -c "import sys; print('met' if float(sys.argv[1]) <= float(sys.argv[2]) else 'NOT met')" "$1" "$2"; }
@@ -173,6 +188,10 @@ medians from hyperfine (-N, warm, $RUNS runs).
 | run / baseline | ${ratio}× | | | | ≤ 3× | $(verdict "$ratio" 3) |
 | \`isorun exec ID -- /bin/true\` (running sandbox) | ${exec_med} ms | ${exec_min} | ${exec_max} | ${exec_sd} | ≤ 5 ms | $(verdict "$exec_med" 5) |
 | \`isorun version\` (CLI start-up alone) | ${ver_med} ms | ${ver_min} | ${ver_max} | ${ver_sd} | | |
+| slim CLI (sandbox verbs only) \`run --rootfs DIR -- /bin/true\` | ${srun_med} ms | ${srun_min} | ${srun_max} | ${srun_sd} | ≤ 40 ms | $(verdict "$srun_med" 40) |
+| slim run / baseline | ${sratio}× | | | | ≤ 3× | $(verdict "$sratio" 3) |
+| slim CLI \`exec ID -- /bin/true\` | ${sexec_med} ms | ${sexec_min} | ${sexec_max} | ${sexec_sd} | ≤ 5 ms | $(verdict "$sexec_med" 5) |
+| slim CLI \`version\` (start-up alone) | ${sver_med} ms | ${sver_min} | ${sver_max} | ${sver_sd} | | |
 | run through the library (create + exec + remove, no CLI start-up) | ${lrun_med} ms | ${lrun_min} | p90 ${lrun_p90} | | ≤ 40 ms | $(verdict "$lrun_med" 40) |
 | library run / baseline | ${lratio}× | | | | ≤ 3× | $(verdict "$lratio" 3) |
 | exec through the library (\`run_sandbox_exec\`, no CLI start-up) | ${lexec_med} ms | ${lexec_min} | p90 ${lexec_p90} | | ≤ 5 ms | $(verdict "$lexec_med" 5) |
@@ -197,7 +216,9 @@ sandboxes of the memory table have \`--memory 256M\` so that their usage can be 
 
 The CLI rows include the start-up of the \`isorun\` binary, which links every module's
 libraries ($(ldd "$ISORUN" | wc -l) shared objects: libcurl with gnutls, krb5, ldap, ICU...,
-libfuse, libarchive, sqlite); that alone is the \`isorun version\` row. The library rows
+libfuse, libarchive, sqlite); that alone is the \`isorun version\` row. The "slim CLI"
+rows are the same \`main.c\` and sandbox verbs linked with only common/agent/runner
+(\`$(ldd "$SLIM" | wc -l)\` shared objects), built by this script. The library rows
 measure the runner through its public API in one process (\`rtt.c\` in the script).
 EOF
 cat "$OUT"
