@@ -192,6 +192,9 @@ static int spawn_daemon(const char *root, const char *idig, const char *dir, con
 			_exit(127);
 		if (chdir("/") < 0)
 			_exit(127);
+		/* Nothing else of the caller's: a pipe held open here would keep a caller that
+		 * waits for its EOF (a shell's $(...)) waiting as long as the daemon lives. */
+		close_range(4, ~0u, 0);
 		execv(exe, argv);
 		_exit(127);
 	}
