@@ -311,7 +311,8 @@ static int mount_hex_of(const char *path, char hex[65], char *ret_real, size_t r
 			continue;
 		if (strcmp(fstype, "fuse.isorun") == 0 && cm_str_has_prefix(source, "isorun:") &&
 		    strlen(source) == 7 + 64) {
-			snprintf(hex, 65, "%s", source + 7);
+			memcpy(hex, source + 7, 64); /* length checked just above */
+			hex[64] = 0;
 			r = 0; /* the last match is the visible mount */
 		} else {
 			r = -EINVAL;

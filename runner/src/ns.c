@@ -511,7 +511,7 @@ static int userns_prepare(struct boot *b, pid_t pid, int sock)
 	return r;
 }
 
-static _Noreturn void boot_child(struct boot *b)
+__attribute__((noinline)) static _Noreturn void boot_child(struct boot *b)
 {
 	struct run_sandbox *sb = b->sb;
 	int r;
@@ -529,7 +529,7 @@ static _Noreturn void boot_child(struct boot *b)
 		if (b->etc_fd[i] < 0)
 			boot_fail(b, errno, "open %s", path);
 	}
-	int rootfd;
+	int rootfd = -1;
 	if (sb->userns) {
 		/* A wrote our id maps and cgroups and mounted the overlay (it needs the host's
 		 * privileges for the idmapped lower layer); take the mount, become root of the
@@ -656,7 +656,7 @@ static _Noreturn void boot_child(struct boot *b)
 	boot_fail(b, errno, "exec the agent");
 }
 
-static pid_t clone_sandbox(struct boot *b)
+__attribute__((noinline)) static pid_t clone_sandbox(struct boot *b)
 {
 	struct clone_args ca = {
 	    .flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
@@ -668,6 +668,46 @@ static pid_t clone_sandbox(struct boot *b)
 	if (pid == 0)
 		boot_child(b);
 	return pid;
+}
+
+/*
+ * Process A of the boot (see the caller): detach from the caller's session, start B,
+ * report its pid on `pidw` or an error on `errw`, vanish. A runs on vfork's borrowed
+ * memory: system calls only, no allocation. Kept out of line so the caller's locals are
+ * not live across vfork (-Wclobbered).
+ */
+__attribute__((noinline)) static _Noreturn void middle_child(struct boot *b, bool userns, int errw,
+								int pidw, int sp0)
+{
+	setsid();
+	pid_t c = clone_sandbox(b);
+	int e = c < 0 ? errno : 0;
+	if (c < 0) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "clone3: %s", strerror(e));
+		(void)!write(errw, msg, strlen(msg));
+		_exit(1);
+	}
+	if (userns && (e = userns_prepare(b, c, sp0)) < 0) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "user namespace setup: %s", strerror(-e));
+		(void)!write(errw, msg, strlen(msg));
+		send_fd(sp0, e);
+		kill(c, SIGKILL);
+		_exit(1);
+	}
+	(void)!write(pidw, &c, sizeof(c));
+	_exit(0);
+}
+
+/* vfork + middle_child; returns A's pid or -errno. */
+__attribute__((noinline)) static pid_t spawn_middle(struct boot *b, bool userns, int errw,
+						     int pidw, int sp0)
+{
+	pid_t a = vfork();
+	if (a == 0)
+		middle_child(b, userns, errw, pidw, sp0);
+	return a < 0 ? -errno : a;
 }
 
 /* ---- start ---- */
@@ -796,32 +836,10 @@ static int ns_start(struct run_sandbox *sb, const char *lower)
 	/* vfork: A borrows the caller's memory while the caller waits, and only makes system
 	 * calls (no allocation) before _exit; a full fork would copy the page tables of a caller
 	 * that maps dozens of libraries (the isorun CLI: ~0.5-2 ms). B is a full copy. */
-	pid_t a = vfork();
+	pid_t a = spawn_middle(&b, sb->userns, errp[1], pidp[1], sp[0]);
 	if (a < 0) {
-		r = -errno;
+		r = a;
 		goto fail;
-	}
-	if (a == 0) {
-		/* A: detach from the caller's session, start B, report its pid, vanish */
-		setsid();
-		pid_t c = clone_sandbox(&b);
-		int e = c < 0 ? errno : 0;
-		if (c < 0) {
-			char msg[128];
-			snprintf(msg, sizeof(msg), "clone3: %s", strerror(e));
-			(void)!write(errp[1], msg, strlen(msg));
-			_exit(1);
-		}
-		if (sb->userns && (e = userns_prepare(&b, c, sp[0])) < 0) {
-			char msg[128];
-			snprintf(msg, sizeof(msg), "user namespace setup: %s", strerror(-e));
-			(void)!write(errp[1], msg, strlen(msg));
-			send_fd(sp[0], e);
-			kill(c, SIGKILL);
-			_exit(1);
-		}
-		(void)!write(pidp[1], &c, sizeof(c));
-		_exit(0);
 	}
 	close(errp[1]);
 	errp[1] = -1;

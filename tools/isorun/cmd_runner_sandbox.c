@@ -625,7 +625,7 @@ static int cmd_cp(int argc, char **argv)
 		fprintf(stderr, "usage: isorun cp SRC DST (one of them ID:/path)\n");
 		return ISORUN_EXIT_USAGE;
 	}
-	char *sid, *spath, *did, *dpath;
+	char *sid = NULL, *spath = NULL, *did = NULL, *dpath = NULL;
 	bool sremote = split_remote(argv[1], &sid, &spath);
 	bool dremote = split_remote(argv[2], &did, &dpath);
 	if (sremote == dremote) {
