@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # the BENCH_* settings are used by the scripts that source this
 # Helpers shared by the benchmark harness scripts (sourced, never run).
 #
 # Everything the harness makes lives under $BENCH_WORK (default bench/work/, gitignored):
@@ -157,8 +158,8 @@ EOF
 
 # wait_http URL: until the registry answers /v2/ (10 s at most).
 wait_http() {
-	local i
-	for i in $(seq 100); do
+	local _
+	for _ in $(seq 100); do
 		curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
 		sleep 0.1
 	done

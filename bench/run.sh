@@ -241,6 +241,7 @@ bytes_touched() {
 	drop_caches
 	# strace the chroot itself: everything opened after chroot() is the command's.
 	eval "set -- ${line#* * }"
+	# shellcheck disable=SC2016
 	step "strace" strace -f -qq -e trace=chroot,openat,open,execve -o "$RUN/strace.log" \
 		bash -c '. "$1"; shift; in_chroot "$@"' sh "$BENCH_DIR/lib.sh" "$mode" "$BASE_TREE" "$@"
 	# Sizes are taken inside the chroot (stat -L: symlinks resolve as the command saw them),
@@ -274,6 +275,7 @@ isorun_fresh_root() {
 root_pids() {
 	local p
 	for p in /proc/[0-9]*; do
+		# shellcheck disable=SC2002 # cat: a vanished process is not an error
 		cat "$p/cmdline" 2>/dev/null | tr '\0' ' ' | grep -q -e "--root=$1 " -e "--root $1 " &&
 			echo "${p#/proc/}"
 	done
@@ -497,7 +499,7 @@ m_mount_warm() {
 # Set-up ------------------------------------------------------------------------------------
 
 rc=0
-# shellcheck disable=SC2086
+# shellcheck disable=SC2086,SC2046
 "$BENCH_DIR/images.sh" $(printf -- '--only %s ' $IMAGES) --no-push >"$BENCH_WORK/images.log" 2>&1 || rc=$?
 [ "$rc" = 77 ] && skip "$(grep SKIP "$BENCH_WORK/images.log" | head -n1)"
 [ "$rc" = 0 ] || { tail -n 30 "$BENCH_WORK/images.log" >&2; die "bench/images.sh failed"; }
@@ -583,6 +585,7 @@ results_json() {
 	awk -F'\t' '{ k = $1 "\t" $2 "\t" $3 "\t" $4 "\t" $5; v[k] = v[k] (v[k] == "" ? "" : ",") $7 }
 		END { for (k in v) print k "\t" v[k] }' "$RECORDS" | sort |
 		while IFS=$'\t' read -r image label net method metric values; do
+			# shellcheck disable=SC2086
 			med=$(median ${values//,/ })
 			[[ $values == *null* ]] && med=null
 			jq -n --arg i "$image" --arg c "$label" --arg n "$net" --arg m "$method" \
