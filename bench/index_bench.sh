@@ -8,7 +8,8 @@
 #   cdc     CDC min/avg/max: dedup between two versions of an image vs chunk count and
 #           index size, one Release build of the indexer per setting (-DIDX_CDC_*)
 #
-# usage: bench/index_bench.sh [--runs N] [speed|dedup|rss|cdc|all]...   (default: all)
+# usage: bench/index_bench.sh [--runs N] [speed|dedup|rss|cdc|report|all]...   (default: all;
+#        report only rewrites index.md from the numbers already measured)
 # Images: bench/work/oci (bench/images.sh: minimal, python, browser) when present, otherwise
 # an image built here under bench/work/idx/ (debootstrap minbase + python3 + numpy).
 # The indexer is built in Release mode in build/bench-idx (ISORUN_INDEX overrides).
@@ -23,7 +24,7 @@ SECTIONS=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--runs) RUNS=$2; shift 2 ;;
-	speed | dedup | rss | cdc | all) SECTIONS+=("$1"); shift ;;
+	speed | dedup | rss | cdc | report | all) SECTIONS+=("$1"); shift ;;
 	*) echo "usage: $0 [--runs N] [speed|dedup|rss|cdc|all]..." >&2; exit 2 ;;
 	esac
 done
@@ -87,15 +88,25 @@ else
 	BIG=python
 	SECOND=(python)
 fi
-unpacked_bytes() { # of an image tag, from its layers' uncompressed tar sizes
+unpacked_bytes() { # tar bytes of an image tag's layers (bench/images.sh's stats, else counted)
+	local stats=$SRC/bench/work/stats/$1.json
+	if [ "$OCI" = "$SRC/bench/work/oci" ] && [ -f "$stats" ]; then
+		python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["unpacked_bytes"])' "$stats"
+		return
+	fi
 	python3 - "$OCI" "$1" <<'PY'
-import gzip, json, os, sys, zlib
+import json, os, sys, zlib
 oci, tag = sys.argv[1], sys.argv[2]
 blob = lambda d: os.path.join(oci, 'blobs', 'sha256', d.split(':')[1])
 for m in json.load(open(os.path.join(oci, 'index.json')))['manifests']:
     if m.get('annotations', {}).get('org.opencontainers.image.ref.name') == tag:
-        man = json.load(open(blob(m['digest'])))
-        print(sum(l['size'] for l in man['layers']))
+        total = 0
+        for l in json.load(open(blob(m['digest'])))['layers']:
+            d = zlib.decompressobj(47)  # gzip or zlib; plain layers are counted as is
+            with open(blob(l['digest']), 'rb') as f:
+                for b in iter(lambda: f.read(1 << 20), b''):
+                    total += len(d.decompress(b)) if l['mediaType'].endswith('gzip') else len(b)
+        print(total)
         break
 PY
 }
@@ -244,7 +255,7 @@ out = ['# Indexer benchmark (bench/index_bench.sh)', '',
 if 'speed' in d:
     s = d['speed']
     out += ['## Build vs `umoci unpack`', '',
-            f"Image `{s['image']}` ({mib(d.get('speed_unpacked_bytes', 0))} of layers as stored), "
+            f"Image `{s['image']}` ({mib(d.get('speed_unpacked_bytes', 0))} of layer tars unpacked), "
             f"{s['runs']} runs each with hyperfine, a fresh store / rootfs per run.", '',
             '| command | wall (mean ± sd) | user | system |', '|---|---|---|---|',
             f"| `isorun-index build` | {s['index_mean_s']:.1f} ± {s['index_stddev_s']:.1f} s | {s['index_user_s']:.1f} s | {s['index_system_s']:.1f} s |",
