@@ -6,6 +6,7 @@
  * guards the token and host caches and is never held during network I/O.
  */
 #include "internal.h"
+#include "curl_dl.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -113,19 +114,15 @@ static void share_unlock(CURL *h, curl_lock_data data, void *ud)
 	pthread_mutex_unlock(&c->share_locks[data]);
 }
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void)
-{
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 int reg_client_new(const struct reg_options *o, struct reg_client **ret)
 {
 	static const struct reg_options defaults = {0};
 	struct reg_client *c;
 	int r;
 
-	pthread_once(&curl_once, curl_init_once);
+	r = reg_curl_load();
+	if (r < 0)
+		return r;
 	if (!o)
 		o = &defaults;
 	c = calloc(1, sizeof(*c));
@@ -243,6 +240,8 @@ void reg_client_free(struct reg_client *c)
 
 char *reg_escape(const char *s)
 {
+	if (reg_curl_load() < 0) /* only reached through a client, which loaded it */
+		return NULL;
 	char *e = curl_easy_escape(NULL, s, 0);
 	if (!e)
 		return NULL;
