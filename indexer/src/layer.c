@@ -18,6 +18,7 @@
  */
 #include "layer.h"
 
+#include "archive_dl.h"
 #include "chunker.h"
 
 #include "common/cleanup.h"
@@ -354,6 +355,9 @@ int idx_layer_read(struct idx_tree *tree, struct idx_pool *pool, struct idx_stre
 	 * storage on the next archive_read_next_header. */
 	char cur[256] = "";
 
+	r = idx_archive_load();
+	if (r < 0)
+		return r;
 	pthread_t thread;
 	bool started = false;
 	pthread_mutex_init(&l.lock, NULL);
