@@ -714,8 +714,12 @@ int run_sandbox_stop(struct run_ctx *ctx, const char *id, uint32_t grace_ms)
  * scratch layer costs tens of milliseconds on a journaled disk and nobody needs to wait for
  * it. The id is free as soon as the directory was renamed. A trash entry left behind (the
  * deleter was killed) is collected by the next removal.
+ *
+ * `hold_fd` (or -1) is an fd the deleter keeps open until it exits: the removed sandbox's
+ * root (see root_hold()), so that the last reference to its overlay mount, and the sync of
+ * the upper filesystem that comes with it, is dropped here rather than by the dying agent.
  */
-static void purge_trash(struct run_ctx *ctx)
+static void purge_trash(struct run_ctx *ctx, int hold_fd)
 {
 	/* the middle process only detaches and forks: vfork spares copying the caller */
 	pid_t p = vfork();
@@ -732,6 +736,7 @@ static void purge_trash(struct run_ctx *ctx)
 	setsid();
 	if (fork() != 0)
 		_exit(0);
+	(void)hold_fd; /* inherited; closed by _exit() once the trash is gone */
 	/* let go of the caller's stdio (a shell's $(...) would wait for our EOF) */
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null >= 0) {
@@ -750,9 +755,35 @@ static void purge_trash(struct run_ctx *ctx)
 	_exit(0);
 }
 
+/*
+ * An O_PATH fd on a running namespace sandbox's root (its overlay mount), or -1.
+ *
+ * Why: when the agent dies, its mount namespace goes away; if that drops the last reference
+ * to the overlay, the kernel syncs the whole upper filesystem (ovl_sync_fs: writeback of
+ * every dirty inode of the disk holding $ISORUN_ROOT, then a device flush) inside the agent's
+ * exit, and the remover waits for that exit: 10-150 ms on a busy host, most of `isorun run`.
+ * A removed sandbox's scratch is deleted anyway, so nobody needs that sync to finish; holding
+ * the mount in the detached deleter (purge_trash) moves it out of the remover's way while the
+ * agent is still dead, and its namespaces gone, when removal returns.
+ */
+static int root_hold(const struct run_sandbox *sb)
+{
+	char p[64];
+	if (sb->status != RUN_STATUS_RUNNING || run_backend_find(sb->backend) != &run_backend_ns ||
+	    sb->pid <= 0)
+		return -1;
+	snprintf(p, sizeof(p), "/proc/%d/root", (int)sb->pid);
+	int fd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	/* the pid could have been reused before the open */
+	if (fd >= 0 && !run_sandbox_agent_alive(sb))
+		cm_closep(&fd);
+	return fd;
+}
+
 int run_sandbox_remove(struct run_ctx *ctx, const char *id, bool force)
 {
 	_cleanup_(run_sandbox_freep) struct run_sandbox *sb = NULL;
+	_cleanup_close_ int hold = -1;
 	int r = run_sandbox_load(ctx, id, &sb);
 	if (r < 0)
 		return r;
@@ -768,6 +799,7 @@ int run_sandbox_remove(struct run_ctx *ctx, const char *id, bool force)
 		if (sb->status == RUN_STATUS_RUNNING && run_sandbox_agent_alive(sb) && !force)
 			return cm_log_ret(-EBUSY, "sandbox %s is running (use -f)", id);
 		bool was_running = sb->status == RUN_STATUS_RUNNING;
+		hold = root_hold(sb);
 		if ((r = stop_locked(sb, force ? 0 : 10000)) < 0)
 			return r;
 		/* stop already released the runtime resources */
@@ -780,7 +812,7 @@ int run_sandbox_remove(struct run_ctx *ctx, const char *id, bool force)
 			return cm_log_ret(-errno, "sandbox %s: cannot remove its state: %s", id,
 					  strerror(errno));
 	}
-	purge_trash(ctx);
+	purge_trash(ctx, hold);
 	return 0;
 }
 
