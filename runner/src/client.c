@@ -35,6 +35,9 @@ struct run_client {
 	size_t in_len, in_off; /* bytes [in_off, in_len) not yet parsed */
 	struct agent_wbuf out;
 	uint32_t next_stream;
+	/* HELLO sent, its answer not read yet: next_frame() checks it before any other frame
+	 * (client_open without waiting, so that the first request shares the round trip) */
+	bool hello_pending;
 };
 
 DEFINE_CLEANUP_FUNC(struct run_client, run_client_free)
@@ -57,14 +60,38 @@ static int flush_out(struct run_client *c)
 	return r == -EPIPE || r == -ECONNRESET ? -EPIPE : r;
 }
 
-/* Next complete frame already buffered: 1 and *f, 0 if none, -errno on a bad frame. */
+static int error_from_frame(const struct agent_frame *f);
+
+/* The agent's answer to HELLO: 0 if it speaks our version, else -errno. */
+static int hello_check(const struct agent_frame *f)
+{
+	if (f->type == AGENT_MSG_ERROR)
+		return error_from_frame(f);
+	struct agent_rd rd;
+	uint32_t ver;
+	const char *ident;
+	agent_rd_init(&rd, f->payload, f->len);
+	if (f->type != AGENT_MSG_HELLO_OK || agent_get_u32(&rd, &ver) < 0 ||
+	    agent_get_str(&rd, AGENT_MAX_MSG, &ident) < 0 || ver != AGENT_PROTO_VERSION)
+		return cm_log_ret(-EPROTO, "agent handshake failed");
+	return 0;
+}
+
+/* Next complete frame already buffered: 1 and *f, 0 if none, -errno on a bad frame or a
+ * refused handshake. */
 static int next_frame(struct run_client *c, struct agent_frame *f)
 {
-	int r = agent_frame_parse(c->in + c->in_off, c->in_len - c->in_off, f);
-	if (r <= 0)
-		return r < 0 ? cm_log_ret(-EPROTO, "agent sent a malformed frame") : 0;
-	c->in_off += (size_t)r;
-	return 1;
+	for (;;) {
+		int r = agent_frame_parse(c->in + c->in_off, c->in_len - c->in_off, f);
+		if (r <= 0)
+			return r < 0 ? cm_log_ret(-EPROTO, "agent sent a malformed frame") : 0;
+		c->in_off += (size_t)r;
+		if (!c->hello_pending)
+			return 1;
+		c->hello_pending = false;
+		if ((r = hello_check(f)) < 0)
+			return r;
+	}
 }
 
 /* Read more bytes from the agent (blocking). -EPIPE at EOF. */
@@ -108,7 +135,12 @@ static int error_from_frame(const struct agent_frame *f)
 	return -e.err;
 }
 
-int run_client_open_fd(int fd, struct run_client **ret)
+/*
+ * Take `fd`, send HELLO. With `wait`, read and check the answer now; without, leave it to
+ * the first read of the first request (the agent handles frames in order and closes after
+ * refusing a HELLO, so a request sent behind it is never acted upon): one round trip less.
+ */
+static int client_open(int fd, bool wait, struct run_client **ret)
 {
 	_cleanup_(run_client_freep) struct run_client *c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -128,20 +160,30 @@ int run_client_open_fd(int fd, struct run_client **ret)
 	    (r = agent_put_u32(&c->out, AGENT_PROTO_VERSION)) < 0 ||
 	    (r = agent_frame_end(&c->out, off)) < 0 || (r = flush_out(c)) < 0)
 		return r;
-	struct agent_frame f;
-	if ((r = recv_frame(c, &f)) < 0)
-		return r;
-	if (f.type == AGENT_MSG_ERROR)
-		return error_from_frame(&f);
-	struct agent_rd rd;
-	uint32_t ver;
-	const char *ident;
-	agent_rd_init(&rd, f.payload, f.len);
-	if (f.type != AGENT_MSG_HELLO_OK || agent_get_u32(&rd, &ver) < 0 ||
-	    agent_get_str(&rd, AGENT_MAX_MSG, &ident) < 0 || ver != AGENT_PROTO_VERSION)
-		return cm_log_ret(-EPROTO, "agent handshake failed");
+	if (wait) {
+		struct agent_frame f;
+		if ((r = recv_frame(c, &f)) < 0 || (r = hello_check(&f)) < 0)
+			return r;
+	} else {
+		c->hello_pending = true;
+	}
 	*ret = TAKE_PTR(c);
 	return 0;
+}
+
+int run_client_open_fd(int fd, struct run_client **ret)
+{
+	return client_open(fd, true, ret);
+}
+
+static int client_connect(struct run_sandbox *sb, bool wait, struct run_client **ret)
+{
+	int fd = -1;
+	const struct run_backend_ops *be = run_backend_find(sb->backend);
+	int r = be ? be->connect(sb, &fd) : -EINVAL;
+	if (r < 0)
+		return r == -ENOENT ? -ECONNREFUSED : r;
+	return client_open(fd, wait, ret);
 }
 
 int run_client_connect(struct run_ctx *ctx, const char *id, struct run_client **ret)
@@ -150,13 +192,9 @@ int run_client_connect(struct run_ctx *ctx, const char *id, struct run_client **
 	int r = run_sandbox_load(ctx, id, &sb);
 	if (r < 0)
 		return r;
-	int fd = -1;
-	const struct run_backend_ops *be = run_backend_find(sb->backend);
-	r = be ? be->connect(sb, &fd) : -EINVAL;
+	r = client_connect(sb, true, ret);
 	run_sandbox_free(sb);
-	if (r < 0)
-		return r == -ENOENT ? -ECONNREFUSED : r;
-	return run_client_open_fd(fd, ret);
+	return r;
 }
 
 int run_client_ping(struct run_client *c)
@@ -432,7 +470,8 @@ int run_sandbox_exec(struct run_ctx *ctx, const char *id, const struct run_exec_
 		eo.user = cfg && cfg->user ? cfg->user : "";
 
 	struct run_client *c = NULL;
-	r = run_client_connect(ctx, id, &c);
+	/* the exec request goes out behind HELLO; a refused handshake fails the exec */
+	r = client_connect(sb, false, &c);
 	if (r >= 0)
 		r = run_client_exec(c, &eo, ret);
 	run_client_free(c);
