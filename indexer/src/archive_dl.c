@@ -23,7 +23,7 @@ static const struct {
 	void **ptr;
 } symbols[] = {
 #define IDX_ARCHIVE_ENTRY(name) {#name, (void **)&sym_##name},
-	IDX_ARCHIVE_SYMBOLS(IDX_ARCHIVE_ENTRY)
+    IDX_ARCHIVE_SYMBOLS(IDX_ARCHIVE_ENTRY)
 #undef IDX_ARCHIVE_ENTRY
 };
 

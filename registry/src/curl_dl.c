@@ -24,7 +24,7 @@ static const struct {
 	void **ptr;
 } symbols[] = {
 #define REG_CURL_ENTRY(name) {#name, (void **)&sym_##name},
-	REG_CURL_SYMBOLS(REG_CURL_ENTRY)
+    REG_CURL_SYMBOLS(REG_CURL_ENTRY)
 #undef REG_CURL_ENTRY
 };
 
@@ -43,7 +43,8 @@ static void load(void)
 	for (size_t i = 0; i < ARRAY_SIZE(symbols); i++) {
 		*symbols[i].ptr = dlsym(dl, symbols[i].name);
 		if (!*symbols[i].ptr) {
-			log_error("%s cannot be used: it lacks %s", REG_CURL_SONAME, symbols[i].name);
+			log_error("%s cannot be used: it lacks %s", REG_CURL_SONAME,
+				  symbols[i].name);
 			for (size_t j = 0; j < ARRAY_SIZE(symbols); j++)
 				*symbols[j].ptr = NULL;
 			/* The handle stays open: other code may have loaded the library too. */
