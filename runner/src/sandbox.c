@@ -742,9 +742,9 @@ int run_sandbox_stop(struct run_ctx *ctx, const char *id, uint32_t grace_ms)
  * it. The id is free as soon as the directory was renamed. A trash entry left behind (the
  * deleter was killed) is collected by the next removal.
  *
- * `hold_fd` (or -1) is an fd the deleter keeps open until it exits: the removed sandbox's
- * root (see root_hold()), so that the last reference to its overlay mount, and the sync of
- * the upper filesystem that comes with it, is dropped here rather than by the dying agent.
+ * `hold_fd` (or -1) is an fd that only the deleter closes: the removed sandbox's root (see
+ * root_hold()), so that the last reference to its overlay mount, and the sync of the upper
+ * filesystem that comes with it, is dropped here rather than by the dying agent.
  */
 static void purge_trash(struct run_ctx *ctx, int hold_fd)
 {
@@ -763,7 +763,10 @@ static void purge_trash(struct run_ctx *ctx, int hold_fd)
 	setsid();
 	if (fork() != 0)
 		_exit(0);
-	(void)hold_fd; /* inherited; closed by _exit() once the trash is gone */
+	/* the overlay's teardown (the sync) runs here, now: the lower dir's filesystem is
+	 * released as soon as it can be */
+	if (hold_fd >= 0)
+		close(hold_fd);
 	/* let go of the caller's stdio (a shell's $(...) would wait for our EOF) */
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null >= 0) {
@@ -791,13 +794,18 @@ static void purge_trash(struct run_ctx *ctx, int hold_fd)
  * exit, and the remover waits for that exit: 10-150 ms on a busy host, most of `isorun run`.
  * A removed sandbox's scratch is deleted anyway, so nobody needs that sync to finish; holding
  * the mount in the detached deleter (purge_trash) moves it out of the remover's way while the
- * agent is still dead, and its namespaces gone, when removal returns.
+ * agent is still dead, and its namespaces gone, when removal returns. What outlives the
+ * removal by that sync: the overlay's private clones of its layers, so the lower dir's
+ * filesystem can be unmounted at once but its superblock (a FUSE daemon, a loop device)
+ * is released a moment later.
  */
 static int root_hold(const struct run_sandbox *sb)
 {
 	char p[64];
+	/* Not with an image lower dir (image_key): the overlay would also hold the image's FUSE
+	 * mount, whose daemon must see its release (run_image_ops) before removal returns. */
 	if (sb->status != RUN_STATUS_RUNNING || run_backend_find(sb->backend) != &run_backend_ns ||
-	    sb->pid <= 0)
+	    sb->pid <= 0 || sb->image_key)
 		return -1;
 	snprintf(p, sizeof(p), "/proc/%d/root", (int)sb->pid);
 	int fd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
