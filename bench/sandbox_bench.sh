@@ -5,6 +5,8 @@
 #
 # usage: bench/sandbox_bench.sh [BUILD_DIR]      (root; writes bench/results/sandbox.md)
 #   RUNS=N   hyperfine runs per command (default 100)
+#   BEFORE=PATH  another `isorun` binary (e.g. built from an older commit) measured in the
+#                same hyperfine runs, for before/after rows that share the machine's load
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,6 +14,7 @@ BUILD=$(cd "${1:-${ISORUN_BUILD_DIR:-$SRC/build}}" && pwd)
 ISORUN="$BUILD/tools/isorun"
 export ISORUN_AGENT="$BUILD/agent/isorun-agent"
 RUNS=${RUNS:-100}
+BEFORE=${BEFORE:-}
 WORK="$SRC/bench/work/sandbox"
 OUT="$SRC/bench/results/sandbox.md"
 
@@ -20,6 +23,7 @@ for t in hyperfine busybox unshare python3; do
 	command -v $t >/dev/null || { echo "needs $t" >&2; exit 1; }
 done
 [ -x "$ISORUN" ] || { echo "no $ISORUN (build first)" >&2; exit 1; }
+[ -z "$BEFORE" ] || [ -x "$BEFORE" ] || { echo "BEFORE=$BEFORE is not executable" >&2; exit 1; }
 
 rm -rf "$WORK"
 mkdir -p "$WORK" "$SRC/bench/results"
@@ -56,26 +60,41 @@ cc -O2 -o "$SLIM" -DISORUN_VERSION='"slim"' "$SRC/tools/isorun/main.c" \
 	"$BUILD/common/libisorun_common.a" $(pkg-config --libs json-c libseccomp libcrypto libxxhash)
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+io_before=$(sed -n 's/^some avg10=\([0-9.]*\) avg60=\([0-9.]*\).*/\1% (10 s), \2% (60 s)/p' \
+	/proc/pressure/io 2>/dev/null || true)
+# the BEFORE binary's commands, when given, come last so the indexes above stay fixed
+before_run=() before_exec=()
+if [ -n "$BEFORE" ]; then
+	before_run=("$BEFORE run --rootfs $ROOTFS -- /bin/true")
+fi
 echo "== run vs baseline"
 hyperfine -N -w 10 -r "$RUNS" --export-json "$WORK/run.json" \
 	"$ISORUN run --rootfs $ROOTFS -- /bin/true" \
 	"unshare -mpiuf --mount-proc chroot $ROOTFS /bin/true" \
 	"unshare -mpiufn --mount-proc chroot $ROOTFS /bin/true" \
-	"$SLIM run --rootfs $ROOTFS -- /bin/true"
+	"$SLIM run --rootfs $ROOTFS -- /bin/true" "${before_run[@]}"
 read -r run_med run_min run_max run_sd <<<"$(median "$WORK/run.json" 0)"
 read -r base_med base_min base_max base_sd <<<"$(median "$WORK/run.json" 1)"
 read -r basen_med basen_min basen_max basen_sd <<<"$(median "$WORK/run.json" 2)"
 read -r srun_med srun_min srun_max srun_sd <<<"$(median "$WORK/run.json" 3)"
+[ -z "$BEFORE" ] || read -r brun_med brun_min brun_max brun_sd <<<"$(median "$WORK/run.json" 4)"
 
 echo "== exec round trip"
 ID=$("$ISORUN" create --rootfs "$ROOTFS")
+if [ -n "$BEFORE" ]; then
+	before_exec=("$BEFORE exec $ID -- /bin/true" "$BEFORE version")
+fi
 hyperfine -N -w 20 -r "$((RUNS * 2))" --export-json "$WORK/exec.json" \
 	"$ISORUN exec $ID -- /bin/true" "$ISORUN version" "$SLIM exec $ID -- /bin/true" \
-	"$SLIM version"
+	"$SLIM version" "${before_exec[@]}"
 read -r exec_med exec_min exec_max exec_sd <<<"$(median "$WORK/exec.json" 0)"
 read -r ver_med ver_min ver_max ver_sd <<<"$(median "$WORK/exec.json" 1)"
 read -r sexec_med sexec_min sexec_max sexec_sd <<<"$(median "$WORK/exec.json" 2)"
 read -r sver_med sver_min sver_max sver_sd <<<"$(median "$WORK/exec.json" 3)"
+if [ -n "$BEFORE" ]; then
+	read -r bexec_med bexec_min bexec_max bexec_sd <<<"$(median "$WORK/exec.json" 4)"
+	read -r bver_med bver_min bver_max bver_sd <<<"$(median "$WORK/exec.json" 5)"
+fi
 "$ISORUN" rm -f "$ID"
 
 echo "== in-process (the runner library without the CLI's start-up)"
@@ -171,12 +190,27 @@ lratio=$(python3 -c "print('%.1f' % ($lrun_med/$base_med))")
 
 verdict() { python3 -c "import sys; print('met' if float(sys.argv[1]) <= float(sys.argv[2]) else 'NOT met')" "$1" "$2"; }
 
+before_rows=""
+if [ -n "$BEFORE" ]; then
+	bratio=$(python3 -c "print('%.1f' % ($brun_med/$base_med))")
+	before_rows="| before: \`isorun run --rootfs DIR -- /bin/true\` | ${brun_med} ms | ${brun_min} | ${brun_max} | ${brun_sd} | ≤ 40 ms | $(verdict "$brun_med" 40) |
+| before: run / baseline | ${bratio}× | | | | ≤ 3× | $(verdict "$bratio" 3) |
+| before: \`isorun exec ID -- /bin/true\` | ${bexec_med} ms | ${bexec_min} | ${bexec_max} | ${bexec_sd} | ≤ 5 ms | $(verdict "$bexec_med" 5) |
+| before: \`isorun version\` | ${bver_med} ms | ${bver_min} | ${bver_max} | ${bver_sd} | | |
+"
+fi
+before_note=""
+[ -z "$BEFORE" ] || before_note=" The \"before:\" rows are \`$BEFORE\`, measured in the same
+hyperfine runs as the rows above them."
+libs=$(ldd "$ISORUN" | awk '{print $1}' | sed 's/\.so.*//; s,.*/,,' | grep -v '^linux-vdso$' | paste -sd' ')
+
 cat >"$OUT" <<EOF
 # Sandbox benchmarks
 
 Measured by \`bench/sandbox_bench.sh\` on $(date -u +%Y-%m-%d) ($(nproc) CPUs, kernel
-$(uname -r), load average before the run: $load_before, niceness $(nice); other jobs shared
-the machine, so every number moves between runs — compare rows of the same run).
+$(uname -r), load average before the run: $load_before, I/O pressure ${io_before:-unknown},
+niceness $(nice); other jobs shared the machine, so every number moves between runs — compare
+rows of the same run).
 Rootfs: busybox-static with three links (\`/bin/true\` is busybox). Times are wall-clock
 medians from hyperfine (-N, warm, $RUNS runs).
 
@@ -195,7 +229,7 @@ medians from hyperfine (-N, warm, $RUNS runs).
 | run through the library (create + exec + remove, no CLI start-up) | ${lrun_med} ms | ${lrun_min} | p90 ${lrun_p90} | | ≤ 40 ms | $(verdict "$lrun_med" 40) |
 | library run / baseline | ${lratio}× | | | | ≤ 3× | $(verdict "$lratio" 3) |
 | exec through the library (\`run_sandbox_exec\`, no CLI start-up) | ${lexec_med} ms | ${lexec_min} | p90 ${lexec_p90} | | ≤ 5 ms | $(verdict "$lexec_med" 5) |
-
+${before_rows}
 Memory of 20 idle sandboxes (per sandbox, mean):
 
 | measure | per sandbox | target |
@@ -214,11 +248,12 @@ teardown (state written and removed). The rows above show where the baseline sta
 network namespace alone. (cgroups are made only for sandboxes with limits: the idle
 sandboxes of the memory table have \`--memory 256M\` so that their usage can be read.)
 
-The CLI rows include the start-up of the \`isorun\` binary, which links every module's
-libraries ($(ldd "$ISORUN" | wc -l) shared objects: libcurl with gnutls, krb5, ldap, ICU...,
-libfuse, libarchive, sqlite); that alone is the \`isorun version\` row. The "slim CLI"
-rows are the same \`main.c\` and sandbox verbs linked with only common/agent/runner
-(\`$(ldd "$SLIM" | wc -l)\` shared objects), built by this script. The library rows
-measure the runner through its public API in one process (\`rtt.c\` in the script).
+The CLI rows include the start-up of the \`isorun\` binary ($(ldd "$ISORUN" | wc -l) shared
+objects: $libs); that alone is the \`isorun version\` row. libcurl and libarchive (with their
+~35 dependencies: gnutls, krb5, ldap, ICU, libxml2...) are loaded with dlopen() only by the
+verbs that reach a registry or read a layer. The "slim CLI" rows are the same \`main.c\` and
+sandbox verbs linked with only common/agent/runner (\`$(ldd "$SLIM" | wc -l)\` shared
+objects), built by this script. The library rows measure the runner through its public API
+in one process (\`rtt.c\` in the script).${before_note}
 EOF
 cat "$OUT"
