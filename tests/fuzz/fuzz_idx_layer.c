@@ -86,7 +86,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		idx_tree_begin_layer(tree, layer);
 		r = idx_layer_read(tree, pool, &st.base, comp, "fuzz", &lr);
 		if (r == 0) {
-			/* The blob digest covers the whole input; uncompressed, so does the diff_id. */
+			/* The blob digest covers the whole input; uncompressed, so does the
+			 * diff_id. */
 			uint8_t d[32];
 			cm_sha256(data, size, d);
 			if (lr.size != size || memcmp(d, lr.digest, 32) ||
@@ -105,15 +106,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct cm_buf out;
 		cm_buf_init(&out, 0);
 		struct idx_writer_input win = {
-			.tree = tree,
-			.pool = pool,
-			.manifest_digest = zero,
-			.config_digest = (const uint8_t *)"\x44\x13\x6f\xa3\x55\xb3\x67\x8a\x11\x46\xad"
-							   "\x16\xf7\xe8\x64\x9e\x94\xfb\x4f\xc2\x1f\xe7"
-							   "\x7e\x83\x10\xc0\x60\xf6\x1c\xaa\xff\x8a",
-			.config = "{}",
-			.config_len = 2,
-			.pack_target = 1u << 20,
+		    .tree = tree,
+		    .pool = pool,
+		    .manifest_digest = zero,
+		    .config_digest = (const uint8_t *)"\x44\x13\x6f\xa3\x55\xb3\x67\x8a\x11\x46\xad"
+						      "\x16\xf7\xe8\x64\x9e\x94\xfb\x4f\xc2\x1f\xe7"
+						      "\x7e\x83\x10\xc0\x60\xf6\x1c\xaa\xff\x8a",
+		    .config = "{}",
+		    .config_len = 2,
+		    .pack_target = 1u << 20,
 		};
 		if (idx_writer_write(&win, &out) < 0)
 			abort();

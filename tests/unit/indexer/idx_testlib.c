@@ -57,14 +57,34 @@ int tl_tar(const struct tl_entry *ents, struct cm_buf *out)
 		uint32_t type = 0, defmode = 0644;
 		size_t size = 0;
 		switch (e->type) {
-		case 'f': type = AE_IFREG; size = ent_len(e); break;
-		case 'd': type = AE_IFDIR; defmode = 0755; break;
-		case 'l': type = AE_IFLNK; defmode = 0777; archive_entry_set_symlink(ae, e->data); break;
-		case 'h': type = AE_IFREG; archive_entry_set_hardlink(ae, e->data); break;
-		case 'c': type = AE_IFCHR; break;
-		case 'b': type = AE_IFBLK; break;
-		case 'p': type = AE_IFIFO; break;
-		default: abort();
+		case 'f':
+			type = AE_IFREG;
+			size = ent_len(e);
+			break;
+		case 'd':
+			type = AE_IFDIR;
+			defmode = 0755;
+			break;
+		case 'l':
+			type = AE_IFLNK;
+			defmode = 0777;
+			archive_entry_set_symlink(ae, e->data);
+			break;
+		case 'h':
+			type = AE_IFREG;
+			archive_entry_set_hardlink(ae, e->data);
+			break;
+		case 'c':
+			type = AE_IFCHR;
+			break;
+		case 'b':
+			type = AE_IFBLK;
+			break;
+		case 'p':
+			type = AE_IFIFO;
+			break;
+		default:
+			abort();
 		}
 		archive_entry_set_filetype(ae, type);
 		archive_entry_set_perm(ae, e->mode ? e->mode : defmode);
@@ -190,9 +210,12 @@ static int put_blob(int dirfd, const void *data, size_t len, const uint8_t *name
 static const char *media_type(enum tl_comp c)
 {
 	switch (c) {
-	case TL_GZIP: return "application/vnd.oci.image.layer.v1.tar+gzip";
-	case TL_ZSTD: return "application/vnd.oci.image.layer.v1.tar+zstd";
-	default: return "application/vnd.oci.image.layer.v1.tar";
+	case TL_GZIP:
+		return "application/vnd.oci.image.layer.v1.tar+gzip";
+	case TL_ZSTD:
+		return "application/vnd.oci.image.layer.v1.tar+zstd";
+	default:
+		return "application/vnd.oci.image.layer.v1.tar";
 	}
 }
 
@@ -241,9 +264,10 @@ int tl_layout_write(const char *dir, const struct tl_layer *layers, size_t n,
 		if (r == 0)
 			r = cm_buf_printf(&diffs, "%s\"%s\"", i ? "," : "", dd);
 		if (r == 0)
-			r = cm_buf_printf(&descs, "%s{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":%zu}",
-					  i ? "," : "", l->media_type ? l->media_type : media_type(l->comp),
-					  bd, blob.len);
+			r = cm_buf_printf(
+			    &descs, "%s{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":%zu}",
+			    i ? "," : "", l->media_type ? l->media_type : media_type(l->comp), bd,
+			    blob.len);
 		cm_buf_fini(&blob);
 	}
 	char cd[72], md[72];
@@ -258,21 +282,24 @@ int tl_layout_write(const char *dir, const struct tl_layer *layers, size_t n,
 	const char *mt = o->schema1 ? "application/vnd.docker.distribution.manifest.v1+prettyjws"
 				    : "application/vnd.oci.image.manifest.v1+json";
 	if (r == 0 && o->schema1)
-		r = cm_buf_printf(&man, "{\"schemaVersion\":1,\"name\":\"test\",\"tag\":\"v1\","
-					"\"architecture\":\"amd64\",\"fsLayers\":[],\"history\":[]}");
-	else if (r == 0)
 		r = cm_buf_printf(&man,
-				  "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":"
-				  "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\","
-				  "\"size\":%zu},\"layers\":[%.*s]}",
-				  mt, cd, cfg.len, (int)descs.len, (const char *)descs.data);
+				  "{\"schemaVersion\":1,\"name\":\"test\",\"tag\":\"v1\","
+				  "\"architecture\":\"amd64\",\"fsLayers\":[],\"history\":[]}");
+	else if (r == 0)
+		r = cm_buf_printf(
+		    &man,
+		    "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":"
+		    "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\","
+		    "\"size\":%zu},\"layers\":[%.*s]}",
+		    mt, cd, cfg.len, (int)descs.len, (const char *)descs.data);
 	if (r == 0)
 		r = put_blob(dfd, man.data, man.len, NULL, md);
 	if (r == 0) {
 		char ann[160] = "";
 		if (o->tag)
 			snprintf(ann, sizeof(ann),
-				 ",\"annotations\":{\"org.opencontainers.image.ref.name\":\"%s\"}", o->tag);
+				 ",\"annotations\":{\"org.opencontainers.image.ref.name\":\"%s\"}",
+				 o->tag);
 		r = cm_buf_printf(&idx,
 				  "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"%s\","
 				  "\"digest\":\"%s\",\"size\":%zu%s}]}",
@@ -281,8 +308,8 @@ int tl_layout_write(const char *dir, const struct tl_layer *layers, size_t n,
 	if (r == 0)
 		r = cm_write_file_atomic(dfd, "index.json", idx.data, idx.len, 0644, false);
 	if (r == 0)
-		r = cm_write_file_atomic(dfd, "oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}", 30,
-					 0644, false);
+		r = cm_write_file_atomic(dfd, "oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}",
+					 30, 0644, false);
 	cm_buf_fini(&diffs);
 	cm_buf_fini(&descs);
 	cm_buf_fini(&cfg);
@@ -418,13 +445,20 @@ static void escaped(struct cm_buf *b, const uint8_t *p, size_t n)
 static char type_char(uint32_t mode)
 {
 	switch (mode & S_IFMT) {
-	case S_IFREG: return 'f';
-	case S_IFDIR: return 'd';
-	case S_IFLNK: return 'l';
-	case S_IFCHR: return 'c';
-	case S_IFBLK: return 'b';
-	case S_IFIFO: return 'p';
-	default: return '?';
+	case S_IFREG:
+		return 'f';
+	case S_IFDIR:
+		return 'd';
+	case S_IFLNK:
+		return 'l';
+	case S_IFCHR:
+		return 'c';
+	case S_IFBLK:
+		return 'b';
+	case S_IFIFO:
+		return 'p';
+	default:
+		return '?';
 	}
 }
 
@@ -437,7 +471,8 @@ static int file_content(const struct idx_reader *r, struct idx_store *s, uint32_
 		struct idx_extent e;
 		struct idx_chunk c;
 		if ((k = idx_reader_extent(r, ino, i, &e)) < 0 ||
-		    (k = idx_reader_chunk(r, e.chunk, &c)) < 0 || (k = cm_buf_reserve(out, c.usize)) < 0)
+		    (k = idx_reader_chunk(r, e.chunk, &c)) < 0 ||
+		    (k = cm_buf_reserve(out, c.usize)) < 0)
 			break;
 		if (out->len != e.file_offset)
 			return -EPROTO;
@@ -460,8 +495,8 @@ static int dump_dir(const struct idx_reader *r, struct idx_store *s, uint32_t di
 		    (k = idx_reader_inode(r, de.ino, &in)) < 0)
 			break;
 		_cleanup_free_ char *path = cm_strdupf("%s/%s", prefix, de.name);
-		cm_buf_printf(b, "%s %c %04o %u:%u", path, type_char(in.mode), in.mode & 07777, in.uid,
-			      in.gid);
+		cm_buf_printf(b, "%s %c %04o %u:%u", path, type_char(in.mode), in.mode & 07777,
+			      in.uid, in.gid);
 		if (in.mtime_sec != TL_MTIME || in.mtime_nsec)
 			cm_buf_printf(b, " t=%lld.%09u", (long long)in.mtime_sec, in.mtime_nsec);
 		if (!S_ISDIR(in.mode) && in.nlink > 1)
@@ -484,8 +519,8 @@ static int dump_dir(const struct idx_reader *r, struct idx_store *s, uint32_t di
 				} else {
 					uint8_t d[32];
 					cm_sha256(c.data, c.len, d);
-					cm_buf_printf(b, " sz=%zu sha=%02x%02x%02x%02x", c.len, d[0], d[1],
-						      d[2], d[3]);
+					cm_buf_printf(b, " sz=%zu sha=%02x%02x%02x%02x", c.len,
+						      d[0], d[1], d[2], d[3]);
 				}
 			}
 			cm_buf_fini(&c);
@@ -546,7 +581,7 @@ uint64_t tl_walk(const struct idx_reader *r)
 	const uint8_t *data = idx_reader_data(r, &len);
 	h = mix(h, len ? data[len - 1] : 0);
 	h = mix(h, (uint8_t)idx_reader_digest(r)[7] + (uint8_t)idx_reader_manifest_digest(r)[8] +
-			   (uint8_t)idx_reader_config_digest(r)[9]);
+		       (uint8_t)idx_reader_config_digest(r)[9]);
 	const char *cj = idx_reader_config_json(r, &len);
 	for (size_t i = 0; i < len; i++)
 		h = mix(h, (uint8_t)cj[i]);
@@ -570,7 +605,8 @@ uint64_t tl_walk(const struct idx_reader *r)
 				uint32_t found = 0;
 				if (idx_reader_lookup(r, ino, de.name, de.name_len, &found) == 0)
 					h = mix(h, found ^ de.ino);
-				h = mix(h, (uint8_t)de.name[de.name_len]); /* the NUL after the name */
+				h = mix(h,
+					(uint8_t)de.name[de.name_len]); /* the NUL after the name */
 			}
 			idx_reader_lookup(r, ino, "zz-not-there", 12, &cnt);
 		}
@@ -621,8 +657,8 @@ uint64_t tl_walk(const struct idx_reader *r)
 		if (idx_reader_prefetch(r, i, &c) == 0)
 			h = mix(h, c);
 	}
-	static const char *paths[] = {"/", "", "..", "/../..", "a/../b", "./x/./y", "usr/bin/sh",
-				      "/etc/passwd/.."};
+	static const char *paths[] = {"/",	"",	   "..",	 "/../..",
+				      "a/../b", "./x/./y", "usr/bin/sh", "/etc/passwd/.."};
 	for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
 		uint32_t ino;
 		if (idx_reader_lookup_path(r, paths[i], &ino) == 0)

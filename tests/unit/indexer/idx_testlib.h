@@ -59,9 +59,9 @@ struct tl_layer {
 	const uint8_t *tar;
 	size_t tar_len;
 	enum tl_comp comp;
-	size_t truncate_blob;	 /* > 0: keep only this many bytes of the blob */
-	bool bad_digest;	 /* the descriptor names a digest the blob does not have */
-	bool bad_diff_id;	 /* the config lists a wrong diff_id */
+	size_t truncate_blob;	/* > 0: keep only this many bytes of the blob */
+	bool bad_digest;	/* the descriptor names a digest the blob does not have */
+	bool bad_diff_id;	/* the config lists a wrong diff_id */
 	const char *media_type; /* override */
 };
 

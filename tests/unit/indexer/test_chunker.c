@@ -204,13 +204,13 @@ static void test_delete_near_start(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_min_max_and_coverage),
-		cmocka_unit_test(test_max_forced_on_constant_data),
-		cmocka_unit_test(test_small_inputs),
-		cmocka_unit_test(test_deterministic_and_split_independent),
-		cmocka_unit_test(test_insert_near_start),
-		cmocka_unit_test(test_insert_after_first_chunk),
-		cmocka_unit_test(test_delete_near_start),
+	    cmocka_unit_test(test_min_max_and_coverage),
+	    cmocka_unit_test(test_max_forced_on_constant_data),
+	    cmocka_unit_test(test_small_inputs),
+	    cmocka_unit_test(test_deterministic_and_split_independent),
+	    cmocka_unit_test(test_insert_near_start),
+	    cmocka_unit_test(test_insert_after_first_chunk),
+	    cmocka_unit_test(test_delete_near_start),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

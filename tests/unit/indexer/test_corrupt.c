@@ -46,18 +46,19 @@ static int setup(void **state)
 	_cleanup_free_ char *store = cm_strdupf("%s/store", tmp);
 	struct cm_buf tar;
 	cm_buf_init(&tar, 0);
-	assert_int_equal(tl_tar((const struct tl_entry[]){
-				       {'d', "bin"},
-				       {'f', "bin/app", (const char *)data, .len = sizeof(data)},
-				       {'f', "bin/cfg", "k=v\n", .xname = "user.x", .xval = "1"},
-				       {'h', "bin/app2", "bin/app"},
-				       {'l', "bin/sh", "app"},
-				       {'c', "dev/null", .mode = 0666, .maj = 1, .min = 3},
-				       {'d', "etc/a/b", .xname = "trusted.y", .xval = "2"},
-				       {'f', "etc/a/b/c", "c"},
-				       {0},
-			       },
-			       &tar),
+	assert_int_equal(tl_tar(
+			     (const struct tl_entry[]){
+				 {'d', "bin"},
+				 {'f', "bin/app", (const char *)data, .len = sizeof(data)},
+				 {'f', "bin/cfg", "k=v\n", .xname = "user.x", .xval = "1"},
+				 {'h', "bin/app2", "bin/app"},
+				 {'l', "bin/sh", "app"},
+				 {'c', "dev/null", .mode = 0666, .maj = 1, .min = 3},
+				 {'d', "etc/a/b", .xname = "trusted.y", .xval = "2"},
+				 {'f', "etc/a/b/c", "c"},
+				 {0},
+			     },
+			     &tar),
 			 0);
 	struct tl_layer l = {.tar = tar.data, .tar_len = tar.len, .comp = TL_ZSTD};
 	struct tl_image_opts o = {.config_body = "\"Entrypoint\":[\"/bin/app\"],\"Env\":[\"A=1\"]"};
@@ -157,19 +158,22 @@ static void test_forged_sections(void **state)
 		uint32_t count0 = cm_le32(e0 + 16), stride0 = cm_le32(e0 + 20);
 		uint64_t off0 = cm_le64(e0);
 		for (size_t c = 0; c < ARRAY_SIZE(counts) + 2; c++) {
-			uint32_t count = c < ARRAY_SIZE(counts) ? counts[c]
-				       : c == ARRAY_SIZE(counts) ? count0 + 1 : count0 - 1;
+			uint32_t count = c < ARRAY_SIZE(counts)	   ? counts[c]
+					 : c == ARRAY_SIZE(counts) ? count0 + 1
+								   : count0 - 1;
 			for (int consistent = 0; consistent < 2; consistent++) {
 				memcpy(m, blob, blob_len);
 				uint8_t *e = m + IDXF_SECTAB_OFF + sec * IDXF_SECT_SIZE;
 				cm_put_le32(e + 16, count);
 				if (consistent)
-					cm_put_le64(e + 8, (uint64_t)count * (stride0 ? stride0 : 1));
+					cm_put_le64(e + 8,
+						    (uint64_t)count * (stride0 ? stride0 : 1));
 				try_blob(m, blob_len);
 			}
 		}
 		/* Entry sizes: smaller than the record, larger (records read with a stride). */
-		static const uint32_t strides[] = {0, 1, 4, 8, 15, 16, 17, 24, 48, 56, 64, 72, 4096, 4097};
+		static const uint32_t strides[] = {0,  1,  4,  8,  15, 16,   17,
+						   24, 48, 56, 64, 72, 4096, 4097};
 		for (size_t s = 0; s < ARRAY_SIZE(strides); s++) {
 			for (int consistent = 0; consistent < 2; consistent++) {
 				memcpy(m, blob, blob_len);
@@ -184,13 +188,14 @@ static void test_forged_sections(void **state)
 			}
 		}
 		/* Offsets: into the header, unaligned, at and past the end, wrapping. */
-		static const uint64_t offs[] = {0, 8, 511, 512, 513, 520, UINT64_MAX - 7,
-						UINT64_MAX, 1ull << 63};
+		static const uint64_t offs[] = {
+		    0, 8, 511, 512, 513, 520, UINT64_MAX - 7, UINT64_MAX, 1ull << 63};
 		for (size_t o = 0; o < ARRAY_SIZE(offs) + 2; o++) {
 			memcpy(m, blob, blob_len);
 			uint8_t *e = m + IDXF_SECTAB_OFF + sec * IDXF_SECT_SIZE;
-			uint64_t off = o < ARRAY_SIZE(offs) ? offs[o]
-				     : o == ARRAY_SIZE(offs) ? blob_len : off0 + 8;
+			uint64_t off = o < ARRAY_SIZE(offs)    ? offs[o]
+				       : o == ARRAY_SIZE(offs) ? blob_len
+							       : off0 + 8;
 			cm_put_le64(e, off);
 			try_blob(m, blob_len);
 			cm_put_le64(e + 8, UINT64_MAX - off + 1); /* off + size wraps to 0 */
@@ -243,12 +248,9 @@ static void test_open_files(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid),
-		cmocka_unit_test(test_byte_flips),
-		cmocka_unit_test(test_truncations),
-		cmocka_unit_test(test_forged_sections),
-		cmocka_unit_test(test_forged_fields),
-		cmocka_unit_test(test_open_files),
+	    cmocka_unit_test(test_valid),	  cmocka_unit_test(test_byte_flips),
+	    cmocka_unit_test(test_truncations),	  cmocka_unit_test(test_forged_sections),
+	    cmocka_unit_test(test_forged_fields), cmocka_unit_test(test_open_files),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -35,6 +35,7 @@ static uint8_t *big, *medium;
 static char cap_value[20] = {1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
 /* What goes into the image; the same table drives the comparison. */
+/* clang-format off */
 static struct tl_entry entries[] = {
 	{'d', "etc", .mode = 0755},
 	{'f', "etc/hostname", "sandbox\n", .mode = 0644, .uid = 0, .gid = 0, .nsec = 123456789},
@@ -60,6 +61,7 @@ static struct tl_entry entries[] = {
 	{'f', "data/deep/a/b/c/leaf", "leaf"},
 	{0},
 };
+/* clang-format on */
 
 struct fixture {
 	char *tmp, *layout, *store1, *store2;
@@ -88,7 +90,8 @@ static int setup(void **state)
 	cm_buf_init(&tar, 0);
 	assert_int_equal(tl_tar(entries, &tar), 0);
 	struct tl_layer l = {.tar = tar.data, .tar_len = tar.len, .comp = TL_GZIP};
-	struct tl_image_opts o = {.config_body = "\"Env\":[\"PATH=/usr/bin\"],\"Cmd\":[\"/usr/bin/su\"]"};
+	struct tl_image_opts o = {.config_body =
+				      "\"Env\":[\"PATH=/usr/bin\"],\"Cmd\":[\"/usr/bin/su\"]"};
 	assert_int_equal(tl_layout_write(f->layout, &l, 1, &o), 0);
 	cm_buf_fini(&tar);
 	assert_int_equal(tl_build(f->layout, f->store1, &f->s1, &f->r1), 0);
@@ -120,12 +123,18 @@ static size_t entry_len(const struct tl_entry *e)
 static uint32_t type_bits(char t)
 {
 	switch (t) {
-	case 'f': return S_IFREG;
-	case 'd': return S_IFDIR;
-	case 'l': return S_IFLNK;
-	case 'c': return S_IFCHR;
-	case 'b': return S_IFBLK;
-	default: return S_IFIFO;
+	case 'f':
+		return S_IFREG;
+	case 'd':
+		return S_IFDIR;
+	case 'l':
+		return S_IFLNK;
+	case 'c':
+		return S_IFCHR;
+	case 'b':
+		return S_IFBLK;
+	default:
+		return S_IFIFO;
 	}
 }
 
@@ -159,8 +168,8 @@ static void test_every_entry_round_trips(void **state)
 			assert_int_equal(t[tl], 0);
 			assert_int_equal(in.size, tl);
 		} else {
-			assert_int_equal(idx_reader_readlink(r, ino, &(const char *){0}, &(size_t){0}),
-					 -EINVAL);
+			assert_int_equal(
+			    idx_reader_readlink(r, ino, &(const char *){0}, &(size_t){0}), -EINVAL);
 		}
 		if (e->type == 'f') {
 			size_t len = entry_len(e);
@@ -181,11 +190,13 @@ static void test_every_entry_round_trips(void **state)
 				uint8_t d[32];
 				cm_sha256(e->data + off, c.usize, d);
 				assert_memory_equal(c.digest, d, 32);
-				assert_int_equal(idx_store_read_chunk(f->s1, c.digest, buf, c.usize), 0);
+				assert_int_equal(
+				    idx_store_read_chunk(f->s1, c.digest, buf, c.usize), 0);
 				assert_memory_equal(buf, e->data + off, c.usize);
 				assert_int_equal(idx_reader_extent_at(r, ino, off, &at), 0);
 				assert_int_equal(at, i);
-				assert_int_equal(idx_reader_extent_at(r, ino, off + c.usize - 1, &at), 0);
+				assert_int_equal(
+				    idx_reader_extent_at(r, ino, off + c.usize - 1, &at), 0);
 				assert_int_equal(at, i);
 				off += c.usize;
 			}
@@ -227,9 +238,13 @@ static void test_directories(void **state)
 	struct fixture *f = *state;
 	const struct idx_reader *r = f->r1;
 	/* Root listing in name order, with types, and "." / ".." never listed. */
-	static const struct { const char *name; uint8_t type; } root[] = {
-		{"abs", DT_LNK}, {"data", DT_DIR}, {"empty", DT_REG}, {"etc", DT_DIR},
-		{"fifo", DT_FIFO}, {"null", DT_CHR}, {"sda", DT_BLK}, {"tmp", DT_DIR}, {"usr", DT_DIR},
+	static const struct {
+		const char *name;
+		uint8_t type;
+	} root[] = {
+	    {"abs", DT_LNK}, {"data", DT_DIR},	{"empty", DT_REG},
+	    {"etc", DT_DIR}, {"fifo", DT_FIFO}, {"null", DT_CHR},
+	    {"sda", DT_BLK}, {"tmp", DT_DIR},	{"usr", DT_DIR},
 	};
 	uint32_t n;
 	assert_int_equal(idx_reader_dir_count(r, IDX_ROOT_INO, &n), 0);
@@ -396,11 +411,11 @@ static void test_rebuild_adds_nothing(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_every_entry_round_trips),
-		cmocka_unit_test(test_directories),
-		cmocka_unit_test(test_chunks_packs_config),
-		cmocka_unit_test(test_deterministic_across_stores),
-		cmocka_unit_test(test_rebuild_adds_nothing),
+	    cmocka_unit_test(test_every_entry_round_trips),
+	    cmocka_unit_test(test_directories),
+	    cmocka_unit_test(test_chunks_packs_config),
+	    cmocka_unit_test(test_deterministic_across_stores),
+	    cmocka_unit_test(test_rebuild_adds_nothing),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

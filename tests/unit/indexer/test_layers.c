@@ -52,6 +52,8 @@ static const char zeros3m[3000000];
 
 /* --- accepting cases ------------------------------------------------------------------- */
 
+/* One row per case: kept as written. */
+/* clang-format off */
 static const struct lcase ok_cases[] = {
 	{"whiteout",
 	 {E({'d', "a"}, {'f', "a/x", "1"}, {'f', "a/y", "2"}, {'f', "b", "b"}),
@@ -169,6 +171,7 @@ static const struct lcase ok_cases[] = {
 	 "/rel/g f 0644 0:0 =2\n"
 	 "/rel/h f 0644 0:0 =3\n"},
 };
+/* clang-format on */
 
 /* --- failing cases -------------------------------------------------------------------- */
 
@@ -197,6 +200,8 @@ static int raw_truncated_tar(struct cm_buf *t)
 
 static uint8_t random_blob[200000];
 
+/* One row per case: kept as written. */
+/* clang-format off */
 static const struct lcase bad_cases[] = {
 	{"'..' component", {E({'f', "a/../../etc/passwd", "x"})}, NULL, -EPROTO},
 	{"'..' as the whole name", {E({'d', ".."})}, NULL, -EPROTO},
@@ -229,6 +234,7 @@ static const struct lcase bad_cases[] = {
 	 {.media_type = "application/vnd.oci.image.layer.v1.tar+bzip2"}},
 	{"Docker schema 1 manifest", {NULL}, NULL, -ENOTSUP, .schema1 = true},
 };
+/* clang-format on */
 
 /* --- runner --------------------------------------------------------------------------- */
 
@@ -241,7 +247,8 @@ static int make_layers(const struct lcase *c, enum tl_comp comp, struct cm_buf *
 		int r = c->layers[n] ? tl_tar(c->layers[n], &tars[n]) : c->raw(&tars[n]);
 		if (r < 0)
 			return r;
-		ls[n] = (struct tl_layer){.tar = tars[n].data, .tar_len = tars[n].len, .comp = comp};
+		ls[n] =
+		    (struct tl_layer){.tar = tars[n].data, .tar_len = tars[n].len, .comp = comp};
 	}
 	*ret_n = n;
 	return 0;
@@ -279,7 +286,8 @@ static void test_semantics(void **state)
 		for (size_t j = 0; j < ARRAY_SIZE(comps); j++) {
 			_cleanup_free_ char *got = run_ok(&ok_cases[i], comps[j]);
 			if (strcmp(got, ok_cases[i].expect) != 0) {
-				fprintf(stderr, "case '%s' (compression %d):\n--- expected\n%s--- got\n%s",
+				fprintf(stderr,
+					"case '%s' (compression %d):\n--- expected\n%s--- got\n%s",
 					ok_cases[i].name, (int)comps[j], ok_cases[i].expect, got);
 				failures++;
 			}
@@ -303,7 +311,9 @@ static int hostile_setup(void **state)
 	struct cm_buf tar;
 	cm_buf_init(&tar, 0);
 	assert_int_equal(tl_tar(E({'f', "base", (const char *)random_blob, .len = 70000},
-				  {'f', "hello", "hello"}), &tar), 0);
+				  {'f', "hello", "hello"}),
+				&tar),
+			 0);
 	struct tl_layer l = {.tar = tar.data, .tar_len = tar.len, .comp = TL_GZIP};
 	assert_int_equal(tl_layout_write(f->base_layout, &l, 1, NULL), 0);
 	cm_buf_fini(&tar);
@@ -338,8 +348,10 @@ static void test_hostile(void **state)
 		struct tl_layer ls[MAX_LAYERS + 1];
 		size_t n = 0;
 		cm_buf_init(&tars[0], 0);
-		assert_int_equal(tl_tar(E({'f', "own", (const char *)own, .len = sizeof(own)}), &tars[0]), 0);
-		ls[0] = (struct tl_layer){.tar = tars[0].data, .tar_len = tars[0].len, .comp = TL_GZIP};
+		assert_int_equal(
+		    tl_tar(E({'f', "own", (const char *)own, .len = sizeof(own)}), &tars[0]), 0);
+		ls[0] =
+		    (struct tl_layer){.tar = tars[0].data, .tar_len = tars[0].len, .comp = TL_GZIP};
 		if (!c->schema1) {
 			assert_int_equal(make_layers(c, TL_PLAIN, tars + 1, ls + 1, &n), 0);
 			struct tl_layer *last = &ls[n];
@@ -359,8 +371,9 @@ static void test_hostile(void **state)
 		_cleanup_free_ char *after = tl_snapshot(f->store);
 		int left = tl_count_entries(tmpdir);
 		if (k != c->err || strcmp(before, after) != 0 || left != 0) {
-			fprintf(stderr, "hostile case '%s': got %d (%s), expected %d (%s); store %s; "
-					"tmp/ has %d entries\n",
+			fprintf(stderr,
+				"hostile case '%s': got %d (%s), expected %d (%s); store %s; "
+				"tmp/ has %d entries\n",
 				c->name, k, strerror(-k), c->err, strerror(-c->err),
 				strcmp(before, after) ? "CHANGED" : "unchanged", left);
 			failures++;
@@ -375,8 +388,8 @@ int main(void)
 {
 	cm_log_set_level(getenv("TL_VERBOSE") ? CM_LOG_DEBUG : CM_LOG_ERROR);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_semantics),
-		cmocka_unit_test_setup_teardown(test_hostile, hostile_setup, hostile_teardown),
+	    cmocka_unit_test(test_semantics),
+	    cmocka_unit_test_setup_teardown(test_hostile, hostile_setup, hostile_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
