@@ -5,6 +5,7 @@
 #include "fs/image.h"
 
 #include "indexer/store.h"
+#include "registry/ref.h"
 
 #include "common/cleanup.h"
 #include "common/util.h"
@@ -15,14 +16,17 @@
 #include <unistd.h>
 
 DEFINE_CLEANUP_FUNC(struct idx_store, idx_store_free)
+DEFINE_CLEANUP_FUNC(struct reg_ref, reg_ref_free)
 
 static int cmd_pull(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"platform", required_argument, NULL, 'p'}, {"authfile", required_argument, NULL, 'a'},
 	    {"timeout", required_argument, NULL, 't'},	{"refresh", no_argument, NULL, 'r'},
-	    {"quiet", no_argument, NULL, 'q'},		{},
+	    {"quiet", no_argument, NULL, 'q'},		{"allow-floating-tag", no_argument, NULL, 'F'},
+	    {},
 	};
+	bool allow_floating = false;
 	struct fs_pull_opts o = {.progress = isatty(STDERR_FILENO)};
 	bool quiet = false;
 	int c;
@@ -43,14 +47,30 @@ static int cmd_pull(int argc, char **argv)
 		case 'q':
 			quiet = true;
 			break;
+		case 'F':
+			allow_floating = true;
+			break;
 		default:
 			return ISORUN_EXIT_USAGE;
 		}
 	}
 	if (optind + 1 != argc) {
 		fprintf(stderr,
-			"usage: isorun pull [--platform P] [--authfile F] [--refresh] REF\n");
+			"usage: isorun pull [--platform P] [--authfile F] [--refresh] "
+			"[--allow-floating-tag] REF\n");
 		return ISORUN_EXIT_USAGE;
+	}
+	/* Pinning policy: floating tags only when asked (local layouts are the caller's). */
+	if (!cm_str_has_prefix(argv[optind], "oci:")) {
+		_cleanup_(reg_ref_freep) struct reg_ref *ref = NULL;
+		const char *why = NULL;
+		if (reg_ref_parse(argv[optind], &ref, &why) < 0) {
+			fprintf(stderr, "isorun: '%s' is not an image reference: %s\n", argv[optind],
+				why ? why : "invalid");
+			return ISORUN_EXIT_USAGE;
+		}
+		if (reg_ref_check_policy(ref, allow_floating) < 0)
+			return ISORUN_EXIT_ERROR;
 	}
 	_cleanup_(idx_store_freep) struct idx_store *s = NULL;
 	if (idx_store_open(isorun_root(), &s) < 0)
@@ -69,7 +89,7 @@ static int cmd_pull(int argc, char **argv)
 				    : "indexed locally");
 	return 0;
 }
-ISORUN_VERB("pull", cmd_pull, "[--platform P] [--refresh] REF",
+ISORUN_VERB("pull", cmd_pull, "[--platform P] [--refresh] [--allow-floating-tag] REF",
 	    "get an image's index into the store (oci:PATH[:TAG] or a registry reference)");
 
 static int cmd_images(int argc, char **argv)

@@ -76,7 +76,13 @@ if "$INDEX" --root "$WORK/s5" build "$PLAIN/app:latest" >"$WORK/out" 2>&1; then
 fi
 grep -q "floating" "$WORK/out" || fail "no reason given: $(cat "$WORK/out")"
 "$INDEX" --root "$WORK/s5" build --allow-floating-tag "$PLAIN/app:latest" >/dev/null
-ok "floating tags refused unless allowed"
+if "$ISORUN" --root "$WORK/s5b" pull "$PLAIN/app:latest" >"$WORK/out" 2>&1; then
+	fail "pull accepted latest without --allow-floating-tag"
+fi
+grep -q "floating" "$WORK/out" || fail "pull gave no reason: $(cat "$WORK/out")"
+"$ISORUN" --root "$WORK/s5b" pull --allow-floating-tag "$PLAIN/app:latest" >/dev/null
+"$ISORUN" --root "$WORK/s5b" pull "$PLAIN/app:v1" >/dev/null
+ok "floating tags refused unless allowed (isorun-index build, isorun pull)"
 
 # 4. basic auth
 "$FIX/registry.sh" start "$WORK/auth" --auth htpasswd >/dev/null
