@@ -259,16 +259,49 @@ static int write_artifact(struct oci_out *o, const struct cm_buf *index, const c
 
 /* --- the build ------------------------------------------------------------------------ */
 
-static void progress(const struct idx_build_opts *o, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void progress(const struct idx_build_opts *o, const char *fmt, ...)
+/*
+ * Progress on a terminal: a stream wrapper counting the layer bytes read from the source,
+ * redrawing one line at most 5 times a second: layer, bytes of all layers, rate, ETA.
+ * Only the thread reading the stream touches it.
+ */
+struct progress {
+	struct idx_stream base;
+	struct idx_stream *inner;
+	size_t layer, nlayers;
+	uint64_t done, total; /* bytes of all layers */
+	uint64_t t0, last;    /* ns */
+};
+
+static void progress_draw(struct progress *p, bool final)
 {
-	if (!o->progress)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
+	char d[32], t[32], rate[32];
+	uint64_t now = cm_now_ns();
+	double secs = (double)(now - p->t0) / 1e9;
+	double bps = secs > 0 ? (double)p->done / secs : 0;
+	cm_format_bytes(p->done, d, sizeof(d));
+	cm_format_bytes(p->total, t, sizeof(t));
+	cm_format_bytes((uint64_t)bps, rate, sizeof(rate));
+	long eta = bps > 0 && p->total > p->done ? (long)((double)(p->total - p->done) / bps) : 0;
+	fprintf(stderr, "\r\033[Klayer %zu/%zu  %s / %s  %s/s  ETA %ld:%02ld%s", p->layer,
+		p->nlayers, d, t, rate, eta / 60, eta % 60, final ? "\n" : "");
+	p->last = now;
+}
+
+static ssize_t progress_read(struct idx_stream *st, void *buf, size_t len)
+{
+	struct progress *p = (struct progress *)st;
+	ssize_t n = p->inner->read(p->inner, buf, len);
+	if (n > 0) {
+		p->done += (uint64_t)n;
+		if (cm_now_ns() - p->last > 200000000ull)
+			progress_draw(p, false);
+	}
+	return n;
+}
+
+static void progress_close(struct idx_stream *st)
+{
+	(void)st; /* the wrapper is on the caller's stack; the inner stream is closed apart */
 }
 
 int idx_build(struct idx_store *store, struct idx_source *src, const struct idx_build_opts *opts,
@@ -372,17 +405,23 @@ int idx_build(struct idx_store *store, struct idx_source *src, const struct idx_
 	if ((r = idx_pool_new(store, o->threads, o->zstd_level ? o->zstd_level : 1, &pool)) < 0)
 		return r;
 
+	struct progress prog = {.base = {.read = progress_read, .close = progress_close},
+				.nlayers = nlayers, .t0 = cm_now_ns()};
+	for (size_t i = 0; i < nlayers; i++)
+		prog.total += layers[i].size;
 	for (size_t i = 0; i < nlayers; i++) {
 		char name[96];
 		snprintf(name, sizeof(name), "%zu (%s)", i + 1, layers[i].digest);
-		progress(o, "layer %zu/%zu %.19s… %llu bytes\n", i + 1, nlayers, layers[i].digest,
-			 (unsigned long long)layers[i].size);
 		struct idx_stream *st;
 		if ((r = src->ops->open_blob(src, layers[i].digest, layers[i].size, &st)) < 0)
 			return r;
 		struct idx_layer_result lr = {0};
 		idx_tree_begin_layer(tree, (uint32_t)(i + 1));
-		r = idx_layer_read(tree, pool, st, layers[i].comp, name, &lr);
+		prog.inner = st;
+		prog.layer = i + 1;
+		r = idx_layer_read(tree, pool, o->progress ? &prog.base : st, layers[i].comp, name, &lr);
+		if (o->progress)
+			progress_draw(&prog, i + 1 == nlayers || r < 0);
 		st->close(st);
 		if (r < 0)
 			return r;
