@@ -112,14 +112,34 @@ image_cmds() {
 
 net_addr() { [ "$1" = lo ] && echo "$BENCH_LO_ADDR" || echo "$BENCH_WAN_ADDR"; }
 
+image_digest() {
+	jq -r --arg t "$1" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $t) | .digest' \
+		<"$BENCH_WORK/oci/index.json" | head -n1
+}
+
 # image_ref IMAGE NET [REPO]: the image pinned by digest (isorun refuses floating tags, and a
-# digest is what every method must fetch alike). REPO defaults to IMAGE; the digest is the one
-# in bench/work/oci, which the registry keeps (pushed with --preserve-digests).
+# digest is what every method must fetch alike); the digest is the one in bench/work/oci, which
+# the registry keeps (pushed with --preserve-digests). REPO defaults to bench-noindex/IMAGE, a
+# repository of the harness's own that must never hold an index artifact (other benchmarks
+# push artifacts next to IMAGE itself): ensure_no_index checks it before every repetition.
 image_ref() {
-	local d
-	d=$(jq -r --arg t "$1" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $t) | .digest' \
-		<"$BENCH_WORK/oci/index.json" | head -n1)
-	echo "$(net_addr "$2")/${3:-$1}@$d"
+	echo "$(net_addr "$2")/${3:-bench-noindex/$1}@$(image_digest "$1")"
+}
+
+# ensure_no_index IMAGE: deletes any index artifact found for IMAGE in bench-noindex/IMAGE (the
+# OCI tag fallback names it sha256-<digest>; this registry has no referrers API), so that the
+# "no index" methods really start without one. Says so when it had to.
+ensure_no_index() {
+	local repo=bench-noindex/$1 tag d
+	for tag in $(curl -fsS "http://$BENCH_LO_ADDR/v2/$repo/tags/list" | jq -r '.tags[]? | select(startswith("sha256-"))'); do
+		log "WARNING: someone pushed an index artifact ($tag) to $repo; deleting it"
+		d=$(curl -fsSI -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+			-H 'Accept: application/vnd.oci.image.index.v1+json' \
+			"http://$BENCH_LO_ADDR/v2/$repo/manifests/$tag" | awk -F': ' 'tolower($1) == "docker-content-digest" { print $2 }' | tr -d '\r')
+		# shellcheck disable=SC2015 # either failing is fatal
+		[ -n "$d" ] && curl -fsS -X DELETE -o /dev/null "http://$BENCH_LO_ADDR/v2/$repo/manifests/$d" ||
+			die "cannot delete $repo:$tag; the no-index measurements would be wrong"
+	done
 }
 
 # record IMAGE CMD NET METHOD METRIC REP VALUE
@@ -510,7 +530,7 @@ if ! "$BENCH_DIR/registry.sh" status >/dev/null 2>&1; then
 fi
 for image in $IMAGES; do
 	step "push $image" skopeo copy -q --preserve-digests --dest-tls-verify=false \
-		"oci:$BENCH_WORK/oci:$image" "docker://$BENCH_LO_ADDR/$image:latest"
+		"oci:$BENCH_WORK/oci:$image" "docker://$BENCH_LO_ADDR/bench-noindex/$image:latest"
 done
 case " $NETS " in *" wan "*)
 	if ! "$BENCH_DIR/wan.sh" status >/dev/null 2>&1; then
@@ -538,6 +558,7 @@ for image in $IMAGES; do
 	for rep in $(seq "$REPS"); do
 		for net in $NETS; do
 			log "$image / $net / repetition $rep of $REPS"
+			ensure_no_index "$image"
 			m_baseline_prepare "$image" "$net" "$rep"
 			for label in $labels; do
 				m_baseline "$image" "$label" "$net" "$rep"
