@@ -91,6 +91,18 @@ read -r exec_med exec_min exec_max exec_sd <<<"$(median "$WORK/exec.json" 0)"
 read -r ver_med ver_min ver_max ver_sd <<<"$(median "$WORK/exec.json" 1)"
 read -r sexec_med sexec_min sexec_max sexec_sd <<<"$(median "$WORK/exec.json" 2)"
 read -r sver_med sver_min sver_max sver_sd <<<"$(median "$WORK/exec.json" 3)"
+# CPU time of the client process (perf stat task-clock, mean of RUNS): wall-clock medians on
+# a loaded machine mostly measure the wait for a CPU; this does not.
+cpu_ms() { perf stat -x, -r "$RUNS" -e task-clock -- "$@" 2>&1 >/dev/null | awk -F, '/task-clock/{printf "%.2f", $1}'; }
+cpu_rows=""
+if command -v perf >/dev/null && perf stat -e task-clock true >/dev/null 2>&1; then
+	for bin in "$ISORUN" "$SLIM" ${BEFORE:+"$BEFORE"}; do
+		v=$(cpu_ms "$bin" version) e=$(cpu_ms "$bin" exec "$ID" -- /bin/true)
+		name="\`$(basename "$bin")\`"
+		[ "$bin" != "$BEFORE" ] || name="$name (before)"
+		cpu_rows+="| $name | $v ms | $e ms |"$'\n'
+	done
+fi
 if [ -n "$BEFORE" ]; then
 	read -r bexec_med bexec_min bexec_max bexec_sd <<<"$(median "$WORK/exec.json" 4)"
 	read -r bver_med bver_min bver_max bver_sd <<<"$(median "$WORK/exec.json" 5)"
@@ -230,6 +242,13 @@ medians from hyperfine (-N, warm, $RUNS runs).
 | library run / baseline | ${lratio}× | | | | ≤ 3× | $(verdict "$lratio" 3) |
 | exec through the library (\`run_sandbox_exec\`, no CLI start-up) | ${lexec_med} ms | ${lexec_min} | p90 ${lexec_p90} | | ≤ 5 ms | $(verdict "$lexec_med" 5) |
 ${before_rows}
+CPU time of the CLI process (perf stat task-clock, mean of $RUNS runs; unlike wall-clock
+time it hardly depends on the machine's load):
+
+| binary | \`version\` | \`exec ID -- /bin/true\` |
+|---|---:|---:|
+${cpu_rows:-| (perf not available) | | |
+}
 Memory of 20 idle sandboxes (per sandbox, mean):
 
 | measure | per sandbox | target |
@@ -244,7 +263,9 @@ namespace, an overlay mount with a scratch upper, a fresh /proc with
 10 masked and 4 read-only paths, read-only /sys, a /dev tmpfs with device nodes, devpts,
 /dev/shm and /tmp tmpfs, three read-only /etc binds, pivot_root, capability and seccomp
 setup, a static agent as PID 1, the HELLO/PING/EXEC/EXIT protocol exchange, and an orderly
-teardown (state written and removed). The rows above show where the baseline stands with a
+teardown (state written and removed: the agent is killed and waited for; the tree is deleted
+by a detached process, which for a \`--rootfs\` sandbox also drops the overlay's last
+reference, whose unmount syncs the upper filesystem — 10-150 ms on this busy disk). The rows above show where the baseline stands with a
 network namespace alone. (cgroups are made only for sandboxes with limits: the idle
 sandboxes of the memory table have \`--memory 256M\` so that their usage can be read.)
 
