@@ -36,10 +36,11 @@ else
 	# every run's images, commands and results; the fewest repetitions is the one reported.
 	IN=$(mktemp)
 	trap 'rm -f "$IN"' EXIT
-	jq -s '.[0] + {images: (map(.images) | add | unique_by(.name)),
-		commands: (map(.commands) | add), results: (map(.results) | add),
+	jq -s 'def order: . as $i | ["minimal", "python", "python-zstd", "browser"] | index($i) // 99;
+		.[0] + {images: (map(.images) | add | unique_by(.name) | sort_by(.name | order)),
+		commands: (map(.commands) | add | sort_by(.image | order)), results: (map(.results) | add),
 		networks: (map(.networks) | add | unique), repetitions: (map(.repetitions) | min),
-		date: (map(.date) | join(", ")),
+		date: (map(.date) | join(", ")), notes: (map(.notes // []) | add),
 		machine: (.[0].machine + {loadavg: (map(.machine.loadavg) | join("; "))})}' "${INS[@]}" >"$IN"
 fi
 
@@ -253,6 +254,12 @@ report() {
 		echo
 		echo "## Time to first command"
 		markdown
+		if [ "$(jq -r '.notes // [] | length' "$IN")" != 0 ]; then
+			echo
+			echo "## Notes on this data"
+			echo
+			jq -r '.notes[] | "- " + .' "$IN"
+		fi
 		echo
 		echo "## How it is measured"
 		echo
