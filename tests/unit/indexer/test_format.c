@@ -383,6 +383,32 @@ static void test_deterministic_across_stores(void **state)
 	idx_store_free(s2);
 }
 
+/* The number of workers changes nothing in the index (chunk ids and order do not depend on
+ * which worker finishes first). */
+static void test_deterministic_across_threads(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *spec = cm_strdupf("oci:%s", f->layout);
+	char digests[3][72];
+	static const int threads[] = {1, 3, 8};
+	for (size_t i = 0; i < ARRAY_SIZE(threads); i++) {
+		_cleanup_free_ char *dir = cm_strdupf("%s/threads%d", f->tmp, threads[i]);
+		struct idx_store *s;
+		struct idx_source *src;
+		struct idx_build_result res;
+		struct idx_build_opts o = {.threads = threads[i]};
+		assert_int_equal(idx_store_open(dir, &s), 0);
+		assert_int_equal(idx_source_oci_open(spec, &src), 0);
+		assert_int_equal(idx_build(s, src, &o, &res), 0);
+		memcpy(digests[i], res.index_digest, 72);
+		idx_source_free(src);
+		idx_store_free(s);
+	}
+	assert_string_equal(digests[0], idx_reader_digest(f->r1));
+	assert_string_equal(digests[1], digests[0]);
+	assert_string_equal(digests[2], digests[0]);
+}
+
 static void test_rebuild_adds_nothing(void **state)
 {
 	struct fixture *f = *state;
@@ -415,6 +441,7 @@ int main(void)
 	    cmocka_unit_test(test_directories),
 	    cmocka_unit_test(test_chunks_packs_config),
 	    cmocka_unit_test(test_deterministic_across_stores),
+	    cmocka_unit_test(test_deterministic_across_threads),
 	    cmocka_unit_test(test_rebuild_adds_nothing),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
