@@ -54,15 +54,23 @@ static void mem_close(struct idx_stream *st)
 }
 
 static struct idx_store *store;
+static char *store_dir;
+
+static void cleanup(void)
+{
+	idx_store_free(store);
+	tl_rm_rf(store_dir);
+	free(store_dir);
+}
 
 static void init(void)
 {
 	if (store)
 		return;
-	char *dir = tl_mkdtemp("fuzz-idx-layer");
-	if (!dir || idx_store_open(dir, &store) < 0)
+	store_dir = tl_mkdtemp("fuzz-idx-layer");
+	if (!store_dir || idx_store_open(store_dir, &store) < 0)
 		abort();
-	free(dir); /* left behind on purpose: the store's tmp/ is emptied after every input */
+	atexit(cleanup); /* the store's tmp/ is emptied after every input; the rest goes here */
 	cm_log_set_level(getenv("FUZZ_VERBOSE") ? CM_LOG_DEBUG : CM_LOG_ERROR);
 }
 
