@@ -269,7 +269,7 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 	struct reg_client *client = NULL;
 	struct reg_ref *repo = NULL;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct fuse_loop_config *cfg = NULL;
+	struct fuse_loop_config cfg;
 	bool mounted = false, handlers = false;
 	int r;
 
@@ -350,14 +350,16 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 	log_info("fsd: %s mounted on %s", idig, d.mnt);
 	report(&ready_fd, 0);
 
-	cfg = fuse_loop_cfg_create();
-	if (!cfg) {
-		r = -ENOMEM;
-		goto out;
-	}
-	fuse_loop_cfg_set_max_threads(cfg, 16);
-	fuse_loop_cfg_set_clone_fd(cfg, 1);
-	r = fuse_session_loop_mt(d.se, cfg);
+	/*
+	 * FUSE_USE_VERSION 35 maps fuse_session_loop_mt() to the 3.2 entry point, which takes
+	 * this public two-field struct; the opaque fuse_loop_cfg_create() object of API 3.12
+	 * must not be passed to it (3.14 then reads its version field as clone_fd and its
+	 * clone_fd as max_idle_threads = 1, so every request ended one worker and started the
+	 * next: a thread, a /dev/fuse clone and a teardown per read). Workers are kept, at most
+	 * libfuse's default of 10 for this entry point.
+	 */
+	cfg = (struct fuse_loop_config){.clone_fd = 1, .max_idle_threads = 16};
+	r = fuse_session_loop_mt(d.se, &cfg);
 	if (r > 0)
 		r = 0; /* ended by a signal */
 	else if (r < 0)
@@ -381,8 +383,6 @@ out:
 	}
 	if (e)
 		fs_engine_stop(e);
-	if (cfg)
-		fuse_loop_cfg_destroy(cfg);
 	if (mounted)
 		fuse_session_unmount(d.se);
 	if (handlers)
