@@ -86,7 +86,9 @@ struct fs_engine {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		    /* a load/fetch finished; guarded by lock */
 	pthread_cond_t fg_cond;		    /* fg_active dropped to 0 */
-	pthread_cond_t pf_cond;		    /* work for prefetch workers / stop */
+	pthread_cond_t pf_cond;		    /* work for prefetch workers / stop (workers only) */
+	pthread_cond_t fl_cond;		    /* stop, for the flusher: a readahead signal on
+					       pf_cond must wake a worker, not it */
 	uint8_t *state;			    /* lock */
 	uint32_t *fails;		    /* lock */
 	struct mentry **mem;		    /* lock */
@@ -765,7 +767,7 @@ void fs_engine_readahead(struct fs_engine *e, uint32_t ino, uint64_t off)
 		queued = true;
 	}
 	if (queued)
-		pthread_cond_signal(&e->pf_cond);
+		pthread_cond_broadcast(&e->pf_cond);
 	if (loads)
 		pthread_cond_broadcast(&e->ld_cond);
 	pthread_mutex_unlock(&e->lock);
@@ -805,8 +807,8 @@ static void bw_pace(struct fs_engine *e, uint64_t len)
 		sleep_ns(start - now);
 }
 
-/* Wait on pf_cond for at most `ms`. Lock held. */
-static void pf_wait(struct fs_engine *e, unsigned ms)
+/* Wait on `cond` for at most `ms`. Lock held. */
+static void cond_wait_ms(struct fs_engine *e, pthread_cond_t *cond, unsigned ms)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -816,7 +818,12 @@ static void pf_wait(struct fs_engine *e, unsigned ms)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;
 	}
-	pthread_cond_timedwait(&e->pf_cond, &e->lock, &ts);
+	pthread_cond_timedwait(cond, &e->lock, &ts);
+}
+
+static void pf_wait(struct fs_engine *e, unsigned ms)
+{
+	cond_wait_ms(e, &e->pf_cond, ms);
 }
 
 static uint32_t bg_item(struct fs_engine *e, uint64_t i)
@@ -954,7 +961,7 @@ static void *flusher_main(void *arg)
 	struct fs_engine *e = arg;
 	pthread_mutex_lock(&e->lock);
 	while (!e->stop) {
-		pf_wait(e, 2000);
+		cond_wait_ms(e, &e->fl_cond, 2000);
 		bool stop = e->stop;
 		pthread_mutex_unlock(&e->lock);
 		if (!stop) {
@@ -992,6 +999,7 @@ int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
 	pthread_cond_init(&e->cond, NULL);
 	pthread_cond_init(&e->fg_cond, NULL);
 	pthread_cond_init(&e->pf_cond, NULL);
+	pthread_cond_init(&e->fl_cond, NULL);
 	pthread_cond_init(&e->ld_cond, NULL);
 	size_t n = e->n ? e->n : 1;
 	e->state = calloc(n, 1);
@@ -1092,6 +1100,7 @@ void fs_engine_stop(struct fs_engine *e)
 	bool done = e->stopped;
 	e->stop = e->stopped = true;
 	pthread_cond_broadcast(&e->pf_cond);
+	pthread_cond_broadcast(&e->fl_cond);
 	pthread_cond_broadcast(&e->fg_cond);
 	pthread_cond_broadcast(&e->ld_cond);
 	pthread_mutex_unlock(&e->lock);
@@ -1131,6 +1140,7 @@ void fs_engine_free(struct fs_engine *e)
 	pthread_cond_destroy(&e->cond);
 	pthread_cond_destroy(&e->fg_cond);
 	pthread_cond_destroy(&e->pf_cond);
+	pthread_cond_destroy(&e->fl_cond);
 	pthread_cond_destroy(&e->ld_cond);
 	free(e);
 }
