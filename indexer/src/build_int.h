@@ -16,7 +16,7 @@ struct idx_uchunk {
 	uint32_t usize;
 	uint32_t csize; /* set once compressed or found in the store */
 	uint32_t order; /* final index in the chunk table, UINT32_MAX until placed */
-	bool is_new;	/* not in the store before this build */
+	bool is_new;	/* not in the store before this build (published at commit) */
 };
 
 /* Read a regular file of the tree (its chunks must be in the store) into a malloc'd buffer,

@@ -139,37 +139,35 @@ static int process(struct idx_pool *p, ZSTD_CCtx *cctx, uint8_t **cbuf, size_t *
 	if (!created)
 		return 0;
 
+	/* Every chunk is compressed and staged, also when the store has it already: the
+	 * stored bytes in the index and its packs must depend on the data alone, not on how
+	 * an earlier build (another zstd level or release, or a pack fetched from a registry)
+	 * compressed the store's copy. Only chunks the store lacks are published. */
 	char rel[80];
 	idx_store_chunk_relpath(d, rel);
 	struct stat st;
-	uint32_t csize;
-	bool is_new = false;
-	if (fstatat(idx_store_root_fd(p->store), rel, &st, 0) == 0 && st.st_size > 0) {
-		csize = (uint32_t)st.st_size;
-	} else {
-		size_t bound = ZSTD_compressBound(j->len);
-		if (bound > *ccap) {
-			uint8_t *nb = realloc(*cbuf, bound);
-			if (!nb)
-				return -ENOMEM;
-			*cbuf = nb;
-			*ccap = bound;
-		}
-		size_t n = ZSTD_compress2(cctx, *cbuf, *ccap, j->data, j->len);
-		if (ZSTD_isError(n))
-			return cm_log_ret(-EIO, "zstd: %s", ZSTD_getErrorName(n));
-		char name[72];
-		staging_name(d, name);
-		_cleanup_close_ int fd =
-			openat(p->staging_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (fd < 0)
-			return cm_log_ret(-errno, "staging chunk: %s", strerror(errno));
-		int r = cm_write_full(fd, *cbuf, n);
-		if (r < 0)
-			return cm_log_ret(r, "staging chunk: %s", strerror(-r));
-		csize = (uint32_t)n;
-		is_new = true;
+	bool is_new = !(fstatat(idx_store_root_fd(p->store), rel, &st, 0) == 0 && st.st_size > 0);
+	size_t bound = ZSTD_compressBound(j->len);
+	if (bound > *ccap) {
+		uint8_t *nb = realloc(*cbuf, bound);
+		if (!nb)
+			return -ENOMEM;
+		*cbuf = nb;
+		*ccap = bound;
 	}
+	size_t n = ZSTD_compress2(cctx, *cbuf, *ccap, j->data, j->len);
+	if (ZSTD_isError(n))
+		return cm_log_ret(-EIO, "zstd: %s", ZSTD_getErrorName(n));
+	char name[72];
+	staging_name(d, name);
+	_cleanup_close_ int fd =
+		openat(p->staging_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return cm_log_ret(-errno, "staging chunk: %s", strerror(errno));
+	int r = cm_write_full(fd, *cbuf, n);
+	if (r < 0)
+		return cm_log_ret(r, "staging chunk: %s", strerror(-r));
+	uint32_t csize = (uint32_t)n;
 	pthread_mutex_lock(&p->lock);
 	p->chunks[ci].csize = csize;
 	p->chunks[ci].is_new = is_new;
@@ -329,21 +327,17 @@ int idx_pool_open_chunk(struct idx_pool *p, uint32_t chunk)
 	struct idx_uchunk *c = &p->chunks[chunk];
 	char name[80];
 	int fd;
-	if (c->is_new) {
-		staging_name(c->digest, name);
-		fd = openat(p->staging_fd, name, O_RDONLY | O_CLOEXEC);
-		if (fd >= 0 || errno != ENOENT)
-			return fd < 0 ? -errno : fd;
-	}
-	/* Not new, or already committed. */
+	staging_name(c->digest, name);
+	fd = openat(p->staging_fd, name, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 || errno != ENOENT)
+		return fd < 0 ? -errno : fd;
+	/* Already committed (moved into the store). */
 	return idx_store_open_chunk(p->store, c->digest);
 }
 
 int idx_pool_read_chunk(struct idx_pool *p, uint32_t chunk, uint8_t *buf)
 {
 	struct idx_uchunk *c = &p->chunks[chunk];
-	if (!c->is_new)
-		return idx_store_read_chunk(p->store, c->digest, buf, c->usize);
 	_cleanup_close_ int fd = idx_pool_open_chunk(p, chunk);
 	if (fd < 0)
 		return fd;

@@ -409,6 +409,61 @@ static void test_deterministic_across_threads(void **state)
 	assert_string_equal(digests[2], digests[0]);
 }
 
+/* A store whose copies of the chunks were compressed differently (another zstd level here;
+ * in life another release, or packs fetched from a registry) gives the same index: stored
+ * bytes in the index come from this build's compression, never from the store's files. */
+static void test_deterministic_whatever_the_store_holds(void **state)
+{
+	struct fixture *f = *state;
+	/* Compressible content, so that zstd levels really differ. */
+	size_t len = 600 * 1024;
+	_cleanup_free_ char *text = malloc(len);
+	assert_non_null(text);
+	for (size_t i = 0; i < len; i++)
+		text[i] = "isorun lazily boots images; "[(i * 7 + i / 4096) % 28];
+	struct tl_entry ents[] = {
+	    {.type = 'd', .path = "data"},
+	    {.type = 'f', .path = "data/text", .data = text, .len = len},
+	    {0},
+	};
+	struct cm_buf tar;
+	cm_buf_init(&tar, 0);
+	assert_int_equal(tl_tar(ents, &tar), 0);
+	struct tl_layer layer = {.tar = tar.data, .tar_len = tar.len, .comp = TL_GZIP};
+	_cleanup_free_ char *layout = cm_strdupf("%s/compressible", f->tmp);
+	assert_int_equal(tl_layout_write(layout, &layer, 1, NULL), 0);
+	cm_buf_fini(&tar);
+	_cleanup_free_ char *spec = cm_strdupf("oci:%s", layout);
+
+	char digest_fresh[72], digest_19[72];
+	struct idx_build_result res;
+	struct idx_source *src;
+	struct idx_store *s;
+	_cleanup_free_ char *fresh = cm_strdupf("%s/fresh-default", f->tmp);
+	assert_int_equal(idx_store_open(fresh, &s), 0);
+	assert_int_equal(idx_source_oci_open(spec, &src), 0);
+	assert_int_equal(idx_build(s, src, NULL, &res), 0);
+	memcpy(digest_fresh, res.index_digest, 72);
+	idx_source_free(src);
+	idx_store_free(s);
+
+	_cleanup_free_ char *dir = cm_strdupf("%s/level19", f->tmp);
+	struct idx_build_opts o = {.zstd_level = 19};
+	assert_int_equal(idx_store_open(dir, &s), 0);
+	assert_int_equal(idx_source_oci_open(spec, &src), 0);
+	assert_int_equal(idx_build(s, src, &o, &res), 0);
+	memcpy(digest_19, res.index_digest, 72);
+	idx_source_free(src);
+	assert_string_not_equal(digest_19, digest_fresh); /* the levels do differ */
+	/* Same store, default level: the store's level-19 files are not the pack bytes. */
+	assert_int_equal(idx_source_oci_open(spec, &src), 0);
+	assert_int_equal(idx_build(s, src, NULL, &res), 0);
+	assert_string_equal(res.index_digest, digest_fresh);
+	assert_int_equal(res.new_chunks, 0);
+	idx_source_free(src);
+	idx_store_free(s);
+}
+
 static void test_rebuild_adds_nothing(void **state)
 {
 	struct fixture *f = *state;
@@ -442,6 +497,7 @@ int main(void)
 	    cmocka_unit_test(test_chunks_packs_config),
 	    cmocka_unit_test(test_deterministic_across_stores),
 	    cmocka_unit_test(test_deterministic_across_threads),
+	    cmocka_unit_test(test_deterministic_whatever_the_store_holds),
 	    cmocka_unit_test(test_rebuild_adds_nothing),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
