@@ -22,7 +22,8 @@ struct idx_layer_result {
 /*
  * Apply the tar stream in `st` to `tree`; file data goes to `pool`. The caller compares the
  * digests in *ret with the descriptor and the config. `layer_name` is used in messages.
- * -EPROTO malformed or hostile entry (logged with the entry name), -EFBIG over a cap.
+ * -EPROTO malformed or hostile entry (logged with the entry name), -EFBIG over a cap,
+ * -ELIBACC/-ELIBBAD when libarchive.so.13 cannot be loaded (it is loaded on first use).
  */
 int idx_layer_read(struct idx_tree *tree, struct idx_pool *pool, struct idx_stream *st,
 		   enum idx_compression comp, const char *layer_name,

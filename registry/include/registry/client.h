@@ -63,7 +63,8 @@ struct reg_options {
 
 struct reg_client;
 
-/* -ENOMEM, -EINVAL (bad platform string). Caller owns *ret. */
+/* -ENOMEM, -EINVAL (bad platform string), -ELIBACC (libcurl.so.4 cannot be loaded: it is
+ * loaded on first use, not linked), -ELIBBAD (it lacks a function). Caller owns *ret. */
 int reg_client_new(const struct reg_options *o, struct reg_client **ret);
 /* Frees the client. No call may be in flight. NULL is a no-op. */
 void reg_client_free(struct reg_client *c);
