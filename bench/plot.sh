@@ -34,8 +34,9 @@ if [ ${#INS[@]} = 1 ]; then
 else
 	# Several runs (e.g. the browser image run apart): one document, the first run's metadata,
 	# every run's images, commands and results; the fewest repetitions is the one reported.
-	IN=$(mktemp)
-	trap 'rm -f "$IN"' EXIT
+	MERGED=$(mktemp)
+	trap 'rm -f "$MERGED"' EXIT
+	IN=$MERGED
 	jq -s 'def order: . as $i | ["minimal", "python", "python-zstd", "browser"] | index($i) // 99;
 		.[0] + {images: (map(.images) | add | unique_by(.name) | sort_by(.name | order)),
 		commands: (map(.commands) | add | sort_by(.image | order)), results: (map(.results) | add),
@@ -224,6 +225,7 @@ report() {
 	local md=$BENCH_RESULTS/harness.md
 	mkdir -p "$BENCH_RESULTS"
 	[ "$(realpath "$IN")" = "$(realpath -m "$BENCH_RESULTS/harness.json")" ] || cp "$IN" "$BENCH_RESULTS/harness.json"
+	chmod 0644 "$BENCH_RESULTS/harness.json"
 	IN=$BENCH_RESULTS/harness.json
 	PNG=$BENCH_RESULTS/ttfc.png
 	png >/dev/null
