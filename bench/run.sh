@@ -2,6 +2,7 @@
 # Time-to-first-command of real images, by method and network, side by side.
 #
 #   bench/run.sh [--quick] [--images "minimal python ..."] [--nets "lo wan"] [--reps N]
+#                [--commands "chromium node"] (first commands to measure, by label)
 #                [--out FILE.json] [--delay MS] [--rate RATE]
 #
 # --quick: minimal image, loopback, one repetition, results in bench/work/quick.json (the CTest
@@ -35,6 +36,7 @@ trap 'log "run.sh: failed at line $LINENO: $BASH_COMMAND"' ERR
 QUICK=0
 IMAGES=
 NETS="lo wan"
+COMMANDS= # first-command labels to keep (default: all of each image's)
 REPS=3
 OUT=
 WAN_ARGS=()
@@ -43,6 +45,7 @@ while [ $# -gt 0 ]; do
 	--quick) QUICK=1 ;;
 	--images) IMAGES=$2; shift ;;
 	--nets) NETS=$2; shift ;;
+	--commands) COMMANDS=$2; shift ;;
 	--reps) REPS=$2; shift ;;
 	--out) OUT=$2; shift ;;
 	--delay | --rate) WAN_ARGS+=("$1" "$2"); shift ;;
@@ -97,8 +100,16 @@ trap cleanup EXIT
 
 # Images and their first commands -----------------------------------------------------------
 
-# image_cmds IMAGE: one line per first command: LABEL MODE ARGV... (MODE as in in_chroot).
+# image_cmds IMAGE: one line per first command: LABEL MODE ARGV... (MODE as in in_chroot),
+# restricted to --commands when given.
 image_cmds() {
+	if [ -n "$COMMANDS" ]; then
+		all_image_cmds "$1" | awk -v keep=" $COMMANDS " 'index(keep, " " $1 " ")'
+	else
+		all_image_cmds "$1"
+	fi
+}
+all_image_cmds() {
 	case $1 in
 	minimal) echo "true bare /bin/true" ;;
 	python | python-zstd) echo "numpy bare python3 -c 'import numpy'" ;;
