@@ -16,6 +16,10 @@
 # page cache dropped, mount vs the same file on local disk (umoci's tree); and the daemon's
 # RSS once the whole image is prefetched.
 # Page cache is dropped before every cold step. Medians of --reps repetitions.
+#
+# BEFORE=<isorun binary> also runs the isorun cold step and the sequential read with that
+# binary (its own daemon), interleaved with the current one in every repetition, so a
+# change is compared side by side under the same machine load (reported as ratios).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -27,7 +31,7 @@ while [ $# -gt 0 ]; do
 	--images) IMAGES=$2; shift ;;
 	--nets) NETS=$2; shift ;;
 	--reps) REPS=$2; shift ;;
-	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,24p' "$0"; exit 0 ;;
 	*) die "unknown argument $1" ;;
 	esac
 	shift
@@ -38,6 +42,8 @@ require_cmds skopeo umoci jq chroot unshare
 ISORUN=$(isorun_bin isorun)
 ISORUN_INDEX=$(isorun_bin isorun-index)
 has_verb "$ISORUN" mount || skip "isorun mount is not built"
+BEFORE=${BEFORE:-}
+[ -z "$BEFORE" ] || [ -x "$BEFORE" ] || die "BEFORE=$BEFORE is not an executable"
 export ISORUN_INSECURE_REGISTRIES=$BENCH_WAN_ADDR
 "$BENCH_DIR/registry.sh" status >/dev/null || "$BENCH_DIR/registry.sh" start >/dev/null
 case " $NETS " in *" wan "*) "$BENCH_DIR/wan.sh" status >/dev/null || "$BENCH_DIR/wan.sh" up >/dev/null ;; esac
@@ -117,22 +123,26 @@ for img in $IMAGES; do
 			rec "$img" "$net" baseline_unpack_ms $(((t2 - t1) / 1000000))
 			rec "$img" "$net" baseline_cmd_ms $(((t3 - t2) / 1000000))
 
-			log "$img/$net #$rep: isorun pull + mount + command (cold, prefetch=all)"
-			fresh_root
-			drop_caches
-			t=$(now_ns)
-			"$ISORUN" --root "$W/root" pull -q "$ref"
-			t1=$(now_ns)
-			"$ISORUN" --root "$W/root" mount "$ref" "$MNT"
-			t2=$(now_ns)
-			run_cmd "$img" "$MNT"
-			t3=$(now_ns)
-			rec "$img" "$net" isorun_ms $(((t3 - t) / 1000000))
-			rec "$img" "$net" isorun_pull_ms $(((t1 - t) / 1000000))
-			rec "$img" "$net" isorun_mount_ms $(((t2 - t1) / 1000000))
-			rec "$img" "$net" isorun_cmd_ms $(((t3 - t2) / 1000000))
-			rec "$img" "$net" fetched_all $(stat_of .fetched_bytes)
-			"$ISORUN" --root "$W/root" umount "$MNT"
+			for who in ${BEFORE:+before} current; do
+				bin=$ISORUN sfx=
+				[ "$who" = current ] || bin=$BEFORE sfx=_before
+				log "$img/$net #$rep: isorun ($who) pull + mount + command (cold, prefetch=all)"
+				fresh_root
+				drop_caches
+				t=$(now_ns)
+				"$bin" --root "$W/root" pull -q "$ref"
+				t1=$(now_ns)
+				"$bin" --root "$W/root" mount "$ref" "$MNT"
+				t2=$(now_ns)
+				run_cmd "$img" "$MNT"
+				t3=$(now_ns)
+				rec "$img" "$net" isorun${sfx}_ms $(((t3 - t) / 1000000))
+				rec "$img" "$net" isorun${sfx}_pull_ms $(((t1 - t) / 1000000))
+				rec "$img" "$net" isorun${sfx}_mount_ms $(((t2 - t1) / 1000000))
+				rec "$img" "$net" isorun${sfx}_cmd_ms $(((t3 - t2) / 1000000))
+				rec "$img" "$net" "fetched${sfx}_all" "$(stat_of .fetched_bytes)"
+				"$bin" --root "$W/root" umount "$MNT"
+			done
 
 			log "$img/$net #$rep: isorun, prefetch=none, traced"
 			fresh_root
@@ -165,6 +175,7 @@ pid=$(cat "$W"/root/mounts/*/pid)
 rec "$img" lo rss_kib "$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")"
 rec "$img" lo hwm_kib "$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status")"
 [ -d "$W/unp/rootfs" ] || die "no unpacked tree of $img"
+BEFORE_REF=$BENCH_LO_ADDR/$img@${PINNED[$img]}
 big=$(cd "$W/unp/rootfs" && find . -type f -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
 rec "$img" lo seq_file_bytes "$(stat -c %s "$W/unp/rootfs/$big")"
 for rep in $(seq 1 "$REPS"); do
@@ -176,6 +187,17 @@ for rep in $(seq 1 "$REPS"); do
 	t=$(now_ns)
 	dd if="$MNT/$big" of=/dev/null bs=1M status=none
 	rec "$img" lo seq_mount_ms $((($(now_ns) - t) / 1000000))
+	if [ -n "$BEFORE" ]; then
+		# The same store, served by the other binary's daemon.
+		"$ISORUN" --root "$W/root" umount "$MNT"
+		"$BEFORE" --root "$W/root" mount --prefetch=none "$BEFORE_REF" "$MNT"
+		drop_caches
+		t=$(now_ns)
+		dd if="$MNT/$big" of=/dev/null bs=1M status=none
+		rec "$img" lo seq_mount_before_ms $((($(now_ns) - t) / 1000000))
+		"$BEFORE" --root "$W/root" umount "$MNT"
+		"$ISORUN" --root "$W/root" mount "$BEFORE_REF" "$MNT"
+	fi
 done
 "$ISORUN" --root "$W/root" umount "$MNT"
 
@@ -203,6 +225,10 @@ L = ["# fs: lazy mount numbers", "",
      "## Time to first command", "",
      "| image | net | baseline: skopeo copy + umoci unpack + cmd | isorun: pull + mount + cmd | speed-up | isorun prefetch=none |",
      "|---|---|---:|---:|---:|---:|"]
+has_before = any(k[2] == "isorun_before_ms" for k in m)
+if has_before:
+    L[-2] += " before (BEFORE=, same run): pull + mount + cmd | after/before |"
+    L[-1] += "---:|---:|"
 for i in imgs:
     for n in nets:
         b, s, z = g(i, n, "baseline_ms"), g(i, n, "isorun_ms"), g(i, n, "lazy_ms")
@@ -211,6 +237,10 @@ for i in imgs:
         L.append("| %s | %s | %.0f (%.0f + %.0f + %.0f) | %.0f (%.0f + %.0f + %.0f) | %.1fx | %.0f |" % (
             i, n, b, g(i, n, "baseline_pull_ms"), g(i, n, "baseline_unpack_ms"), g(i, n, "baseline_cmd_ms"),
             s, g(i, n, "isorun_pull_ms"), g(i, n, "isorun_mount_ms"), g(i, n, "isorun_cmd_ms"), b / s, z))
+        sb = g(i, n, "isorun_before_ms")
+        if sb is not None:
+            L[-1] += " %.0f (%.0f + %.0f + %.0f) | %.2f |" % (sb, g(i, n, "isorun_before_pull_ms"), g(i, n, "isorun_before_mount_ms"),
+                                                         g(i, n, "isorun_before_cmd_ms"), s / sb)
 L += ["", "## Bytes fetched before the first command exits", "",
       "| image | net | touched (chunks read, uncompressed) | fetched, prefetch=none | ratio | fetched, prefetch=all | ratio |",
       "|---|---|---:|---:|---:|---:|---:|"]
@@ -226,6 +256,9 @@ for i in imgs:
     if d is not None:
         L.append("- %s, sequential read of its largest file (%s), page cache dropped: local disk %.0f ms (%.0f MB/s), "
                  "mount %.0f ms (%.0f MB/s): **%.2fx** of local disk" % (i, mib(sz), d, sz / d / 1000, mt, sz / mt / 1000, d / mt))
+        mb = g(i, "lo", "seq_mount_before_ms")
+        if mb is not None:
+            L[-1] += "; BEFORE's daemon in the same run: %.0f ms (%.2fx of local disk)" % (mb, d / mb)
     r = g(i, "lo", "rss_kib")
     if r is not None:
         L.append("- %s mounted, prefetch complete: daemon RSS %.1f MiB (peak %.1f MiB)" % (i, r / 1024, g(i, "lo", "hwm_kib") / 1024))
