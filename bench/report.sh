@@ -19,6 +19,7 @@ this page.
 | time to first command: full pull vs isorun, per image, loopback and WAN | `bench/run.sh`, `bench/plot.sh` | [Time to first command](#time-to-first-command) |
 | indexer speed vs `umoci unpack`, shared-base dedup, peak RSS, CDC sizes | `bench/index_bench.sh` | [Indexer](#indexer) |
 | full layer pull vs `skopeo copy` | `bench/registry_pull.sh` | [Registry pull](#registry-pull) |
+| indexing straight from the registry vs from a layout on disk | `bench/index_registry.sh` | [Indexing from a registry](#indexing-from-a-registry) |
 | lazy filesystem: cold starts, bytes fetched vs touched, sequential read, daemon RSS | `bench/fs_bench.sh` | [Filesystem](#filesystem) |
 | sandbox start, exec round trip, memory per sandbox | `bench/sandbox_bench.sh` | [Sandboxes](#sandboxes) |
 
@@ -38,6 +39,7 @@ HDR
 	section "Time to first command" bench/results/harness.md
 	section "Indexer" bench/results/index.md
 	section "Registry pull" bench/results/registry_pull.md
+	section "Indexing from a registry" bench/results/index_registry.md
 	section "Filesystem" bench/results/fs.md
 	section "Sandboxes" bench/results/sandbox.md
 } >"$out"
