@@ -39,13 +39,8 @@ trap cleanup EXIT
 has_verb() { isorun --help 2>/dev/null | grep -q "^  $1 "; }
 
 say "CI: isorun-index build $REF --push"
-if isorun-index --help | grep -q -- '--push'; then
-	isorun-index --root "$CI_ROOT" build --push "$REF"
-else
-	isorun-index --root "$CI_ROOT" build "oci:$BENCH_WORK/oci:minimal"
-fi
-isorun-index --root "$CI_ROOT" inspect "oci:$BENCH_WORK/oci:minimal" 2>/dev/null ||
-	isorun-index --root "$CI_ROOT" inspect "$REF"
+isorun-index --root "$CI_ROOT" build --push --force "$REF"
+isorun-index --root "$CI_ROOT" inspect "$REF"
 
 if has_verb pull; then
 	say "host: isorun pull $REF (index only)"

@@ -206,7 +206,8 @@ int idx_source_registry_open(const char *ref, const struct reg_options *o, struc
 		return cm_log_ret(r, "invalid image reference '%s': %s", ref, why ? why : "?");
 	}
 	_cleanup_free_ char *canon = reg_ref_format(rs->ref);
-	rs->base.ref = canon ? cm_strdupf("docker://%s", canon) : NULL;
+	/* The canonical form, as `isorun pull` records references in the store. */
+	rs->base.ref = canon ? strdup(canon) : NULL;
 	if (!rs->base.ref) {
 		src_free(&rs->base);
 		return -ENOMEM;

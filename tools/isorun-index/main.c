@@ -89,7 +89,9 @@ static int open_index(struct idx_store *s, const char *arg, struct idx_reader **
 		return idx_reader_open(arg, ret);
 	} else {
 		int r = idx_store_find_index(s, arg, &digest);
-		if (r == -ENOENT && cm_str_has_prefix(arg, "oci:")) {
+		if (r == -ENOENT) {
+			/* Look it up by its canonical form (absolute layout path, normalised
+			 * reference); opening a source fetches nothing. */
 			_cleanup_(idx_source_freep) struct idx_source *src = NULL;
 			if (open_source(arg, &src) == 0)
 				r = idx_store_find_index(s, src->ref, &digest);
@@ -161,7 +163,7 @@ static int cmd_build(int argc, char **argv)
 	struct idx_build_opts o = {.progress = isatty(STDERR_FILENO)};
 	bool push = false, force = false, allow_floating = false;
 	int c;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p': o.platform = optarg; break;
 		case 'o': o.oci_out = optarg; break;

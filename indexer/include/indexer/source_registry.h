@@ -17,8 +17,9 @@ struct reg_options;
 /*
  * Open `ref` (an image reference, e.g. "ghcr.io/o/r:v1" or "127.0.0.1:5000/x@sha256:...")
  * with client options `o` (NULL: defaults; strings are copied). The reference is validated
- * here; nothing is fetched until get_manifest. The source's `ref` is the canonical form with
- * a "docker://" prefix. Returns 0, -EINVAL (malformed reference, logged with the reason),
+ * here; nothing is fetched until get_manifest. The source's `ref` is the canonical form
+ * ("docker.io/library/python:3.12"; a "docker://" prefix is accepted and dropped), the key
+ * `isorun pull` and `isorun-index` record images under. Returns 0, -EINVAL (malformed reference, logged with the reason),
  * -ENOTSUP (digest algorithm), -ENOMEM. Free with idx_source_free().
  */
 int idx_source_registry_open(const char *ref, const struct reg_options *o, struct idx_source **ret);
