@@ -506,6 +506,27 @@ static void unlockp(int *fd)
 	cm_closep(fd);
 }
 
+/*
+ * Load sandbox `id` and take its lock, then load it again: the state as of holding the lock
+ * is what counts (another process may have changed it while we waited). Returns the lock fd
+ * (release with unlockp/close) with *ret_sb set, or -errno.
+ */
+static int load_locked(struct run_ctx *ctx, const char *id, struct run_sandbox **ret_sb)
+{
+	_cleanup_(run_sandbox_freep) struct run_sandbox *sb = NULL;
+	int r = run_sandbox_load(ctx, id, &sb);
+	if (r < 0)
+		return r;
+	_cleanup_(unlockp) int lock = lock_sandbox(sb);
+	if (lock < 0)
+		return lock;
+	run_sandbox_free(TAKE_PTR(sb));
+	if ((r = run_sandbox_load(ctx, id, &sb)) < 0)
+		return r;
+	*ret_sb = TAKE_PTR(sb);
+	return TAKE_FD(lock);
+}
+
 static int acquire_lower(struct run_sandbox *sb, char **ret)
 {
 	struct run_ctx *ctx = sb->ctx;
@@ -700,21 +721,15 @@ int run_sandbox_resolve(struct run_ctx *ctx, const char *prefix, char **ret_id)
 int run_sandbox_start(struct run_ctx *ctx, const char *id)
 {
 	_cleanup_(run_sandbox_freep) struct run_sandbox *sb = NULL;
-	int r = run_sandbox_load(ctx, id, &sb);
-	if (r < 0)
-		return r;
-	_cleanup_(unlockp) int lock = lock_sandbox(sb);
+	_cleanup_(unlockp) int lock = load_locked(ctx, id, &sb);
 	if (lock < 0)
 		return lock;
-	run_sandbox_free(sb);
-	sb = NULL;
-	if ((r = run_sandbox_load(ctx, id, &sb)) < 0) /* state as of holding the lock */
-		return r;
 	if (sb->status == RUN_STATUS_RUNNING) {
 		if (run_sandbox_agent_alive(sb))
 			return cm_log_ret(-EBUSY, "sandbox %s is running", id);
 		/* stale: clean up what the dead agent left, then boot */
-		if ((r = stop_locked(sb, 0, true)) < 0)
+		int r = stop_locked(sb, 0, true);
+		if (r < 0)
 			return r;
 	}
 	return boot_locked(sb);
@@ -723,16 +738,9 @@ int run_sandbox_start(struct run_ctx *ctx, const char *id)
 int run_sandbox_stop(struct run_ctx *ctx, const char *id, uint32_t grace_ms)
 {
 	_cleanup_(run_sandbox_freep) struct run_sandbox *sb = NULL;
-	int r = run_sandbox_load(ctx, id, &sb);
-	if (r < 0)
-		return r;
-	_cleanup_(unlockp) int lock = lock_sandbox(sb);
+	_cleanup_(unlockp) int lock = load_locked(ctx, id, &sb);
 	if (lock < 0)
 		return lock;
-	run_sandbox_free(sb);
-	sb = NULL;
-	if ((r = run_sandbox_load(ctx, id, &sb)) < 0)
-		return r;
 	return stop_locked(sb, grace_ms, true);
 }
 
@@ -819,18 +827,12 @@ int run_sandbox_remove(struct run_ctx *ctx, const char *id, bool force)
 {
 	_cleanup_(run_sandbox_freep) struct run_sandbox *sb = NULL;
 	_cleanup_close_ int hold = -1;
-	int r = run_sandbox_load(ctx, id, &sb);
-	if (r < 0)
-		return r;
-	const struct run_backend_ops *be = run_backend_find(sb->backend);
+	int r;
 	{
-		_cleanup_(unlockp) int lock = lock_sandbox(sb);
+		_cleanup_(unlockp) int lock = load_locked(ctx, id, &sb);
 		if (lock < 0)
 			return lock;
-		run_sandbox_free(sb);
-		sb = NULL;
-		if ((r = run_sandbox_load(ctx, id, &sb)) < 0)
-			return r;
+		const struct run_backend_ops *be = run_backend_find(sb->backend);
 		if (sb->status == RUN_STATUS_RUNNING && run_sandbox_agent_alive(sb) && !force)
 			return cm_log_ret(-EBUSY, "sandbox %s is running (use -f)", id);
 		bool was_running = sb->status == RUN_STATUS_RUNNING;
