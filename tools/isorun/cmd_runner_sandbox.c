@@ -207,6 +207,22 @@ static const char create_usage[] =
     "[--rootfs DIR] [--config FILE] [--net none|host] [--memory SIZE] [--cpus N] "
     "[--pids N] [--hostname NAME] [--userns]";
 
+/* Resolve the image, open the state root and create the sandbox (shared by create and run).
+ * Consumes `a`. Errors are printed. */
+static int create_sandbox(struct create_args *a, struct run_ctx **ret_ctx, char **ret_id)
+{
+	int r = create_prepare(a);
+	if (r == 0)
+		r = open_ctx(ret_ctx);
+	if (r == 0) {
+		r = run_sandbox_create(*ret_ctx, &a->o, ret_id);
+		if (r < 0)
+			fprintf(stderr, "isorun: create failed: %s\n", strerror(-r));
+	}
+	create_args_fini(a);
+	return r;
+}
+
 static int cmd_create(int argc, char **argv)
 {
 	struct create_args a = {0};
@@ -227,17 +243,9 @@ static int cmd_create(int argc, char **argv)
 		return ISORUN_EXIT_USAGE;
 	}
 	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
-	if (create_prepare(&a) < 0 || open_ctx(&ctx) < 0) {
-		create_args_fini(&a);
-		return ISORUN_EXIT_ERROR;
-	}
 	_cleanup_free_ char *id = NULL;
-	r = run_sandbox_create(ctx, &a.o, &id);
-	create_args_fini(&a);
-	if (r < 0) {
-		fprintf(stderr, "isorun: create failed: %s\n", strerror(-r));
+	if (create_sandbox(&a, &ctx, &id) < 0)
 		return ISORUN_EXIT_ERROR;
-	}
 	printf("%s\n", id);
 	return 0;
 }
@@ -431,17 +439,9 @@ static int cmd_run(int argc, char **argv)
 		return ISORUN_EXIT_USAGE;
 	}
 	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
-	if (create_prepare(&a) < 0 || open_ctx(&ctx) < 0) {
-		create_args_fini(&a);
-		return ISORUN_EXIT_ERROR;
-	}
 	_cleanup_free_ char *id = NULL;
-	r = run_sandbox_create(ctx, &a.o, &id);
-	create_args_fini(&a);
-	if (r < 0) {
-		fprintf(stderr, "isorun: create failed: %s\n", strerror(-r));
+	if (create_sandbox(&a, &ctx, &id) < 0)
 		return ISORUN_EXIT_ERROR;
-	}
 	int status = do_exec(ctx, id, &e, argv + i);
 	if (keep) {
 		fprintf(stderr, "%s\n", id);
