@@ -45,6 +45,7 @@ enum {
 	ST_TOUCHED = 1u << 3,
 	ST_USED = 1u << 4,
 	ST_ADDED = 1u << 5,
+	ST_RAW = 1u << 6, /* this engine stored it as a raw frame (size for bookkeeping) */
 };
 
 /* Readahead window of a sequential reader, and the queue of chunks it asks for. */
@@ -370,18 +371,21 @@ static int load(struct fs_engine *e, uint32_t idx, struct mentry **ret)
 	_cleanup_close_ int fd = idx_store_open_chunk(e->store, c.digest);
 	if (fd < 0)
 		return fd;
-	struct tls_scratch *t = scratch(c.csize);
+	/* The file is the pack's frame (csize bytes) or a raw frame (indexer/store.h): read
+	 * up to the larger of the two plus one byte, so a longer file shows as corrupt. */
+	size_t raw = idx_store_raw_frame_size(c.usize), want = MAX((size_t)c.csize, raw) + 1;
+	struct tls_scratch *t = scratch(want);
 	if (!t)
 		return -ENOMEM;
-	ssize_t got = pread(fd, t->buf, c.csize + 1u > t->cap ? c.csize : c.csize + 1u, 0);
+	ssize_t got = pread(fd, t->buf, want, 0);
 	if (got < 0)
 		return -errno;
-	if ((size_t)got != c.csize ||
-	    (r = decode(&c, idx, t->buf, c.csize, e->o.verify_local, ret)) == -EBADMSG) {
+	if ((got != (ssize_t)c.csize && got != (ssize_t)raw) ||
+	    (r = decode(&c, idx, t->buf, (size_t)got, e->o.verify_local, ret)) == -EBADMSG) {
 		char hex[CM_DIGEST_STR_SIZE];
 		cm_digest_format(c.digest, hex);
-		log_error("store: chunk %s is corrupt (size %zd, expected %u): removed", hex, got,
-			  c.csize);
+		log_error("store: chunk %s is corrupt (size %zd, expected %u or %zu): removed",
+			  hex, got, c.csize, raw);
 		remove_chunk_file(e, c.digest);
 		count(&e->errors[E_CORRUPT], 1);
 		return -EBADMSG;
@@ -465,7 +469,7 @@ static int get_range(struct fs_engine *e, uint32_t pack, uint64_t off, uint64_t 
  * the whole run to be verified and stored. `m` (may be NULL) is consumed.
  */
 static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, bool keep,
-		   struct mentry **want)
+		   struct mentry **want, bool raw)
 {
 	pthread_mutex_lock(&e->lock);
 	e->state[c] &= (uint8_t)~ST_BUSY;
@@ -475,7 +479,8 @@ static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, b
 	} else {
 		struct idx_chunk ch;
 		idx_reader_chunk(e->r, c, &ch);
-		e->state[c] = (uint8_t)((e->state[c] & ~ST_ABSENT) | ST_LOCAL | ST_ADDED);
+		e->state[c] = (uint8_t)((e->state[c] & ~(ST_ABSENT | ST_RAW)) | ST_LOCAL | ST_ADDED |
+					(raw ? ST_RAW : 0));
 		e->resident++;
 		e->resident_bytes += ch.csize;
 		count(&e->fetched_chunks, 1);
@@ -495,6 +500,17 @@ static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, b
 	}
 	pthread_cond_broadcast(&e->cond);
 	pthread_mutex_unlock(&e->lock);
+}
+
+/* Put a fetched, verified chunk into the store: as a raw frame of its decompressed bytes
+ * `m` (local reads then copy instead of decompressing), or with --chunk-format=zstd as the
+ * fetched frame `cdata`. 1 new, 0 already there, -errno. */
+static int publish(struct fs_engine *e, const struct idx_chunk *c, const uint8_t *cdata,
+		   const struct mentry *m)
+{
+	if (e->o.chunks_zstd)
+		return idx_store_put_chunk(e->store, c->digest, cdata, c->csize, c->usize, false);
+	return idx_store_put_chunk_raw(e->store, c->digest, m->data, c->usize);
 }
 
 /*
@@ -521,7 +537,7 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, str
 			  b - a, ca.pack, (unsigned long long)off, (unsigned long long)len,
 			  strerror(-r));
 		for (uint32_t c = a; c < b; c++)
-			settle(e, c, r, NULL, false, NULL);
+			settle(e, c, r, NULL, false, NULL, false);
 		return r;
 	}
 	for (uint32_t i = a; i < b; i++) {
@@ -538,8 +554,7 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, str
 			if (res == 0)
 				res = decode(&c, i, one, c.csize, true, &m);
 			if (res == 0)
-				res = idx_store_put_chunk(e->store, c.digest, one, c.csize, c.usize,
-							  false);
+				res = publish(e, &c, one, m);
 			if (res == -EBADMSG) {
 				char hex[CM_DIGEST_STR_SIZE];
 				cm_digest_format(c.digest, hex);
@@ -549,13 +564,14 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, str
 				    hex, c.pack, (unsigned long long)c.pack_offset);
 			}
 		} else if (res == 0) {
-			res = idx_store_put_chunk(e->store, c.digest, cd, c.csize, c.usize, false);
+			res = publish(e, &c, cd, m);
 		}
+		bool raw = res > 0 && !e->o.chunks_zstd;
 		if (res > 0)
 			res = 0;
 		if (i == a)
 			first = res;
-		settle(e, i, res, m, keep, i == a ? want : NULL);
+		settle(e, i, res, m, keep, i == a ? want : NULL, raw);
 	}
 	return first;
 }
@@ -935,12 +951,12 @@ static int flush(struct fs_engine *e)
 		}
 		struct idx_chunk ch;
 		idx_reader_chunk(e->r, c, &ch);
-		v[n].csize = ch.csize;
+		v[n].csize = (st & ST_RAW) ? (uint32_t)idx_store_raw_frame_size(ch.usize) : ch.csize;
 		v[n].added = (st & ST_ADDED) != 0;
 		memcpy(v[n].digest, ch.digest, 32);
 		n++;
 		added |= (st & ST_ADDED) != 0;
-		e->state[c] &= (uint8_t) ~(ST_USED | ST_ADDED);
+		e->state[c] &= (uint8_t) ~(ST_USED | ST_ADDED | ST_RAW);
 	}
 	pthread_mutex_unlock(&e->lock);
 	if (n && (r = fs_cache_touch_batch(e->store, v, n)) < 0)

@@ -216,6 +216,55 @@ int idx_store_put_chunk(struct idx_store *s, const uint8_t digest[32], const voi
 	return r < 0 ? r : 1;
 }
 
+/* RFC 8878: the largest block, and a frame header of magic + descriptor (single segment,
+ * 4-byte content size, no checksum, no dictionary) + content size. */
+#define RAW_BLOCK_MAX (128u << 10)
+#define RAW_FHD	      0xA0u
+
+size_t idx_store_raw_frame_size(uint32_t usize)
+{
+	size_t blocks = usize ? (usize + RAW_BLOCK_MAX - 1) / RAW_BLOCK_MAX : 1;
+	return 9 + 3 * blocks + usize;
+}
+
+void idx_store_raw_frame(const void *udata, uint32_t usize, uint8_t *out)
+{
+	const uint8_t *in = udata;
+	cm_put_le32(out, ZSTD_MAGICNUMBER);
+	out[4] = RAW_FHD;
+	cm_put_le32(out + 5, usize);
+	out += 9;
+	uint32_t left = usize;
+	do {
+		uint32_t n = left < RAW_BLOCK_MAX ? left : RAW_BLOCK_MAX;
+		/* Block header: bit 0 last block, bits 1-2 type (0 = raw), bits 3-23 size. */
+		uint32_t h = (n << 3) | (left == n ? 1u : 0u);
+		out[0] = (uint8_t)h;
+		out[1] = (uint8_t)(h >> 8);
+		out[2] = (uint8_t)(h >> 16);
+		memcpy(out + 3, in, n);
+		out += 3 + n;
+		in += n;
+		left -= n;
+	} while (left);
+}
+
+int idx_store_put_chunk_raw(struct idx_store *s, const uint8_t digest[32], const void *udata,
+			    uint32_t usize)
+{
+	char p[80];
+	idx_store_chunk_relpath(digest, p);
+	if (faccessat(s->root_fd, p, F_OK, AT_EACCESS) == 0)
+		return 0;
+	size_t len = idx_store_raw_frame_size(usize);
+	_cleanup_free_ uint8_t *f = malloc(len);
+	if (!f)
+		return -ENOMEM;
+	idx_store_raw_frame(udata, usize, f);
+	int r = publish(s, p, f, len, false);
+	return r < 0 ? r : 1;
+}
+
 int idx_store_open_chunk(struct idx_store *s, const uint8_t digest[32])
 {
 	char p[80];

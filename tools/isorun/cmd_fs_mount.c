@@ -42,6 +42,7 @@ enum {
 	O_READY_FD,
 	O_FG_SPILL,
 	O_VERIFY_LOCAL,
+	O_CHUNK_FORMAT,
 };
 
 static const struct option mount_opts[] = {
@@ -62,6 +63,7 @@ static const struct option mount_opts[] = {
     {"ready-fd", required_argument, NULL, O_READY_FD},
     {"fg-spill", required_argument, NULL, O_FG_SPILL},
     {"verify-local", no_argument, NULL, O_VERIFY_LOCAL},
+    {"chunk-format", required_argument, NULL, O_CHUNK_FORMAT},
     {},
 };
 
@@ -122,6 +124,11 @@ static int parse(int argc, char **argv, struct mount_args *a)
 			break;
 		case O_VERIFY_LOCAL:
 			a->o.verify_local = true;
+			break;
+		case O_CHUNK_FORMAT:
+			if (strcmp(optarg, "raw") != 0 && strcmp(optarg, "zstd") != 0)
+				goto bad;
+			a->o.chunks_zstd = strcmp(optarg, "zstd") == 0;
 			break;
 		case O_FG_SPILL:
 			if (cm_parse_size(optarg, &a->o.fg_spill) < 0)
@@ -188,7 +195,7 @@ static int cmd_mount(int argc, char **argv)
 		fprintf(stderr,
 			"usage: isorun mount [--prefetch=none|startup|all] [--bwlimit RATE]\n"
 			"       [--cache-max SIZE] [--record-trace FILE] [--fetch-timeout S]\n"
-			"       [--keep-warm S] [--foreground] REF DIR\n");
+			"       [--keep-warm S] [--chunk-format=raw|zstd] [--foreground] REF DIR\n");
 		return ISORUN_EXIT_USAGE;
 	}
 	char idig[72];

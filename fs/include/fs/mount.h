@@ -42,6 +42,10 @@ struct fs_mount_opts {
 	const char *exe;	   /* the isorun binary that runs `fsd`; NULL = /proc/self/exe */
 	bool verify_local;	   /* hash chunks again when loading them from the store
 				      (they were verified before they were published) */
+	bool chunks_zstd;	   /* --chunk-format=zstd: store fetched chunks as fetched
+				      (zstd-compressed) instead of as raw frames, for a
+				      smaller store at the cost of decompressing every local
+				      read (indexer/store.h) */
 	bool debug;		   /* daemon logs at debug level */
 };
 

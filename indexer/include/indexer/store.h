@@ -3,9 +3,12 @@
  * store.db (sqlite, WAL) with what references them. Shared by every indexer, mount and
  * runner on the host, across processes.
  *
- *   ROOT/chunks/<2 hex>/<64 hex>   a chunk: exactly the bytes it has in its pack (a zstd
- *                                  frame of the uncompressed data). Name = SHA-256 of the
- *                                  uncompressed data.
+ *   ROOT/chunks/<2 hex>/<64 hex>   a chunk: one zstd frame of its uncompressed data, name =
+ *                                  SHA-256 of the uncompressed data. Either the bytes it
+ *                                  has in its pack (what builds write) or a frame of raw
+ *                                  (stored) blocks (what mounts write by default, so local
+ *                                  reads are a copy, not a decompression). Readers take
+ *                                  both; the file's size says which.
  *   ROOT/indexes/<64 hex>          an index blob, name = its SHA-256
  *   ROOT/store.db                  images (reference -> manifest -> index), chunk bookkeeping
  *   ROOT/tmp/                      temporary files, renamed into place when complete
@@ -41,6 +44,18 @@ bool idx_store_has_chunk(struct idx_store *s, const uint8_t digest[32]);
  */
 int idx_store_put_chunk(struct idx_store *s, const uint8_t digest[32], const void *cdata,
 			size_t clen, uint32_t usize, bool verify);
+/*
+ * Insert a chunk given its uncompressed bytes, stored as a zstd frame of raw blocks
+ * (idx_store_raw_frame_size bytes). The caller has verified `udata` against `digest`.
+ * Returns 1 if the chunk was new, 0 if it was already there (in either form).
+ */
+int idx_store_put_chunk_raw(struct idx_store *s, const uint8_t digest[32], const void *udata,
+			    uint32_t usize);
+/* Size of the raw-block frame of a chunk of `usize` bytes: 9 header bytes, then a 3-byte
+ * header per block of at most 128 KiB (at least one block), then the data. */
+size_t idx_store_raw_frame_size(uint32_t usize);
+/* Write that frame into `out` (idx_store_raw_frame_size(usize) bytes). */
+void idx_store_raw_frame(const void *udata, uint32_t usize, uint8_t *out);
 /*
  * Read a chunk, decompress into `ubuf` (exactly `usize` bytes) and verify its digest.
  * -ENOENT if absent, -EBADMSG if the stored bytes are corrupt (the file is then removed).

@@ -15,6 +15,14 @@ mkdir -p "$WORK/m1"
 cmp "$WORK/unp-img-v1/rootfs/etc/os-release" "$WORK/m1/etc/os-release" || fail "os-release"
 f=$(stats_json "$R" "$WORK/m1" | jget fetched_bytes)
 [ "$f" -le 65536 ] || fail "reading a 40-byte file fetched $f bytes"
+# The store got it as a raw frame (docs/format.md): 12 bytes of headers, then the bytes.
+osr=$WORK/unp-img-v1/rootfs/etc/os-release
+id=$(sha256sum "$osr" | cut -c1-64)
+chunk=$R/chunks/${id:0:2}/$id
+[ -f "$chunk" ] || fail "the chunk of os-release is not in the store"
+[ "$(stat -c %s "$chunk")" = $(($(stat -c %s "$osr") + 12)) ] || fail "not stored as a raw frame"
+tail -c "$(stat -c %s "$osr")" "$chunk" | cmp - "$osr" || fail "raw frame does not hold the bytes"
+zstd -qdc "$chunk" | cmp - "$osr" || fail "raw frame is not a valid zstd frame"
 
 # One big file (8 MiB of random data: stored about as large).
 big=$WORK/unp-img-v1/rootfs/usr/lib/libbig.so
@@ -27,6 +35,20 @@ echo "file $size bytes, fetched $f bytes of $total stored"
 [ "$f" -le $((size * 2)) ] || fail "fetched $f bytes for a $size-byte file"
 [ "$f" -lt "$total" ] || fail "the whole image was fetched"
 [ "$(echo "$s" | jget prefetch.complete)" = False ] || fail "prefetch ran with --prefetch=none"
+
+# --chunk-format=zstd stores the fetched frame as it is in the pack (another store: another
+# daemon), and reads it back.
+R2=$WORK/root2
+mkdir -p "$WORK/m2"
+"$ISORUN" --root "$R2" pull "$ref" >/dev/null || fail "pull (root2)"
+"$ISORUN" --root "$R2" mount --prefetch=none --chunk-format=zstd "$ref" "$WORK/m2" ||
+	fail "mount --chunk-format=zstd"
+cmp "$osr" "$WORK/m2/etc/os-release" || fail "os-release (zstd store)"
+chunk2=$R2/chunks/${id:0:2}/$id
+[ -f "$chunk2" ] || fail "the chunk of os-release is not in the second store"
+[ "$(stat -c %s "$chunk2")" != $(($(stat -c %s "$osr") + 12)) ] || fail "stored raw despite zstd"
+zstd -qdc "$chunk2" | cmp - "$osr" || fail "zstd chunk does not decompress to the bytes"
+"$ISORUN" --root "$R2" umount "$WORK/m2" || fail "umount m2"
 
 "$ISORUN" --root "$R" umount "$WORK/m1" || fail "umount"
 for i in $(seq 1 100); do [ -n "$(ls "$R"/mounts/*/ctl.sock 2>/dev/null)" ] || break; sleep 0.1; done

@@ -42,6 +42,8 @@ for i in $(seq 1 100); do [ -e "$R/mounts/$hex/ctl.sock" ] || break; sleep 0.1; 
 "$ISORUN" --root "$R" mount --prefetch=all "$ref" "$WORK/m1" || fail "mount (prefetch)"
 wait_prefetch "$R" "$WORK/m1"
 "$ISORUN" --root "$R" umount "$WORK/m1"
+# Every chunk the mount stored (raw frames) reads back whole and verified.
+"$INDEX" --root "$R" verify "$ref" >/dev/null || fail "isorun-index verify after the prefetch"
 "$src/tests/fixtures/registry.sh" stop "$WORK/reg" >/dev/null
 "$ISORUN" --root "$R" mount "$ref" "$WORK/m1" || fail "mount with the registry gone"
 sync
