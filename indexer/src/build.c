@@ -464,6 +464,8 @@ int idx_build(struct idx_store *store, struct idx_source *src, const struct idx_
 		.config = (const char *)cbody.data,
 		.config_len = cbody.len,
 		.pack_target = o->pack_target ? o->pack_target : (32ull << 20),
+		.startup_ids = o->startup_ids,
+		.n_startup_ids = o->n_startup_ids,
 		.pack_data = o->oci_out ? out_pack_data : NULL,
 		.pack_done = o->oci_out ? out_pack_done : NULL,
 		.pack_ud = &out,

@@ -288,6 +288,48 @@ static void put_section(uint8_t *hdr, int sec, uint64_t off, uint64_t size, uint
 	cm_put_le32(e + 20, stride);
 }
 
+static int cmp_uc_digest(const void *a, const void *b, void *ud)
+{
+	const struct idx_uchunk *uc = ud;
+	return memcmp(uc[*(const uint32_t *)a].digest, uc[*(const uint32_t *)b].digest, 32);
+}
+
+/* Place the chunks the startup trace names (those the image has, each once) first and list
+ * them for startup prefetch. */
+static int place_traced(const struct idx_writer_input *in, struct idx_uchunk *uc, uint32_t nuniq,
+			uint32_t *order, uint32_t *nplaced, struct cm_buf *prefetch)
+{
+	if (!in->n_startup_ids || !nuniq)
+		return 0;
+	_cleanup_free_ uint32_t *by = malloc((size_t)nuniq * sizeof(*by));
+	if (!by)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < nuniq; i++)
+		by[i] = i;
+	qsort_r(by, nuniq, sizeof(*by), cmp_uc_digest, uc);
+	for (uint32_t t = 0; t < in->n_startup_ids; t++) {
+		uint32_t lo = 0, hi = nuniq;
+		while (lo < hi) {
+			uint32_t mid = lo + (hi - lo) / 2;
+			if (memcmp(uc[by[mid]].digest, in->startup_ids[t], 32) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo == nuniq || memcmp(uc[by[lo]].digest, in->startup_ids[t], 32) != 0)
+			continue;
+		uint32_t c = by[lo];
+		if (uc[c].order != UINT32_MAX)
+			continue;
+		uc[c].order = *nplaced;
+		order[(*nplaced)++] = c;
+		int r = cm_buf_put_le32(prefetch, uc[c].order);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 int idx_writer_write(const struct idx_writer_input *in, struct cm_buf *out)
 {
 	struct wstate w = {.in = in};
@@ -308,7 +350,8 @@ int idx_writer_write(const struct idx_writer_input *in, struct cm_buf *out)
 	if (r < 0)
 		goto out;
 
-	/* Chunk order: startup files first (by rank), then all files in inode order. */
+	/* Chunk order: traced chunks first (in trace order), then startup files (by rank),
+	 * then all files in inode order. */
 	order = malloc((nuniq ? nuniq : 1) * sizeof(uint32_t));
 	ranked = malloc((w.ninodes ? w.ninodes : 1) * sizeof(*ranked));
 	if (!order || !ranked) {
@@ -320,6 +363,8 @@ int idx_writer_write(const struct idx_writer_input *in, struct cm_buf *out)
 		if (w.inodes[i]->prefetch_rank && S_ISREG(w.inodes[i]->mode))
 			ranked[nranked++] = w.inodes[i];
 	qsort(ranked, nranked, sizeof(*ranked), cmp_rank);
+	if ((r = place_traced(in, uc, nuniq, order, &nplaced, &prefetch)) < 0)
+		goto out;
 	for (uint32_t pass = 0; pass < 2; pass++) {
 		uint32_t n = pass == 0 ? nranked : w.ninodes;
 		for (uint32_t i = 0; i < n; i++) {

@@ -14,6 +14,10 @@ struct idx_writer_input {
 	const char *config;		/* verbatim config blob */
 	size_t config_len;
 	uint64_t pack_target;
+	/* Chunk ids to place first, in this order, and list first for startup prefetch
+	 * (idx_build_opts.startup_ids). */
+	const uint8_t (*startup_ids)[32];
+	uint32_t n_startup_ids;
 	/* Optional: receives every pack's bytes in order (pack_data, any number of pieces),
 	 * then pack_done with the pack's digest and size, so the caller can write pack blobs
 	 * without a second pass. */

@@ -15,6 +15,7 @@
 #include "indexer/source.h"
 #include "indexer/source_registry.h"
 #include "indexer/store.h"
+#include "indexer/trace.h"
 
 #include "registry/client.h"
 #include "registry/manifest.h"
@@ -46,10 +47,13 @@ static void usage(FILE *f)
 		"  build [--platform OS/ARCH[/VARIANT]] [--oci-out DIR] [--pack-size SIZE]\n"
 		"        [--threads N] [--push] [--force] [--allow-floating-tag]\n"
 		"        [--creds USER:PASS] [--authfile FILE] [--tls-verify=false]\n"
-		"        [--insecure-registry HOST[:PORT]] SOURCE\n"
+		"        [--insecure-registry HOST[:PORT]] [--startup-trace FILE]... SOURCE\n"
 		"                                    index an image (SOURCE: oci:PATH[:TAG] or\n"
 		"                                    a registry reference); --push uploads the\n"
-		"                                    index artifact next to the image\n"
+		"                                    index artifact next to the image;\n"
+		"                                    --startup-trace lays out and prefetches first\n"
+		"                                    the chunks a recorded run read (isorun mount\n"
+		"                                    --record-trace), in the order it read them\n"
 		"  inspect [--json] INDEX            summary and image config\n"
 		"  ls [-R] INDEX [PATH]              list a directory of the image\n"
 		"  extract INDEX DIR                 materialise the image tree into DIR\n"
@@ -142,9 +146,36 @@ static int resolve_registry(const char *spec, bool allow_floating, struct reg_re
 	return 0;
 }
 
+/* Append the chunk ids of trace FILE to `all` (the build drops repeats). */
+static int add_trace(const char *path, struct idx_trace *all)
+{
+	_cleanup_(idx_trace_fini) struct idx_trace t = {0};
+	int r = idx_trace_load(path, &t);
+	if (r < 0) {
+		fprintf(stderr, "isorun-index: --startup-trace %s: %s\n", path, strerror(-r));
+		return r;
+	}
+	uint8_t(*ids)[32] = realloc(all->ids, ((size_t)all->n + t.n) * 32 + 1);
+	if (!ids)
+		return -ENOMEM;
+	memcpy(ids[all->n], t.ids, (size_t)t.n * 32);
+	all->ids = ids;
+	all->n += t.n;
+	return 0;
+}
+
 static int cmd_build(int argc, char **argv)
 {
-	enum { OPT_PUSH = 256, OPT_FORCE, OPT_FLOAT, OPT_CREDS, OPT_AUTHFILE, OPT_TLS, OPT_INSECURE };
+	enum {
+		OPT_PUSH = 256,
+		OPT_FORCE,
+		OPT_FLOAT,
+		OPT_CREDS,
+		OPT_AUTHFILE,
+		OPT_TLS,
+		OPT_INSECURE,
+		OPT_TRACE,
+	};
 	static const struct option opts[] = {
 		{"platform", required_argument, NULL, 'p'},
 		{"oci-out", required_argument, NULL, 'o'},
@@ -157,10 +188,12 @@ static int cmd_build(int argc, char **argv)
 		{"authfile", required_argument, NULL, OPT_AUTHFILE},
 		{"tls-verify", required_argument, NULL, OPT_TLS},
 		{"insecure-registry", required_argument, NULL, OPT_INSECURE},
+		{"startup-trace", required_argument, NULL, OPT_TRACE},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
 	struct idx_build_opts o = {.progress = isatty(STDERR_FILENO)};
+	_cleanup_(idx_trace_fini) struct idx_trace startup = {0};
 	bool push = false, force = false, allow_floating = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -184,6 +217,10 @@ static int cmd_build(int argc, char **argv)
 			if (ninsecure + 1 < ARRAY_SIZE(insecure))
 				insecure[ninsecure++] = optarg;
 			break;
+		case OPT_TRACE:
+			if (add_trace(optarg, &startup) < 0)
+				return 1;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: return 2;
 		}
@@ -192,6 +229,8 @@ static int cmd_build(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	o.startup_ids = (const uint8_t (*)[32])startup.ids;
+	o.n_startup_ids = startup.n;
 	reg_opts.platform = o.platform;
 	reg_opts.insecure_registries = ninsecure ? insecure : NULL;
 	const char *spec = argv[optind];

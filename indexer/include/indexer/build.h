@@ -19,6 +19,11 @@ struct idx_build_opts {
 	int zstd_level;		  /* 0 = default (1: see bench/results/index.md) */
 	uint64_t pack_target;	  /* target pack size in bytes, 0 = default (32 MiB) */
 	int threads;		  /* compression workers, 0 = number of CPUs */
+	/* Startup order from first-touch traces (indexer/trace.h): these chunk ids, in this
+	 * order, are laid out first and form the startup prefetch list, ahead of the list the
+	 * image config gives. Ids the image does not have are skipped; repeats count once. */
+	const uint8_t (*startup_ids)[32];
+	uint32_t n_startup_ids;
 };
 
 struct idx_build_result {

@@ -11,6 +11,7 @@
 #include "indexer/index.h"
 #include "indexer/source.h"
 #include "indexer/store.h"
+#include "indexer/trace.h"
 
 #include "common/cleanup.h"
 #include "common/digest.h"
@@ -27,6 +28,7 @@
 #include <sys/stat.h>
 
 #include <cmocka.h>
+#include <zstd.h>
 
 #define BIG_LEN	   (1u << 20) /* several chunks */
 #define MEDIUM_LEN (100000u)  /* between min and max: one or two chunks */
@@ -489,6 +491,123 @@ static void test_rebuild_adds_nothing(void **state)
 	free(found);
 }
 
+
+/* The id of extent `i` of `path` in `r`. */
+static void extent_id(const struct idx_reader *r, const char *path, uint32_t i, uint8_t id[32])
+{
+	uint32_t ino;
+	struct idx_extent x;
+	struct idx_chunk c;
+	assert_int_equal(idx_reader_lookup_path(r, path, &ino), 0);
+	assert_int_equal(idx_reader_extent(r, ino, i, &x), 0);
+	assert_int_equal(idx_reader_chunk(r, x.chunk, &c), 0);
+	memcpy(id, c.digest, 32);
+}
+
+/* A startup trace puts its chunks first, in its order, at the head of the prefetch list;
+ * ids the image lacks and repeats are skipped; the tree is the same; the result is
+ * deterministic. */
+static void test_startup_trace_order(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t ids[5][32];
+	extent_id(f->r1, "data/medium", 0, ids[0]);
+	extent_id(f->r1, "data/deep/a/b/c/leaf", 0, ids[1]);
+	memset(ids[2], 0xab, 32); /* not in the image */
+	extent_id(f->r1, "data/medium", 0, ids[3]); /* a repeat */
+	extent_id(f->r1, "data/big", 3, ids[4]);
+	_cleanup_free_ char *spec = cm_strdupf("oci:%s", f->layout);
+	char digests[2][72];
+	for (int k = 0; k < 2; k++) {
+		_cleanup_free_ char *dir = cm_strdupf("%s/traced%d", f->tmp, k);
+		struct idx_store *s;
+		struct idx_source *src;
+		struct idx_build_result res;
+		struct idx_build_opts o = {.startup_ids = (const uint8_t(*)[32])ids,
+					   .n_startup_ids = 5};
+		assert_int_equal(idx_store_open(dir, &s), 0);
+		assert_int_equal(idx_source_oci_open(spec, &src), 0);
+		assert_int_equal(idx_build(s, src, &o, &res), 0);
+		memcpy(digests[k], res.index_digest, 72);
+		idx_source_free(src);
+		struct idx_reader *r;
+		_cleanup_free_ char *path = NULL;
+		assert_int_equal(idx_store_index_path(s, res.index_digest, &path), 0);
+		assert_int_equal(idx_reader_open(path, &r), 0);
+		static const int want[] = {0, 1, 4};
+		assert_true(idx_reader_prefetch_count(r) > 3);
+		for (uint32_t i = 0; i < 3; i++) {
+			uint32_t c;
+			struct idx_chunk ch;
+			assert_int_equal(idx_reader_prefetch(r, i, &c), 0);
+			assert_int_equal(c, i); /* laid out first */
+			assert_int_equal(idx_reader_chunk(r, c, &ch), 0);
+			assert_memory_equal(ch.digest, ids[want[i]], 32);
+		}
+		/* Then the config's startup list: the Cmd program. */
+		uint32_t c3;
+		uint8_t su[32];
+		struct idx_chunk ch;
+		extent_id(r, "usr/bin/su", 0, su);
+		assert_int_equal(idx_reader_prefetch(r, 3, &c3), 0);
+		assert_int_equal(idx_reader_chunk(r, c3, &ch), 0);
+		assert_memory_equal(ch.digest, su, 32);
+		/* Same files, same bytes: only the order of chunks changed. */
+		struct idx_stats a, b;
+		idx_reader_stats(r, &a);
+		idx_reader_stats(f->r1, &b);
+		assert_int_equal(a.chunks, b.chunks);
+		assert_int_equal(a.file_bytes, b.file_bytes);
+		uint8_t x[32], y[32];
+		extent_id(r, "data/big", 7, x);
+		extent_id(f->r1, "data/big", 7, y);
+		assert_memory_equal(x, y, 32);
+		idx_reader_free(r);
+		idx_store_free(s);
+	}
+	assert_string_equal(digests[0], digests[1]);
+	assert_string_not_equal(digests[0], idx_reader_digest(f->r1));
+}
+
+/* Raw-block frames (what mounts store): valid zstd frames of exactly the data, of the size
+ * idx_store_raw_frame_size says, readable through idx_store_read_chunk. */
+static void test_raw_frames(void **state)
+{
+	struct fixture *f = *state;
+	static const uint32_t sizes[] = {0, 1, 4095, 131071, 131072, 131073, 262144, 300000};
+	_cleanup_free_ char *dir = cm_strdupf("%s/raw", f->tmp);
+	struct idx_store *s;
+	assert_int_equal(idx_store_open(dir, &s), 0);
+	_cleanup_free_ uint8_t *data = malloc(300000), *back = malloc(300000),
+			       *frame = malloc(idx_store_raw_frame_size(300000));
+	tl_random(12, data, 300000);
+	for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
+		uint32_t n = sizes[i];
+		size_t fl = idx_store_raw_frame_size(n);
+		idx_store_raw_frame(data, n, frame);
+		assert_int_equal(ZSTD_getFrameContentSize(frame, fl), n);
+		assert_int_equal(ZSTD_findFrameCompressedSize(frame, fl), fl);
+		size_t got = ZSTD_decompress(back, 300000, frame, fl);
+		assert_false(ZSTD_isError(got));
+		assert_int_equal(got, n);
+		assert_memory_equal(back, data, n);
+		uint8_t d[32];
+		data[0] ^= (uint8_t)(i + 1); /* a new chunk each round */
+		cm_sha256(data, n, d);
+		assert_int_equal(idx_store_put_chunk_raw(s, d, data, n), 1);
+		assert_int_equal(idx_store_put_chunk_raw(s, d, data, n), 0);
+		memset(back, 0, 300000);
+		assert_int_equal(idx_store_read_chunk(s, d, back, n), 0);
+		assert_memory_equal(back, data, n);
+		char p[80];
+		struct stat st;
+		idx_store_chunk_relpath(d, p);
+		assert_int_equal(fstatat(idx_store_root_fd(s), p, &st, 0), 0);
+		assert_int_equal(st.st_size, fl);
+	}
+	idx_store_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -498,6 +617,8 @@ int main(void)
 	    cmocka_unit_test(test_deterministic_across_stores),
 	    cmocka_unit_test(test_deterministic_across_threads),
 	    cmocka_unit_test(test_deterministic_whatever_the_store_holds),
+	    cmocka_unit_test(test_startup_trace_order),
+	    cmocka_unit_test(test_raw_frames),
 	    cmocka_unit_test(test_rebuild_adds_nothing),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
