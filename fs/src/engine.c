@@ -863,13 +863,14 @@ static void *prefetch_main(void *arg)
 	pthread_mutex_lock(&e->lock);
 	while (!e->stop) {
 		uint32_t c = UINT32_MAX;
-		bool from_ra = false;
+		bool from_ra = false, startup = false;
 		if (e->ra_n) {
 			c = e->ra[e->ra_head];
 			e->ra_head = (e->ra_head + 1) % RA_QUEUE;
 			e->ra_n--;
 			from_ra = true;
 		} else if (e->bg_pos < e->bg_total) {
+			startup = e->bg_pos < idx_reader_prefetch_count(e->r);
 			c = bg_item(e, e->bg_pos++);
 		} else if (e->bg_failed && e->resident < e->n) {
 			/* Some fetches failed (registry away?): start a new pass later. */
@@ -900,7 +901,9 @@ static void *prefetch_main(void *arg)
 		uint64_t len = l.pack_offset + l.csize - a.pack_offset;
 		if (!from_ra)
 			bw_pace(e, len);
-		int r = fetch_run(e, c, end, from_ra, NULL);
+		/* Readahead and the startup list are about to be read: keep them in memory (the
+		 * LRU bounds it), so the reader does not load them back from the store. */
+		int r = fetch_run(e, c, end, from_ra || startup, NULL);
 		if (r == 0 && !from_ra)
 			count(&e->prefetched_bytes, len);
 		pthread_mutex_lock(&e->lock);
@@ -919,6 +922,12 @@ static void *prefetch_main(void *arg)
 }
 
 /* ---- bookkeeping ----------------------------------------------------------------------- */
+
+static int cmp_touch(const void *a, const void *b)
+{
+	return memcmp(((const struct fs_cache_touch *)a)->digest,
+		      ((const struct fs_cache_touch *)b)->digest, 32);
+}
 
 /*
  * Write the bookkeeping of chunks used or added since the last flush in one transaction,
@@ -959,6 +968,9 @@ static int flush(struct fs_engine *e)
 		e->state[c] &= (uint8_t) ~(ST_USED | ST_ADDED | ST_RAW);
 	}
 	pthread_mutex_unlock(&e->lock);
+	/* In key order: the B-tree pages of fs_chunks are then touched once each. */
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_touch);
 	if (n && (r = fs_cache_touch_batch(e->store, v, n)) < 0)
 		return r;
 	if (added && e->o.cache_max) {

@@ -9,7 +9,14 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static void test_buf_cap(void **state)
 {
@@ -47,12 +54,55 @@ static void test_parse_size(void **state)
 	assert_int_equal(cm_parse_size("", &v), -EINVAL);
 }
 
+/* cm_writev_full: every piece, in order; a short write continues where it stopped (here
+ * cut by RLIMIT_FSIZE, which then fails the rest with EFBIG). */
+static void test_writev_full(void **state)
+{
+	(void)state;
+	static uint8_t a[1500], b[7], c[2000];
+	for (size_t i = 0; i < sizeof(a); i++)
+		a[i] = (uint8_t)i;
+	memset(b, 0xbb, sizeof(b));
+	for (size_t i = 0; i < sizeof(c); i++)
+		c[i] = (uint8_t)(i * 7);
+	uint8_t want[sizeof(a) + sizeof(b) + sizeof(c)], got[sizeof(want) + 1];
+	memcpy(want, a, sizeof(a));
+	memcpy(want + sizeof(a), b, sizeof(b));
+	memcpy(want + sizeof(a) + sizeof(b), c, sizeof(c));
+	for (int limited = 0; limited < 2; limited++) {
+		char path[] = "/tmp/isorun-writev-XXXXXX";
+		int fd = mkstemp(path);
+		assert_true(fd >= 0);
+		pid_t pid = fork();
+		if (pid == 0) {
+			if (limited) {
+				signal(SIGXFSZ, SIG_IGN);
+				struct rlimit rl = {.rlim_cur = 1000, .rlim_max = RLIM_INFINITY};
+				setrlimit(RLIMIT_FSIZE, &rl);
+			}
+			struct iovec iov[] = {{a, sizeof(a)}, {b, sizeof(b)}, {c, sizeof(c)}};
+			int r = cm_writev_full(fd, iov, 3);
+			_exit(limited ? (r == -EFBIG ? 0 : 1) : (r == 0 ? 0 : 2));
+		}
+		int st;
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 0);
+		ssize_t n = pread(fd, got, sizeof(got), 0);
+		assert_int_equal(n, limited ? 1000 : (ssize_t)sizeof(want));
+		assert_memory_equal(got, want, (size_t)n);
+		close(fd);
+		unlink(path);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buf_cap),
 		cmocka_unit_test(test_digest_roundtrip),
 		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_writev_full),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
