@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -54,7 +55,7 @@ enum {
 /* Local readahead: chunk files loaded into memory ahead of a reader by LOADERS threads, so
  * the disk reads of one FUSE read (or of a sequential reader's next window) overlap. */
 #define LD_QUEUE 1024u
-#define LOADERS	 4u
+#define LOADERS	 8u
 /* Two chunks of one pack separated by less than this are fetched in one range. */
 #define GAP_MAX (64u << 10)
 /* A chunk's stored bytes are at most this (the indexer's max chunk is far below). */
@@ -116,6 +117,8 @@ struct fs_engine {
 
 	pthread_mutex_t bw_lock;
 	uint64_t bw_next_ns; /* bw_lock: when the next prefetch request may start */
+	int raw_hint;	     /* atomic: >= 0 try loading chunks as raw frames first */
+	uint32_t raw_probe;  /* atomic: loads since raw_hint went negative */
 
 	pthread_t *workers;
 	unsigned n_workers;
@@ -361,6 +364,59 @@ static void remove_chunk_file(struct fs_engine *e, const uint8_t digest[32])
 	unlinkat(idx_store_root_fd(e->store), p, 0);
 }
 
+/*
+ * Read chunk `c` from `fd` as a raw frame (indexer/store.h), its data straight into a new
+ * entry: one preadv, no copy. 1 and *ret on success; 0 when the file is not a raw frame of
+ * at most RAW_MAXB blocks (the caller decodes it instead); -errno, -ENOMEM.
+ */
+#define RAW_MAXB 8u
+static int load_raw(int fd, const struct idx_chunk *c, uint32_t idx, struct mentry **ret)
+{
+	uint32_t nb = c->usize ? (c->usize + (128u << 10) - 1) / (128u << 10) : 1;
+	if (nb > RAW_MAXB)
+		return 0;
+	struct mentry *m = malloc(sizeof(*m) + (c->usize ? c->usize : 1));
+	if (!m)
+		return -ENOMEM;
+	*m = (struct mentry){.chunk = idx, .len = c->usize};
+	uint8_t hdr[9 + 3 * RAW_MAXB], extra;
+	struct iovec iov[2 + 2 * RAW_MAXB];
+	int n = 0;
+	iov[n++] = (struct iovec){hdr, 9};
+	for (uint32_t b = 0, off = 0; b < nb; b++) {
+		uint32_t len = MIN(c->usize - off, 128u << 10);
+		iov[n++] = (struct iovec){hdr + 9 + 3 * b, 3};
+		if (len)
+			iov[n++] = (struct iovec){m->data + off, len};
+		off += len;
+	}
+	iov[n++] = (struct iovec){&extra, 1}; /* a longer file is not this frame */
+	size_t size = idx_store_raw_frame_size(c->usize);
+	ssize_t got = preadv(fd, iov, n, 0);
+	if (got < 0) {
+		int err = -errno;
+		free(m);
+		return err;
+	}
+	/* Exactly the headers idx_store_raw_frame writes, so the data is the content. */
+	uint8_t want[9];
+	idx_store_raw_frame_header(c->usize, want);
+	bool ok = (size_t)got == size && memcmp(hdr, want, 9) == 0;
+	for (uint32_t b = 0, left = c->usize; ok && b < nb; b++) {
+		uint32_t len = MIN(left, 128u << 10);
+		uint32_t h = (len << 3) | (left == len ? 1u : 0u);
+		const uint8_t *bh = hdr + 9 + 3 * b;
+		ok = bh[0] == (uint8_t)h && bh[1] == (uint8_t)(h >> 8) && bh[2] == (uint8_t)(h >> 16);
+		left -= len;
+	}
+	if (!ok) {
+		free(m);
+		return 0;
+	}
+	*ret = m;
+	return 1;
+}
+
 /* Load chunk `idx` from the store. -ENOENT absent, -EBADMSG corrupt (file removed). */
 static int load(struct fs_engine *e, uint32_t idx, struct mentry **ret)
 {
@@ -371,6 +427,29 @@ static int load(struct fs_engine *e, uint32_t idx, struct mentry **ret)
 	_cleanup_close_ int fd = idx_store_open_chunk(e->store, c.digest);
 	if (fd < 0)
 		return fd;
+	/* Most chunks a mount reads it stored itself, as raw frames: try that first, unless
+	 * the last chunks read were in the packs' form (a store filled by isorun-index). */
+	if (__atomic_load_n(&e->raw_hint, __ATOMIC_RELAXED) >= 0) {
+		r = load_raw(fd, &c, idx, ret);
+		if (r == 1) {
+			__atomic_store_n(&e->raw_hint, 1, __ATOMIC_RELAXED);
+			if (!e->o.verify_local)
+				return 0;
+			uint8_t d[CM_SHA256_LEN];
+			cm_sha256((*ret)->data, c.usize, d);
+			if (memcmp(d, c.digest, 32) == 0)
+				return 0;
+			free(*ret);
+			*ret = NULL;
+		} else if (r < 0) {
+			return r;
+		} else {
+			__atomic_store_n(&e->raw_hint, -1, __ATOMIC_RELAXED);
+		}
+	} else if (c.csize == idx_store_raw_frame_size(c.usize) ||
+		   (__atomic_add_fetch(&e->raw_probe, 1, __ATOMIC_RELAXED) & 63) == 0) {
+		__atomic_store_n(&e->raw_hint, 0, __ATOMIC_RELAXED); /* look again now and then */
+	}
 	/* The file is the pack's frame (csize bytes) or a raw frame (indexer/store.h): read
 	 * up to the larger of the two plus one byte, so a longer file shows as corrupt. */
 	size_t raw = idx_store_raw_frame_size(c.usize), want = MAX((size_t)c.csize, raw) + 1;

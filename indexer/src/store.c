@@ -235,12 +235,17 @@ size_t idx_store_raw_frame_size(uint32_t usize)
 	return 9 + 3 * blocks + usize;
 }
 
-void idx_store_raw_frame(const void *udata, uint32_t usize, uint8_t *out)
+void idx_store_raw_frame_header(uint32_t usize, uint8_t out[9])
 {
-	const uint8_t *in = udata;
 	cm_put_le32(out, ZSTD_MAGICNUMBER);
 	out[4] = RAW_FHD;
 	cm_put_le32(out + 5, usize);
+}
+
+void idx_store_raw_frame(const void *udata, uint32_t usize, uint8_t *out)
+{
+	const uint8_t *in = udata;
+	idx_store_raw_frame_header(usize, out);
 	out += 9;
 	uint32_t left = usize;
 	do {
@@ -279,9 +284,7 @@ int idx_store_put_chunk_raw(struct idx_store *s, const uint8_t digest[32], const
 	uint8_t hdr[9 + 3 * MAXB];
 	struct iovec iov[1 + 2 * MAXB];
 	int n = 0;
-	cm_put_le32(hdr, ZSTD_MAGICNUMBER);
-	hdr[4] = RAW_FHD;
-	cm_put_le32(hdr + 5, usize);
+	idx_store_raw_frame_header(usize, hdr);
 	iov[n++] = (struct iovec){.iov_base = hdr, .iov_len = 9};
 	const uint8_t *in = udata;
 	uint32_t left = usize;

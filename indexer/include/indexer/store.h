@@ -56,6 +56,8 @@ int idx_store_put_chunk_raw(struct idx_store *s, const uint8_t digest[32], const
 size_t idx_store_raw_frame_size(uint32_t usize);
 /* Write that frame into `out` (idx_store_raw_frame_size(usize) bytes). */
 void idx_store_raw_frame(const void *udata, uint32_t usize, uint8_t *out);
+/* Its first 9 bytes: magic, frame header descriptor, content size. */
+void idx_store_raw_frame_header(uint32_t usize, uint8_t out[9]);
 /*
  * Read a chunk, decompress into `ubuf` (exactly `usize` bytes) and verify its digest.
  * -ENOENT if absent, -EBADMSG if the stored bytes are corrupt (the file is then removed).

@@ -58,4 +58,22 @@ ino=$(stat -c %i "$WORK/unp-img-v1/rootfs/usr/lib/libbig.so")
 [ "$n" -ge 2 ] || fail "trace has $n records"
 # Records are in first-touch order with increasing sequence numbers.
 awk '/^[0-9]/ { if ($1 != n++) exit 1 }' "$WORK/trace" || fail "trace sequence"
+
+# Damaged local chunks. A raw frame one byte short is not served: it is removed and fetched
+# again. A flipped data byte keeps the frame's shape: --verify-local catches it the same way.
+for damage in truncate flip; do
+	if [ $damage = truncate ]; then
+		truncate -s -1 "$chunk"
+		opts=
+	else
+		printf 'X' | dd of="$chunk" bs=1 seek=$(($(stat -c %s "$chunk") - 1)) conv=notrunc status=none
+		opts=--verify-local
+	fi
+	"$ISORUN" --root "$R" mount --prefetch=none $opts "$ref" "$WORK/m1" || fail "mount ($damage)"
+	cmp "$osr" "$WORK/m1/etc/os-release" || fail "damaged chunk ($damage) was served"
+	[ "$(stats_json "$R" "$WORK/m1" | jget errors.corrupt)" -ge 1 ] || fail "$damage not counted"
+	"$ISORUN" --root "$R" umount "$WORK/m1" || fail "umount ($damage)"
+	for i in $(seq 1 100); do [ -n "$(ls "$R"/mounts/*/ctl.sock 2>/dev/null)" ] || break; sleep 0.1; done
+	tail -c "$(stat -c %s "$osr")" "$chunk" | cmp - "$osr" || fail "chunk not restored ($damage)"
+done
 pass
