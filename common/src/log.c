@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static _Atomic int log_level = -1;
@@ -52,7 +53,16 @@ __attribute__((format(printf, 2, 0))) static void vlog(enum cm_log_level level, 
 
 	if ((int)level > (int)cm_log_get_level())
 		return;
-	n = snprintf(buf, sizeof(buf), "%s: %s: ", log_ident, names[level]);
+	if (level == CM_LOG_DEBUG) {
+		/* Debug lines carry the monotonic clock (comparable across processes), so
+		 * `--debug` shows where the time of a command goes. */
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		n = snprintf(buf, sizeof(buf), "%s: %s: [%lld.%06ld] ", log_ident, names[level],
+			     (long long)ts.tv_sec, ts.tv_nsec / 1000);
+	} else {
+		n = snprintf(buf, sizeof(buf), "%s: %s: ", log_ident, names[level]);
+	}
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		return;
 	int m = vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);

@@ -562,6 +562,7 @@ __attribute__((noinline)) static _Noreturn void boot_child(struct boot *b)
 		       MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
 		boot_fail(b, errno, "attach the overlay");
 	snprintf(b->root, sizeof(b->root), "/proc/self/fd/%d", rootfd);
+	log_debug("sandbox %s: boot: overlay attached", sb->id);
 
 	setup_proc(b, rootfd);
 	{
@@ -626,13 +627,16 @@ __attribute__((noinline)) static _Noreturn void boot_child(struct boot *b)
 
 	if (fchdir(rootfd) < 0 || syscall(SYS_pivot_root, ".", ".") < 0)
 		boot_fail(b, errno, "pivot_root");
+	log_debug("sandbox %s: boot: mounts done, root pivoted", sb->id);
 	if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
 		boot_fail(b, errno, "detach the old root");
 	close(rootfd);
+	log_debug("sandbox %s: boot: old root detached", sb->id);
 
 	drop_caps(b);
 	if ((r = run_seccomp_install()) < 0)
 		boot_fail(b, -r, "seccomp");
+	log_debug("sandbox %s: boot: capabilities and seccomp set, exec the agent", sb->id);
 
 	/* fds: 0,1 /dev/null, 2 agent.log, 3 the listening socket; everything else closes.
 	 * Move every fd still needed above 3 first, so the dup2s cannot clobber one. */
@@ -836,6 +840,7 @@ static int ns_start(struct run_sandbox *sb, const char *lower)
 	/* vfork: A borrows the caller's memory while the caller waits, and only makes system
 	 * calls (no allocation) before _exit; a full fork would copy the page tables of a caller
 	 * that maps dozens of libraries (the isorun CLI: ~0.5-2 ms). B is a full copy. */
+	log_debug("sandbox %s: spawning its init", sb->id);
 	pid_t a = spawn_middle(&b, sb->userns, errp[1], pidp[1], sp[0]);
 	if (a < 0) {
 		r = a;
@@ -879,6 +884,7 @@ static int ns_start(struct run_sandbox *sb, const char *lower)
 	}
 	sb->pid = pid;
 	sb->pid_start = pid_start;
+	log_debug("sandbox %s: agent started (pid %d)", sb->id, (int)pid);
 
 	/* ready when the agent answers (the socket already queues our connection) */
 	struct run_client *c = NULL;
@@ -886,6 +892,7 @@ static int ns_start(struct run_sandbox *sb, const char *lower)
 	if (r >= 0)
 		r = run_client_ping(c);
 	run_client_free(c);
+	log_debug("sandbox %s: agent answered", sb->id);
 	if (r < 0) {
 		/* the state directory may be removed next: quote the agent's last words */
 		struct cm_buf lb;
@@ -942,9 +949,11 @@ static int ns_stop(struct run_sandbox *sb, uint32_t grace_ms)
 			struct pollfd p = {.fd = pfd, .events = POLLIN};
 			if (poll(&p, 1, grace_ms ? 2000 : 0) <= 0) {
 				syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+				log_debug("sandbox %s: agent killed", sb->id);
 				p.revents = 0;
 				while (poll(&p, 1, -1) < 0 && errno == EINTR)
 					;
+				log_debug("sandbox %s: agent gone", sb->id);
 			}
 		}
 	}

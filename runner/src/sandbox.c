@@ -668,6 +668,7 @@ int run_sandbox_create(struct run_ctx *ctx, const struct run_create_opts *o, cha
 	if ((r = save_config(sb)) < 0 || (r = run_sandbox_save_state(sb)) < 0 ||
 	    (r = be->create(sb)) < 0)
 		goto fail;
+	log_debug("sandbox %s: state written, booting", sb->id);
 	{
 		_cleanup_(unlockp) int lock = lock_sandbox(sb);
 		if (lock < 0) {
@@ -677,6 +678,7 @@ int run_sandbox_create(struct run_ctx *ctx, const struct run_create_opts *o, cha
 		if ((r = boot_locked(sb)) < 0)
 			goto fail;
 	}
+	log_debug("sandbox %s: created", sb->id);
 	*ret_id = strdup(sb->id);
 	return *ret_id ? 0 : -ENOMEM;
 fail:
@@ -841,6 +843,7 @@ int run_sandbox_remove(struct run_ctx *ctx, const char *id, bool force)
 		 * sandbox reads as stale (dead agent), which rm cleans up */
 		if ((r = stop_locked(sb, force ? 0 : 10000, false)) < 0)
 			return r;
+		log_debug("sandbox %s: stopped", sb->id);
 		/* stop already released the runtime resources */
 		if (!was_running && (r = be->destroy(sb)) < 0)
 			return r;
@@ -852,6 +855,7 @@ int run_sandbox_remove(struct run_ctx *ctx, const char *id, bool force)
 					  strerror(errno));
 	}
 	purge_trash(ctx, hold);
+	log_debug("sandbox %s: removed", id);
 	return 0;
 }
 

@@ -443,6 +443,7 @@ static int cmd_run(int argc, char **argv)
 	if (create_sandbox(&a, &ctx, &id) < 0)
 		return ISORUN_EXIT_ERROR;
 	int status = do_exec(ctx, id, &e, argv + i);
+	log_debug("run: the command exited (status %d)", status);
 	if (keep) {
 		fprintf(stderr, "%s\n", id);
 	} else if ((r = run_sandbox_remove(ctx, id, true)) < 0) {
