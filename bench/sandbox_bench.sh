@@ -19,7 +19,7 @@ WORK="$SRC/bench/work/sandbox"
 OUT="$SRC/bench/results/sandbox.md"
 
 [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
-for t in hyperfine busybox unshare python3; do
+for t in hyperfine busybox unshare python3 jq flock; do
 	command -v $t >/dev/null || { echo "needs $t" >&2; exit 1; }
 done
 [ -x "$ISORUN" ] || { echo "no $ISORUN (build first)" >&2; exit 1; }
@@ -53,7 +53,7 @@ print('%.2f %.2f %.2f %.2f' % (r['median']*1e3, r['min']*1e3, r['max']*1e3, r['s
 # The same CLI with only the sandbox verbs: what `isorun` costs without the libraries of
 # the other modules (libcurl & co.), which dominate its start-up.
 SLIM="$WORK/isorun-slim"
-cc -O2 -o "$SLIM" -DISORUN_VERSION='"slim"' "$SRC/tools/isorun/main.c" \
+cc -O2 -D_GNU_SOURCE -o "$SLIM" -DISORUN_VERSION='"slim"' "$SRC/tools/isorun/main.c" \
 	"$SRC/tools/isorun/cmd_version.c" "$SRC/tools/isorun/cmd_runner_sandbox.c" \
 	-I"$SRC/common/include" -I"$SRC/runner/include" \
 	"$BUILD/runner/libisorun_runner.a" "$BUILD/agent/libisorun_agent_proto.a" \
@@ -72,12 +72,33 @@ hyperfine -N -w 10 -r "$RUNS" --export-json "$WORK/run.json" \
 	"$ISORUN run --rootfs $ROOTFS -- /bin/true" \
 	"unshare -mpiuf --mount-proc chroot $ROOTFS /bin/true" \
 	"unshare -mpiufn --mount-proc chroot $ROOTFS /bin/true" \
-	"$SLIM run --rootfs $ROOTFS -- /bin/true" "${before_run[@]}"
+	"$SLIM run --rootfs $ROOTFS -- /bin/true" \
+	"$ISORUN run --warm --rootfs $ROOTFS -- /bin/true" "${before_run[@]}"
+# the warm runs' background pool-fill: let the last one finish, then empty the pool
+for f in "$ISORUN_ROOT"/pool/*/.fill; do [ -e "$f" ] && flock "$f" true; done
+for id in $("$ISORUN" ps --format json | jq -r '.[] | select(.status == "pooled") | .id'); do
+	"$ISORUN" rm -f "$id"
+done
+# The same with 50 ms between runs (a sandbox requested now and then, as agents do): the
+# warm pool has time to refill in the background.
+echo "== run vs baseline, runs 50 ms apart"
+hyperfine -N -w 5 -r "$((RUNS / 2))" --prepare "sleep 0.05" --export-json "$WORK/spaced.json" \
+	"$ISORUN run --rootfs $ROOTFS -- /bin/true" \
+	"$ISORUN run --warm --rootfs $ROOTFS -- /bin/true" \
+	"unshare -mpiuf --mount-proc chroot $ROOTFS /bin/true"
+for f in "$ISORUN_ROOT"/pool/*/.fill; do [ -e "$f" ] && flock "$f" true; done
+for id in $("$ISORUN" ps --format json | jq -r '.[] | select(.status == "pooled") | .id'); do
+	"$ISORUN" rm -f "$id"
+done
+read -r srun2_med srun2_min srun2_max srun2_sd <<<"$(median "$WORK/spaced.json" 0)"
+read -r swarm_med swarm_min swarm_max swarm_sd <<<"$(median "$WORK/spaced.json" 1)"
+read -r sbase_med sbase_min sbase_max sbase_sd <<<"$(median "$WORK/spaced.json" 2)"
 read -r run_med run_min run_max run_sd <<<"$(median "$WORK/run.json" 0)"
 read -r base_med base_min base_max base_sd <<<"$(median "$WORK/run.json" 1)"
 read -r basen_med basen_min basen_max basen_sd <<<"$(median "$WORK/run.json" 2)"
 read -r srun_med srun_min srun_max srun_sd <<<"$(median "$WORK/run.json" 3)"
-[ -z "$BEFORE" ] || read -r brun_med brun_min brun_max brun_sd <<<"$(median "$WORK/run.json" 4)"
+read -r wrun_med wrun_min wrun_max wrun_sd <<<"$(median "$WORK/run.json" 4)"
+[ -z "$BEFORE" ] || read -r brun_med brun_min brun_max brun_sd <<<"$(median "$WORK/run.json" 5)"
 
 echo "== exec round trip"
 ID=$("$ISORUN" create --rootfs "$ROOTFS")
@@ -199,6 +220,9 @@ cg_each=$(python3 -c "print('%.0f' % ($cg/20/1024))")
 ratio=$(python3 -c "print('%.1f' % ($run_med/$base_med))")
 sratio=$(python3 -c "print('%.1f' % ($srun_med/$base_med))")
 lratio=$(python3 -c "print('%.1f' % ($lrun_med/$base_med))")
+wratio=$(python3 -c "print('%.1f' % ($wrun_med/$base_med))")
+s_ratio=$(python3 -c "print('%.1f' % ($srun2_med/$sbase_med))")
+sw_ratio=$(python3 -c "print('%.1f' % ($swarm_med/$sbase_med))")
 
 verdict() { python3 -c "import sys; print('met' if float(sys.argv[1]) <= float(sys.argv[2]) else 'NOT met')" "$1" "$2"; }
 
@@ -232,6 +256,13 @@ medians from hyperfine (-N, warm, $RUNS runs).
 | baseline \`unshare -mpiuf --mount-proc chroot DIR /bin/true\` | ${base_med} ms | ${base_min} | ${base_max} | ${base_sd} | | |
 | baseline + network namespace (\`-n\`) | ${basen_med} ms | ${basen_min} | ${basen_max} | ${basen_sd} | | |
 | run / baseline | ${ratio}× | | | | ≤ 3× | $(verdict "$ratio" 3) |
+| \`isorun run --warm --rootfs DIR -- /bin/true\` (warm pool) | ${wrun_med} ms | ${wrun_min} | ${wrun_max} | ${wrun_sd} | ≤ 40 ms | $(verdict "$wrun_med" 40) |
+| warm run / baseline | ${wratio}× | | | | ≤ 3× | $(verdict "$wratio" 3) |
+| runs 50 ms apart: \`isorun run --rootfs DIR -- /bin/true\` | ${srun2_med} ms | ${srun2_min} | ${srun2_max} | ${srun2_sd} | ≤ 40 ms | $(verdict "$srun2_med" 40) |
+| runs 50 ms apart: \`isorun run --warm ...\` (warm pool) | ${swarm_med} ms | ${swarm_min} | ${swarm_max} | ${swarm_sd} | ≤ 40 ms | $(verdict "$swarm_med" 40) |
+| runs 50 ms apart: baseline | ${sbase_med} ms | ${sbase_min} | ${sbase_max} | ${sbase_sd} | | |
+| runs 50 ms apart: run / baseline | ${s_ratio}× | | | | ≤ 3× | $(verdict "$s_ratio" 3) |
+| runs 50 ms apart: warm run / baseline | ${sw_ratio}× | | | | ≤ 3× | $(verdict "$sw_ratio" 3) |
 | \`isorun exec ID -- /bin/true\` (running sandbox) | ${exec_med} ms | ${exec_min} | ${exec_max} | ${exec_sd} | ≤ 5 ms | $(verdict "$exec_med" 5) |
 | \`isorun version\` (CLI start-up alone) | ${ver_med} ms | ${ver_min} | ${ver_max} | ${ver_sd} | | |
 | slim CLI (sandbox verbs only) \`run --rootfs DIR -- /bin/true\` | ${srun_med} ms | ${srun_min} | ${srun_max} | ${srun_sd} | ≤ 40 ms | $(verdict "$srun_med" 40) |
@@ -268,6 +299,13 @@ by a detached process, which for a \`--rootfs\` sandbox also drops the overlay's
 reference, whose unmount syncs the upper filesystem — 10-150 ms on this busy disk). The rows above show where the baseline stands with a
 network namespace alone. (cgroups are made only for sandboxes with limits: the idle
 sandboxes of the memory table have \`--memory 256M\` so that their usage can be read.)
+
+The warm-pool row: \`--warm\` takes a sandbox booted ahead of time with the same options
+(its agent already answering) when one is ready, and starts \`isorun pool-fill\` detached to
+boot the next one, so a run costs the CLI start-up, the claim, the exec and the removal. In
+this back-to-back loop the background boot of one run overlaps the next run (two CPUs), and
+a run that comes before the pool is refilled boots its own sandbox: the median is what a
+user running commands one after another sees.
 
 The CLI rows include the start-up of the \`isorun\` binary ($(ldd "$ISORUN" | wc -l) shared
 objects: $libs); that alone is the \`isorun version\` row. libcurl and libarchive (with their

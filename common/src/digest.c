@@ -108,6 +108,13 @@ bool cm_digest_valid(const char *s)
 	return cm_digest_parse(s, d) == 0;
 }
 
+void cm_xxh3_128(const void *data, size_t len, uint8_t out[16])
+{
+	XXH128_canonical_t c;
+	XXH128_canonicalFromHash(&c, XXH3_128bits(data, len));
+	memcpy(out, c.digest, 16);
+}
+
 uint64_t cm_xxh3(const void *data, size_t len)
 {
 	return XXH3_64bits(data, len);

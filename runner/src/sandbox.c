@@ -342,6 +342,8 @@ int run_sandbox_save_state(struct run_sandbox *sb)
 	json_object_object_add(o, "status", json_object_new_string(run_status_name(sb->status)));
 	json_object_object_add(o, "pid", json_object_new_int64(sb->pid));
 	json_object_object_add(o, "pid_start", json_object_new_int64((int64_t)sb->pid_start));
+	if (sb->pool_key[0])
+		json_object_object_add(o, "pool", json_object_new_string(sb->pool_key));
 	return write_json(sb->dirfd, "state.json", o);
 }
 
@@ -433,6 +435,10 @@ int run_sandbox_load(struct run_ctx *ctx, const char *id, struct run_sandbox **r
 				sb->status = (enum run_status)i;
 		sb->pid = (pid_t)json_int(s, "pid");
 		sb->pid_start = (uint64_t)json_int(s, "pid_start");
+		json_object *pk;
+		if (json_object_object_get_ex(s, "pool", &pk) &&
+		    strlen(json_object_get_string(pk)) == 32)
+			snprintf(sb->pool_key, sizeof(sb->pool_key), "%s", json_object_get_string(pk));
 	}
 	*ret = TAKE_PTR(sb);
 	return 0;
@@ -619,6 +625,174 @@ static int copy_config(const struct run_config *in, struct run_config **ret)
 	return 0;
 }
 
+/* ---- the warm pool ---- */
+
+static void key_field(struct cm_buf *b, const char *name, const char *v)
+{
+	/* length-prefixed: no value can forge another field */
+	(void)cm_buf_printf(b, "%s=%zu:%s\n", name, v ? strlen(v) : (size_t)0, v ? v : "");
+}
+
+/* The pool a create with `o` draws from: hex XXH3-128 of everything that makes two
+ * sandboxes differ before their first exec (not SHA-256: OpenSSL's first use loads its
+ * configuration, a millisecond a warm start has no use for). */
+static void pool_key(const struct run_create_opts *o, char out[33])
+{
+	struct cm_buf b;
+	char num[64];
+	cm_buf_init(&b, 0);
+	key_field(&b, "v", "1");
+	key_field(&b, "backend", o->backend ? o->backend : "ns");
+	key_field(&b, "lower", o->lower_dir);
+	key_field(&b, "image", o->image_key);
+	key_field(&b, "net", o->net == RUN_NET_HOST ? "host" : "none");
+	key_field(&b, "userns", o->userns ? "1" : "0");
+	snprintf(num, sizeof(num), "%llu/%u/%u", (unsigned long long)o->memory_bytes,
+		 o->cpu_millis, o->pids_max);
+	key_field(&b, "limits", num);
+	key_field(&b, "hostname", o->hostname);
+	if (o->config) {
+		for (char **e = o->config->env; e && *e; e++)
+			key_field(&b, "env", *e);
+		key_field(&b, "workdir", o->config->working_dir);
+		key_field(&b, "user", o->config->user);
+	}
+	uint8_t d[16];
+	cm_xxh3_128(b.data, b.len, d);
+	cm_hex_format(d, sizeof(d), out);
+	cm_buf_fini(&b);
+}
+
+/* ROOT/pool/<key>, created when `create`; an O_DIRECTORY fd or -errno. */
+static int pool_dir(struct run_ctx *ctx, const char *key, bool create)
+{
+	_cleanup_free_ char *p = cm_strdupf("%s/pool/%s", ctx->root, key);
+	if (!p)
+		return -ENOMEM;
+	if (create) {
+		int r = cm_mkdir_p(AT_FDCWD, p, 0700);
+		if (r < 0)
+			return r;
+	}
+	int fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Offer a booted sandbox (lock held): its entry appears last, once it can be used. */
+static int pool_publish(struct run_sandbox *sb)
+{
+	_cleanup_close_ int dfd = pool_dir(sb->ctx, sb->pool_key, true);
+	if (dfd < 0)
+		return cm_log_ret(dfd, "warm pool: %s", strerror(-dfd));
+	int fd = openat(dfd, sb->id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return cm_log_ret(-errno, "warm pool: cannot publish %s: %s", sb->id,
+				  strerror(errno));
+	close(fd);
+	return 0;
+}
+
+static void pool_unpublish(struct run_sandbox *sb)
+{
+	_cleanup_close_ int dfd = pool_dir(sb->ctx, sb->pool_key, false);
+	if (dfd >= 0)
+		unlinkat(dfd, sb->id, 0);
+}
+
+int run_sandbox_claim(struct run_ctx *ctx, const struct run_create_opts *o, char **ret_id)
+{
+	char key[33];
+	pool_key(o, key);
+	int dfd = pool_dir(ctx, key, false);
+	if (dfd < 0)
+		return -ENOENT;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return -ENOMEM;
+	}
+	int r = -ENOENT;
+	struct dirent *de;
+	while (r == -ENOENT && (de = readdir(d))) {
+		if (!id_valid(de->d_name))
+			continue;
+		/* whoever unlinks the entry owns the sandbox */
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0)
+			continue;
+		_cleanup_(run_sandbox_freep) struct run_sandbox *sb = NULL;
+		bool usable;
+		{
+			_cleanup_(unlockp) int lock = load_locked(ctx, de->d_name, &sb);
+			if (lock < 0)
+				continue;
+			usable = strcmp(sb->pool_key, key) == 0 &&
+				 sb->status == RUN_STATUS_RUNNING && run_sandbox_agent_alive(sb) &&
+				 time(NULL) - sb->created <= RUN_POOL_TTL_S;
+			if (usable) {
+				sb->pool_key[0] = 0;
+				sb->created = (int64_t)time(NULL);
+				int k = save_config(sb);
+				if (k == 0)
+					k = run_sandbox_save_state(sb);
+				if (k < 0) {
+					log_warn("warm pool: sandbox %s: %s", sb->id, strerror(-k));
+					usable = false;
+				}
+			}
+		}
+		if (!usable) {
+			log_debug("warm pool: dropping sandbox %s (dead, expired or changed)",
+				  de->d_name);
+			(void)run_sandbox_remove(ctx, de->d_name, true);
+			continue;
+		}
+		log_debug("warm pool: claimed sandbox %s", sb->id);
+		*ret_id = strdup(sb->id);
+		r = *ret_id ? 0 : -ENOMEM;
+	}
+	closedir(d);
+	return r;
+}
+
+int run_sandbox_pool_fill(struct run_ctx *ctx, const struct run_create_opts *o, unsigned n)
+{
+	char key[33];
+	pool_key(o, key);
+	_cleanup_close_ int dfd = pool_dir(ctx, key, true);
+	if (dfd < 0)
+		return cm_log_ret(dfd, "warm pool: %s", strerror(-dfd));
+	_cleanup_close_ int lock = openat(dfd, ".fill", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock < 0)
+		return -errno;
+	if (flock(lock, LOCK_EX | LOCK_NB) < 0)
+		return errno == EWOULDBLOCK ? 0 : -errno;
+	unsigned have = 0;
+	{
+		int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+		if (!d) {
+			if (fd >= 0)
+				close(fd);
+			return -ENOMEM;
+		}
+		struct dirent *de;
+		while ((de = readdir(d)))
+			have += id_valid(de->d_name);
+		closedir(d);
+	}
+	struct run_create_opts po = *o;
+	po.pooled = true;
+	int booted = 0;
+	for (; have < n; have++) {
+		_cleanup_free_ char *id = NULL;
+		int r = run_sandbox_create(ctx, &po, &id);
+		if (r < 0)
+			return r;
+		booted++;
+	}
+	return booted;
+}
+
 int run_sandbox_create(struct run_ctx *ctx, const struct run_create_opts *o, char **ret_id)
 {
 	const struct run_backend_ops *be = run_backend_find(o->backend);
@@ -665,6 +839,8 @@ int run_sandbox_create(struct run_ctx *ctx, const struct run_create_opts *o, cha
 	sb->pids_max = o->pids_max;
 	sb->created = (int64_t)time(NULL);
 	sb->status = RUN_STATUS_CREATED;
+	if (o->pooled)
+		pool_key(o, sb->pool_key);
 	if ((r = save_config(sb)) < 0 || (r = run_sandbox_save_state(sb)) < 0 ||
 	    (r = be->create(sb)) < 0)
 		goto fail;
@@ -677,8 +853,12 @@ int run_sandbox_create(struct run_ctx *ctx, const struct run_create_opts *o, cha
 		}
 		if ((r = boot_locked(sb)) < 0)
 			goto fail;
+		if (o->pooled && (r = pool_publish(sb)) < 0) {
+			stop_locked(sb, 0, false);
+			goto fail;
+		}
 	}
-	log_debug("sandbox %s: created", sb->id);
+	log_debug("sandbox %s: created%s", sb->id, o->pooled ? " into the warm pool" : "");
 	*ret_id = strdup(sb->id);
 	return *ret_id ? 0 : -ENOMEM;
 fail:
@@ -838,6 +1018,8 @@ int run_sandbox_remove(struct run_ctx *ctx, const char *id, bool force)
 		if (sb->status == RUN_STATUS_RUNNING && run_sandbox_agent_alive(sb) && !force)
 			return cm_log_ret(-EBUSY, "sandbox %s is running (use -f)", id);
 		bool was_running = sb->status == RUN_STATUS_RUNNING;
+		if (sb->pool_key[0])
+			pool_unpublish(sb);
 		hold = root_hold(sb);
 		/* no stopped state: the directory is renamed to trash below; if that fails, the
 		 * sandbox reads as stale (dead agent), which rm cleans up */
@@ -918,6 +1100,7 @@ int run_sandbox_list(struct run_ctx *ctx, struct run_sandbox_info **ret, size_t 
 				i->status = RUN_STATUS_STALE;
 		}
 		i->created = sb->created;
+		i->pooled = i->status == RUN_STATUS_RUNNING && sb->pool_key[0];
 		i->lower_dir = TAKE_PTR(sb->lower_dir);
 		i->image_key = TAKE_PTR(sb->image_key);
 		if (i->status == RUN_STATUS_RUNNING)

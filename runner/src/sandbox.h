@@ -5,12 +5,17 @@
  * State directory layout ($ISORUN_ROOT/sandboxes/<id>/, mode 0700, root only):
  *   lock          flock(2) serializing lifecycle operations on this sandbox
  *   config.json   what the sandbox was created with (immutable after create)
- *   state.json    status, agent host pid and its start time (rewritten atomically)
+ *   state.json    status, agent host pid and its start time, warm pool key (rewritten
+ *                 atomically)
  *   agent.sock    the agent's listening socket (made by the runner, inherited by the agent)
  *   agent.log     the agent's stderr
  *   hosts, hostname, resolv.conf   bind-mounted read-only into the sandbox's /etc
  *   rootfs/       mount point of the overlay (only inside the sandbox's mount namespace)
  *   scratch/upper, scratch/work   the overlay's writable layer
+ *
+ * The warm pool: $ISORUN_ROOT/pool/<key>/<id> (empty files), one per pooled sandbox; whoever
+ * unlinks an entry owns that sandbox. pool/<key>/.fill is flock(2)ed by the process booting
+ * sandboxes into that pool.
  */
 #pragma once
 
@@ -34,6 +39,7 @@ struct run_sandbox {
 	uint32_t cpu_millis, pids_max;
 	int64_t created;
 	/* from state.json */
+	char pool_key[33]; /* "" unless waiting in the warm pool */
 	enum run_status status;
 	pid_t pid;
 	uint64_t pid_start; /* /proc/<pid>/stat field 22 */

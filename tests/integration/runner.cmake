@@ -20,7 +20,8 @@ target_link_libraries(runner-image-ops PRIVATE isorun_runner)
 set_target_properties(runner-image-ops PROPERTIES
 	RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests/integration)
 
-foreach(t sandbox_lifecycle sandbox_isolation sandbox_many sandbox_image_ops sandbox_fuse_lower)
+foreach(t sandbox_lifecycle sandbox_isolation sandbox_many sandbox_image_ops sandbox_fuse_lower
+		sandbox_pool)
 	isorun_integration_test(runner_${t} bash ${ISORUN_TEST_KIND_DIR}/runner/${t}.sh)
 	set_tests_properties(integration/runner_${t} PROPERTIES RUN_SERIAL TRUE)
 endforeach()

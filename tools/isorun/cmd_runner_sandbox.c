@@ -20,6 +20,7 @@
 #include <json-c/json.h>
 #include <limits.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,10 @@ struct create_args {
 	struct run_create_opts o;
 	struct run_config *config;
 	char *lower, *key;
+	unsigned warm; /* --warm[=N]: pool size to keep ready, 0 = no pool */
+	/* the create options as given, for `isorun pool-fill` in the background */
+	const char *argv[32];
+	int argc;
 };
 
 static int parse_cpus(const char *s, uint32_t *ret)
@@ -93,8 +98,23 @@ static int create_opt(struct create_args *a, int argc, char **argv, int *i)
 	const char *o = argv[*i];
 	const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
 	uint64_t n;
+	if (!strcmp(o, "--warm") || cm_str_has_prefix(o, "--warm=")) {
+		char *end;
+		unsigned long w = o[6] ? strtoul(o + 7, &end, 10) : 1;
+		if ((o[6] && (*end || !o[7])) || w == 0 || w > 64) {
+			fprintf(stderr, "isorun: bad %s (--warm[=N], N from 1 to 64)\n", o);
+			return -EINVAL;
+		}
+		a->warm = (unsigned)w;
+		return 1;
+	}
+	if ((size_t)a->argc + 2 >= ARRAY_SIZE(a->argv)) {
+		fprintf(stderr, "isorun: too many options\n");
+		return -E2BIG;
+	}
 	if (!strcmp(o, "--userns")) {
 		a->o.userns = true;
+		a->argv[a->argc++] = o;
 		return 1;
 	}
 	if (strcmp(o, "--rootfs") && strcmp(o, "--config") && strcmp(o, "--net") &&
@@ -106,6 +126,8 @@ static int create_opt(struct create_args *a, int argc, char **argv, int *i)
 		return -EINVAL;
 	}
 	(*i)++;
+	a->argv[a->argc++] = o;
+	a->argv[a->argc++] = v;
 	if (!strcmp(o, "--rootfs")) {
 		a->rootfs = v;
 	} else if (!strcmp(o, "--config")) {
@@ -205,23 +227,114 @@ static void create_args_fini(struct create_args *a)
 
 static const char create_usage[] =
     "[--rootfs DIR] [--config FILE] [--net none|host] [--memory SIZE] [--cpus N] "
-    "[--pids N] [--hostname NAME] [--userns]";
+    "[--pids N] [--hostname NAME] [--userns] [--warm[=N]]";
 
-/* Resolve the image, open the state root and create the sandbox (shared by create and run).
- * Consumes `a`. Errors are printed. */
+/* Resolve the image, open the state root and create the sandbox (shared by create and run):
+ * with --warm, a sandbox from the warm pool if one is ready. Errors are printed. */
 static int create_sandbox(struct create_args *a, struct run_ctx **ret_ctx, char **ret_id)
 {
 	int r = create_prepare(a);
 	if (r == 0)
 		r = open_ctx(ret_ctx);
+	if (r == 0 && a->warm && run_sandbox_claim(*ret_ctx, &a->o, ret_id) == 0)
+		return 0;
 	if (r == 0) {
 		r = run_sandbox_create(*ret_ctx, &a->o, ret_id);
 		if (r < 0)
 			fprintf(stderr, "isorun: create failed: %s\n", strerror(-r));
 	}
-	create_args_fini(a);
 	return r;
 }
+
+/*
+ * --warm: refill the pool in the background for the next create or run, with
+ * `isorun pool-fill` started detached (its own session, no stdio), so this command returns
+ * without waiting for a boot.
+ */
+static void refill_pool(const struct create_args *a)
+{
+	if (!a->warm)
+		return;
+	char count[32];
+	snprintf(count, sizeof(count), "--count=%u", a->warm);
+	const char *argv[ARRAY_SIZE(a->argv) + 8];
+	int n = 0;
+	argv[n++] = "isorun";
+	argv[n++] = "--root";
+	argv[n++] = isorun_root();
+	argv[n++] = "pool-fill";
+	argv[n++] = count;
+	for (int i = 0; i < a->argc; i++)
+		argv[n++] = a->argv[i];
+	if (a->ref)
+		argv[n++] = a->ref;
+	argv[n] = NULL;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	if (posix_spawn_file_actions_init(&fa) != 0)
+		return;
+	if (posix_spawnattr_init(&at) != 0) {
+		posix_spawn_file_actions_destroy(&fa);
+		return;
+	}
+	for (int fd = 0; fd < 3; fd++)
+		posix_spawn_file_actions_addopen(&fa, fd, "/dev/null", O_RDWR, 0);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID);
+	pid_t pid;
+	extern char **environ;
+	int r = posix_spawn(&pid, "/proc/self/exe", &fa, &at, (char *const *)argv, environ);
+	if (r != 0)
+		log_warn("--warm: cannot start isorun pool-fill: %s", strerror(r));
+	posix_spawnattr_destroy(&at);
+	posix_spawn_file_actions_destroy(&fa);
+}
+
+/* ---- pool-fill ---- */
+
+static int cmd_pool_fill(int argc, char **argv)
+{
+	struct create_args a = {0};
+	unsigned count = 1;
+	int i = 1, r;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (cm_str_has_prefix(argv[i], "--count=")) {
+			char *end;
+			unsigned long c = strtoul(argv[i] + 8, &end, 10);
+			if (*end || c == 0 || c > 64) {
+				fprintf(stderr, "isorun pool-fill: --count from 1 to 64\n");
+				return ISORUN_EXIT_USAGE;
+			}
+			count = (unsigned)c;
+			continue;
+		}
+		r = create_opt(&a, argc, argv, &i);
+		if (r <= 0) {
+			if (r == 0)
+				fprintf(stderr, "isorun pool-fill: unknown option %s\n", argv[i]);
+			return ISORUN_EXIT_USAGE;
+		}
+	}
+	if (i < argc)
+		a.ref = argv[i++];
+	if (i != argc) {
+		fprintf(stderr, "usage: isorun pool-fill [--count=N] %s [REF]\n", create_usage);
+		return ISORUN_EXIT_USAGE;
+	}
+	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
+	r = create_prepare(&a);
+	if (r == 0)
+		r = open_ctx(&ctx);
+	if (r == 0)
+		r = run_sandbox_pool_fill(ctx, &a.o, count);
+	create_args_fini(&a);
+	if (r < 0) {
+		fprintf(stderr, "isorun pool-fill: %s\n", strerror(-r));
+		return ISORUN_EXIT_ERROR;
+	}
+	return 0;
+}
+ISORUN_VERB("pool-fill", cmd_pool_fill, "[--count=N] [create options] REF|--rootfs DIR",
+	    "boot sandboxes into the warm pool (what --warm does in the background)");
 
 static int cmd_create(int argc, char **argv)
 {
@@ -244,10 +357,14 @@ static int cmd_create(int argc, char **argv)
 	}
 	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
 	_cleanup_free_ char *id = NULL;
-	if (create_sandbox(&a, &ctx, &id) < 0)
-		return ISORUN_EXIT_ERROR;
-	printf("%s\n", id);
-	return 0;
+	r = create_sandbox(&a, &ctx, &id);
+	if (r == 0) {
+		printf("%s\n", id);
+		fflush(stdout);
+		refill_pool(&a);
+	}
+	create_args_fini(&a);
+	return r < 0 ? ISORUN_EXIT_ERROR : 0;
 }
 ISORUN_VERB("create", cmd_create, "[options] REF|--rootfs DIR", "create and boot a sandbox");
 
@@ -440,8 +557,10 @@ static int cmd_run(int argc, char **argv)
 	}
 	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
 	_cleanup_free_ char *id = NULL;
-	if (create_sandbox(&a, &ctx, &id) < 0)
+	if (create_sandbox(&a, &ctx, &id) < 0) {
+		create_args_fini(&a);
 		return ISORUN_EXIT_ERROR;
+	}
 	int status = do_exec(ctx, id, &e, argv + i);
 	log_debug("run: the command exited (status %d)", status);
 	if (keep) {
@@ -451,6 +570,8 @@ static int cmd_run(int argc, char **argv)
 		if (status == 0)
 			status = ISORUN_EXIT_ERROR;
 	}
+	refill_pool(&a);
+	create_args_fini(&a);
 	return status;
 }
 ISORUN_VERB("run", cmd_run, "[options] [--keep] REF -- CMD...",
@@ -488,7 +609,9 @@ static int cmd_ps(int argc, char **argv)
 			json_object *o = json_object_new_object();
 			json_object_object_add(o, "id", json_object_new_string(v[i].id));
 			json_object_object_add(
-			    o, "status", json_object_new_string(run_status_name(v[i].status)));
+			    o, "status",
+			    json_object_new_string(v[i].pooled ? "pooled"
+								: run_status_name(v[i].status)));
 			json_object_object_add(o, "pid", json_object_new_int64(v[i].agent_pid));
 			json_object_object_add(o, "created", json_object_new_int64(v[i].created));
 			json_object_object_add(o, "memory",
@@ -515,7 +638,8 @@ static int cmd_ps(int argc, char **argv)
 			if (v[i].memory_usage)
 				cm_format_bytes(v[i].memory_usage, mem, sizeof(mem));
 			printf("%-16s  %-8s  %-8d  %-19s  %-10s  %s\n", v[i].id,
-			       run_status_name(v[i].status), (int)v[i].agent_pid, when, mem,
+			       v[i].pooled ? "pooled" : run_status_name(v[i].status),
+			       (int)v[i].agent_pid, when, mem,
 			       v[i].image_key ? v[i].image_key
 					      : (v[i].lower_dir ? v[i].lower_dir : "-"));
 		}

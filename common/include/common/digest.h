@@ -38,6 +38,8 @@ int cm_digest_parse(const char *s, uint8_t out[CM_SHA256_LEN]);
 bool cm_digest_valid(const char *s);
 
 uint64_t cm_xxh3(const void *data, size_t len);
+/* XXH3 128-bit, big-endian bytes (a stable name for local things; not cryptographic). */
+void cm_xxh3_128(const void *data, size_t len, uint8_t out[16]);
 
 static inline void cm_sha256_freep(struct cm_sha256 **p)
 {

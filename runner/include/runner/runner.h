@@ -85,6 +85,7 @@ struct run_create_opts {
 	uint32_t cpu_millis;   /* 1000 = one CPU; 0: no limit */
 	uint32_t pids_max;     /* 0: no limit */
 	const char *hostname;  /* NULL: the id's first 12 characters */
+	bool pooled;	       /* boot it into the warm pool (see run_sandbox_claim) */
 };
 
 /*
@@ -95,6 +96,24 @@ struct run_create_opts {
  * (reason logged, state removed).
  */
 int run_sandbox_create(struct run_ctx *ctx, const struct run_create_opts *o, char **ret_id);
+
+/*
+ * The warm pool: sandboxes booted ahead of time, each waiting for a create with the same
+ * options under ROOT/pool/<key>/<id>, key = XXH3-128 over the backend, lower dir, image key,
+ * network, user namespace, limits, hostname and image config. A pooled sandbox is an
+ * ordinary running sandbox that has run nothing yet; `isorun ps` shows it as pooled.
+ *
+ * Claim one matching `o` (o->pooled is ignored): it leaves the pool, its creation time is
+ * reset, *ret_id gets its id (malloc'd). Entries whose agent died, or older than
+ * RUN_POOL_TTL_S, are removed on the way. -ENOENT when none is ready.
+ */
+#define RUN_POOL_TTL_S 3600
+int run_sandbox_claim(struct run_ctx *ctx, const struct run_create_opts *o, char **ret_id);
+/*
+ * Boot pooled sandboxes for `o` until `n` wait in its pool. Returns how many were booted:
+ * 0 at once when another process is filling the same pool; -errno from a failed create.
+ */
+int run_sandbox_pool_fill(struct run_ctx *ctx, const struct run_create_opts *o, unsigned n);
 
 /*
  * Resolve a unique id prefix to the full id (malloc'd). -ENOENT none; -EEXIST ambiguous.
@@ -130,6 +149,7 @@ struct run_sandbox_info {
 	char *lower_dir;       /* as given at create; may be NULL */
 	char *image_key;       /* may be NULL */
 	uint64_t memory_usage; /* cgroup memory usage in bytes, 0 if unknown */
+	bool pooled;	       /* running, waiting in the warm pool */
 };
 /*
  * List every sandbox under the root, status checked against the live agent (pid and its
