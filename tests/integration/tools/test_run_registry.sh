@@ -6,7 +6,8 @@
 #  - a host with an EMPTY store: `isorun run REF` pulls only the index (no chunk is local
 #    before the run), mounts lazily, and the command sees the image's Env/WorkingDir/User
 #    and not the deleted file; exit status is the command's;
-#  - three sandboxes of the image share one FUSE mount; `rm` of the last unmounts it;
+#  - three sandboxes of the image share one FUSE mount; `rm` of the last unmounts it
+#    (ISORUN_KEEP_WARM=0), or keeps it for the next sandbox for ISORUN_KEEP_WARM seconds;
 #  - floating tags are refused by create/run.
 set -euo pipefail
 INDEX=$1
@@ -21,6 +22,8 @@ done
 BUSYBOX=$(command -v busybox)
 readelf -l "$BUSYBOX" 2>/dev/null | grep -q INTERP && { echo "SKIP: busybox is not static"; exit 77; }
 
+# Unmount at the last release unless a step says otherwise (the default keeps it 60 s).
+export ISORUN_KEEP_WARM=0
 WORK=$(mktemp -d /tmp/isorun-run.XXXXXX)
 ROOT=$WORK/host
 cleanup() {
@@ -113,4 +116,17 @@ ok "three sandboxes, one shared mount, separate scratch"
 n=$(mine | wc -l)
 [ "$n" = 0 ] || fail "mount left after the last sandbox was removed"
 ok "last rm unmounts the image"
+
+# Keep-warm: the mount outlives the last sandbox, the next sandbox reuses its daemon, and it
+# goes away once the delay has passed with no sandbox.
+id=$(ISORUN_KEEP_WARM=3 "$ISORUN" --root "$ROOT" create "$REG/app:v1")
+pid=$(pgrep -f "fsd .*$ROOT/" | head -1)
+"$ISORUN" --root "$ROOT" rm -f "$id" >/dev/null
+[ "$(mine | wc -l)" = 1 ] || fail "keep-warm: the mount went away at the last rm"
+id=$("$ISORUN" --root "$ROOT" create "$REG/app:v1")
+[ "$(pgrep -f "fsd .*$ROOT/" | head -1)" = "$pid" ] || fail "keep-warm: a new mount daemon"
+"$ISORUN" --root "$ROOT" rm -f "$id" >/dev/null
+for _ in $(seq 1 100); do [ "$(mine | wc -l)" = 0 ] && break; sleep 0.1; done
+[ "$(mine | wc -l)" = 0 ] || fail "keep-warm: the mount outlived its delay"
+ok "keep-warm keeps the image mounted between sandboxes, then unmounts"
 echo "all run tests passed"
