@@ -9,6 +9,11 @@
 #   isorun      cold, index pre-built (the artifact is in the registry, pushed once here with
 #               isorun-index build --push): isorun pull (index only) into an empty store +
 #               isorun mount (default prefetch=all) + the first command in a chroot of it
+#   traced      the same as isorun, with an index built with --startup-trace from a trace of
+#               the first command (recorded once per image beforehand: isorun mount
+#               --record-trace, prefetch=none, loopback), pushed next to a copy of the image
+#               in the repository bench-traced/IMAGE, so its chunks are laid out and
+#               prefetched in the order the command reads them
 #   bytes       fetched when the first command exits (prefetch=all, and prefetch=none), and
 #               the bytes it touched: the uncompressed size of the chunks it read, from a
 #               --record-trace of the prefetch=none run (docs/trace.md)
@@ -31,7 +36,7 @@ while [ $# -gt 0 ]; do
 	--images) IMAGES=$2; shift ;;
 	--nets) NETS=$2; shift ;;
 	--reps) REPS=$2; shift ;;
-	-h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,29p' "$0"; exit 0 ;;
 	*) die "unknown argument $1" ;;
 	esac
 	shift
@@ -50,7 +55,7 @@ case " $NETS " in *" wan "*) "$BENCH_DIR/wan.sh" status >/dev/null || "$BENCH_DI
 
 W=$BENCH_WORK/fs
 MNT=$W/mnt
-mkdir -p "$W" "$MNT"
+mkdir -p "$W" "$MNT" "$MNT.b"
 RESULTS_JSON=$BENCH_RESULTS/fs.json
 RECS=$W/records.tsv
 : >"$RECS"
@@ -59,7 +64,10 @@ rec() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$RECS"; } # IMAGE NET METRIC VALUE
 cleanup() {
 	set +e
 	mountpoint -q "$MNT" && { "$ISORUN" --root "$W/root" umount "$MNT" || umount -l "$MNT"; }
-	for p in "$W"/root/mounts/*/pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
+	mountpoint -q "$MNT.b" && umount -l "$MNT.b"
+	for p in "$W"/root/mounts/*/pid "$W"/root-before/mounts/*/pid; do
+		[ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null
+	done
 }
 trap cleanup EXIT
 
@@ -105,6 +113,18 @@ for img in $IMAGES; do
 	log "$img: $dig, index artifact (once)"
 	"$ISORUN_INDEX" --root "$W/ci" build --push "$BENCH_LO_ADDR/$img@$dig" >/dev/null
 	PINNED[$img]=$dig
+	log "$img: trace of the first command, and the trace-ordered index (once)"
+	fresh_root
+	"$ISORUN" --root "$W/root" pull -q "$BENCH_LO_ADDR/$img@$dig"
+	"$ISORUN" --root "$W/root" mount --prefetch=none --record-trace "$W/trace-$img" \
+		"$BENCH_LO_ADDR/$img@$dig" "$MNT"
+	run_cmd "$img" "$MNT"
+	"$ISORUN" --root "$W/root" umount "$MNT"
+	for _ in $(seq 1 100); do [ -n "$(ls "$W"/root/mounts/*/ctl.sock 2>/dev/null)" ] || break; sleep 0.1; done
+	skopeo copy -q --preserve-digests --src-tls-verify=false --dest-tls-verify=false \
+		"docker://$BENCH_LO_ADDR/$img@$dig" "docker://$BENCH_LO_ADDR/bench-traced/$img:latest"
+	"$ISORUN_INDEX" --root "$W/ci" build --push --force --startup-trace "$W/trace-$img" \
+		"$BENCH_LO_ADDR/bench-traced/$img@$dig" >/dev/null
 	for net in $NETS; do
 		ref=$(net_addr "$net")/$img@$dig
 		for rep in $(seq 1 "$REPS"); do
@@ -143,6 +163,24 @@ for img in $IMAGES; do
 				rec "$img" "$net" "fetched${sfx}_all" "$(stat_of .fetched_bytes)"
 				"$bin" --root "$W/root" umount "$MNT"
 			done
+
+			log "$img/$net #$rep: isorun pull + mount + command, trace-ordered index"
+			fresh_root
+			drop_caches
+			tref=$(net_addr "$net")/bench-traced/$img@$dig
+			t=$(now_ns)
+			"$ISORUN" --root "$W/root" pull -q "$tref"
+			t1=$(now_ns)
+			"$ISORUN" --root "$W/root" mount "$tref" "$MNT"
+			t2=$(now_ns)
+			run_cmd "$img" "$MNT"
+			t3=$(now_ns)
+			rec "$img" "$net" traced_ms $(((t3 - t) / 1000000))
+			rec "$img" "$net" traced_pull_ms $(((t1 - t) / 1000000))
+			rec "$img" "$net" traced_mount_ms $(((t2 - t1) / 1000000))
+			rec "$img" "$net" traced_cmd_ms $(((t3 - t2) / 1000000))
+			rec "$img" "$net" fetched_traced "$(stat_of .fetched_bytes)"
+			"$ISORUN" --root "$W/root" umount "$MNT"
 
 			log "$img/$net #$rep: isorun, prefetch=none, traced"
 			fresh_root
@@ -188,18 +226,27 @@ for rep in $(seq 1 "$REPS"); do
 	dd if="$MNT/$big" of=/dev/null bs=1M status=none
 	rec "$img" lo seq_mount_ms $((($(now_ns) - t) / 1000000))
 	if [ -n "$BEFORE" ]; then
-		# The same store, served by the other binary's daemon.
-		"$ISORUN" --root "$W/root" umount "$MNT"
-		"$BEFORE" --root "$W/root" mount --prefetch=none "$BEFORE_REF" "$MNT"
+		# The other binary's daemon on a store it filled itself (the stores' chunk files
+		# may differ in form: raw frames or the packs' zstd frames).
+		if [ ! -d "$W/root-before" ]; then
+			"$BEFORE" --root "$W/root-before" pull -q "$BEFORE_REF"
+			"$BEFORE" --root "$W/root-before" mount "$BEFORE_REF" "$MNT.b"
+			for _ in $(seq 1 3000); do
+				[ "$("$BEFORE" --root "$W/root-before" stats --json "$MNT.b" | jq -r .prefetch.complete)" = true ] && break
+				sleep 0.2
+			done
+			"$BEFORE" --root "$W/root-before" umount "$MNT.b"
+		fi
+		"$BEFORE" --root "$W/root-before" mount --prefetch=none "$BEFORE_REF" "$MNT.b"
 		drop_caches
 		t=$(now_ns)
-		dd if="$MNT/$big" of=/dev/null bs=1M status=none
+		dd if="$MNT.b/$big" of=/dev/null bs=1M status=none
 		rec "$img" lo seq_mount_before_ms $((($(now_ns) - t) / 1000000))
-		"$BEFORE" --root "$W/root" umount "$MNT"
-		"$ISORUN" --root "$W/root" mount "$BEFORE_REF" "$MNT"
+		"$BEFORE" --root "$W/root-before" umount "$MNT.b"
 	fi
 done
 "$ISORUN" --root "$W/root" umount "$MNT"
+rm -rf "$W/root-before"
 
 # Medians and the report.
 python3 - "$RECS" "$RESULTS_JSON" "$BENCH_RESULTS/fs.md" "$(git -C "$BENCH_DIR" rev-parse --short HEAD)" \
@@ -223,8 +270,8 @@ L = ["# fs: lazy mount numbers", "",
      "cache dropped, empty isorun store; the index artifact was pushed beforehand "
      "(`isorun-index build --push`). Times in ms, medians." % (commit, load), "",
      "## Time to first command", "",
-     "| image | net | baseline: skopeo copy + umoci unpack + cmd | isorun: pull + mount + cmd | speed-up | isorun prefetch=none |",
-     "|---|---|---:|---:|---:|---:|"]
+     "| image | net | baseline: skopeo copy + umoci unpack + cmd | isorun: pull + mount + cmd | speed-up | trace-ordered index: pull + mount + cmd | speed-up | isorun prefetch=none |",
+     "|---|---|---:|---:|---:|---:|---:|---:|"]
 has_before = any(k[2] == "isorun_before_ms" for k in m)
 if has_before:
     L[-2] += " before (BEFORE=, same run): pull + mount + cmd | after/before |"
@@ -234,22 +281,26 @@ for i in imgs:
         b, s, z = g(i, n, "baseline_ms"), g(i, n, "isorun_ms"), g(i, n, "lazy_ms")
         if b is None:
             continue
-        L.append("| %s | %s | %.0f (%.0f + %.0f + %.0f) | %.0f (%.0f + %.0f + %.0f) | %.1fx | %.0f |" % (
+        tr = g(i, n, "traced_ms")
+        L.append("| %s | %s | %.0f (%.0f + %.0f + %.0f) | %.0f (%.0f + %.0f + %.0f) | %.1fx | %.0f (%.0f + %.0f + %.0f) | %.1fx | %.0f |" % (
             i, n, b, g(i, n, "baseline_pull_ms"), g(i, n, "baseline_unpack_ms"), g(i, n, "baseline_cmd_ms"),
-            s, g(i, n, "isorun_pull_ms"), g(i, n, "isorun_mount_ms"), g(i, n, "isorun_cmd_ms"), b / s, z))
+            s, g(i, n, "isorun_pull_ms"), g(i, n, "isorun_mount_ms"), g(i, n, "isorun_cmd_ms"), b / s,
+            tr, g(i, n, "traced_pull_ms"), g(i, n, "traced_mount_ms"), g(i, n, "traced_cmd_ms"), b / tr, z))
         sb = g(i, n, "isorun_before_ms")
         if sb is not None:
             L[-1] += " %.0f (%.0f + %.0f + %.0f) | %.2f |" % (sb, g(i, n, "isorun_before_pull_ms"), g(i, n, "isorun_before_mount_ms"),
                                                          g(i, n, "isorun_before_cmd_ms"), s / sb)
 L += ["", "## Bytes fetched before the first command exits", "",
-      "| image | net | touched (chunks read, uncompressed) | fetched, prefetch=none | ratio | fetched, prefetch=all | ratio |",
-      "|---|---|---:|---:|---:|---:|---:|"]
+      "| image | net | touched (chunks read, uncompressed) | fetched, prefetch=none | ratio | fetched, prefetch=all | ratio | fetched, trace-ordered index | ratio |",
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
 for i in imgs:
     for n in nets:
         t, fn, fa = g(i, n, "touched"), g(i, n, "fetched_none"), g(i, n, "fetched_all")
         if t is None:
             continue
-        L.append("| %s | %s | %s | %s | %.2f | %s | %.2f |" % (i, n, mib(t), mib(fn), fn / t if t else 0, mib(fa), fa / t if t else 0))
+        ft = g(i, n, "fetched_traced")
+        L.append("| %s | %s | %s | %s | %.2f | %s | %.2f | %s | %.2f |" % (i, n, mib(t), mib(fn), fn / t if t else 0, mib(fa), fa / t if t else 0,
+                                                         mib(ft), ft / t if t else 0))
 L += ["", "## Everything local", ""]
 for i in imgs:
     d, mt, sz = g(i, "lo", "seq_disk_ms"), g(i, "lo", "seq_mount_ms"), g(i, "lo", "seq_file_bytes")
