@@ -106,6 +106,28 @@ fresh_root() {
 
 stat_of() { "$ISORUN" --root "$W/root" stats --json "$MNT" | jq -r "$1"; }
 
+# cold_mount BIN REF IMAGE NET KEY FETCHED_KEY: isorun pull + mount + the first command on an
+# empty store with the page cache dropped; records KEY_ms and its pull/mount/cmd split, and
+# the bytes fetched when the command exited as FETCHED_KEY.
+cold_mount() {
+	local bin=$1 ref=$2 img=$3 net=$4 key=$5 fkey=$6 t t1 t2 t3
+	fresh_root
+	drop_caches
+	t=$(now_ns)
+	"$bin" --root "$W/root" pull -q "$ref"
+	t1=$(now_ns)
+	"$bin" --root "$W/root" mount "$ref" "$MNT"
+	t2=$(now_ns)
+	run_cmd "$img" "$MNT"
+	t3=$(now_ns)
+	rec "$img" "$net" "${key}_ms" $(((t3 - t) / 1000000))
+	rec "$img" "$net" "${key}_pull_ms" $(((t1 - t) / 1000000))
+	rec "$img" "$net" "${key}_mount_ms" $(((t2 - t1) / 1000000))
+	rec "$img" "$net" "${key}_cmd_ms" $(((t3 - t2) / 1000000))
+	rec "$img" "$net" "$fkey" "$(stat_of .fetched_bytes)"
+	"$bin" --root "$W/root" umount "$MNT"
+}
+
 for img in $IMAGES; do
 	oci_manifest "$BENCH_WORK/oci" "$img" >/dev/null || die "image $img missing: bench/images.sh --only $img"
 	# Pin the tag once: other runs may push a new "latest" meanwhile.
@@ -147,40 +169,12 @@ for img in $IMAGES; do
 				bin=$ISORUN sfx=
 				[ "$who" = current ] || bin=$BEFORE sfx=_before
 				log "$img/$net #$rep: isorun ($who) pull + mount + command (cold, prefetch=all)"
-				fresh_root
-				drop_caches
-				t=$(now_ns)
-				"$bin" --root "$W/root" pull -q "$ref"
-				t1=$(now_ns)
-				"$bin" --root "$W/root" mount "$ref" "$MNT"
-				t2=$(now_ns)
-				run_cmd "$img" "$MNT"
-				t3=$(now_ns)
-				rec "$img" "$net" isorun${sfx}_ms $(((t3 - t) / 1000000))
-				rec "$img" "$net" isorun${sfx}_pull_ms $(((t1 - t) / 1000000))
-				rec "$img" "$net" isorun${sfx}_mount_ms $(((t2 - t1) / 1000000))
-				rec "$img" "$net" isorun${sfx}_cmd_ms $(((t3 - t2) / 1000000))
-				rec "$img" "$net" "fetched${sfx}_all" "$(stat_of .fetched_bytes)"
-				"$bin" --root "$W/root" umount "$MNT"
+				cold_mount "$bin" "$ref" "$img" "$net" "isorun$sfx" "fetched${sfx}_all"
 			done
 
 			log "$img/$net #$rep: isorun pull + mount + command, trace-ordered index"
-			fresh_root
-			drop_caches
-			tref=$(net_addr "$net")/bench-traced/$img@$dig
-			t=$(now_ns)
-			"$ISORUN" --root "$W/root" pull -q "$tref"
-			t1=$(now_ns)
-			"$ISORUN" --root "$W/root" mount "$tref" "$MNT"
-			t2=$(now_ns)
-			run_cmd "$img" "$MNT"
-			t3=$(now_ns)
-			rec "$img" "$net" traced_ms $(((t3 - t) / 1000000))
-			rec "$img" "$net" traced_pull_ms $(((t1 - t) / 1000000))
-			rec "$img" "$net" traced_mount_ms $(((t2 - t1) / 1000000))
-			rec "$img" "$net" traced_cmd_ms $(((t3 - t2) / 1000000))
-			rec "$img" "$net" fetched_traced "$(stat_of .fetched_bytes)"
-			"$ISORUN" --root "$W/root" umount "$MNT"
+			cold_mount "$ISORUN" "$(net_addr "$net")/bench-traced/$img@$dig" "$img" "$net" \
+				traced fetched_traced
 
 			log "$img/$net #$rep: isorun, prefetch=none, traced"
 			fresh_root

@@ -158,6 +158,20 @@ int cm_read_file(int dirfd, const char *path, struct cm_buf *buf)
 	return 0;
 }
 
+DIR *cm_opendirat(int dirfd, const char *path, int flags)
+{
+	int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | flags);
+	if (fd < 0)
+		return NULL;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int e = errno;
+		close(fd);
+		errno = e;
+	}
+	return d;
+}
+
 int cm_rm_rf_at(int dfd, const char *name)
 {
 	struct stat st;
@@ -165,14 +179,9 @@ int cm_rm_rf_at(int dfd, const char *name)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISDIR(st.st_mode))
 		return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
-	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	DIR *d = cm_opendirat(dfd, name, O_NOFOLLOW);
+	if (!d)
 		return -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
 	int r = 0;
 	struct dirent *de;
 	while ((de = readdir(d))) {

@@ -703,14 +703,10 @@ int run_sandbox_claim(struct run_ctx *ctx, const struct run_create_opts *o, char
 {
 	char key[33];
 	pool_key(o, key);
-	int dfd = pool_dir(ctx, key, false);
-	if (dfd < 0)
+	_cleanup_close_ int dfd = pool_dir(ctx, key, false);
+	DIR *d = dfd >= 0 ? cm_opendirat(dfd, ".", 0) : NULL;
+	if (!d)
 		return -ENOENT;
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return -ENOMEM;
-	}
 	int r = -ENOENT;
 	struct dirent *de;
 	while (r == -ENOENT && (de = readdir(d))) {
@@ -768,13 +764,9 @@ int run_sandbox_pool_fill(struct run_ctx *ctx, const struct run_create_opts *o, 
 		return errno == EWOULDBLOCK ? 0 : -errno;
 	unsigned have = 0;
 	{
-		int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-		if (!d) {
-			if (fd >= 0)
-				close(fd);
-			return -ENOMEM;
-		}
+		DIR *d = cm_opendirat(dfd, ".", 0);
+		if (!d)
+			return -errno;
 		struct dirent *de;
 		while ((de = readdir(d)))
 			have += id_valid(de->d_name);
@@ -869,14 +861,9 @@ fail:
 
 int run_sandbox_resolve(struct run_ctx *ctx, const char *prefix, char **ret_id)
 {
-	int fd = openat(ctx->sbfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	DIR *d = cm_opendirat(ctx->sbfd, ".", 0);
+	if (!d)
 		return -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -ENOMEM;
-	}
 	size_t plen = strlen(prefix);
 	char *found = NULL;
 	int r = -ENOENT;
@@ -964,8 +951,7 @@ static void purge_trash(struct run_ctx *ctx, int hold_fd)
 		dup2(null, 1);
 		dup2(null, 2);
 	}
-	int fd = openat(ctx->sbfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = cm_opendirat(ctx->sbfd, ".", 0);
 	if (!d)
 		_exit(1);
 	struct dirent *de;
@@ -1062,14 +1048,9 @@ void run_sandbox_info_free(struct run_sandbox_info *v, size_t n)
 
 int run_sandbox_list(struct run_ctx *ctx, struct run_sandbox_info **ret, size_t *ret_n)
 {
-	int fd = openat(ctx->sbfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	DIR *d = cm_opendirat(ctx->sbfd, ".", 0);
+	if (!d)
 		return -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -ENOMEM;
-	}
 	struct run_sandbox_info *v = NULL;
 	size_t n = 0, alloc = 0;
 	int r = 0;

@@ -1,6 +1,7 @@
 /* Small utilities shared by every module. All return -errno on failure. */
 #pragma once
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,6 +33,9 @@ int cm_writev_full(int fd, struct iovec *iov, int n);
 int cm_pread_full(int fd, void *buf, size_t len, off_t off);
 
 /* Remove a directory tree below `dirfd/name` without following symlinks. */
+/* opendir(3) of `path` relative to `dirfd` (O_CLOEXEC, plus `flags`: O_NOFOLLOW...), the fd
+ * owned by the DIR. NULL with errno set on failure. */
+DIR *cm_opendirat(int dirfd, const char *path, int flags);
 int cm_rm_rf_at(int dirfd, const char *name);
 
 /* The state root: $ISORUN_ROOT or /var/lib/isorun. Never NULL; the string is static/env. */
