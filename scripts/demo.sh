@@ -31,6 +31,14 @@ HOST_ROOT=$(mktemp -d /tmp/isorun-demo-host.XXXXXX)
 MNT=$(mktemp -d /tmp/isorun-demo-mnt.XXXXXX)
 cleanup() {
 	mountpoint -q "$MNT" && isorun --root "$HOST_ROOT" umount "$MNT" 2>/dev/null || true
+	# The image stays mounted a while for the next sandbox (ISORUN_KEEP_WARM): unmount it and
+	# let its daemon exit before the store is deleted.
+	findmnt -rn -o TARGET | awk -v r="$HOST_ROOT/" 'index($0, r) == 1' | sort -r |
+		while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
+	for p in "$HOST_ROOT"/mounts/*/pid; do
+		[ -f "$p" ] || continue
+		for _ in $(seq 1 50); do kill -0 "$(cat "$p")" 2>/dev/null || break; sleep 0.1; done
+	done
 	rm -rf "$CI_ROOT" "$HOST_ROOT"
 	rmdir "$MNT" 2>/dev/null || true
 }
