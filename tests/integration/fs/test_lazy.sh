@@ -50,8 +50,10 @@ chunk2=$R2/chunks/${id:0:2}/$id
 zstd -qdc "$chunk2" | cmp - "$osr" || fail "zstd chunk does not decompress to the bytes"
 "$ISORUN" --root "$R2" umount "$WORK/m2" || fail "umount m2"
 
+# The daemon writes the trace's last version when it stops, after the unmount: wait for it.
+pid=$(cat "$R"/mounts/*/pid)
 "$ISORUN" --root "$R" umount "$WORK/m1" || fail "umount"
-for i in $(seq 1 100); do [ -n "$(ls "$R"/mounts/*/ctl.sock 2>/dev/null)" ] || break; sleep 0.1; done
+for i in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 head -1 "$WORK/trace" | grep -qx "isorun-trace 1" || fail "trace header"
 n=$(grep -c '^[0-9]' "$WORK/trace")
 ino=$(stat -c %i "$WORK/unp-img-v1/rootfs/usr/lib/libbig.so")
