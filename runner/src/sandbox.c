@@ -7,6 +7,7 @@
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/digest.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -140,51 +141,10 @@ void run_config_free(struct run_config *c)
 {
 	if (!c)
 		return;
-	if (c->env)
-		for (char **e = c->env; *e; e++)
-			free(*e);
-	free(c->env);
+	cm_strv_free(c->env);
 	free(c->working_dir);
 	free(c->user);
 	free(c);
-}
-
-static int strv_from_json(json_object *a, char ***ret)
-{
-	if (!a) {
-		*ret = NULL;
-		return 0;
-	}
-	if (!json_object_is_type(a, json_type_array))
-		return -EPROTO;
-	size_t n = json_object_array_length(a);
-	char **v = calloc(n + 1, sizeof(char *));
-	if (!v)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		json_object *s = json_object_array_get_idx(a, i);
-		if (!json_object_is_type(s, json_type_string) ||
-		    !(v[i] = strdup(json_object_get_string(s)))) {
-			for (size_t j = 0; j < i; j++)
-				free(v[j]);
-			free(v);
-			return json_object_is_type(s, json_type_string) ? -ENOMEM : -EPROTO;
-		}
-	}
-	*ret = v;
-	return 0;
-}
-
-static int opt_str(json_object *o, const char *key, char **ret)
-{
-	json_object *v;
-	*ret = NULL;
-	if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
-		return 0;
-	if (!json_object_is_type(v, json_type_string))
-		return -EPROTO;
-	*ret = strdup(json_object_get_string(v));
-	return *ret ? 0 : -ENOMEM;
 }
 
 static int config_from_json(json_object *o, struct run_config **ret)
@@ -197,22 +157,13 @@ static int config_from_json(json_object *o, struct run_config **ret)
 	if (!json_object_is_type(o, json_type_object))
 		return -EPROTO;
 	json_object_object_get_ex(o, "Env", &v);
-	if ((r = strv_from_json(v, &c->env)) < 0)
+	if ((r = cm_json_strv(v, NULL, &c->env)) < 0)
 		return r;
-	if ((r = opt_str(o, "WorkingDir", &c->working_dir)) < 0 ||
-	    (r = opt_str(o, "User", &c->user)) < 0)
+	if ((r = cm_json_str(o, "WorkingDir", NULL, &c->working_dir)) < 0 ||
+	    (r = cm_json_str(o, "User", NULL, &c->user)) < 0)
 		return r;
 	*ret = TAKE_PTR(c);
 	return 0;
-}
-
-/* json_tokener stops after the first value: anything but whitespace after it is an error */
-static bool only_space_after(json_tokener *tok, const char *json, size_t len)
-{
-	for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
-		if (!strchr(" \t\r\n", json[i]) || !json[i])
-			return false;
-	return true;
 }
 
 int run_config_parse(const char *json, size_t len, struct run_config **ret)
@@ -220,15 +171,9 @@ int run_config_parse(const char *json, size_t len, struct run_config **ret)
 	if (len > CONFIG_JSON_CAP)
 		return -EFBIG;
 	_cleanup_(json_object_putp) json_object *o = NULL;
-	json_tokener *tok = json_tokener_new();
-	if (!tok)
-		return -ENOMEM;
-	o = json_tokener_parse_ex(tok, json, (int)len);
-	bool ok =
-	    json_tokener_get_error(tok) == json_tokener_success && only_space_after(tok, json, len);
-	json_tokener_free(tok);
-	if (!o || !ok || !json_object_is_type(o, json_type_object))
-		return cm_log_ret(-EPROTO, "image config: not a JSON object");
+	int r = cm_json_parse_object(json, len, &o);
+	if (r < 0)
+		return r == -ENOMEM ? r : cm_log_ret(-EPROTO, "image config: not a JSON object");
 	json_object *cfg;
 	if (json_object_object_get_ex(o, "config", &cfg) &&
 	    json_object_is_type(cfg, json_type_object))
@@ -272,19 +217,9 @@ static int read_json(int dirfd, const char *name, json_object **ret)
 		cm_buf_fini(&b);
 		return r;
 	}
-	json_tokener *tok = json_tokener_new();
-	json_object *o = tok ? json_tokener_parse_ex(tok, (const char *)b.data, (int)b.len) : NULL;
-	bool ok = tok && json_tokener_get_error(tok) == json_tokener_success &&
-		  only_space_after(tok, (const char *)b.data, b.len);
-	if (tok)
-		json_tokener_free(tok);
+	r = cm_json_parse_object((const char *)b.data, b.len, ret);
 	cm_buf_fini(&b);
-	if (!o || !ok || !json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		return -EPROTO;
-	}
-	*ret = o;
-	return 0;
+	return r;
 }
 
 static int64_t json_int(json_object *o, const char *k)
@@ -405,10 +340,10 @@ int run_sandbox_load(struct run_ctx *ctx, const char *id, struct run_sandbox **r
 	if (r < 0)
 		return r == -ENOENT ? -ENOENT : cm_log_ret(r, "sandbox %s: bad config.json", id);
 	json_object *v;
-	if ((r = opt_str(c, "lower_dir", &sb->lower_dir)) < 0 ||
-	    (r = opt_str(c, "image_key", &sb->image_key)) < 0 ||
-	    (r = opt_str(c, "backend", &sb->backend)) < 0 ||
-	    (r = opt_str(c, "hostname", &sb->hostname)) < 0)
+	if ((r = cm_json_str(c, "lower_dir", NULL, &sb->lower_dir)) < 0 ||
+	    (r = cm_json_str(c, "image_key", NULL, &sb->image_key)) < 0 ||
+	    (r = cm_json_str(c, "backend", NULL, &sb->backend)) < 0 ||
+	    (r = cm_json_str(c, "hostname", NULL, &sb->hostname)) < 0)
 		return r;
 	if (!sb->backend || !sb->hostname)
 		return -EPROTO;
@@ -429,7 +364,7 @@ int run_sandbox_load(struct run_ctx *ctx, const char *id, struct run_sandbox **r
 	sb->status = RUN_STATUS_CREATED;
 	if (read_json(sb->dirfd, "state.json", &s) == 0) {
 		_cleanup_free_ char *st = NULL;
-		(void)opt_str(s, "status", &st);
+		(void)cm_json_str(s, "status", NULL, &st);
 		for (size_t i = 0; st && i < ARRAY_SIZE(status_names); i++)
 			if (!strcmp(st, status_names[i]))
 				sb->status = (enum run_status)i;

@@ -6,6 +6,7 @@
 
 #include "common/buf.h"
 #include "common/digest.h"
+#include "common/json.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -96,6 +97,45 @@ static void test_writev_full(void **state)
 	}
 }
 
+static void test_json_helpers(void **state)
+{
+	(void)state;
+	json_object *o;
+	static const char *const bad[] = {"", "[1]", "{} x", "{\"a\":1}{}", "{", "\"s\"", "{} \0"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		size_t len = strlen(bad[i]) + (i == 6 ? 2 : 0);
+		assert_int_equal(cm_json_parse_object(bad[i], len, &o), -EPROTO);
+		assert_null(o);
+	}
+	const char *doc = " {\"s\":\"v\",\"n\":null,\"i\":1,\"a\":[\"x\",\"y\"],\"b\":[1]} \n";
+	assert_int_equal(cm_json_parse_object(doc, strlen(doc), &o), 0);
+	char *s;
+	assert_int_equal(cm_json_str(o, "s", NULL, &s), 0);
+	assert_string_equal(s, "v");
+	free(s);
+	assert_int_equal(cm_json_str(o, "n", NULL, &s), 0);
+	assert_null(s);
+	assert_int_equal(cm_json_str(o, "missing", NULL, &s), 0);
+	assert_null(s);
+	assert_int_equal(cm_json_str(o, "i", NULL, &s), -EPROTO);
+	char **v;
+	json_object *a;
+	assert_true(json_object_object_get_ex(o, "a", &a));
+	assert_int_equal(cm_json_strv(a, NULL, &v), 0);
+	assert_string_equal(v[0], "x");
+	assert_string_equal(v[1], "y");
+	assert_null(v[2]);
+	cm_strv_free(v);
+	assert_true(json_object_object_get_ex(o, "b", &a));
+	assert_int_equal(cm_json_strv(a, NULL, &v), -EPROTO);
+	assert_null(v);
+	assert_true(json_object_object_get_ex(o, "s", &a));
+	assert_int_equal(cm_json_strv(a, NULL, &v), -EPROTO);
+	assert_int_equal(cm_json_strv(NULL, NULL, &v), 0);
+	assert_null(v);
+	json_object_put(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -103,6 +143,7 @@ int main(void)
 		cmocka_unit_test(test_digest_roundtrip),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_writev_full),
+		cmocka_unit_test(test_json_helpers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
