@@ -333,7 +333,7 @@ static int cmd_pool_fill(int argc, char **argv)
 	}
 	return 0;
 }
-ISORUN_VERB("pool-fill", cmd_pool_fill, "[--count=N] [create options] REF|--rootfs DIR",
+ISORUN_VERB("pool-fill", cmd_pool_fill, "[--count=N] [options] REF",
 	    "boot sandboxes into the warm pool (what --warm does in the background)");
 
 static int cmd_create(int argc, char **argv)
