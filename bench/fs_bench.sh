@@ -255,6 +255,10 @@ m = {k: statistics.median(v) for k, v in vals.items()}
 json.dump({"|".join(k): v for k, v in m.items()}, open(out_json, "w"), indent=1, sort_keys=True)
 def g(img, net, k):
     return m.get((img, net, k))
+def split(img, net, key, parts="pull mount cmd"):
+    # "total (part + part + part)" of a method's medians
+    return "%.0f (%s)" % (g(img, net, key + "_ms"),
+                          " + ".join("%.0f" % g(img, net, "%s_%s_ms" % (key, p)) for p in parts.split()))
 def mib(b):
     return "n/a" if b is None else "%.1f MiB" % (b / 1048576)
 imgs = sorted({k[0] for k in m}, key=lambda s: ["python", "browser"].index(s) if s in ("python", "browser") else 9)
@@ -276,14 +280,12 @@ for i in imgs:
         if b is None:
             continue
         tr = g(i, n, "traced_ms")
-        L.append("| %s | %s | %.0f (%.0f + %.0f + %.0f) | %.0f (%.0f + %.0f + %.0f) | %.1fx | %.0f (%.0f + %.0f + %.0f) | %.1fx | %.0f |" % (
-            i, n, b, g(i, n, "baseline_pull_ms"), g(i, n, "baseline_unpack_ms"), g(i, n, "baseline_cmd_ms"),
-            s, g(i, n, "isorun_pull_ms"), g(i, n, "isorun_mount_ms"), g(i, n, "isorun_cmd_ms"), b / s,
-            tr, g(i, n, "traced_pull_ms"), g(i, n, "traced_mount_ms"), g(i, n, "traced_cmd_ms"), b / tr, z))
+        L.append("| %s | %s | %s | %s | %.1fx | %s | %.1fx | %.0f |" % (
+            i, n, split(i, n, "baseline", "pull unpack cmd"), split(i, n, "isorun"), b / s,
+            split(i, n, "traced"), b / tr, z))
         sb = g(i, n, "isorun_before_ms")
         if sb is not None:
-            L[-1] += " %.0f (%.0f + %.0f + %.0f) | %.2f |" % (sb, g(i, n, "isorun_before_pull_ms"), g(i, n, "isorun_before_mount_ms"),
-                                                         g(i, n, "isorun_before_cmd_ms"), s / sb)
+            L[-1] += " %s | %.2f |" % (split(i, n, "isorun_before"), s / sb)
 L += ["", "## Bytes fetched before the first command exits", "",
       "| image | net | touched (chunks read, uncompressed) | fetched, prefetch=none | ratio | fetched, prefetch=all | ratio | fetched, trace-ordered index | ratio |",
       "|---|---|---:|---:|---:|---:|---:|---:|---:|"]

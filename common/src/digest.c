@@ -81,6 +81,17 @@ static int hexval(char c)
 	return -1;
 }
 
+int cm_hex_parse(const char *hex, size_t len, uint8_t *out)
+{
+	for (size_t i = 0; i < len; i++) {
+		int hi = hexval(hex[2 * i]), lo = hi < 0 ? -1 : hexval(hex[2 * i + 1]);
+		if (lo < 0)
+			return -EPROTO;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
 int cm_digest_parse(const char *s, uint8_t out[CM_SHA256_LEN])
 {
 	if (!s)
@@ -93,13 +104,7 @@ int cm_digest_parse(const char *s, uint8_t out[CM_SHA256_LEN])
 	const char *h = colon + 1;
 	if (strlen(h) != 64)
 		return -EPROTO;
-	for (size_t i = 0; i < CM_SHA256_LEN; i++) {
-		int hi = hexval(h[2 * i]), lo = hexval(h[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -EPROTO;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
+	return cm_hex_parse(h, CM_SHA256_LEN, out);
 }
 
 bool cm_digest_valid(const char *s)

@@ -66,6 +66,15 @@ static int exec(sqlite3 *db, const char *sql)
 
 DEFINE_CLEANUP_FUNC(sqlite3_stmt, sqlite3_finalize)
 
+/* End the transaction BEGIN started: COMMIT when `r` is 0, else ROLLBACK and keep `r`. */
+static int end_txn(sqlite3 *db, int r)
+{
+	if (r == 0)
+		return exec(db, "COMMIT");
+	exec(db, "ROLLBACK");
+	return r;
+}
+
 int fs_cache_init(struct idx_store *s)
 {
 	idx_store_lock(s);
@@ -173,10 +182,7 @@ int fs_cache_record_index(struct idx_store *s, const struct idx_reader *rd)
 		if (sqlite3_step(st) != SQLITE_DONE)
 			r = db_err(db, "insert ref");
 	}
-	if (r == 0)
-		r = exec(db, "COMMIT");
-	else
-		exec(db, "ROLLBACK");
+	r = end_txn(db, r);
 out:
 	idx_store_unlock(s);
 	return r;
@@ -256,10 +262,7 @@ int fs_cache_touch_batch(struct idx_store *s, const struct fs_cache_touch *v, si
 		if (sqlite3_step(st) != SQLITE_DONE)
 			r = db_err(db, "touch");
 	}
-	if (r == 0)
-		r = exec(db, "COMMIT");
-	else
-		exec(db, "ROLLBACK");
+	r = end_txn(db, r);
 out:
 	idx_store_unlock(s);
 	return r;
@@ -271,56 +274,31 @@ struct present {
 	int64_t mtime_ms;
 };
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Every well-named chunk file under ROOT/chunks/. */
 static int scan_chunks(struct idx_store *s, struct present **ret, size_t *ret_n)
 {
 	_cleanup_free_ struct present *v = NULL;
 	size_t n = 0, alloc = 0;
-	int cfd = openat(idx_store_root_fd(s), "chunks", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (cfd < 0) {
+	DIR *top = cm_opendirat(idx_store_root_fd(s), "chunks", 0);
+	if (!top) {
 		*ret = NULL;
 		*ret_n = 0;
 		return errno == ENOENT ? 0 : -errno;
 	}
-	DIR *top = fdopendir(cfd);
-	if (!top) {
-		close(cfd);
-		return -errno;
-	}
 	struct dirent *de;
 	while ((de = readdir(top))) {
-		if (strlen(de->d_name) != 2 || hexval(de->d_name[0]) < 0 ||
-		    hexval(de->d_name[1]) < 0)
+		uint8_t dir_byte;
+		if (strlen(de->d_name) != 2 || cm_hex_parse(de->d_name, 1, &dir_byte) < 0)
 			continue;
-		int sfd = openat(dirfd(top), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (sfd < 0)
+		DIR *sub = cm_opendirat(dirfd(top), de->d_name, 0);
+		if (!sub)
 			continue;
-		DIR *sub = fdopendir(sfd);
-		if (!sub) {
-			close(sfd);
-			continue;
-		}
 		struct dirent *fe;
 		while ((fe = readdir(sub))) {
 			if (strlen(fe->d_name) != 64)
 				continue;
 			struct present p;
-			bool ok = true;
-			for (int i = 0; i < 32 && ok; i++) {
-				int hi = hexval(fe->d_name[2 * i]),
-				    lo = hexval(fe->d_name[2 * i + 1]);
-				ok = hi >= 0 && lo >= 0;
-				p.d[i] = (uint8_t)(hi << 4 | lo);
-			}
+			bool ok = cm_hex_parse(fe->d_name, 32, p.d) == 0;
 			struct stat st;
 			if (!ok || fstatat(dirfd(sub), fe->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 			    !S_ISREG(st.st_mode))

@@ -117,8 +117,8 @@ struct fs_engine {
 
 	pthread_mutex_t bw_lock;
 	uint64_t bw_next_ns; /* bw_lock: when the next prefetch request may start */
-	int raw_hint;	     /* atomic: >= 0 try loading chunks as raw frames first */
-	uint32_t raw_probe;  /* atomic: loads since raw_hint went negative */
+	bool packed_last;    /* atomic: the last chunk loaded was not a raw frame */
+	uint32_t packed_n;   /* atomic: loads since, a raw frame is tried every 64th */
 
 	pthread_t *workers;
 	unsigned n_workers;
@@ -428,27 +428,24 @@ static int load(struct fs_engine *e, uint32_t idx, struct mentry **ret)
 	if (fd < 0)
 		return fd;
 	/* Most chunks a mount reads it stored itself, as raw frames: try that first, unless
-	 * the last chunks read were in the packs' form (a store filled by isorun-index). */
-	if (__atomic_load_n(&e->raw_hint, __ATOMIC_RELAXED) >= 0) {
+	 * the last chunk was in the packs' form (a store filled by isorun-index; then only
+	 * every 64th load looks again). */
+	if (!__atomic_load_n(&e->packed_last, __ATOMIC_RELAXED) ||
+	    (__atomic_add_fetch(&e->packed_n, 1, __ATOMIC_RELAXED) & 63) == 0) {
 		r = load_raw(fd, &c, idx, ret);
+		if (r < 0)
+			return r;
+		__atomic_store_n(&e->packed_last, r == 0, __ATOMIC_RELAXED);
 		if (r == 1) {
-			__atomic_store_n(&e->raw_hint, 1, __ATOMIC_RELAXED);
 			if (!e->o.verify_local)
 				return 0;
 			uint8_t d[CM_SHA256_LEN];
 			cm_sha256((*ret)->data, c.usize, d);
 			if (memcmp(d, c.digest, 32) == 0)
 				return 0;
-			free(*ret);
+			free(*ret); /* decoded again below: counted and removed as corrupt */
 			*ret = NULL;
-		} else if (r < 0) {
-			return r;
-		} else {
-			__atomic_store_n(&e->raw_hint, -1, __ATOMIC_RELAXED);
 		}
-	} else if (c.csize == idx_store_raw_frame_size(c.usize) ||
-		   (__atomic_add_fetch(&e->raw_probe, 1, __ATOMIC_RELAXED) & 63) == 0) {
-		__atomic_store_n(&e->raw_hint, 0, __ATOMIC_RELAXED); /* look again now and then */
 	}
 	/* The file is the pack's frame (csize bytes) or a raw frame (indexer/store.h): read
 	 * up to the larger of the two plus one byte, so a longer file shows as corrupt. */
@@ -1259,6 +1256,18 @@ static void add_u64(json_object *o, const char *k, uint64_t v)
 	json_object_object_add(o, k, json_object_new_uint64(v));
 }
 
+/* {count, p50, p90, p99, max} of a latency histogram, microseconds. */
+static json_object *hist_json(struct fs_hist *h)
+{
+	json_object *o = json_object_new_object();
+	add_u64(o, "count", get(&h->count));
+	add_u64(o, "p50", fs_hist_quantile(h, 0.50));
+	add_u64(o, "p90", fs_hist_quantile(h, 0.90));
+	add_u64(o, "p99", fs_hist_quantile(h, 0.99));
+	add_u64(o, "max", get(&h->max_us));
+	return o;
+}
+
 int fs_engine_stats_json(struct fs_engine *e, char **ret)
 {
 	static const char *const modes[] = {"all", "startup", "none"};
@@ -1304,20 +1313,8 @@ int fs_engine_stats_json(struct fs_engine *e, char **ret)
 	if (complete > 1)
 		add_u64(pf, "complete_ms", complete / 1000);
 	json_object_object_add(j, "prefetch", pf);
-	json_object *lat = json_object_new_object();
-	add_u64(lat, "count", get(&e->lat.count));
-	add_u64(lat, "p50", fs_hist_quantile(&e->lat, 0.50));
-	add_u64(lat, "p90", fs_hist_quantile(&e->lat, 0.90));
-	add_u64(lat, "p99", fs_hist_quantile(&e->lat, 0.99));
-	add_u64(lat, "max", get(&e->lat.max_us));
-	json_object_object_add(j, "read_latency_us", lat);
-	json_object *fl = json_object_new_object();
-	add_u64(fl, "count", get(&e->fetch_lat.count));
-	add_u64(fl, "p50", fs_hist_quantile(&e->fetch_lat, 0.50));
-	add_u64(fl, "p90", fs_hist_quantile(&e->fetch_lat, 0.90));
-	add_u64(fl, "p99", fs_hist_quantile(&e->fetch_lat, 0.99));
-	add_u64(fl, "max", get(&e->fetch_lat.max_us));
-	json_object_object_add(j, "fetch_latency_us", fl);
+	json_object_object_add(j, "read_latency_us", hist_json(&e->lat));
+	json_object_object_add(j, "fetch_latency_us", hist_json(&e->fetch_lat));
 	json_object *errs = json_object_new_object();
 	for (int i = 0; i < E_N; i++)
 		add_u64(errs, cause_names[i], get(&e->errors[i]));

@@ -424,17 +424,23 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &v);
 }
 
+/* The index inode of `ino` and its xattr count; false after replying with the error. */
+static bool xattrs_of(fuse_req_t req, fuse_ino_t ino, uint32_t *i, uint32_t *n)
+{
+	int r = ino32(ino, i);
+	if (r == 0)
+		r = idx_reader_xattr_count(ctx(req)->r, *i, n);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	return r == 0;
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct fs_ops_ctx *c = ctx(req);
 	uint32_t i, n;
-	int r = ino32(ino, &i);
-	if (r == 0)
-		r = idx_reader_xattr_count(c->r, i, &n);
-	if (r < 0) {
-		fuse_reply_err(req, -r);
+	if (!xattrs_of(req, ino, &i, &n))
 		return;
-	}
 	for (uint32_t k = 0; k < n; k++) {
 		struct idx_xattr x;
 		if (idx_reader_xattr(c->r, i, k, &x) < 0 || strcmp(x.name, name) != 0)
@@ -454,13 +460,8 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct fs_ops_ctx *c = ctx(req);
 	uint32_t i, n;
-	int r = ino32(ino, &i);
-	if (r == 0)
-		r = idx_reader_xattr_count(c->r, i, &n);
-	if (r < 0) {
-		fuse_reply_err(req, -r);
+	if (!xattrs_of(req, ino, &i, &n))
 		return;
-	}
 	size_t total = 0;
 	for (uint32_t k = 0; k < n; k++) {
 		struct idx_xattr x;

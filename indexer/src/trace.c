@@ -62,15 +62,6 @@ static bool expect(const char **p, const char *end, char ch)
 	return true;
 }
 
-/* 64 lowercase hex characters. */
-static bool id_parse(const char *p, uint8_t d[32])
-{
-	char s[CM_DIGEST_STR_SIZE] = "sha256:";
-	memcpy(s + 7, p, 64);
-	s[71] = 0;
-	return cm_digest_parse(s, d) == 0;
-}
-
 static int bad(const struct cursor *c, const char *what)
 {
 	return cm_log_ret(-EPROTO, "trace %s, line %u: %s", c->name, c->line, what);
@@ -111,7 +102,7 @@ int idx_trace_parse(const char *name, const void *data, size_t len, struct idx_t
 		if (!parse_u64(&p, le, &seq) || !expect(&p, le, ' ') || !parse_u64(&p, le, &t_us) ||
 		    !expect(&p, le, ' ') || !parse_u64(&p, le, &chunk) || !expect(&p, le, ' ') ||
 		    !parse_u64(&p, le, &ino) || !expect(&p, le, ' ') || le - p < 65 ||
-		    !id_parse(p, d) || (p += 64, !expect(&p, le, ' ')) ||
+		    cm_hex_parse(p, 32, d) < 0 || (p += 64, !expect(&p, le, ' ')) ||
 		    !parse_u64(&p, le, &usize) || p != le) {
 			idx_trace_fini(ret);
 			return bad(&c, "malformed record (expected \"seq t_us chunk ino sha256 usize\")");

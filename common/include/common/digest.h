@@ -29,6 +29,8 @@ void cm_sha256(const void *data, size_t len, uint8_t out[CM_SHA256_LEN]);
 void cm_digest_format(const uint8_t d[CM_SHA256_LEN], char out[CM_DIGEST_STR_SIZE]);
 /* 32 bytes -> 64 hex chars + NUL. */
 void cm_hex_format(const uint8_t *d, size_t len, char *out);
+/* 2*len lowercase hex characters (no terminator needed) -> len bytes. -EPROTO otherwise. */
+int cm_hex_parse(const char *hex, size_t len, uint8_t *out);
 /*
  * Parse "sha256:<64 hex>" (lowercase only, as the OCI spec requires for sha256).
  * -EPROTO if malformed, -ENOTSUP for another algorithm.
