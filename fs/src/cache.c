@@ -1,7 +1,7 @@
 /*
  * Chunk cache bookkeeping in store.db (see fs/cache.h for the tables and the rules).
- * Every function holds the store's lock for its sqlite use; chunk files are removed with
- * unlinkat() on the store's root fd.
+ * Every function holds the store's lock for its sqlite use; chunks are removed with
+ * idx_store_remove_chunk_locked (the chunk file, or the range of a local pack).
  */
 #include "fs/cache.h"
 #include "fs/image.h"
@@ -353,7 +353,10 @@ int fs_cache_reconcile(struct idx_store *s, uint64_t *ret_bytes, uint64_t *ret_c
 	int64_t t0 = now_ms();
 	_cleanup_free_ struct present *v = NULL;
 	size_t n = 0;
-	int r = scan_chunks(s, &v, &n);
+	int r = idx_store_packs_gc(s);
+	if (r < 0)
+		log_error("cache: collecting local packs: %s", strerror(-r));
+	r = scan_chunks(s, &v, &n);
 	if (r < 0)
 		return cm_log_ret(r, "cache: scanning chunks: %s", strerror(-r));
 	sqlite3 *db = idx_store_db(s);
@@ -379,9 +382,10 @@ int fs_cache_reconcile(struct idx_store *s, uint64_t *ret_bytes, uint64_t *ret_c
 	}
 	if (r == 0) {
 		/* Rows newer than the scan may describe files created after it: keep them. */
-		char sql[256];
+		char sql[512];
 		snprintf(
 		    sql, sizeof(sql),
+		    "INSERT OR IGNORE INTO fs_present SELECT digest, len, 0 FROM local_chunks;"
 		    "INSERT OR IGNORE INTO fs_chunks SELECT digest, csize, mtime FROM fs_present;"
 		    "DELETE FROM fs_chunks WHERE last_use < %lld AND digest NOT IN "
 		    "(SELECT digest FROM fs_present);"
@@ -479,9 +483,7 @@ static int evict_rows(struct idx_store *s, const char *sel, uint64_t max, uint64
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
-		char p[80];
-		idx_store_chunk_relpath(v[i].d, p);
-		if (unlinkat(idx_store_root_fd(s), p, 0) < 0 && errno != ENOENT)
+		if (idx_store_remove_chunk_locked(s, v[i].d) < 0)
 			continue;
 		sqlite3_reset(del);
 		sqlite3_bind_blob(del, 1, v[i].d, 32, SQLITE_STATIC);

@@ -1,11 +1,12 @@
 /*
  * The chunk engine (engine.h). Per-chunk state lives in flat arrays indexed by chunk number,
  * all guarded by e->lock:
- *   state[c]  ST_LOCAL / ST_ABSENT (whether ROOT/chunks has it, as far as we know: another
+ *   state[c]  ST_LOCAL / ST_ABSENT (whether the store has it, as far as we know: another
  *             process may evict it, which a load notices), ST_BUSY while one thread loads
  *             or fetches it (the in-flight marker: others wait on e->cond), ST_TOUCHED once
  *             a read used it (trace), ST_USED / ST_ADDED since the last bookkeeping flush.
  *   fails[c]  bumped when a load or fetch of c fails, so waiters learn the outcome.
+ *   loc[c]    where c is in a local pack (pack 0: a chunk file, or not local).
  *   mem[c]    the in-memory entry, or NULL. Entries sit on an LRU list; an entry with
  *             refs > 0 is never freed.
  */
@@ -58,6 +59,8 @@ enum {
 #define LOADERS	 8u
 /* Two chunks of one pack separated by less than this are fetched in one range. */
 #define GAP_MAX (64u << 10)
+/* A registry whose first answer takes this long is far: more prefetch workers. */
+#define LATENCY_FAR_MS 10
 /* A chunk's stored bytes are at most this (the indexer's max chunk is far below). */
 #define CHUNK_MAX (16u << 20)
 
@@ -93,6 +96,8 @@ struct fs_engine {
 					       pf_cond must wake a worker, not it */
 	uint8_t *state;			    /* lock */
 	uint32_t *fails;		    /* lock */
+	struct idx_store_loc *loc;	    /* lock; stable while the reader holds ST_BUSY */
+	struct idx_store_writer *writer;    /* appends fetched chunks to this mount's pack */
 	struct mentry **mem;		    /* lock */
 	struct mentry *lru_head, *lru_tail; /* lock */
 	uint64_t mem_bytes;		    /* lock */
@@ -110,6 +115,7 @@ struct fs_engine {
 	uint64_t bg_pos, bg_total; /* lock: background prefetch cursor */
 	bool bg_failed;		   /* lock: a background fetch failed in this pass */
 	uint64_t complete_us;	   /* lock: when every chunk became local, 0 before */
+	bool recorded;		   /* lock: ... and a flush since recorded them in store.db */
 	bool stop;		   /* lock */
 	struct trace_rec *trace;   /* lock */
 	uint32_t trace_n;	   /* lock */
@@ -125,6 +131,7 @@ struct fs_engine {
 	pthread_t flusher;
 	bool flusher_started;
 	bool stopped; /* lock */
+	bool threads_auto; /* no --prefetch-threads: chosen from the registry's latency */
 
 	/* Counters: atomics (__atomic builtins). */
 	uint64_t fetched_bytes, fetch_requests, fetched_chunks, prefetched_bytes;
@@ -357,64 +364,70 @@ static int trace_write(struct fs_engine *e)
 
 /* ---- loading and fetching -------------------------------------------------------------- */
 
-static void remove_chunk_file(struct fs_engine *e, const uint8_t digest[32])
+static void remove_chunk(struct fs_engine *e, const uint8_t digest[32])
 {
-	char p[80];
-	idx_store_chunk_relpath(digest, p);
-	unlinkat(idx_store_root_fd(e->store), p, 0);
+	idx_store_lock(e->store);
+	idx_store_remove_chunk_locked(e->store, digest);
+	idx_store_unlock(e->store);
 }
 
 /*
- * Read chunk `c` from `fd` as a raw frame (indexer/store.h), its data straight into a new
- * entry: one preadv, no copy. 1 and *ret on success; 0 when the file is not a raw frame of
- * at most RAW_MAXB blocks (the caller decodes it instead); -errno, -ENOMEM.
+ * Read chunk `c` as a raw frame at `off` of `fd` (indexer/store.h), its data straight into a
+ * new entry: one preadv, no copy. 1 and *ret on success; 0 when the bytes there are not that
+ * frame (the caller decodes them instead); -errno, -ENOMEM.
  */
-#define RAW_MAXB 8u
-static int load_raw(int fd, const struct idx_chunk *c, uint32_t idx, struct mentry **ret)
+static int load_raw(int fd, uint64_t off, bool whole_file, const struct idx_chunk *c,
+		    uint32_t idx, struct mentry **ret)
 {
-	uint32_t nb = c->usize ? (c->usize + (128u << 10) - 1) / (128u << 10) : 1;
-	if (nb > RAW_MAXB)
-		return 0;
 	struct mentry *m = malloc(sizeof(*m) + (c->usize ? c->usize : 1));
 	if (!m)
 		return -ENOMEM;
 	*m = (struct mentry){.chunk = idx, .len = c->usize};
-	uint8_t hdr[9 + 3 * RAW_MAXB], extra;
-	struct iovec iov[2 + 2 * RAW_MAXB];
-	int n = 0;
-	iov[n++] = (struct iovec){hdr, 9};
-	for (uint32_t b = 0, off = 0; b < nb; b++) {
-		uint32_t len = MIN(c->usize - off, 128u << 10);
-		iov[n++] = (struct iovec){hdr + 9 + 3 * b, 3};
-		if (len)
-			iov[n++] = (struct iovec){m->data + off, len};
-		off += len;
-	}
-	iov[n++] = (struct iovec){&extra, 1}; /* a longer file is not this frame */
-	size_t size = idx_store_raw_frame_size(c->usize);
-	ssize_t got = preadv(fd, iov, n, 0);
-	if (got < 0) {
-		int err = -errno;
+	int r = idx_store_pread_raw(fd, off, c->usize, whole_file, m->data);
+	if (r <= 0) {
 		free(m);
-		return err;
-	}
-	/* Exactly the headers idx_store_raw_frame writes, so the data is the content. */
-	uint8_t want[9];
-	idx_store_raw_frame_header(c->usize, want);
-	bool ok = (size_t)got == size && memcmp(hdr, want, 9) == 0;
-	for (uint32_t b = 0, left = c->usize; ok && b < nb; b++) {
-		uint32_t len = MIN(left, 128u << 10);
-		uint32_t h = (len << 3) | (left == len ? 1u : 0u);
-		const uint8_t *bh = hdr + 9 + 3 * b;
-		ok = bh[0] == (uint8_t)h && bh[1] == (uint8_t)(h >> 8) && bh[2] == (uint8_t)(h >> 16);
-		left -= len;
-	}
-	if (!ok) {
-		free(m);
-		return 0;
+		return r;
 	}
 	*ret = m;
 	return 1;
+}
+
+/* Load chunk `idx` from its local pack: 0; -ENOENT when its frame is no longer there (an
+ * eviction punched it out: zeros; or a crash lost it); -EBADMSG when the frame is there but
+ * its data is not the chunk's (removed, counted); -errno. Either way it is fetched again. */
+static int load_packed(struct fs_engine *e, const struct idx_chunk *c, uint32_t idx,
+		       struct mentry **ret)
+{
+	const struct idx_store_loc *l = &e->loc[idx];
+	int fd = idx_store_pack_fd(e->store, l->pack);
+	if (fd < 0)
+		return fd;
+	int r = load_raw(fd, l->off, false, c, idx, ret);
+	if (r < 0)
+		return r;
+	if (r == 0) {
+		log_info("store: chunk %u is no longer in local pack %u: fetched again", idx,
+			 l->pack);
+		idx_store_forget_loc(e->store, c->digest, l);
+		return -ENOENT;
+	}
+	bool ok = cm_xxh3((*ret)->data, c->usize) == l->sum;
+	if (ok && e->o.verify_local) {
+		uint8_t d[CM_SHA256_LEN];
+		cm_sha256((*ret)->data, c->usize, d);
+		ok = memcmp(d, c->digest, 32) == 0;
+	}
+	if (ok)
+		return 0;
+	free(*ret);
+	*ret = NULL;
+	char hex[CM_DIGEST_STR_SIZE];
+	cm_digest_format(c->digest, hex);
+	log_error("store: chunk %s in local pack %u at offset %llu is corrupt: removed", hex,
+		  l->pack, (unsigned long long)l->off);
+	idx_store_forget_loc(e->store, c->digest, l);
+	count(&e->errors[E_CORRUPT], 1);
+	return -EBADMSG;
 }
 
 /* Load chunk `idx` from the store. -ENOENT absent, -EBADMSG corrupt (file removed). */
@@ -424,6 +437,8 @@ static int load(struct fs_engine *e, uint32_t idx, struct mentry **ret)
 	int r = idx_reader_chunk(e->r, idx, &c);
 	if (r < 0)
 		return r;
+	if (e->loc[idx].pack)
+		return load_packed(e, &c, idx, ret);
 	_cleanup_close_ int fd = idx_store_open_chunk(e->store, c.digest);
 	if (fd < 0)
 		return fd;
@@ -432,7 +447,7 @@ static int load(struct fs_engine *e, uint32_t idx, struct mentry **ret)
 	 * every 64th load looks again). */
 	if (!__atomic_load_n(&e->packed_last, __ATOMIC_RELAXED) ||
 	    (__atomic_add_fetch(&e->packed_n, 1, __ATOMIC_RELAXED) & 63) == 0) {
-		r = load_raw(fd, &c, idx, ret);
+		r = load_raw(fd, 0, true, &c, idx, ret);
 		if (r < 0)
 			return r;
 		__atomic_store_n(&e->packed_last, r == 0, __ATOMIC_RELAXED);
@@ -462,7 +477,7 @@ static int load(struct fs_engine *e, uint32_t idx, struct mentry **ret)
 		cm_digest_format(c.digest, hex);
 		log_error("store: chunk %s is corrupt (size %zd, expected %u or %zu): removed",
 			  hex, got, c.csize, raw);
-		remove_chunk_file(e, c.digest);
+		remove_chunk(e, c.digest);
 		count(&e->errors[E_CORRUPT], 1);
 		return -EBADMSG;
 	}
@@ -545,8 +560,9 @@ static int get_range(struct fs_engine *e, uint32_t pack, uint64_t off, uint64_t 
  * the whole run to be verified and stored. `m` (may be NULL) is consumed.
  */
 static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, bool keep,
-		   struct mentry **want, bool raw)
+		   struct mentry **want, const struct idx_store_loc *loc)
 {
+	bool raw = loc != NULL;
 	pthread_mutex_lock(&e->lock);
 	e->state[c] &= (uint8_t)~ST_BUSY;
 	if (res < 0) {
@@ -557,6 +573,7 @@ static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, b
 		idx_reader_chunk(e->r, c, &ch);
 		e->state[c] = (uint8_t)((e->state[c] & ~(ST_ABSENT | ST_RAW)) | ST_LOCAL | ST_ADDED |
 					(raw ? ST_RAW : 0));
+		e->loc[c] = loc ? *loc : (struct idx_store_loc){0};
 		e->resident++;
 		e->resident_bytes += ch.csize;
 		count(&e->fetched_chunks, 1);
@@ -571,6 +588,7 @@ static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, b
 		}
 		if (e->resident == e->n && !e->complete_us) {
 			e->complete_us = (cm_now_ns() - e->t0_ns) / 1000;
+			pthread_cond_broadcast(&e->fl_cond); /* record them now */
 			log_info("prefetch: image %s is fully local", idx_reader_digest(e->r));
 		}
 	}
@@ -579,14 +597,16 @@ static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, b
 }
 
 /* Put a fetched, verified chunk into the store: as a raw frame of its decompressed bytes
- * `m` (local reads then copy instead of decompressing), or with --chunk-format=zstd as the
- * fetched frame `cdata`. 1 new, 0 already there, -errno. */
+ * `m` appended to this mount's local pack (*loc says where; local reads then copy instead of
+ * decompressing), or with --chunk-format=zstd as the fetched frame `cdata` in a chunk file.
+ * 1 new, 0 already there, -errno. */
 static int publish(struct fs_engine *e, const struct idx_chunk *c, const uint8_t *cdata,
-		   const struct mentry *m)
+		   const struct mentry *m, struct idx_store_loc *loc)
 {
 	if (e->o.chunks_zstd)
 		return idx_store_put_chunk(e->store, c->digest, cdata, c->csize, c->usize, false);
-	return idx_store_put_chunk_raw(e->store, c->digest, m->data, c->usize);
+	int r = idx_store_writer_put(e->writer, c->digest, m->data, c->usize, loc);
+	return r < 0 ? r : 1;
 }
 
 /*
@@ -613,12 +633,13 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, str
 			  b - a, ca.pack, (unsigned long long)off, (unsigned long long)len,
 			  strerror(-r));
 		for (uint32_t c = a; c < b; c++)
-			settle(e, c, r, NULL, false, NULL, false);
+			settle(e, c, r, NULL, false, NULL, NULL);
 		return r;
 	}
 	for (uint32_t i = a; i < b; i++) {
 		struct idx_chunk c;
 		struct mentry *m = NULL;
+		struct idx_store_loc loc = {0};
 		idx_reader_chunk(e->r, i, &c);
 		const uint8_t *cd = buf + (c.pack_offset - off);
 		int res = decode(&c, i, cd, c.csize, true, &m);
@@ -630,7 +651,7 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, str
 			if (res == 0)
 				res = decode(&c, i, one, c.csize, true, &m);
 			if (res == 0)
-				res = publish(e, &c, one, m);
+				res = publish(e, &c, one, m, &loc);
 			if (res == -EBADMSG) {
 				char hex[CM_DIGEST_STR_SIZE];
 				cm_digest_format(c.digest, hex);
@@ -640,14 +661,14 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, str
 				    hex, c.pack, (unsigned long long)c.pack_offset);
 			}
 		} else if (res == 0) {
-			res = publish(e, &c, cd, m);
+			res = publish(e, &c, cd, m, &loc);
 		}
 		bool raw = res > 0 && !e->o.chunks_zstd;
 		if (res > 0)
 			res = 0;
 		if (i == a)
 			first = res;
-		settle(e, i, res, m, keep, i == a ? want : NULL, raw);
+		settle(e, i, res, m, keep, i == a ? want : NULL, raw ? &loc : NULL);
 	}
 	return first;
 }
@@ -716,9 +737,11 @@ int fs_engine_get(struct fs_engine *e, uint32_t c, uint32_t ino, uint32_t ext,
 			struct idx_chunk ch;
 			idx_reader_chunk(e->r, c, &ch);
 			e->state[c] = (uint8_t)((e->state[c] & ~ST_LOCAL) | ST_ABSENT);
+			e->loc[c] = (struct idx_store_loc){0};
 			e->resident--;
 			e->resident_bytes -= ch.csize;
 			e->complete_us = 0;
+			e->recorded = false;
 			r = 0;
 			continue;
 		}
@@ -822,9 +845,11 @@ static void *loader_main(void *arg)
 			struct idx_chunk ch;
 			idx_reader_chunk(e->r, c, &ch);
 			e->state[c] = (uint8_t)((e->state[c] & ~ST_LOCAL) | ST_ABSENT);
+			e->loc[c] = (struct idx_store_loc){0};
 			e->resident--;
 			e->resident_bytes -= ch.csize;
 			e->complete_us = 0;
+			e->recorded = false;
 		}
 		pthread_cond_broadcast(&e->cond);
 	}
@@ -1016,6 +1041,7 @@ static int flush(struct fs_engine *e)
 	bool added = false;
 	int r = 0;
 	pthread_mutex_lock(&e->lock);
+	bool was_complete = e->complete_us != 0;
 	for (uint32_t c = 0; c < e->n; c++) {
 		uint8_t st = e->state[c];
 		if (!(st & (ST_USED | ST_ADDED)))
@@ -1044,11 +1070,20 @@ static int flush(struct fs_engine *e)
 		e->state[c] &= (uint8_t) ~(ST_USED | ST_ADDED | ST_RAW);
 	}
 	pthread_mutex_unlock(&e->lock);
+	/* The chunks' locations first: a row in fs_chunks says the chunk is in the store. */
+	int cr = e->writer ? idx_store_writer_commit(e->writer) : 0;
+	if (cr < 0)
+		log_error("cache: recording chunks of the local pack failed: %s", strerror(-cr));
 	/* In key order: the B-tree pages of fs_chunks are then touched once each. */
 	if (n > 1)
 		qsort(v, n, sizeof(*v), cmp_touch);
 	if (n && (r = fs_cache_touch_batch(e->store, v, n)) < 0)
 		return r;
+	if (was_complete && cr == 0) {
+		pthread_mutex_lock(&e->lock);
+		e->recorded = e->complete_us != 0;
+		pthread_mutex_unlock(&e->lock);
+	}
 	if (added && e->o.cache_max) {
 		uint64_t bytes = 0;
 		if (fs_cache_size(e->store, &bytes, NULL) == 0 && bytes > e->o.cache_max) {
@@ -1095,6 +1130,7 @@ int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
 	e->client = client;
 	e->repo = repo;
 	e->o = *o;
+	e->threads_auto = o->prefetch_threads == 0;
 	fs_mount_opts_defaults(&e->o);
 	e->n = idx_reader_chunk_count(reader);
 	e->t0_ns = cm_now_ns();
@@ -1109,16 +1145,34 @@ int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
 	e->state = calloc(n, 1);
 	e->fails = calloc(n, sizeof(*e->fails));
 	e->mem = calloc(n, sizeof(*e->mem));
+	e->loc = calloc(n, sizeof(*e->loc));
+	_cleanup_free_ uint8_t *digests = malloc(n * 32);
 	if (o->trace_path)
 		e->trace = calloc(n, sizeof(*e->trace));
-	if (!e->state || !e->fails || !e->mem || (o->trace_path && !e->trace)) {
+	if (!e->state || !e->fails || !e->mem || !e->loc || !digests ||
+	    (o->trace_path && !e->trace)) {
 		fs_engine_free(e);
 		return -ENOMEM;
+	}
+	int r = idx_store_writer_new(store, &e->writer);
+	for (uint32_t c = 0; c < e->n; c++) {
+		struct idx_chunk ch;
+		idx_reader_chunk(reader, c, &ch);
+		memcpy(digests + 32 * (size_t)c, ch.digest, 32);
+	}
+	if (r == 0)
+		r = idx_store_locate(store, digests, e->n, e->loc);
+	if (r < 0) {
+		fs_engine_free(e);
+		return r;
 	}
 	for (uint32_t c = 0; c < e->n; c++) {
 		struct idx_chunk ch;
 		idx_reader_chunk(reader, c, &ch);
-		if (idx_store_has_chunk(store, ch.digest)) {
+		char rel[80];
+		idx_store_chunk_relpath(ch.digest, rel);
+		if (e->loc[c].pack ||
+		    faccessat(idx_store_root_fd(store), rel, F_OK, AT_EACCESS) == 0) {
 			e->state[c] = ST_LOCAL;
 			e->resident++;
 			e->resident_bytes += ch.csize;
@@ -1126,8 +1180,10 @@ int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
 			e->state[c] = ST_ABSENT;
 		}
 	}
-	if (e->resident == e->n)
+	if (e->resident == e->n) {
 		e->complete_us = 1;
+		e->recorded = true;
+	}
 	uint64_t p = idx_reader_prefetch_count(reader);
 	e->bg_total = e->o.prefetch == FS_PREFETCH_ALL	     ? p + e->n
 		      : e->o.prefetch == FS_PREFETCH_STARTUP ? p
@@ -1155,8 +1211,17 @@ int fs_engine_check(struct fs_engine *e)
 		idx_reader_chunk(e->r, c, &ch);
 		idx_reader_pack(e->r, ch.pack, &pk);
 		cm_digest_format(pk.digest, pd);
-		uint64_t size = 0;
+		uint64_t size = 0, t0 = cm_now_ns();
 		int r = reg_client_blob_exists(e->client, e->repo, pd, &size);
+		uint64_t ms = (cm_now_ns() - t0) / 1000000;
+		/* A distant registry (this first request took LATENCY_FAR or more: a connection
+		 * and a round trip or two): more requests in flight keep its link busy; near
+		 * one, the CPU is the limit and two are enough. */
+		if (e->threads_auto && ms >= LATENCY_FAR_MS && e->o.prefetch_threads < 4) {
+			log_debug("mount: registry answered in %llu ms: 4 prefetch workers",
+				  (unsigned long long)ms);
+			e->o.prefetch_threads = 4;
+		}
 		if (r < 0)
 			return cm_log_ret(r, "mount: the registry does not serve pack %s: %s", pd,
 					  strerror(-r));
@@ -1234,7 +1299,9 @@ void fs_engine_free(struct fs_engine *e)
 	}
 	free(e->workers);
 	free(e->state);
+	idx_store_writer_free(e->writer);
 	free(e->fails);
+	free(e->loc);
 	free(e->mem);
 	free(e->trace);
 	reg_client_free(e->client);
@@ -1279,6 +1346,7 @@ int fs_engine_stats_json(struct fs_engine *e, char **ret)
 	pthread_mutex_lock(&e->lock);
 	uint32_t resident = e->resident;
 	uint64_t rbytes = e->resident_bytes, mem = e->mem_bytes, complete = e->complete_us;
+	bool recorded = e->recorded;
 	uint64_t bg_pos = e->bg_pos, bg_total = e->bg_total;
 	uint32_t touched = e->trace_n;
 	pthread_mutex_unlock(&e->lock);
@@ -1309,7 +1377,8 @@ int fs_engine_stats_json(struct fs_engine *e, char **ret)
 	json_object_object_add(pf, "mode", json_object_new_string(modes[e->o.prefetch]));
 	add_u64(pf, "position", bg_pos < bg_total ? bg_pos : bg_total);
 	add_u64(pf, "total", bg_total);
-	json_object_object_add(pf, "complete", json_object_new_boolean(complete != 0));
+	/* Complete once every chunk is in the store for every process to see. */
+	json_object_object_add(pf, "complete", json_object_new_boolean(complete != 0 && recorded));
 	if (complete > 1)
 		add_u64(pf, "complete_ms", complete / 1000);
 	json_object_object_add(j, "prefetch", pf);

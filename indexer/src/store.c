@@ -27,12 +27,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
-struct idx_store {
-	char *root;
-	int root_fd;
-	pthread_mutex_t lock;
-	sqlite3 *db; /* guarded by lock */
-};
+#include "store_int.h"
 
 static const char schema[] =
 	"PRAGMA journal_mode=WAL;"
@@ -42,7 +37,8 @@ static const char schema[] =
 	" manifest_digest TEXT NOT NULL,"
 	" index_digest TEXT NOT NULL,"
 	" created INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS images_manifest ON images(manifest_digest);";
+	"CREATE INDEX IF NOT EXISTS images_manifest ON images(manifest_digest);"
+	STORE_PACKS_SCHEMA;
 
 static int err_from_sqlite(sqlite3 *db, int rc, const char *what)
 {
@@ -68,6 +64,7 @@ int idx_store_open(const char *root, struct idx_store **ret)
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->fd_lock, NULL);
 	s->root_fd = -1;
 	s->root = strdup(root);
 	if (!s->root) {
@@ -79,7 +76,7 @@ int idx_store_open(const char *root, struct idx_store **ret)
 		r = -errno;
 		goto fail;
 	}
-	static const char *dirs[] = {"chunks", "indexes", "tmp", "mounts", "sandboxes"};
+	static const char *dirs[] = {"chunks", "indexes", "tmp", "mounts", "sandboxes", "packs"};
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
 		if (mkdirat(s->root_fd, dirs[i], 0755) < 0 && errno != EEXIST) {
 			r = -errno;
@@ -131,6 +128,8 @@ void idx_store_free(struct idx_store *s)
 		sqlite3_close(s->db);
 	if (s->root_fd >= 0)
 		close(s->root_fd);
+	store_packs_fini(s);
+	pthread_mutex_destroy(&s->fd_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s->root);
 	free(s);
@@ -157,7 +156,10 @@ bool idx_store_has_chunk(struct idx_store *s, const uint8_t digest[32])
 {
 	char p[80];
 	idx_store_chunk_relpath(digest, p);
-	return faccessat(s->root_fd, p, F_OK, AT_EACCESS) == 0;
+	if (faccessat(s->root_fd, p, F_OK, AT_EACCESS) == 0)
+		return true;
+	struct idx_store_loc l;
+	return idx_store_locate(s, digest, 1, &l) == 0 && l.pack != 0;
 }
 
 /* Decompress one zstd frame of exactly `usize` bytes and compare its SHA-256. */
@@ -262,31 +264,18 @@ void idx_store_raw_frame(const void *udata, uint32_t usize, uint8_t *out)
 	} while (left);
 }
 
-int idx_store_put_chunk_raw(struct idx_store *s, const uint8_t digest[32], const void *udata,
-			    uint32_t usize)
+/* The iovecs of a raw frame of at most RAW_IOV_MAXB blocks: headers in `hdr`, data at
+ * `data` (written from or read into, no copy). Returns the count, or 0 for a longer frame. */
+int store_raw_iov(const void *data, uint32_t usize, uint8_t hdr[RAW_IOV_HDR],
+		  struct iovec iov[RAW_IOV_MAX])
 {
-	char p[80];
-	idx_store_chunk_relpath(digest, p);
-	if (faccessat(s->root_fd, p, F_OK, AT_EACCESS) == 0)
-		return 0;
-	/* Headers from a small buffer, data straight from `udata` (no copy of the chunk). */
-	enum { MAXB = 8 };
 	uint32_t nb = usize ? (usize + RAW_BLOCK_MAX - 1) / RAW_BLOCK_MAX : 1;
-	if (nb > MAXB) {
-		size_t len = idx_store_raw_frame_size(usize);
-		_cleanup_free_ uint8_t *f = malloc(len);
-		if (!f)
-			return -ENOMEM;
-		idx_store_raw_frame(udata, usize, f);
-		int r = publish(s, p, f, len, false);
-		return r < 0 ? r : 1;
-	}
-	uint8_t hdr[9 + 3 * MAXB];
-	struct iovec iov[1 + 2 * MAXB];
+	if (nb > RAW_IOV_MAXB)
+		return 0;
 	int n = 0;
 	idx_store_raw_frame_header(usize, hdr);
 	iov[n++] = (struct iovec){.iov_base = hdr, .iov_len = 9};
-	const uint8_t *in = udata;
+	uint8_t *in = (uint8_t *)data;
 	uint32_t left = usize;
 	for (uint32_t b = 0; b < nb; b++) {
 		uint32_t len = left < RAW_BLOCK_MAX ? left : RAW_BLOCK_MAX;
@@ -297,11 +286,76 @@ int idx_store_put_chunk_raw(struct idx_store *s, const uint8_t digest[32], const
 		bh[2] = (uint8_t)(h >> 16);
 		iov[n++] = (struct iovec){.iov_base = bh, .iov_len = 3};
 		if (len)
-			iov[n++] = (struct iovec){.iov_base = (void *)in, .iov_len = len};
+			iov[n++] = (struct iovec){.iov_base = in, .iov_len = len};
 		in += len;
 		left -= len;
 	}
-	int r = publishv(s, p, iov, n, false);
+	return n;
+}
+
+int idx_store_pread_raw(int fd, uint64_t off, uint32_t usize, bool whole_file, void *ubuf)
+{
+	uint8_t hdr[RAW_IOV_HDR], want[RAW_IOV_HDR], extra;
+	struct iovec iov[RAW_IOV_MAX + 1];
+	int n = store_raw_iov(ubuf, usize, hdr, iov);
+	size_t size = idx_store_raw_frame_size(usize), hlen = size - usize;
+	if (n == 0) {
+		/* More than 8 blocks (chunks over 1 MiB): through a buffer. */
+		_cleanup_free_ uint8_t *f = malloc(size + 1);
+		if (!f)
+			return -ENOMEM;
+		ssize_t got = pread(fd, f, whole_file ? size + 1 : size, (off_t)off);
+		if (got < 0)
+			return -errno;
+		if ((size_t)got != size)
+			return 0;
+		idx_store_raw_frame_header(usize, want);
+		if (memcmp(f, want, 9) != 0)
+			return 0;
+		uint8_t *out = ubuf;
+		size_t pos = 9;
+		for (uint32_t left = usize; left;) {
+			uint32_t len = left < RAW_BLOCK_MAX ? left : RAW_BLOCK_MAX;
+			uint32_t h = (len << 3) | (left == len ? 1u : 0u);
+			if (f[pos] != (uint8_t)h || f[pos + 1] != (uint8_t)(h >> 8) ||
+			    f[pos + 2] != (uint8_t)(h >> 16))
+				return 0;
+			memcpy(out, f + pos + 3, len);
+			out += len;
+			pos += 3 + len;
+			left -= len;
+		}
+		return 1;
+	}
+	memcpy(want, hdr, hlen); /* what the headers must be; preadv overwrites `hdr` */
+	if (whole_file)
+		iov[n++] = (struct iovec){&extra, 1}; /* a longer file is not this frame */
+	ssize_t got = preadv(fd, iov, n, (off_t)off);
+	if (got < 0)
+		return -errno;
+	return (size_t)got == size && memcmp(hdr, want, hlen) == 0 ? 1 : 0;
+}
+
+int idx_store_put_chunk_raw(struct idx_store *s, const uint8_t digest[32], const void *udata,
+			    uint32_t usize)
+{
+	char p[80];
+	idx_store_chunk_relpath(digest, p);
+	if (faccessat(s->root_fd, p, F_OK, AT_EACCESS) == 0)
+		return 0;
+	uint8_t hdr[RAW_IOV_HDR];
+	struct iovec iov[RAW_IOV_MAX];
+	int n = store_raw_iov(udata, usize, hdr, iov), r;
+	if (n > 0) {
+		r = publishv(s, p, iov, n, false);
+	} else {
+		size_t len = idx_store_raw_frame_size(usize);
+		_cleanup_free_ uint8_t *f = malloc(len);
+		if (!f)
+			return -ENOMEM;
+		idx_store_raw_frame(udata, usize, f);
+		r = publish(s, p, f, len, false);
+	}
 	return r < 0 ? r : 1;
 }
 
@@ -317,6 +371,17 @@ int idx_store_read_chunk(struct idx_store *s, const uint8_t digest[32], void *ub
 {
 	_cleanup_free_ void *c = NULL; /* before `goto corrupt`, which jumps over the malloc */
 	_cleanup_close_ int fd = idx_store_open_chunk(s, digest);
+	if (fd == -ENOENT) { /* in a local pack? */
+		struct idx_store_loc l;
+		int r = idx_store_locate(s, digest, 1, &l);
+		if (r < 0)
+			return r;
+		if ((r = idx_store_read_loc(s, &l, ubuf, usize)) < 0)
+			return r;
+		uint8_t d[32];
+		cm_sha256(ubuf, usize, d);
+		return memcmp(d, digest, 32) == 0 ? 0 : -EBADMSG;
+	}
 	if (fd < 0)
 		return fd;
 	struct stat st;

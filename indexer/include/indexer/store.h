@@ -9,12 +9,20 @@
  *                                  (stored) blocks (what mounts write by default, so local
  *                                  reads are a copy, not a decompression). Readers take
  *                                  both; the file's size says which.
+ *   ROOT/packs/<16 hex>            a local pack: raw frames of chunks a mount fetched,
+ *                                  appended by one writer process (which holds an exclusive
+ *                                  flock on it while it appends); store.db's local_chunks
+ *                                  says where each chunk is (pack, offset, length, XXH3-64
+ *                                  of its data). One file per ~thousand chunks instead of
+ *                                  one each: creating files dominated a cold start.
  *   ROOT/indexes/<64 hex>          an index blob, name = its SHA-256
  *   ROOT/store.db                  images (reference -> manifest -> index), chunk bookkeeping
  *   ROOT/tmp/                      temporary files, renamed into place when complete
  *
  * Publication is atomic (temp file in ROOT/tmp, verify, rename): a chunk file that exists is
- * whole. It is verified against its name on entry; readers that want defence in depth verify
+ * whole. A chunk in a local pack is visible once its local_chunks row is committed, after its
+ * bytes were written; a reader checks the XXH3-64 of what it read, so bytes that an eviction
+ * punched out or a crash lost read as absent, never as data. It is verified against its name on entry; readers that want defence in depth verify
  * again after decompression (idx_store_read_chunk does).
  *
  * A struct idx_store may be used from several threads at once unless noted.
@@ -36,6 +44,7 @@ int idx_store_root_fd(const struct idx_store *s);
 
 /* Path of a chunk file relative to the root: "chunks/ab/abcd..." (buffer >= 80 bytes). */
 void idx_store_chunk_relpath(const uint8_t digest[32], char out[80]);
+/* In the store as a chunk file or in a local pack. */
 bool idx_store_has_chunk(struct idx_store *s, const uint8_t digest[32]);
 /*
  * Insert a chunk given its stored (compressed) bytes. When `verify` is true the frame is
@@ -65,6 +74,59 @@ void idx_store_raw_frame_header(uint32_t usize, uint8_t out[9]);
 int idx_store_read_chunk(struct idx_store *s, const uint8_t digest[32], void *ubuf, uint32_t usize);
 /* Open a chunk's stored bytes read-only (caller closes). -ENOENT. */
 int idx_store_open_chunk(struct idx_store *s, const uint8_t digest[32]);
+
+/* ---- local packs ---- */
+
+/* Where a chunk is in a local pack (pack 0: not in one). `len` is its raw frame's size. */
+struct idx_store_loc {
+	uint64_t off, sum; /* sum: XXH3-64 of the chunk's uncompressed data */
+	uint32_t pack, len;
+};
+
+/* One process's appender: chunks go to its own pack file, rotated every
+ * IDX_STORE_PACK_MAX bytes. Thread-safe. */
+#define IDX_STORE_PACK_MAX (256ull << 20)
+struct idx_store_writer;
+int idx_store_writer_new(struct idx_store *s, struct idx_store_writer **ret);
+/* Rotate packs past `max` bytes instead (tests). */
+void idx_store_writer_set_pack_max(struct idx_store_writer *w, uint64_t max);
+/*
+ * Append `udata` (verified by the caller against `digest`) as a raw frame; *ret says where.
+ * Readers of this process may use the location at once; other processes see the chunk after
+ * the next idx_store_writer_commit. -errno.
+ */
+int idx_store_writer_put(struct idx_store_writer *w, const uint8_t digest[32], const void *udata,
+			 uint32_t usize, struct idx_store_loc *ret);
+/* Record every chunk appended since the last commit in store.db, in one transaction. */
+int idx_store_writer_commit(struct idx_store_writer *w);
+/* Commit, then close (releasing the pack to garbage collection). */
+void idx_store_writer_free(struct idx_store_writer *w);
+
+/* The location of each of `n` chunks (digests: n * 32 bytes); pack 0 for chunks that are not
+ * in a local pack. One read transaction. */
+int idx_store_locate(struct idx_store *s, const uint8_t *digests, size_t n,
+		     struct idx_store_loc *ret);
+/* A read-only fd of local pack `pack`, owned by the store (do not close). -ENOENT. */
+int idx_store_pack_fd(struct idx_store *s, uint32_t pack);
+/* Read the raw frame of a `usize`-byte chunk at `off` of `fd`, its data straight into `ubuf`
+ * (one preadv): 1; 0 when the bytes there are not that frame (its headers differ, it is cut
+ * short, or with `whole_file` the file goes on after it) or it has more than 8 blocks (the
+ * caller decodes it instead); -errno. */
+int idx_store_pread_raw(int fd, uint64_t off, uint32_t usize, bool whole_file, void *ubuf);
+/* Read the chunk at `l` into `ubuf` (usize bytes) through its raw frame and check its sum:
+ * 0, -ENOENT when the bytes are not (or no longer) that chunk. */
+int idx_store_read_loc(struct idx_store *s, const struct idx_store_loc *l, void *ubuf,
+		       uint32_t usize);
+/* Remove a chunk in both forms: its file, and its pack copy (the range is punched out of the
+ * pack, its row deleted). With the store lock held, inside the caller's transaction or not. */
+int idx_store_remove_chunk_locked(struct idx_store *s, const uint8_t digest[32]);
+/* Drop the row of a chunk if it still says `l` (a reader found the bytes there gone or
+ * damaged) and punch the range out. */
+int idx_store_forget_loc(struct idx_store *s, const uint8_t digest[32],
+			 const struct idx_store_loc *l);
+/* Garbage-collect local packs no writer holds: delete those without chunks, punch out ranges
+ * no row describes (a writer killed before its commit), drop rows of missing packs. */
+int idx_store_packs_gc(struct idx_store *s);
 
 /* Publish an index blob; `ret_digest` receives "sha256:...". Idempotent. */
 int idx_store_put_index(struct idx_store *s, const void *data, size_t len,

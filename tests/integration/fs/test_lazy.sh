@@ -15,14 +15,37 @@ mkdir -p "$WORK/m1"
 cmp "$WORK/unp-img-v1/rootfs/etc/os-release" "$WORK/m1/etc/os-release" || fail "os-release"
 f=$(stats_json "$R" "$WORK/m1" | jget fetched_bytes)
 [ "$f" -le 65536 ] || fail "reading a 40-byte file fetched $f bytes"
-# The store got it as a raw frame (docs/format.md): 12 bytes of headers, then the bytes.
+# The store got it as a raw frame (docs/format.md) in the mount's local pack, recorded in
+# store.db's local_chunks (within the daemon's 2 s bookkeeping flush): 12 bytes of headers,
+# then the bytes; no chunk file.
 osr=$WORK/unp-img-v1/rootfs/etc/os-release
 id=$(sha256sum "$osr" | cut -c1-64)
-chunk=$R/chunks/${id:0:2}/$id
+[ ! -e "$R/chunks/${id:0:2}/$id" ] || fail "a mount wrote a chunk file"
+chunk=$WORK/os-release.frame
+# frame_of ROOT DIGEST: "PACK OFFSET LENGTH" of a chunk in a local pack, its frame copied
+# to $chunk; fails while store.db has no row for it.
+frame_of() {
+	python3 - "$1" "$2" "$chunk" <<'PY'
+import sqlite3, sys
+root, digest, out = sys.argv[1:]
+db = sqlite3.connect(f"file:{root}/store.db?mode=ro", uri=True)
+row = db.execute("SELECT pack, off, len FROM local_chunks WHERE digest=?",
+                 (bytes.fromhex(digest),)).fetchone()
+if not row:
+    sys.exit(1)
+pack = f"{root}/packs/{row[0]:016x}"
+with open(pack, "rb") as f:
+    f.seek(row[1])
+    open(out, "wb").write(f.read(row[2]))
+print(pack, row[1], row[2])
+PY
+}
+for i in $(seq 1 100); do frame_of "$R" "$id" >/dev/null && break; sleep 0.1; done
 [ -f "$chunk" ] || fail "the chunk of os-release is not in the store"
 [ "$(stat -c %s "$chunk")" = $(($(stat -c %s "$osr") + 12)) ] || fail "not stored as a raw frame"
 tail -c "$(stat -c %s "$osr")" "$chunk" | cmp - "$osr" || fail "raw frame does not hold the bytes"
 zstd -qdc "$chunk" | cmp - "$osr" || fail "raw frame is not a valid zstd frame"
+"$INDEX" --root "$R" verify "$ref" >/dev/null 2>&1 && fail "verify passed with most chunks missing"
 
 # One big file (8 MiB of random data: stored about as large).
 big=$WORK/unp-img-v1/rootfs/usr/lib/libbig.so
@@ -61,21 +84,29 @@ ino=$(stat -c %i "$WORK/unp-img-v1/rootfs/usr/lib/libbig.so")
 # Records are in first-touch order with increasing sequence numbers.
 awk '/^[0-9]/ { if ($1 != n++) exit 1 }' "$WORK/trace" || fail "trace sequence"
 
-# Damaged local chunks. A raw frame one byte short is not served: it is removed and fetched
-# again. A flipped data byte keeps the frame's shape: --verify-local catches it the same way.
-for damage in truncate flip; do
-	if [ $damage = truncate ]; then
-		truncate -s -1 "$chunk"
-		opts=
+# Damaged local chunks. A frame whose header is gone (what an eviction's hole punch leaves:
+# zeros) reads as absent and is fetched again; a flipped data byte keeps the frame's shape
+# but not its XXH3 sum: counted as corrupt, not served, fetched again. Either way the store
+# then holds a good copy.
+for damage in header data; do
+	read -r pack off len < <(frame_of "$R" "$id") || fail "os-release's chunk is not recorded"
+	if [ $damage = header ]; then
+		dd if=/dev/zero of="$pack" bs=1 seek="$off" count=12 conv=notrunc status=none
 	else
-		printf 'X' | dd of="$chunk" bs=1 seek=$(($(stat -c %s "$chunk") - 1)) conv=notrunc status=none
-		opts=--verify-local
+		printf 'X' | dd of="$pack" bs=1 seek=$((off + len - 1)) conv=notrunc status=none
 	fi
-	"$ISORUN" --root "$R" mount --prefetch=none $opts "$ref" "$WORK/m1" || fail "mount ($damage)"
+	"$ISORUN" --root "$R" mount --prefetch=none "$ref" "$WORK/m1" || fail "mount ($damage)"
 	cmp "$osr" "$WORK/m1/etc/os-release" || fail "damaged chunk ($damage) was served"
-	[ "$(stats_json "$R" "$WORK/m1" | jget errors.corrupt)" -ge 1 ] || fail "$damage not counted"
+	c=$(stats_json "$R" "$WORK/m1" | jget errors.corrupt)
+	[ $damage = header ] || [ "$c" -ge 1 ] || fail "$damage damage not counted as corrupt"
 	"$ISORUN" --root "$R" umount "$WORK/m1" || fail "umount ($damage)"
 	for i in $(seq 1 100); do [ -n "$(ls "$R"/mounts/*/ctl.sock 2>/dev/null)" ] || break; sleep 0.1; done
+	frame_of "$R" "$id" >/dev/null || fail "chunk not recorded again ($damage)"
 	tail -c "$(stat -c %s "$osr")" "$chunk" | cmp - "$osr" || fail "chunk not restored ($damage)"
 done
+# --verify-local also checks the SHA-256 of what it loads: an undamaged store serves as is.
+"$ISORUN" --root "$R" mount --prefetch=none --verify-local "$ref" "$WORK/m1" || fail "mount (verify)"
+cmp "$osr" "$WORK/m1/etc/os-release" || fail "os-release with --verify-local"
+[ "$(stats_json "$R" "$WORK/m1" | jget errors.corrupt)" = 0 ] || fail "verify-local: corrupt"
+"$ISORUN" --root "$R" umount "$WORK/m1" || fail "umount (verify)"
 pass
