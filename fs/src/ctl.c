@@ -6,6 +6,8 @@
  */
 #include "fs_int.h"
 
+#include "indexer/store.h"
+
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -197,4 +199,9 @@ const char *const *fs_insecure_registries(void)
 {
 	pthread_once(&insecure_once, insecure_parse);
 	return insecure_v[0] ? insecure_v : NULL;
+}
+
+char *fs_scheme_cache(struct idx_store *s)
+{
+	return cm_strdupf("%s/registry-schemes", idx_store_root(s));
 }

@@ -232,7 +232,9 @@ static int open_remote(struct idx_store *s, const char *idig, const struct fs_mo
 				  why ? why : "?");
 	/* Every registry call must end within the read deadline: a read never hangs. */
 	unsigned t = o->fetch_timeout_s;
+	_cleanup_free_ char *schemes = fs_scheme_cache(s);
 	struct reg_options ro = {
+	    .scheme_cache = schemes,
 	    .authfile = o->authfile,
 	    .timeout_s = t,
 	    .connect_timeout_s = t < 15 ? t : 15,

@@ -236,7 +236,9 @@ static int pull_registry(struct idx_store *s, const char *refstr, const struct f
 	if (r < 0)
 		return cm_log_ret(r, "pull: invalid reference '%s': %s", refstr,
 				  why ? why : strerror(-r));
-	struct reg_options ro = {.platform = o->platform,
+	_cleanup_free_ char *schemes = fs_scheme_cache(s);
+	struct reg_options ro = {.scheme_cache = schemes,
+				 .platform = o->platform,
 				 .authfile = o->authfile,
 				 .timeout_s = o->timeout_s ? o->timeout_s : 60,
 				 .insecure_registries = fs_insecure_registries()};

@@ -164,6 +164,9 @@ int reg_client_new(const struct reg_options *o, struct reg_client **ret)
 	c->o.authfile = c->authfile;
 	c->o.user_agent = c->user_agent;
 	c->o.insecure_registries = (const char *const *)c->insecure;
+	if (o->scheme_cache && !(c->scheme_cache = strdup(o->scheme_cache)))
+		goto fail;
+	c->o.scheme_cache = c->scheme_cache;
 	c->o.platform = NULL;
 	r = reg_platform_parse(o->platform, &c->platform);
 	if (r < 0) {
@@ -225,6 +228,7 @@ void reg_client_free(struct reg_client *c)
 		free(c->creds);
 	}
 	free(c->authfile);
+	free(c->scheme_cache);
 	for (size_t i = 0; c->insecure && c->insecure[i]; i++)
 		free(c->insecure[i]);
 	free(c->insecure);
@@ -291,6 +295,57 @@ static bool host_is_loopback(const char *host)
 	       cc < 256 && d < 256;
 }
 
+/* ---- what insecure registries speak, remembered across processes (o.scheme_cache) ---- */
+
+/* The scheme recorded for `host`, or REG_SCHEME_UNKNOWN. */
+static enum reg_scheme scheme_cache_get(const struct reg_client *c, const char *host)
+{
+	enum reg_scheme sc = REG_SCHEME_UNKNOWN;
+	if (!c->scheme_cache)
+		return sc;
+	FILE *f = fopen(c->scheme_cache, "re");
+	if (!f)
+		return sc;
+	char line[512];
+	size_t hl = strlen(host);
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, host, hl) != 0 || line[hl] != ' ')
+			continue;
+		if (!strcmp(line + hl + 1, "http\n"))
+			sc = REG_SCHEME_HTTP;
+		else if (!strcmp(line + hl + 1, "https\n"))
+			sc = REG_SCHEME_HTTPS_NOVERIFY;
+	}
+	fclose(f);
+	return sc;
+}
+
+/* Record (or with REG_SCHEME_UNKNOWN forget) what `host` speaks: the file is rewritten
+ * through a temporary one, so readers see the old or the new version. Best effort. */
+static void scheme_cache_put(const struct reg_client *c, const char *host, enum reg_scheme sc)
+{
+	if (!c->scheme_cache)
+		return;
+	_cleanup_free_ char *tmp = cm_strdupf("%s.%ld.tmp", c->scheme_cache, (long)getpid());
+	if (!tmp)
+		return;
+	FILE *out = fopen(tmp, "we");
+	if (!out)
+		return;
+	FILE *in = fopen(c->scheme_cache, "re");
+	char line[512];
+	size_t hl = strlen(host);
+	while (in && fgets(line, sizeof(line), in))
+		if (strncmp(line, host, hl) != 0 || line[hl] != ' ')
+			fputs(line, out);
+	if (in)
+		fclose(in);
+	if (sc == REG_SCHEME_HTTP || sc == REG_SCHEME_HTTPS_NOVERIFY)
+		fprintf(out, "%s %s\n", host, sc == REG_SCHEME_HTTP ? "http" : "https");
+	if (fclose(out) != 0 || rename(tmp, c->scheme_cache) < 0)
+		unlink(tmp);
+}
+
 /* Host record, created on first use. Caller holds c->lock. */
 static struct reg_host *host_get_locked(struct reg_client *c, const char *host)
 {
@@ -311,6 +366,8 @@ static struct reg_host *host_get_locked(struct reg_client *c, const char *host)
 		h->insecure = true;
 	if (!h->insecure)
 		h->scheme = REG_SCHEME_HTTPS;
+	else if ((h->scheme = scheme_cache_get(c, host)) != REG_SCHEME_UNKNOWN)
+		h->scheme_cached = true;
 	h->next = c->hosts;
 	c->hosts = h;
 	return h;
@@ -1048,17 +1105,32 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 		if (err == -EAGAIN && !r->status && !redirect_url && !strstr(r->path, "://")) {
 			pthread_mutex_lock(&c->lock);
 			h = host_get_locked(c, r->host);
-			bool fallback = h && h->insecure && h->scheme == REG_SCHEME_UNKNOWN;
-			if (fallback)
+			/* A remembered scheme that no longer connects: probe again. */
+			bool reprobe = h && h->scheme_cached;
+			if (reprobe) {
+				h->scheme_cached = false;
+				h->scheme = REG_SCHEME_UNKNOWN;
+				scheme_cache_put(c, h->host, REG_SCHEME_UNKNOWN);
+			}
+			bool fallback = !reprobe && h && h->insecure && h->scheme == REG_SCHEME_UNKNOWN;
+			if (fallback) {
 				h->scheme = REG_SCHEME_HTTP;
+				h->scheme_learned = true;
+			}
 			pthread_mutex_unlock(&c->lock);
-			if (fallback)
+			if (fallback || reprobe)
 				continue;
 		} else if (!err && r->status) {
 			pthread_mutex_lock(&c->lock);
 			h = host_get_locked(c, r->host);
 			if (h && h->scheme == REG_SCHEME_UNKNOWN)
 				h->scheme = REG_SCHEME_HTTPS_NOVERIFY;
+			/* The first answer in the scheme a probe chose: remember it. */
+			if (h && h->insecure && !h->scheme_cached &&
+			    (h->scheme_learned || scheme == REG_SCHEME_HTTPS_NOVERIFY)) {
+				scheme_cache_put(c, h->host, h->scheme);
+				h->scheme_cached = true;
+			}
 			pthread_mutex_unlock(&c->lock);
 		}
 		char u[512];

@@ -40,6 +40,8 @@ struct reg_host {
 	char *host;
 	enum reg_scheme scheme;
 	bool insecure; /* listed in insecure_registries */
+	bool scheme_cached;  /* scheme is in o.scheme_cache: probe again if it fails */
+	bool scheme_learned; /* a probe fell back to plain HTTP in this process */
 	char *realm;   /* bearer realm and service learned from a challenge */
 	char *service;
 	bool basic; /* the registry asked for basic auth */
@@ -56,6 +58,7 @@ struct reg_client {
 	char *creds;
 	char *authfile;
 	char **insecure;
+	char *scheme_cache;
 	char *user_agent;
 	struct reg_platform platform;
 

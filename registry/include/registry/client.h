@@ -59,6 +59,10 @@ struct reg_options {
 				     * consumer holds the download back does not count); 0: 30 */
 	unsigned parallel;	    /* concurrent blob downloads of reg_client_pull_blobs; 0: 4 */
 	const char *user_agent;	    /* NULL: "isorun/<version>" */
+	/* A file remembering what each insecure registry speaks (plain HTTP or TLS without
+	 * verification), so later processes skip the TLS probe (a round trip) of the first
+	 * contact; NULL: probe in every process. Lines "HOST http|https"; rewritten whole. */
+	const char *scheme_cache;
 };
 
 struct reg_client;

@@ -8,8 +8,18 @@ make_image img v1 --big-mib 6
 R=$WORK/root
 ref=$REG/fs/img:v1
 
-out=$("$ISORUN" --root "$R" pull "$ref") || fail "pull"
+out=$("$ISORUN" --debug --root "$R" pull "$ref" 2>"$WORK/pull1.log") || fail "pull"
 echo "$out" | grep -q "index artifact" || fail "pull did not use the index artifact: $out"
+# A loopback registry is an insecure one: the first contact probes TLS, falls back to plain
+# HTTP, and the store remembers it, so later processes (the mount's daemon) skip the probe.
+grep -q "https://$REG/" "$WORK/pull1.log" || fail "the first pull did not probe TLS"
+grep -qx "$REG http" "$R/registry-schemes" || fail "registry-schemes: $(cat "$R/registry-schemes")"
+"$ISORUN" --debug --root "$R" pull "$ref" >/dev/null 2>"$WORK/pull2.log" || fail "second pull"
+! grep -q "https://" "$WORK/pull2.log" || fail "the second pull probed TLS again"
+# A remembered scheme that no longer connects is probed again.
+echo "$REG https" >"$R/registry-schemes"
+"$ISORUN" --root "$R" pull "$ref" >/dev/null || fail "pull with a stale registry-schemes"
+grep -qx "$REG http" "$R/registry-schemes" || fail "stale scheme not replaced"
 [ -z "$(ls "$R/chunks" 2>/dev/null)" ] || [ -z "$(find "$R/chunks" -type f)" ] ||
 	fail "pull fetched chunks"
 
