@@ -526,6 +526,9 @@ int fs_cache_evict(struct idx_store *s, uint64_t max, bool reconcile,
 		r = -ENOSPC;
 out:
 	idx_store_unlock(s);
+	/* Local packs left without chunks go now, not at the next gc. */
+	if (res.evicted_chunks && idx_store_packs_gc(s) < 0)
+		log_warn("cache: collecting local packs after the eviction failed");
 	if (res.evicted_chunks)
 		log_info("cache: evicted %llu chunks (%llu bytes)",
 			 (unsigned long long)res.evicted_chunks,
@@ -568,6 +571,8 @@ int fs_cache_prune_image(struct idx_store *s, const char *ref, struct fs_cache_g
 	if (r == 0)
 		r = size_locked(db, &res.bytes, &res.chunks);
 	idx_store_unlock(s);
+	if (r == 0 && res.evicted_chunks)
+		r = idx_store_packs_gc(s);
 	if (ret)
 		*ret = res;
 	return r;

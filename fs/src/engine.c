@@ -442,9 +442,9 @@ static int load(struct fs_engine *e, uint32_t idx, struct mentry **ret)
 	_cleanup_close_ int fd = idx_store_open_chunk(e->store, c.digest);
 	if (fd < 0)
 		return fd;
-	/* Most chunks a mount reads it stored itself, as raw frames: try that first, unless
-	 * the last chunk was in the packs' form (a store filled by isorun-index; then only
-	 * every 64th load looks again). */
+	/* A chunk file holds a raw frame (mounts wrote those before local packs) or the pack's
+	 * zstd frame (isorun-index, --chunk-format=zstd): try raw first, unless the last chunk
+	 * was in the packs' form (then only every 64th load looks again). */
 	if (!__atomic_load_n(&e->packed_last, __ATOMIC_RELAXED) ||
 	    (__atomic_add_fetch(&e->packed_n, 1, __ATOMIC_RELAXED) & 63) == 0) {
 		r = load_raw(fd, 0, true, &c, idx, ret);
