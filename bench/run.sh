@@ -3,6 +3,7 @@
 #
 #   bench/run.sh [--quick] [--images "minimal python ..."] [--nets "lo wan"] [--reps N]
 #                [--commands "chromium node"] (first commands to measure, by label)
+#                [--methods "run-index run-traced"] (besides baseline and floor, always run)
 #                [--out FILE.json] [--delay MS] [--rate RATE]
 #
 # --quick: minimal image, loopback, one repetition, results in bench/work/quick.json (the CTest
@@ -23,6 +24,10 @@
 #   run-cold     isorun run REF -- CMD, empty store (first boot builds the index)
 #   run-index    isorun run REF -- CMD, store holding only the pre-built index
 #   run-warm     isorun run REF -- CMD again, chunks local, page cache kept
+#   run-traced   as run-index, with an index built with --startup-trace from a first-touch
+#                trace of the same command (isorun mount --record-trace, prefetch=none,
+#                loopback; recorded once per image and command, pushed next to a copy of
+#                the image in IMAGE-traced-LABEL): what CI publishes after one run
 #   mount-cold / mount-index / mount-warm: the same three through `isorun mount REF DIR` and
 #                the first command in a chroot of DIR (mount time included)
 # Bytes: "touched" = page-cache-resident bytes of every file in the unpacked tree after the
@@ -38,6 +43,7 @@ IMAGES=
 NETS="lo wan"
 COMMANDS= # first-command labels to keep (default: all of each image's)
 REPS=3
+ONLY_METHODS=
 OUT=
 WAN_ARGS=()
 while [ $# -gt 0 ]; do
@@ -46,6 +52,7 @@ while [ $# -gt 0 ]; do
 	--images) IMAGES=$2; shift ;;
 	--nets) NETS=$2; shift ;;
 	--commands) COMMANDS=$2; shift ;;
+	--methods) ONLY_METHODS=$2; shift ;;
 	--reps) REPS=$2; shift ;;
 	--out) OUT=$2; shift ;;
 	--delay | --rate) WAN_ARGS+=("$1" "$2"); shift ;;
@@ -185,7 +192,14 @@ export ISORUN_INSECURE_REGISTRIES=$BENCH_WAN_ADDR
 # Methods: avail_<m> says whether it can run (else "n/a"), m_<m> IMAGE LABEL NET REP measures
 # and records. Adding a method = one pair of functions + its name in METHODS.
 # Order matters: each *-warm method reuses the state its *-cold method just left.
-METHODS="baseline floor index-oci index pull run-cold run-warm run-index mount-cold mount-warm mount-index"
+METHODS="baseline floor index-oci index pull run-cold run-warm run-index run-traced mount-cold mount-warm mount-index"
+if [ -n "$ONLY_METHODS" ]; then
+	keep="baseline floor"
+	for m in $METHODS; do
+		case " $ONLY_METHODS " in *" $m "*) keep="$keep $m" ;; esac
+	done
+	METHODS=$keep
+fi
 declare -A METHOD_TITLE=(
 	[baseline]="baseline: skopeo+umoci+chroot"
 	[floor]="floor: unpacked tree, cold cache"
@@ -195,6 +209,7 @@ declare -A METHOD_TITLE=(
 	[run-cold]="isorun run, cold, no index"
 	[run-index]="isorun run, cold, pre-built index"
 	[run-warm]="isorun run, warm"
+	[run-traced]="isorun run, cold, trace-ordered index"
 	[mount-cold]="isorun mount+chroot, cold, no index"
 	[mount-index]="isorun mount+chroot, cold, pre-built index"
 	[mount-warm]="isorun mount+chroot, warm"
@@ -210,6 +225,7 @@ avail_pull() { has_verb "$ISORUN" pull; }
 avail_run_cold() { has_verb "$ISORUN" run; }
 avail_run_index() { has_verb "$ISORUN" run && avail_index_oci; }
 avail_run_warm() { has_verb "$ISORUN" run; }
+avail_run_traced() { has_verb "$ISORUN" run && has_verb "$ISORUN" mount && index_can_push && index_takes_refs; }
 avail_mount_cold() { has_verb "$ISORUN" mount; }
 avail_mount_index() { has_verb "$ISORUN" mount && avail_index_oci; }
 avail_mount_warm() { has_verb "$ISORUN" mount; }
@@ -423,7 +439,9 @@ isorun_run() { # IMAGE LABEL NET [REF]
 	local line ref=${4:-$(image_ref "$1" "$3")}
 	line=$(image_cmds "$1" | awk -v l="$2" '$1 == l')
 	eval "set -- ${line#* * }"
-	"$ISORUN" --root "$IROOT" run "$ref" -- "$@"
+	# The environment the chroot methods give the command (in_chroot): HOME on a tmpfs,
+	# where chromium writes its profile, instead of the image's HOME in the scratch layer.
+	"$ISORUN" --root "$IROOT" run --env HOME=/tmp --env LANG=C.UTF-8 "$ref" -- "$@"
 }
 m_run_cold() {
 	local t
@@ -445,6 +463,46 @@ m_run_index() {
 	record "$1" "$2" "$3" run-index total_ms "$4" "$(ms_since "$t")"
 	record "$1" "$2" "$3" run-index fetched_bytes "$4" "$(fetched_bytes)"
 }
+# isorun_traced_index IMAGE LABEL NET: sets TRACED_REF to the image with a trace-ordered index
+# for LABEL's command (built and pushed once per image and command).
+declare -A TRACED_PUSHED
+isorun_traced_index() {
+	local image=$1 label=$2 repo=$1-traced-$2 line mode
+	if [ -z "${TRACED_PUSHED[$image/$label]:-}" ]; then
+		isorun_prebuilt_index "$image" lo
+		isorun_fresh_root
+		mkdir -p "$RUN/mnt"
+		step "pull for the trace" "$ISORUN" --root "$IROOT" pull -q "$PREBUILT_REF"
+		step "mount --record-trace" "$ISORUN" --root "$IROOT" mount --prefetch=none \
+			--record-trace "$RUN/trace-$image-$label" "$PREBUILT_REF" "$RUN/mnt"
+		line=$(image_cmds "$image" | awk -v l="$label" '$1 == l')
+		mode=$(awk '{ print $2 }' <<<"$line")
+		eval "set -- ${line#* * }"
+		in_chroot "$mode" "$RUN/mnt" "$@" >/dev/null 2>&1 || log "WARNING: the traced command failed"
+		isorun_fresh_root # unmounts; the daemon writes the trace's last version as it exits
+		step "push $repo" skopeo copy -q --preserve-digests --dest-tls-verify=false \
+			"oci:$BENCH_WORK/oci:$image" "docker://$BENCH_LO_ADDR/$repo:latest"
+		rm -rf "$IDXROOT"
+		mkdir -p "$IDXROOT"
+		# shellcheck disable=SC2046
+		step "isorun-index build --startup-trace --push" "$ISORUN_INDEX" --root "$IDXROOT" \
+			build --push --force --startup-trace "$RUN/trace-$image-$label" $(index_reg_opts) \
+			"$(image_ref "$image" lo "$repo")"
+		TRACED_PUSHED[$image/$label]=1
+	fi
+	isorun_fresh_root
+	TRACED_REF=$(image_ref "$image" "$3" "$repo")
+}
+m_run_traced() {
+	local t
+	isorun_traced_index "$1" "$2" "$3"
+	drop_caches
+	t=$(now_ns)
+	step "isorun run (trace-ordered index)" isorun_run "$1" "$2" "$3" "$TRACED_REF"
+	record "$1" "$2" "$3" run-traced total_ms "$4" "$(ms_since "$t")"
+	record "$1" "$2" "$3" run-traced fetched_bytes "$4" "$(fetched_bytes)"
+}
+
 # WARM_STATE names the image/command/network/repetition whose cold run left the store (and,
 # for mounts, the live mount) in place; a warm method without it warms up by itself first.
 WARM_STATE=
@@ -461,6 +519,7 @@ m_run_warm() {
 
 # isorun_mount REF DIR: mounts, whether `isorun mount` daemonizes or stays in the foreground
 # (then it runs in the background until DIR is unmounted). Waits for the mount (120 s max).
+MOUNT_PID= # the `isorun mount` of isorun_mount, when it stays in the foreground
 isorun_mount() {
 	mkdir -p "$2"
 	"$ISORUN" --root "$IROOT" mount "$1" "$2" >"$RUN/mount.log" 2>&1 &
@@ -485,7 +544,7 @@ isorun_umount() {
 	else
 		umount "$1"
 	fi
-	wait "$MOUNT_PID" 2>/dev/null || true
+	[ -z "$MOUNT_PID" ] || wait "$MOUNT_PID" 2>/dev/null || true
 }
 mount_and_run() { # IMAGE LABEL NET [REF]: mount, first command in a chroot of it
 	isorun_mount "${4:-$(image_ref "$1" "$3")}" "$RUN/mnt" && run_first "$1" "$2" "$RUN/mnt"
