@@ -36,8 +36,6 @@ void fs_mount_opts_defaults(struct fs_mount_opts *o)
 {
 	if (!o->fetch_timeout_s)
 		o->fetch_timeout_s = 30;
-	if (!o->prefetch_threads)
-		o->prefetch_threads = 2;
 	if (!o->request_max)
 		o->request_max = 4u << 20;
 	/* With prefetch off the user wants only what is read; otherwise everything comes

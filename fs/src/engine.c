@@ -1130,8 +1130,11 @@ int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
 	e->client = client;
 	e->repo = repo;
 	e->o = *o;
-	e->threads_auto = o->prefetch_threads == 0;
 	fs_mount_opts_defaults(&e->o);
+	/* 0: chosen by fs_engine_check from the registry's latency, 2 until then. */
+	e->threads_auto = e->o.prefetch_threads == 0;
+	if (e->threads_auto)
+		e->o.prefetch_threads = 2;
 	e->n = idx_reader_chunk_count(reader);
 	e->t0_ns = cm_now_ns();
 	pthread_mutex_init(&e->lock, NULL);
@@ -1375,6 +1378,7 @@ int fs_engine_stats_json(struct fs_engine *e, char **ret)
 		add_u64(j, "touched_chunks", touched);
 	json_object *pf = json_object_new_object();
 	json_object_object_add(pf, "mode", json_object_new_string(modes[e->o.prefetch]));
+	add_u64(pf, "workers", e->n_workers);
 	add_u64(pf, "position", bg_pos < bg_total ? bg_pos : bg_total);
 	add_u64(pf, "total", bg_total);
 	/* Complete once every chunk is in the store for every process to see. */

@@ -32,7 +32,8 @@ struct fs_mount_opts {
 	unsigned fetch_timeout_s;  /* a read that cannot be served fails with EIO after this;
 				      0 = 30 s */
 	unsigned keep_warm_s;	   /* delay between the last release and the unmount */
-	unsigned prefetch_threads; /* concurrent prefetch requests, 0 = 2 */
+	unsigned prefetch_threads; /* concurrent prefetch requests; 0: 2, or 4 when the
+				    * registry's first answer takes 10 ms or more */
 	uint64_t request_max;	   /* bytes per coalesced range request, 0 = 4 MiB */
 	uint64_t fg_spill;	   /* a read's fetch may extend this far past the file into
 				      the pack (laid out in access order); 0 = 512 KiB,

@@ -66,4 +66,22 @@ if "$ISORUN" --root "$WORK/root2" mount --prefetch=none --fetch-timeout=3 "$ref"
 	fail "mount succeeded with the registry unreachable"
 fi
 grep -q "does not serve pack" "$WORK"/root2/mounts/*/daemon.log || fail "cause not logged"
+
+# Prefetch workers follow the registry's latency unless --prefetch-threads says otherwise:
+# 2 for a near registry, 4 when its first answer takes 10 ms or more.
+: >"$WORK/rules"
+workers() { # STORE: mount, print prefetch.workers, unmount
+	"$ISORUN" --root "$1" mount --prefetch=none "${@:2}" "$ref" "$WORK/m2" || fail "mount $*"
+	stats_json "$1" "$WORK/m2" | jget prefetch.workers
+	"$ISORUN" --root "$1" umount "$WORK/m2" || fail "umount $*"
+	for _ in $(seq 1 100); do [ -n "$(ls "$1"/mounts/*/ctl.sock 2>/dev/null)" ] || break; sleep 0.1; done
+}
+"$ISORUN" --root "$WORK/root3" pull "$ref" >/dev/null || fail "pull into a third store"
+n=$(workers "$WORK/root3")
+[ "$n" = 2 ] || fail "a near registry got $n prefetch workers, not 2"
+echo "/v2/fs/img/blobs/ delay -1 0.05" >"$WORK/rules"
+n=$(workers "$WORK/root3")
+[ "$n" = 4 ] || fail "a distant registry got $n prefetch workers, not 4"
+n=$(workers "$WORK/root3" --prefetch-threads=3)
+[ "$n" = 3 ] || fail "--prefetch-threads=3 gave $n prefetch workers"
 pass
