@@ -467,7 +467,7 @@ m_run_index() {
 # for LABEL's command (built and pushed once per image and command).
 declare -A TRACED_PUSHED
 isorun_traced_index() {
-	local image=$1 label=$2 repo=$1-traced-$2 line mode
+	local image=$1 label=$2 net=$3 repo=$1-traced-$2 line mode
 	if [ -z "${TRACED_PUSHED[$image/$label]:-}" ]; then
 		isorun_prebuilt_index "$image" lo
 		isorun_fresh_root
@@ -491,7 +491,7 @@ isorun_traced_index() {
 		TRACED_PUSHED[$image/$label]=1
 	fi
 	isorun_fresh_root
-	TRACED_REF=$(image_ref "$image" "$3" "$repo")
+	TRACED_REF=$(image_ref "$image" "$net" "$repo")
 }
 m_run_traced() {
 	local t
