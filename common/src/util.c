@@ -49,15 +49,18 @@ int cm_write_full(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-int cm_writev_full(int fd, struct iovec *iov, int n)
+int cm_pwritev_full(int fd, struct iovec *iov, int n, uint64_t off)
 {
 	while (n > 0) {
-		ssize_t w = writev(fd, iov, n);
+		ssize_t w = pwritev(fd, iov, n, (off_t)off);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
+		if (w == 0)
+			return -EIO;
+		off += (uint64_t)w;
 		while (n > 0 && (size_t)w >= iov->iov_len) {
 			w -= (ssize_t)iov->iov_len;
 			iov++;

@@ -177,9 +177,9 @@ static int verify_frame(const uint8_t digest[32], const void *cdata, size_t clen
 	return memcmp(d, digest, 32) == 0 ? 0 : -EBADMSG;
 }
 
-/* Write iov[0..n) to a fresh file in ROOT/tmp and rename it to `relpath`. */
-static int publishv(struct idx_store *s, const char *relpath, struct iovec *iov, int n,
-		    bool durable)
+/* Write `data` to a fresh file in ROOT/tmp and rename it to `relpath`. */
+static int publish(struct idx_store *s, const char *relpath, const void *data, size_t len,
+		   bool durable)
 {
 	static unsigned long counter;
 	char tmp[96];
@@ -188,7 +188,7 @@ static int publishv(struct idx_store *s, const char *relpath, struct iovec *iov,
 	_cleanup_close_ int fd = openat(s->root_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
-	int r = cm_writev_full(fd, iov, n);
+	int r = cm_write_full(fd, data, len);
 	if (r == 0 && durable && fsync(fd) < 0)
 		r = -errno;
 	if (r == 0 && renameat(s->root_fd, tmp, s->root_fd, relpath) < 0)
@@ -198,13 +198,6 @@ static int publishv(struct idx_store *s, const char *relpath, struct iovec *iov,
 		log_error("store: cannot publish %s: %s", relpath, strerror(-r));
 	}
 	return r;
-}
-
-static int publish(struct idx_store *s, const char *relpath, const void *data, size_t len,
-		   bool durable)
-{
-	struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
-	return publishv(s, relpath, &iov, 1, durable);
 }
 
 int idx_store_put_chunk(struct idx_store *s, const uint8_t digest[32], const void *cdata,
@@ -334,29 +327,6 @@ int idx_store_pread_raw(int fd, uint64_t off, uint32_t usize, bool whole_file, v
 	if (got < 0)
 		return -errno;
 	return (size_t)got == size && memcmp(hdr, want, hlen) == 0 ? 1 : 0;
-}
-
-int idx_store_put_chunk_raw(struct idx_store *s, const uint8_t digest[32], const void *udata,
-			    uint32_t usize)
-{
-	char p[80];
-	idx_store_chunk_relpath(digest, p);
-	if (faccessat(s->root_fd, p, F_OK, AT_EACCESS) == 0)
-		return 0;
-	uint8_t hdr[RAW_IOV_HDR];
-	struct iovec iov[RAW_IOV_MAX];
-	int n = store_raw_iov(udata, usize, hdr, iov), r;
-	if (n > 0) {
-		r = publishv(s, p, iov, n, false);
-	} else {
-		size_t len = idx_store_raw_frame_size(usize);
-		_cleanup_free_ uint8_t *f = malloc(len);
-		if (!f)
-			return -ENOMEM;
-		idx_store_raw_frame(udata, usize, f);
-		r = publish(s, p, f, len, false);
-	}
-	return r < 0 ? r : 1;
 }
 
 int idx_store_open_chunk(struct idx_store *s, const uint8_t digest[32])

@@ -295,27 +295,7 @@ int idx_store_writer_put(struct idx_store_writer *w, const uint8_t digest[32], c
 	if ((w->fd < 0 || w->end + len > w->max) && (r = pack_new(w)) < 0)
 		goto out;
 	uint64_t off = w->end;
-	size_t done = 0;
-	while (done < len) {
-		ssize_t k = pwritev(w->fd, iov, n, (off_t)(off + done));
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) {
-			r = k < 0 ? -errno : -EIO;
-			break;
-		}
-		done += (size_t)k;
-		/* Rare short write: skip the iovecs written and go on with the rest. */
-		while (n > 0 && (size_t)k >= iov[0].iov_len) {
-			k -= (ssize_t)iov[0].iov_len;
-			memmove(iov, iov + 1, (size_t)(n - 1) * sizeof(*iov));
-			n--;
-		}
-		if (n > 0) {
-			iov[0].iov_base = (uint8_t *)iov[0].iov_base + k;
-			iov[0].iov_len -= (size_t)k;
-		}
-	}
+	r = cm_pwritev_full(w->fd, iov, n, off);
 	if (r < 0) {
 		/* Whatever was written stays unreferenced; gc punches it out. Later chunks go
 		 * after it. */

@@ -26,10 +26,10 @@ int cm_read_file(int dirfd, const char *path, struct cm_buf *buf);
 /* Read/write exactly `len` bytes, retrying on EINTR and short transfers. -EIO on early EOF. */
 int cm_read_full(int fd, void *buf, size_t len);
 int cm_write_full(int fd, const void *buf, size_t len);
-/* writev(2) until all of iov[0..n) is written (retries EINTR and short writes; iov is
- * consumed). -errno. */
+/* pwritev(2) at `off` until all of iov[0..n) is written (retries EINTR and short writes;
+ * iov is consumed). -errno. */
 struct iovec;
-int cm_writev_full(int fd, struct iovec *iov, int n);
+int cm_pwritev_full(int fd, struct iovec *iov, int n, uint64_t off);
 int cm_pread_full(int fd, void *buf, size_t len, off_t off);
 
 /* Remove a directory tree below `dirfd/name` without following symlinks. */

@@ -53,13 +53,6 @@ bool idx_store_has_chunk(struct idx_store *s, const uint8_t digest[32]);
  */
 int idx_store_put_chunk(struct idx_store *s, const uint8_t digest[32], const void *cdata,
 			size_t clen, uint32_t usize, bool verify);
-/*
- * Insert a chunk given its uncompressed bytes, stored as a zstd frame of raw blocks
- * (idx_store_raw_frame_size bytes). The caller has verified `udata` against `digest`.
- * Returns 1 if the chunk was new, 0 if it was already there (in either form).
- */
-int idx_store_put_chunk_raw(struct idx_store *s, const uint8_t digest[32], const void *udata,
-			    uint32_t usize);
 /* Size of the raw-block frame of a chunk of `usize` bytes: 9 header bytes, then a 3-byte
  * header per block of at most 128 KiB (at least one block), then the data. */
 size_t idx_store_raw_frame_size(uint32_t usize);

@@ -55,8 +55,8 @@ static void test_parse_size(void **state)
 	assert_int_equal(cm_parse_size("", &v), -EINVAL);
 }
 
-/* cm_writev_full: every piece, in order; a short write continues where it stopped (here
- * cut by RLIMIT_FSIZE, which then fails the rest with EFBIG). */
+/* cm_pwritev_full: every piece, in order, from the offset; a short write continues where
+ * it stopped (here cut by RLIMIT_FSIZE, which then fails the rest with EFBIG). */
 static void test_writev_full(void **state)
 {
 	(void)state;
@@ -82,7 +82,7 @@ static void test_writev_full(void **state)
 				setrlimit(RLIMIT_FSIZE, &rl);
 			}
 			struct iovec iov[] = {{a, sizeof(a)}, {b, sizeof(b)}, {c, sizeof(c)}};
-			int r = cm_writev_full(fd, iov, 3);
+			int r = cm_pwritev_full(fd, iov, 3, 0);
 			_exit(limited ? (r == -EFBIG ? 0 : 1) : (r == 0 ? 0 : 2));
 		}
 		int st;

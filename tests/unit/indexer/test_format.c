@@ -570,14 +570,18 @@ static void test_startup_trace_order(void **state)
 }
 
 /* Raw-block frames (what mounts store): valid zstd frames of exactly the data, of the size
- * idx_store_raw_frame_size says, readable through idx_store_read_chunk. */
+ * idx_store_raw_frame_size says, readable through idx_store_read_chunk both from a local
+ * pack (what mounts write now) and from a chunk file (what they wrote before local packs). */
 static void test_raw_frames(void **state)
 {
 	struct fixture *f = *state;
 	static const uint32_t sizes[] = {0, 1, 4095, 131071, 131072, 131073, 262144, 300000};
 	_cleanup_free_ char *dir = cm_strdupf("%s/raw", f->tmp);
-	struct idx_store *s;
+	struct idx_store *s, *other;
+	struct idx_store_writer *w;
 	assert_int_equal(idx_store_open(dir, &s), 0);
+	assert_int_equal(idx_store_open(dir, &other), 0);
+	assert_int_equal(idx_store_writer_new(s, &w), 0);
 	_cleanup_free_ uint8_t *data = malloc(300000), *back = malloc(300000),
 			       *frame = malloc(idx_store_raw_frame_size(300000));
 	tl_random(12, data, 300000);
@@ -594,17 +598,28 @@ static void test_raw_frames(void **state)
 		uint8_t d[32];
 		data[0] ^= (uint8_t)(i + 1); /* a new chunk each round */
 		cm_sha256(data, n, d);
-		assert_int_equal(idx_store_put_chunk_raw(s, d, data, n), 1);
-		assert_int_equal(idx_store_put_chunk_raw(s, d, data, n), 0);
+		/* In a local pack: the frame's bytes, found by another handle after the commit. */
+		struct idx_store_loc l;
+		assert_int_equal(idx_store_writer_put(w, d, data, n, &l), 0);
+		assert_int_equal(l.len, fl);
+		assert_int_equal(idx_store_writer_commit(w), 0);
 		memset(back, 0, 300000);
-		assert_int_equal(idx_store_read_chunk(s, d, back, n), 0);
+		assert_int_equal(idx_store_read_chunk(other, d, back, n), 0);
 		assert_memory_equal(back, data, n);
+		/* As a chunk file. */
+		uint8_t d2[32];
+		data[1] ^= 0x5a;
+		cm_sha256(data, n, d2);
+		idx_store_raw_frame(data, n, frame);
 		char p[80];
-		struct stat st;
-		idx_store_chunk_relpath(d, p);
-		assert_int_equal(fstatat(idx_store_root_fd(s), p, &st, 0), 0);
-		assert_int_equal(st.st_size, fl);
+		idx_store_chunk_relpath(d2, p);
+		assert_int_equal(cm_write_file_atomic(idx_store_root_fd(s), p, frame, fl, 0644, false), 0);
+		memset(back, 0, 300000);
+		assert_int_equal(idx_store_read_chunk(other, d2, back, n), 0);
+		assert_memory_equal(back, data, n);
 	}
+	idx_store_writer_free(w);
+	idx_store_free(other);
 	idx_store_free(s);
 }
 
