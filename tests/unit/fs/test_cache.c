@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,46 @@ static void test_remote(void **state)
 	free(repo);
 }
 
+static int64_t count_of(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t n = -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* A store of an earlier version kept refs in fs_refs(index_digest, digest, csize):
+ * fs_cache_init moves them to fs_indexes + fs_refs2, readable through fs_refs_v. */
+static void test_refs_migration(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db = idx_store_db(f->s);
+	idx_store_lock(f->s);
+	assert_int_equal(
+	    sqlite3_exec(db,
+			 "CREATE TABLE fs_refs(index_digest TEXT NOT NULL, digest BLOB NOT NULL,"
+			 " csize INTEGER NOT NULL, PRIMARY KEY(index_digest, digest)) WITHOUT ROWID;"
+			 "INSERT INTO fs_refs VALUES('sha256:aa', x'01', 10), ('sha256:aa', x'02', 20),"
+			 " ('sha256:bb', x'01', 10);",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	idx_store_unlock(f->s);
+	assert_int_equal(fs_cache_init(f->s), 0);
+	idx_store_lock(f->s);
+	assert_int_equal(
+	    count_of(db, "SELECT COUNT(*) FROM sqlite_master WHERE name='fs_refs'"), 0);
+	assert_int_equal(count_of(db, "SELECT COUNT(*) FROM fs_indexes"), 2);
+	assert_int_equal(count_of(db, "SELECT COUNT(*) FROM fs_refs_v WHERE "
+				      "index_digest='sha256:aa' AND csize IN (10, 20)"),
+			 2);
+	assert_int_equal(count_of(db, "SELECT COUNT(*) FROM fs_refs_v WHERE digest=x'01'"), 2);
+	idx_store_unlock(f->s);
+	/* Idempotent: a second init finds nothing to move. */
+	assert_int_equal(fs_cache_init(f->s), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -167,6 +208,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_evict_lru, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_config, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_remote, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refs_migration, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
