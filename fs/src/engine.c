@@ -47,7 +47,6 @@ enum {
 	ST_TOUCHED = 1u << 3,
 	ST_USED = 1u << 4,
 	ST_ADDED = 1u << 5,
-	ST_RAW = 1u << 6, /* this engine stored it as a raw frame (size for bookkeeping) */
 };
 
 /* Readahead window of a sequential reader, and the queue of chunks it asks for. */
@@ -562,7 +561,6 @@ static int get_range(struct fs_engine *e, uint32_t pack, uint64_t off, uint64_t 
 static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, bool keep,
 		   struct mentry **want, const struct idx_store_loc *loc)
 {
-	bool raw = loc != NULL;
 	pthread_mutex_lock(&e->lock);
 	e->state[c] &= (uint8_t)~ST_BUSY;
 	if (res < 0) {
@@ -571,8 +569,7 @@ static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, b
 	} else {
 		struct idx_chunk ch;
 		idx_reader_chunk(e->r, c, &ch);
-		e->state[c] = (uint8_t)((e->state[c] & ~(ST_ABSENT | ST_RAW)) | ST_LOCAL | ST_ADDED |
-					(raw ? ST_RAW : 0));
+		e->state[c] = (uint8_t)((e->state[c] & ~ST_ABSENT) | ST_LOCAL | ST_ADDED);
 		e->loc[c] = loc ? *loc : (struct idx_store_loc){0};
 		e->resident++;
 		e->resident_bytes += ch.csize;
@@ -663,12 +660,12 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, str
 		} else if (res == 0) {
 			res = publish(e, &c, cd, m, &loc);
 		}
-		bool raw = res > 0 && !e->o.chunks_zstd;
 		if (res > 0)
 			res = 0;
 		if (i == a)
 			first = res;
-		settle(e, i, res, m, keep, i == a ? want : NULL, raw ? &loc : NULL);
+		/* loc.pack is 0 unless the chunk went to the local pack */
+		settle(e, i, res, m, keep, i == a ? want : NULL, &loc);
 	}
 	return first;
 }
@@ -1062,12 +1059,14 @@ static int flush(struct fs_engine *e)
 		}
 		struct idx_chunk ch;
 		idx_reader_chunk(e->r, c, &ch);
-		v[n].csize = (st & ST_RAW) ? (uint32_t)idx_store_raw_frame_size(ch.usize) : ch.csize;
+		/* What this engine added is a raw frame in its pack (or, with
+		 * --chunk-format=zstd, the fetched frame in a chunk file). */
+		v[n].csize = e->loc[c].pack ? e->loc[c].len : ch.csize;
 		v[n].added = (st & ST_ADDED) != 0;
 		memcpy(v[n].digest, ch.digest, 32);
 		n++;
 		added |= (st & ST_ADDED) != 0;
-		e->state[c] &= (uint8_t) ~(ST_USED | ST_ADDED | ST_RAW);
+		e->state[c] &= (uint8_t) ~(ST_USED | ST_ADDED);
 	}
 	pthread_mutex_unlock(&e->lock);
 	/* The chunks' locations first: a row in fs_chunks says the chunk is in the store. */

@@ -40,7 +40,7 @@ static const char schema[] =
 	"CREATE INDEX IF NOT EXISTS images_manifest ON images(manifest_digest);"
 	STORE_PACKS_SCHEMA;
 
-static int err_from_sqlite(sqlite3 *db, int rc, const char *what)
+int store_db_err(sqlite3 *db, int rc, const char *what)
 {
 	log_error("store.db: %s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 	switch (rc) {
@@ -102,13 +102,13 @@ int idx_store_open(const char *root, struct idx_store **ret)
 	int rc = sqlite3_open_v2(dbpath, &s->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		r = err_from_sqlite(s->db, rc, "open");
+		r = store_db_err(s->db, rc, "open");
 		goto fail;
 	}
 	sqlite3_busy_timeout(s->db, 10000);
 	rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
-		r = err_from_sqlite(s->db, rc, "schema");
+		r = store_db_err(s->db, rc, "schema");
 		goto fail;
 	}
 	*ret = s;
@@ -418,7 +418,7 @@ int idx_store_record_image(struct idx_store *s, const char *ref, const char *man
 			rc = SQLITE_OK;
 	}
 	if (rc != SQLITE_OK)
-		r = err_from_sqlite(s->db, rc, "record image");
+		r = store_db_err(s->db, rc, "record image");
 	sqlite3_finalize(st);
 	idx_store_unlock(s);
 	return r;
@@ -440,10 +440,10 @@ int idx_store_find_index(struct idx_store *s, const char *key, char **ret)
 			*ret = strdup((const char *)sqlite3_column_text(st, 0));
 			r = *ret ? 0 : -ENOMEM;
 		} else if (rc != SQLITE_DONE) {
-			r = err_from_sqlite(s->db, rc, "find image");
+			r = store_db_err(s->db, rc, "find image");
 		}
 	} else {
-		r = err_from_sqlite(s->db, rc, "find image");
+		r = store_db_err(s->db, rc, "find image");
 	}
 	sqlite3_finalize(st);
 	idx_store_unlock(s);
@@ -480,7 +480,7 @@ int idx_store_list_images(struct idx_store *s, struct idx_store_image **ret, siz
 		rc = SQLITE_OK;
 	}
 	if (r == 0 && rc != SQLITE_DONE)
-		r = err_from_sqlite(s->db, rc, "list images");
+		r = store_db_err(s->db, rc, "list images");
 	sqlite3_finalize(st);
 	idx_store_unlock(s);
 	if (r < 0) {

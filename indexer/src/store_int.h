@@ -33,6 +33,13 @@ struct idx_store {
 
 void store_packs_fini(struct idx_store *s);
 
+/* Log "store.db: WHAT: <sqlite's message>" and map `rc` to an errno (-EIO by default). */
+int store_db_err(sqlite3 *db, int rc, const char *what);
+static inline int store_db_fail(sqlite3 *db, const char *what)
+{
+	return store_db_err(db, sqlite3_errcode(db), what);
+}
+
 /* Raw frames (indexer/store.h) of up to 8 blocks (1 MiB) as iovecs. */
 #define RAW_IOV_MAXB 8u
 #define RAW_IOV_HDR  (9 + 3 * RAW_IOV_MAXB)

@@ -36,12 +36,6 @@ static void pack_relpath(uint32_t id, char out[32])
 	snprintf(out, 32, "packs/%016" PRIx32, id);
 }
 
-static int db_fail(sqlite3 *db, const char *what)
-{
-	log_error("store.db: %s: %s", what, sqlite3_errmsg(db));
-	return -EIO;
-}
-
 /* ---- open packs ------------------------------------------------------------------------ */
 
 /* An fd of pack `id`, cached for the store's life: read-write when the process may (to
@@ -124,7 +118,7 @@ int idx_store_locate(struct idx_store *s, const uint8_t *digests, size_t n,
 	if (sqlite3_prepare_v2(s->db, "SELECT EXISTS(SELECT 1 FROM local_chunks)", -1, &any,
 			       NULL) != SQLITE_OK ||
 	    sqlite3_step(any) != SQLITE_ROW) {
-		r = db_fail(s->db, "locate");
+		r = store_db_fail(s->db, "locate");
 		goto out;
 	}
 	if (sqlite3_column_int(any, 0) == 0)
@@ -133,7 +127,7 @@ int idx_store_locate(struct idx_store *s, const uint8_t *digests, size_t n,
 			       "SELECT pack, off, len, sum FROM local_chunks WHERE digest=?", -1,
 			       &st, NULL) != SQLITE_OK ||
 	    sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
-		r = db_fail(s->db, "locate");
+		r = store_db_fail(s->db, "locate");
 		goto out;
 	}
 	for (size_t i = 0; i < n && r == 0; i++) {
@@ -148,7 +142,7 @@ int idx_store_locate(struct idx_store *s, const uint8_t *digests, size_t n,
 			    .sum = (uint64_t)sqlite3_column_int64(st, 3),
 			};
 		} else if (rc != SQLITE_DONE) {
-			r = db_fail(s->db, "locate");
+			r = store_db_fail(s->db, "locate");
 		}
 	}
 	sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
@@ -218,11 +212,11 @@ static int pack_new(struct idx_store_writer *w)
 	int r = 0;
 	if (sqlite3_prepare_v2(s->db, "INSERT INTO local_packs(created) VALUES(?)", -1, &st,
 			       NULL) != SQLITE_OK) {
-		r = db_fail(s->db, "new pack");
+		r = store_db_fail(s->db, "new pack");
 	} else {
 		sqlite3_bind_int64(st, 1, (sqlite3_int64)time(NULL));
 		if (sqlite3_step(st) != SQLITE_DONE)
-			r = db_fail(s->db, "new pack");
+			r = store_db_fail(s->db, "new pack");
 	}
 	sqlite3_int64 id = r == 0 ? sqlite3_last_insert_rowid(s->db) : 0;
 	idx_store_unlock(s);
@@ -342,7 +336,7 @@ int idx_store_writer_commit(struct idx_store_writer *w)
 	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
 	idx_store_lock(s);
 	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		r = db_fail(s->db, "commit local chunks");
+		r = store_db_fail(s->db, "commit local chunks");
 		goto out;
 	}
 	/* OR REPLACE: this copy was just verified; an older row (another process's copy, or
@@ -350,7 +344,7 @@ int idx_store_writer_commit(struct idx_store_writer *w)
 	 * out. */
 	if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO local_chunks VALUES(?,?,?,?,?)", -1,
 			       &st, NULL) != SQLITE_OK)
-		r = db_fail(s->db, "commit local chunks");
+		r = store_db_fail(s->db, "commit local chunks");
 	for (size_t i = 0; i < n && r == 0; i++) {
 		sqlite3_reset(st);
 		sqlite3_bind_blob(st, 1, v[i].digest, 32, SQLITE_STATIC);
@@ -359,10 +353,10 @@ int idx_store_writer_commit(struct idx_store_writer *w)
 		sqlite3_bind_int64(st, 4, v[i].loc.len);
 		sqlite3_bind_int64(st, 5, (sqlite3_int64)v[i].loc.sum);
 		if (sqlite3_step(st) != SQLITE_DONE)
-			r = db_fail(s->db, "commit local chunks");
+			r = store_db_fail(s->db, "commit local chunks");
 	}
 	if (r == 0 && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		r = db_fail(s->db, "commit local chunks");
+		r = store_db_fail(s->db, "commit local chunks");
 	if (r < 0)
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 out:
@@ -441,14 +435,14 @@ int idx_store_remove_chunk_locked(struct idx_store *s, const uint8_t digest[32])
 	if (sqlite3_prepare_v2(s->db,
 			       "DELETE FROM local_chunks WHERE digest=? RETURNING pack, off, len",
 			       -1, &st, NULL) != SQLITE_OK)
-		return db_fail(s->db, "remove chunk");
+		return store_db_fail(s->db, "remove chunk");
 	sqlite3_bind_blob(st, 1, digest, 32, SQLITE_STATIC);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		punch(s, (uint32_t)sqlite3_column_int64(st, 0),
 		      (uint64_t)sqlite3_column_int64(st, 1), (uint64_t)sqlite3_column_int64(st, 2));
 	if (rc != SQLITE_DONE)
-		return db_fail(s->db, "remove chunk");
+		return store_db_fail(s->db, "remove chunk");
 	return r;
 }
 
@@ -461,13 +455,13 @@ int idx_store_forget_loc(struct idx_store *s, const uint8_t digest[32],
 	if (sqlite3_prepare_v2(s->db,
 			       "DELETE FROM local_chunks WHERE digest=? AND pack=? AND off=?", -1,
 			       &st, NULL) != SQLITE_OK) {
-		r = db_fail(s->db, "forget chunk");
+		r = store_db_fail(s->db, "forget chunk");
 	} else {
 		sqlite3_bind_blob(st, 1, digest, 32, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, l->pack);
 		sqlite3_bind_int64(st, 3, (sqlite3_int64)l->off);
 		if (sqlite3_step(st) != SQLITE_DONE)
-			r = db_fail(s->db, "forget chunk");
+			r = store_db_fail(s->db, "forget chunk");
 		else if (sqlite3_changes(s->db) > 0)
 			punch(s, l->pack, l->off, l->len);
 	}
@@ -492,7 +486,7 @@ static int gc_pack(struct idx_store *s, uint32_t id, int fd)
 	idx_store_lock(s);
 	if (sqlite3_prepare_v2(s->db, "SELECT off, len FROM local_chunks WHERE pack=? ORDER BY off",
 			       -1, &st, NULL) != SQLITE_OK) {
-		r = db_fail(s->db, "gc packs");
+		r = store_db_fail(s->db, "gc packs");
 		goto out;
 	}
 	sqlite3_bind_int64(st, 1, id);
@@ -511,7 +505,7 @@ static int gc_pack(struct idx_store *s, uint32_t id, int fd)
 					(uint64_t)sqlite3_column_int64(st, 1)};
 	}
 	if (rc != SQLITE_DONE) {
-		r = db_fail(s->db, "gc packs");
+		r = store_db_fail(s->db, "gc packs");
 		goto out;
 	}
 	if (n == 0) {
@@ -582,7 +576,7 @@ int idx_store_packs_gc(struct idx_store *s)
 	    sqlite3_prepare_v2(s->db, "DELETE FROM local_chunks WHERE pack=?", -1, &del, NULL) !=
 		SQLITE_OK) {
 		idx_store_unlock(s);
-		return db_fail(s->db, "gc packs");
+		return store_db_fail(s->db, "gc packs");
 	}
 	uint32_t gone[64];
 	size_t ngone = 0;
