@@ -1,10 +1,65 @@
+/*
+ * SHA-256 through OpenSSL's EVP interface, with libcrypto loaded by dlopen() on first use
+ * instead of linked: loading and relocating libcrypto.so.3 costs ~0.8 ms at every start of
+ * every program that links it, and most `isorun` invocations (run/exec/ps/rm of a cached
+ * image, the sandbox verbs) never hash anything. The pattern of registry/src/curl_dl.c.
+ * libcrypto is a hard dependency of the package: when it cannot be loaded the process stops
+ * with a message naming it (cm_sha256* have no error path by design).
+ */
 #include "common/digest.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+
+#include "common/log.h"
+
+#define CM_CRYPTO_SONAME "libcrypto.so.3"
+
+#define CM_CRYPTO_SYMBOLS(X)                                                                       \
+	X(EVP_Digest)                                                                              \
+	X(EVP_DigestFinal_ex)                                                                      \
+	X(EVP_DigestInit_ex)                                                                       \
+	X(EVP_DigestUpdate)                                                                        \
+	X(EVP_MD_CTX_free)                                                                         \
+	X(EVP_MD_CTX_new)                                                                          \
+	X(EVP_sha256)
+
+/* Written once inside pthread_once, read-only afterwards. */
+#define CM_CRYPTO_DEFINE(name) static typeof(name) *sym_##name;
+CM_CRYPTO_SYMBOLS(CM_CRYPTO_DEFINE)
+#undef CM_CRYPTO_DEFINE
+
+static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
+static const EVP_MD *sha256_md;
+
+static void crypto_load(void)
+{
+	void *dl = dlopen(CM_CRYPTO_SONAME, RTLD_NOW | RTLD_LOCAL);
+	if (!dl) {
+		log_error("%s cannot be loaded (SHA-256 needs it): %s", CM_CRYPTO_SONAME,
+			  dlerror());
+		abort();
+	}
+#define CM_CRYPTO_RESOLVE(name)                                                                    \
+	if (!(sym_##name = (typeof(name) *)dlsym(dl, #name))) {                                    \
+		log_error("%s cannot be used: it lacks %s", CM_CRYPTO_SONAME, #name);              \
+		abort();                                                                           \
+	}
+	CM_CRYPTO_SYMBOLS(CM_CRYPTO_RESOLVE)
+#undef CM_CRYPTO_RESOLVE
+	sha256_md = sym_EVP_sha256();
+}
+
+static inline void crypto(void)
+{
+	pthread_once(&crypto_once, crypto_load);
+}
 
 struct cm_sha256 {
 	EVP_MD_CTX *ctx;
@@ -12,12 +67,13 @@ struct cm_sha256 {
 
 int cm_sha256_new(struct cm_sha256 **ret)
 {
+	crypto();
 	struct cm_sha256 *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->ctx = EVP_MD_CTX_new();
-	if (!s->ctx || EVP_DigestInit_ex(s->ctx, EVP_sha256(), NULL) != 1) {
-		EVP_MD_CTX_free(s->ctx);
+	s->ctx = sym_EVP_MD_CTX_new();
+	if (!s->ctx || sym_EVP_DigestInit_ex(s->ctx, sha256_md, NULL) != 1) {
+		sym_EVP_MD_CTX_free(s->ctx);
 		free(s);
 		return -ENOMEM;
 	}
@@ -29,31 +85,32 @@ void cm_sha256_free(struct cm_sha256 *s)
 {
 	if (!s)
 		return;
-	EVP_MD_CTX_free(s->ctx);
+	sym_EVP_MD_CTX_free(s->ctx);
 	free(s);
 }
 
 void cm_sha256_reset(struct cm_sha256 *s)
 {
-	EVP_DigestInit_ex(s->ctx, EVP_sha256(), NULL);
+	sym_EVP_DigestInit_ex(s->ctx, sha256_md, NULL);
 }
 
 void cm_sha256_update(struct cm_sha256 *s, const void *data, size_t len)
 {
-	EVP_DigestUpdate(s->ctx, data, len);
+	sym_EVP_DigestUpdate(s->ctx, data, len);
 }
 
 void cm_sha256_final(struct cm_sha256 *s, uint8_t out[CM_SHA256_LEN])
 {
 	unsigned int n = 0;
-	EVP_DigestFinal_ex(s->ctx, out, &n);
-	EVP_DigestInit_ex(s->ctx, EVP_sha256(), NULL);
+	sym_EVP_DigestFinal_ex(s->ctx, out, &n);
+	sym_EVP_DigestInit_ex(s->ctx, sha256_md, NULL);
 }
 
 void cm_sha256(const void *data, size_t len, uint8_t out[CM_SHA256_LEN])
 {
+	crypto();
 	unsigned int n = 0;
-	EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+	sym_EVP_Digest(data, len, out, &n, sha256_md, NULL);
 }
 
 void cm_hex_format(const uint8_t *d, size_t len, char *out)

@@ -273,3 +273,66 @@ bool cm_str_has_prefix(const char *s, const char *prefix)
 {
 	return strncmp(s, prefix, strlen(prefix)) == 0;
 }
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+void cm_base64_encode(const void *data, size_t len, char *out)
+{
+	const uint8_t *p = data;
+	size_t i = 0, o = 0;
+	for (; i + 3 <= len; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		out[o++] = b64_alphabet[v >> 18];
+		out[o++] = b64_alphabet[v >> 12 & 63];
+		out[o++] = b64_alphabet[v >> 6 & 63];
+		out[o++] = b64_alphabet[v & 63];
+	}
+	if (i < len) {
+		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0);
+		out[o++] = b64_alphabet[v >> 18];
+		out[o++] = b64_alphabet[v >> 12 & 63];
+		out[o++] = i + 1 < len ? b64_alphabet[v >> 6 & 63] : '=';
+		out[o++] = '=';
+	}
+	out[o] = 0;
+}
+
+static int b64_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+ssize_t cm_base64_decode(const char *in, size_t len, uint8_t *out)
+{
+	if (len % 4)
+		return -EPROTO;
+	size_t o = 0;
+	for (size_t i = 0; i < len; i += 4) {
+		bool last = i + 4 == len;
+		int pad = last ? (in[i + 3] == '=') + (in[i + 3] == '=' && in[i + 2] == '=') : 0;
+		uint32_t v = 0;
+		for (int k = 0; k < 4 - pad; k++) {
+			int d = b64_value(in[i + k]);
+			if (d < 0)
+				return -EPROTO;
+			v |= (uint32_t)d << (18 - 6 * k);
+		}
+		out[o++] = (uint8_t)(v >> 16);
+		if (pad < 2)
+			out[o++] = (uint8_t)(v >> 8);
+		if (pad < 1)
+			out[o++] = (uint8_t)v;
+	}
+	return (ssize_t)o;
+}

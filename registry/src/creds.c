@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -121,11 +120,10 @@ static int b64_decode(const char *in, struct cm_buf *out)
 	int r = cm_buf_reserve(out, n / 4 * 3 + 1);
 	if (r < 0)
 		return r;
-	int m = EVP_DecodeBlock(out->data, (const unsigned char *)in, (int)n);
+	ssize_t m = cm_base64_decode(in, n, out->data);
 	if (m < 0)
-		return -EPROTO;
-	size_t pad = (n && in[n - 1] == '=') + (n > 1 && in[n - 2] == '=');
-	out->len = (size_t)m - pad;
+		return (int)m;
+	out->len = (size_t)m;
 	out->data[out->len] = 0;
 	return 0;
 }
@@ -501,14 +499,14 @@ int reg_login_store(const char *authfile, const char *registry, const char *user
 	size_t ul = strlen(user), pl = strlen(password);
 	size_t raw_len = ul + 1 + pl;
 	char *raw = malloc(raw_len + 1);
-	char *enc = malloc(4 * ((raw_len + 2) / 3) + 1);
+	char *enc = malloc(CM_BASE64_LEN(raw_len));
 	struct json_object *entry = json_object_new_object();
 	r = -ENOMEM;
 	if (raw && enc && entry) {
 		memcpy(raw, user, ul);
 		raw[ul] = ':';
 		memcpy(raw + ul + 1, password, pl);
-		EVP_EncodeBlock((unsigned char *)enc, (const unsigned char *)raw, (int)raw_len);
+		cm_base64_encode(raw, raw_len, enc);
 		struct json_object *s = json_object_new_string(enc);
 		if (s && json_object_object_add(entry, "auth", s) == 0) {
 			/* Drop aliases of the same registry so the new entry is the one used. */

@@ -54,3 +54,11 @@ int cm_parse_size(const char *s, uint64_t *ret);
 char *cm_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 bool cm_str_has_prefix(const char *s, const char *prefix);
+
+/* Standard base64 (RFC 4648 section 4, padded). Encoding writes 4*ceil(len/3) characters and a
+ * NUL into `out`, which holds CM_BASE64_LEN(len) bytes. */
+#define CM_BASE64_LEN(n) (4 * (((n) + 2) / 3) + 1)
+void cm_base64_encode(const void *data, size_t len, char *out);
+/* Decodes `len` characters (a multiple of 4, padding only at the end) into `out`, which holds
+ * len / 4 * 3 bytes; returns the decoded length, or -EPROTO for anything else. */
+ssize_t cm_base64_decode(const char *in, size_t len, uint8_t *out);

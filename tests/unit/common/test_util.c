@@ -44,6 +44,56 @@ static void test_digest_roundtrip(void **state)
 	assert_int_equal(cm_digest_parse("nocolon", e), -EPROTO);
 }
 
+/* The streaming context agrees with the one-shot digest (both go through the dlopen()ed
+ * libcrypto), also across a reset. */
+static void test_sha256_stream(void **state)
+{
+	uint8_t one[32], two[32];
+	struct cm_sha256 *s;
+	assert_int_equal(cm_sha256_new(&s), 0);
+	cm_sha256_update(s, "junk", 4);
+	cm_sha256_reset(s);
+	cm_sha256_update(s, "a", 1);
+	cm_sha256_update(s, "bc", 2);
+	cm_sha256_final(s, one);
+	cm_sha256("abc", 3, two);
+	assert_memory_equal(one, two, 32);
+	cm_sha256_update(s, "abc", 3); /* final resets the context */
+	cm_sha256_final(s, one);
+	assert_memory_equal(one, two, 32);
+	cm_sha256_free(s);
+}
+
+/* RFC 4648 section 10 test vectors, and what the decoder refuses. */
+static void test_base64(void **state)
+{
+	static const char *const vec[][2] = {
+	    {"", ""},		{"f", "Zg=="},	       {"fo", "Zm8="},	     {"foo", "Zm9v"},
+	    {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+	};
+	for (size_t i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
+		char enc[CM_BASE64_LEN(6)];
+		uint8_t dec[8];
+		cm_base64_encode(vec[i][0], strlen(vec[i][0]), enc);
+		assert_string_equal(enc, vec[i][1]);
+		ssize_t n = cm_base64_decode(vec[i][1], strlen(vec[i][1]), dec);
+		assert_int_equal(n, (ssize_t)strlen(vec[i][0]));
+		assert_memory_equal(dec, vec[i][0], (size_t)n);
+	}
+	uint8_t all[256], back[258];
+	char enc[CM_BASE64_LEN(256)];
+	for (int i = 0; i < 256; i++)
+		all[i] = (uint8_t)i;
+	cm_base64_encode(all, 256, enc);
+	assert_int_equal(cm_base64_decode(enc, strlen(enc), back), 256);
+	assert_memory_equal(all, back, 256);
+	static const char *const bad[] = {"Zg=", "Z===", "====", "Zg==Zg==", "Zm9*", "Zm=v",
+					  "Zm9v\n"};
+	uint8_t out[16];
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(cm_base64_decode(bad[i], strlen(bad[i]), out), -EPROTO);
+}
+
 static void test_parse_size(void **state)
 {
 	uint64_t v;
@@ -141,6 +191,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buf_cap),
 		cmocka_unit_test(test_digest_roundtrip),
+		cmocka_unit_test(test_sha256_stream),
+		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_writev_full),
 		cmocka_unit_test(test_json_helpers),
