@@ -302,7 +302,9 @@ static int check_inodes(struct idx_reader *r)
 	return 0;
 }
 
-static int validate(struct idx_reader *r)
+/* What can be checked without reading past the header: magic, version, the section table's
+ * bounds, the config's size. */
+static int validate_header(struct idx_reader *r)
 {
 	const uint8_t *h = r->data;
 	if (r->len < IDXF_HEADER_SIZE || memcmp(h, IDXF_MAGIC, 8) != 0) {
@@ -322,6 +324,15 @@ static int validate(struct idx_reader *r)
 		return k;
 	if (r->s[IDXF_SEC_CONFIG].size > IDXF_MAX_CONFIG)
 		return bad("config size", r->s[IDXF_SEC_CONFIG].size, IDXF_MAX_CONFIG);
+	return 0;
+}
+
+static int validate(struct idx_reader *r)
+{
+	const uint8_t *h = r->data;
+	int k = validate_header(r);
+	if (k < 0)
+		return k;
 	uint8_t d[CM_SHA256_LEN];
 	cm_sha256(r->s[IDXF_SEC_CONFIG].p, r->s[IDXF_SEC_CONFIG].size, d);
 	if (memcmp(d, h + 64, CM_SHA256_LEN) != 0)
@@ -355,7 +366,7 @@ int idx_reader_open_mem(const void *data, size_t len, struct idx_reader **ret)
 	return 0;
 }
 
-int idx_reader_open(const char *path, struct idx_reader **ret)
+static int map_file(const char *path, void **ret, size_t *ret_len)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -370,10 +381,47 @@ int idx_reader_open(const char *path, struct idx_reader **ret)
 	void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
+	*ret = p;
+	*ret_len = (size_t)st.st_size;
+	return 0;
+}
+
+int idx_index_read_config(const char *path, char **ret_json, size_t *ret_len)
+{
+	void *p = NULL;
+	size_t len = 0;
+	int k = map_file(path, &p, &len);
+	if (k < 0)
+		return k;
+	struct idx_reader r = {.data = p, .len = len};
+	k = validate_header(&r);
+	if (k == 0) {
+		size_t n = r.s[IDXF_SEC_CONFIG].size;
+		char *json = malloc(n + 1);
+		if (json) {
+			memcpy(json, r.s[IDXF_SEC_CONFIG].p, n);
+			json[n] = 0;
+			*ret_json = json;
+			*ret_len = n;
+		} else {
+			k = -ENOMEM;
+		}
+	}
+	munmap(p, len);
+	return k;
+}
+
+int idx_reader_open(const char *path, struct idx_reader **ret)
+{
+	void *p = NULL;
+	size_t len = 0;
+	int k = map_file(path, &p, &len);
+	if (k < 0)
+		return k;
 	struct idx_reader *r;
-	int k = idx_reader_open_mem(p, (size_t)st.st_size, &r);
+	k = idx_reader_open_mem(p, len, &r);
 	if (k < 0) {
-		munmap(p, (size_t)st.st_size);
+		munmap(p, len);
 		return k;
 	}
 	r->mapped = true;
@@ -474,6 +522,7 @@ void idx_reader_stats(const struct idx_reader *r, struct idx_stats *ret)
 	ret->chunks = r->s[IDXF_SEC_CHUNKS].count;
 	ret->packs = r->s[IDXF_SEC_PACKS].count;
 	ret->prefetch = r->s[IDXF_SEC_PREFETCH].count;
+	ret->xattrs = r->s[IDXF_SEC_XATTRS].count;
 	ret->index_bytes = r->len;
 	for (uint32_t i = 0; i < ret->inodes; i++) {
 		const uint8_t *in = rec(r, IDXF_SEC_INODES, i);

@@ -68,6 +68,7 @@ struct idx_xattr {
 
 struct idx_stats {
 	uint32_t inodes, dirs, files, symlinks, others, chunks, packs, prefetch;
+	uint32_t xattrs; /* extended attribute records, all inodes together */
 	uint64_t file_bytes;	  /* sum of regular file sizes (hardlinks once) */
 	uint64_t unique_bytes;	  /* sum of chunk usize */
 	uint64_t stored_bytes;	  /* sum of chunk csize */
@@ -85,6 +86,14 @@ int idx_reader_open(const char *path, struct idx_reader **ret);
  */
 int idx_reader_open_mem(const void *data, size_t len, struct idx_reader **ret);
 void idx_reader_free(struct idx_reader *r);
+/*
+ * Only the image config of an index file (a NUL-terminated copy, free() it), for the sandbox
+ * verbs' per-run lookup of a stored index: the header and the section table are validated,
+ * the rest of the file is not read and no digest is computed (the store checked the file's
+ * digest when it was written, and the mount's daemon validates the whole index when it
+ * mounts it). Errors as idx_reader_open.
+ */
+int idx_index_read_config(const char *path, char **ret_json, size_t *ret_len);
 
 /* The whole blob (for hashing or pushing). */
 const void *idx_reader_data(const struct idx_reader *r, size_t *ret_len);

@@ -241,8 +241,49 @@ static void test_open_files(void **state)
 	assert_int_equal(idx_reader_open(p, &r), 0);
 	size_t len;
 	assert_memory_equal(idx_reader_data(r, &len), blob, blob_len);
+	/* The config alone (the sandbox verbs' per-run read): the same bytes. */
+	size_t clen;
+	const char *cfg = idx_reader_config_json(r, &clen);
+	char *json = NULL;
+	size_t jlen = 0;
+	assert_int_equal(idx_index_read_config(p, &json, &jlen), 0);
+	assert_int_equal(jlen, clen);
+	assert_memory_equal(json, cfg, clen);
+	assert_int_equal(json[jlen], 0);
+	free(json);
 	idx_reader_free(r);
 	idx_reader_free(NULL);
+	assert_int_equal(idx_index_read_config(tmp, &json, &jlen), -EPROTO); /* a directory */
+	_cleanup_free_ char *none = cm_strdupf("%s/none", tmp);
+	assert_int_equal(idx_index_read_config(none, &json, &jlen), -ENOENT);
+}
+
+/* idx_index_read_config checks the header and the section table only: every flipped byte of
+ * the header gives the config or a clean refusal, and never a read outside the file. */
+static void test_read_config_header_flips(void **state)
+{
+	_cleanup_free_ char *p = cm_strdupf("%s/hdr", tmp);
+	uint8_t *m = malloc(blob_len);
+	size_t n = MIN(blob_len, (size_t)IDXF_HEADER_SIZE), ok = 0;
+	for (size_t i = 0; i < n; i++) {
+		memcpy(m, blob, blob_len);
+		m[i] ^= 0xff;
+		int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		assert_true(fd >= 0);
+		assert_int_equal(cm_write_full(fd, m, blob_len), 0);
+		close(fd);
+		char *json = NULL;
+		size_t len = 0;
+		int k = idx_index_read_config(p, &json, &len);
+		assert_true(k == 0 || k == -EPROTO || k == -ENOTSUP);
+		if (k == 0) {
+			assert_true(len <= IDXF_MAX_CONFIG && json[len] == 0);
+			ok++;
+		}
+		free(json);
+	}
+	assert_true(ok < n); /* the magic, at least, is checked */
+	free(m);
 }
 
 int main(void)
@@ -251,6 +292,7 @@ int main(void)
 	    cmocka_unit_test(test_valid),	  cmocka_unit_test(test_byte_flips),
 	    cmocka_unit_test(test_truncations),	  cmocka_unit_test(test_forged_sections),
 	    cmocka_unit_test(test_forged_fields), cmocka_unit_test(test_open_files),
+	    cmocka_unit_test(test_read_config_header_flips),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
