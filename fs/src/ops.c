@@ -117,6 +117,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	/* Nothing is ever written: the kernel need not ask before caching. */
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+	struct fs_ops_ctx *c = userdata;
+	c->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
+	c->no_opendir = conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT;
+	struct idx_stats st;
+	idx_reader_stats(c->r, &st);
+	c->no_xattrs = st.xattrs == 0;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -187,6 +193,10 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	if (ctx(req)->no_opendir) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	uint32_t i, n;
 	int r = ino32(ino, &i);
 	if (r == 0)
@@ -281,13 +291,12 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	fuse_reply_err(req, 0);
 }
 
-/* Per open file: where a sequential reader will read next (readahead trigger). */
-struct fh {
-	uint64_t next; /* atomic */
-};
-
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	if (ctx(req)->no_open) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	uint32_t i;
 	struct idx_inode in;
 	int r = ino32(ino, &i);
@@ -301,23 +310,17 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		r = -EISDIR;
 	if (r == 0 && !S_ISREG(in.mode))
 		r = -EINVAL;
-	struct fh *h = NULL;
-	if (r == 0 && !(h = calloc(1, sizeof(*h))))
-		r = -ENOMEM;
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
-	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->keep_cache = 1;
 	fi->noflush = 1;
-	if (fuse_reply_open(req, fi) == -ENOENT)
-		free(h); /* the open was interrupted: no release will come */
+	fuse_reply_open(req, fi);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	free((void *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -388,11 +391,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		pos += len;
 		x++;
 	}
-	/* The handle may be released as soon as the reply is out: use it before. */
-	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
 	bool sequential = false;
-	if (r == 0 && h)
-		sequential = __atomic_exchange_n(&h->next, end, __ATOMIC_RELAXED) == (uint64_t)off;
+	if (r == 0) {
+		size_t h = i % ARRAY_SIZE(c->seq_ino);
+		uint64_t prev = __atomic_exchange_n(&c->seq_next[h], end, __ATOMIC_RELAXED);
+		sequential = __atomic_exchange_n(&c->seq_ino[h], i, __ATOMIC_RELAXED) == i &&
+			     prev == (uint64_t)off;
+	}
 	if (r < 0) {
 		log_error("read: inode %u offset %lld size %zu failed: %s", i, (long long)off, size,
 			  strerror(-r));
@@ -439,6 +444,10 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 {
 	struct fs_ops_ctx *c = ctx(req);
 	uint32_t i, n;
+	if (c->no_xattrs) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	if (!xattrs_of(req, ino, &i, &n))
 		return;
 	for (uint32_t k = 0; k < n; k++) {

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 struct idx_reader;
 struct fs_engine;
@@ -11,6 +13,17 @@ struct fs_ops_ctx {
 	const struct idx_reader *r;
 	struct fs_engine *e;
 	double timeout; /* entry and attr timeout, seconds: the image never changes */
+	/* Set by op_init. Zero-message opens (the kernel stops sending OPEN/RELEASE, and
+	 * OPENDIR/RELEASEDIR, after the first is answered ENOSYS; it then caches as with
+	 * keep_cache and cache_readdir): nothing here needs per-open state. */
+	bool no_open, no_opendir;
+	/* The image has no extended attribute at all: getxattr/listxattr answer ENOSYS once and
+	 * the kernel stops asking (overlayfs asks for trusted.overlay.* on every lookup). */
+	bool no_xattrs;
+	/* Sequential-read detection, per inode (hashed; a collision only costs a readahead):
+	 * where the last read of seq_ino[h] ended. Relaxed atomics. */
+	uint32_t seq_ino[256];
+	uint64_t seq_next[256];
 };
 
 extern const struct fuse_lowlevel_ops fs_ops;
