@@ -476,6 +476,7 @@ static int acquire_lower(struct run_sandbox *sb, char **ret)
 		if (r < 0)
 			return cm_log_ret(r, "sandbox %s: cannot acquire image %s: %s", sb->id,
 					  sb->image_key, strerror(-r));
+		log_debug("sandbox %s: image mount acquired", sb->id);
 		return 1; /* a reference to release */
 	}
 	if (!sb->lower_dir)
@@ -487,8 +488,10 @@ static int acquire_lower(struct run_sandbox *sb, char **ret)
 static void release_lower(struct run_sandbox *sb)
 {
 	struct run_ctx *ctx = sb->ctx;
-	if (sb->image_key && ctx->have_image_ops && ctx->image_ops.release)
+	if (sb->image_key && ctx->have_image_ops && ctx->image_ops.release) {
 		ctx->image_ops.release(ctx->image_ops.userdata, sb->image_key);
+		log_debug("sandbox %s: image mount released", sb->id);
+	}
 }
 
 static int boot_locked(struct run_sandbox *sb)
@@ -520,6 +523,15 @@ static int stop_locked(struct run_sandbox *sb, uint32_t grace_ms, bool save)
 	int r = be->stop(sb, grace_ms);
 	if (r < 0)
 		return r;
+	if (save) {
+		/* the overlay is volatile (no sync at unmount, ns.c): a stopped sandbox's scratch
+		 * is kept, so make it durable here, once its writers are gone */
+		_cleanup_close_ int fd =
+		    openat(sb->dirfd, "scratch", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0 || syncfs(fd) < 0)
+			log_warn("sandbox %s: cannot sync its scratch layer: %s", sb->id,
+				 strerror(errno));
+	}
 	release_lower(sb);
 	sb->status = RUN_STATUS_STOPPED;
 	sb->pid = 0;
@@ -853,12 +865,8 @@ int run_sandbox_stop(struct run_ctx *ctx, const char *id, uint32_t grace_ms)
  * scratch layer costs tens of milliseconds on a journaled disk and nobody needs to wait for
  * it. The id is free as soon as the directory was renamed. A trash entry left behind (the
  * deleter was killed) is collected by the next removal.
- *
- * `hold_fd` (or -1) is an fd that only the deleter closes: the removed sandbox's root (see
- * root_hold()), so that the last reference to its overlay mount, and the sync of the upper
- * filesystem that comes with it, is dropped here rather than by the dying agent.
  */
-static void purge_trash(struct run_ctx *ctx, int hold_fd)
+static void purge_trash(struct run_ctx *ctx)
 {
 	/* the middle process only detaches and forks: vfork spares copying the caller */
 	pid_t p = vfork();
@@ -875,10 +883,6 @@ static void purge_trash(struct run_ctx *ctx, int hold_fd)
 	setsid();
 	if (fork() != 0)
 		_exit(0);
-	/* the overlay's teardown (the sync) runs here, now: the lower dir's filesystem is
-	 * released as soon as it can be */
-	if (hold_fd >= 0)
-		close(hold_fd);
 	/* let go of the caller's stdio (a shell's $(...) would wait for our EOF) */
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null >= 0) {
@@ -896,40 +900,9 @@ static void purge_trash(struct run_ctx *ctx, int hold_fd)
 	_exit(0);
 }
 
-/*
- * An O_PATH fd on a running namespace sandbox's root (its overlay mount), or -1.
- *
- * Why: when the agent dies, its mount namespace goes away; if that drops the last reference
- * to the overlay, the kernel syncs the whole upper filesystem (ovl_sync_fs: writeback of
- * every dirty inode of the disk holding $ISORUN_ROOT, then a device flush) inside the agent's
- * exit, and the remover waits for that exit: 10-150 ms on a busy host, most of `isorun run`.
- * A removed sandbox's scratch is deleted anyway, so nobody needs that sync to finish; holding
- * the mount in the detached deleter (purge_trash) moves it out of the remover's way while the
- * agent is still dead, and its namespaces gone, when removal returns. What outlives the
- * removal by that sync: the overlay's private clones of its layers, so the lower dir's
- * filesystem can be unmounted at once but its superblock (a FUSE daemon, a loop device)
- * is released a moment later.
- */
-static int root_hold(const struct run_sandbox *sb)
-{
-	char p[64];
-	/* Not with an image lower dir (image_key): the overlay would also hold the image's FUSE
-	 * mount, whose daemon must see its release (run_image_ops) before removal returns. */
-	if (sb->status != RUN_STATUS_RUNNING || run_backend_find(sb->backend) != &run_backend_ns ||
-	    sb->pid <= 0 || sb->image_key)
-		return -1;
-	snprintf(p, sizeof(p), "/proc/%d/root", (int)sb->pid);
-	int fd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	/* the pid could have been reused before the open */
-	if (fd >= 0 && !run_sandbox_agent_alive(sb))
-		cm_closep(&fd);
-	return fd;
-}
-
 int run_sandbox_remove(struct run_ctx *ctx, const char *id, bool force)
 {
 	_cleanup_(run_sandbox_freep) struct run_sandbox *sb = NULL;
-	_cleanup_close_ int hold = -1;
 	int r;
 	{
 		_cleanup_(unlockp) int lock = load_locked(ctx, id, &sb);
@@ -941,7 +914,6 @@ int run_sandbox_remove(struct run_ctx *ctx, const char *id, bool force)
 		bool was_running = sb->status == RUN_STATUS_RUNNING;
 		if (sb->pool_key[0])
 			pool_unpublish(sb);
-		hold = root_hold(sb);
 		/* no stopped state: the directory is renamed to trash below; if that fails, the
 		 * sandbox reads as stale (dead agent), which rm cleans up */
 		if ((r = stop_locked(sb, force ? 0 : 10000, false)) < 0)
@@ -957,7 +929,7 @@ int run_sandbox_remove(struct run_ctx *ctx, const char *id, bool force)
 			return cm_log_ret(-errno, "sandbox %s: cannot remove its state: %s", id,
 					  strerror(errno));
 	}
-	purge_trash(ctx, hold);
+	purge_trash(ctx);
 	log_debug("sandbox %s: removed", id);
 	return 0;
 }

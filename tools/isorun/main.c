@@ -64,8 +64,10 @@ int main(int argc, char **argv)
 		return ISORUN_EXIT_USAGE;
 	}
 	for (const struct isorun_verb *v = __start_isorun_verbs; v < __stop_isorun_verbs; v++)
-		if (!strcmp(v->name, argv[i]))
+		if (!strcmp(v->name, argv[i])) {
+			log_debug("%s: start", v->name);
 			return v->fn(argc - i, argv + i);
+		}
 	fprintf(stderr, "isorun: unknown verb '%s' (see isorun --help)\n", argv[i]);
 	return ISORUN_EXIT_USAGE;
 }
