@@ -955,7 +955,10 @@ static void *prefetch_main(void *arg)
 	struct fs_engine *e = arg;
 	unsigned backoff_ms = 500;
 	/* Foreground first for the CPU too: decompressing, hashing and storing the whole
-	 * image must not slow down the program whose reads are waiting. */
+	 * image must not slow down the program whose reads are waiting. Not SCHED_IDLE: a
+	 * worker holds the engine's lock and the pack writer's at times, and a reader may wait
+	 * for the chunk it is fetching; at idle priority on a busy host those waits would last
+	 * as long as the host stays busy. */
 	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) < 0)
 		log_debug("prefetch: cannot lower the worker's priority: %s", strerror(errno));
 	pthread_mutex_lock(&e->lock);
@@ -1168,13 +1171,24 @@ int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
 		fs_engine_free(e);
 		return r;
 	}
+	/* Chunk files (an index built here, --chunk-format=zstd) only where a chunks/XX
+	 * directory has any: on a cold store, 50,000 faccessat() calls cost 140 ms of the
+	 * mount's start. */
+	uint8_t dirs[32];
+	if (r == 0)
+		r = idx_store_chunk_dirs(store, dirs);
+	if (r < 0) {
+		fs_engine_free(e);
+		return r;
+	}
 	for (uint32_t c = 0; c < e->n; c++) {
 		struct idx_chunk ch;
 		idx_reader_chunk(reader, c, &ch);
 		char rel[80];
 		idx_store_chunk_relpath(ch.digest, rel);
+		bool files = dirs[ch.digest[0] / 8] & (1u << (ch.digest[0] % 8));
 		if (e->loc[c].pack ||
-		    faccessat(idx_store_root_fd(store), rel, F_OK, AT_EACCESS) == 0) {
+		    (files && faccessat(idx_store_root_fd(store), rel, F_OK, AT_EACCESS) == 0)) {
 			e->state[c] = ST_LOCAL;
 			e->resident++;
 			e->resident_bytes += ch.csize;

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -150,6 +151,35 @@ void idx_store_chunk_relpath(const uint8_t digest[32], char out[80])
 	char hex[65];
 	cm_hex_format(digest, 32, hex);
 	snprintf(out, 80, "chunks/%.2s/%s", hex, hex);
+}
+
+int idx_store_chunk_dirs(struct idx_store *s, uint8_t mask[32])
+{
+	memset(mask, 0, 32);
+	for (int i = 0; i < 256; i++) {
+		char d[16];
+		snprintf(d, sizeof(d), "chunks/%02x", i);
+		int fd = openat(s->root_fd, d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno != ENOENT)
+				mask[i / 8] |= (uint8_t)(1u << (i % 8));
+			continue;
+		}
+		DIR *dir = fdopendir(fd);
+		if (!dir) {
+			close(fd);
+			mask[i / 8] |= (uint8_t)(1u << (i % 8));
+			continue;
+		}
+		struct dirent *de;
+		while ((de = readdir(dir)))
+			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+				mask[i / 8] |= (uint8_t)(1u << (i % 8));
+				break;
+			}
+		closedir(dir);
+	}
+	return 0;
 }
 
 bool idx_store_has_chunk(struct idx_store *s, const uint8_t digest[32])

@@ -38,12 +38,23 @@ struct idx_store;
 /* Open (creating directories and the database as needed). -EACCES, -ENOMEM, -EIO. */
 int idx_store_open(const char *root, struct idx_store **ret);
 void idx_store_free(struct idx_store *s);
+static inline void idx_store_freep(struct idx_store **p)
+{
+	idx_store_free(*p);
+}
 const char *idx_store_root(const struct idx_store *s);
 /* A directory fd of the root (owned by the store). */
 int idx_store_root_fd(const struct idx_store *s);
 
 /* Path of a chunk file relative to the root: "chunks/ab/abcd..." (buffer >= 80 bytes). */
 void idx_store_chunk_relpath(const uint8_t digest[32], char out[80]);
+/*
+ * Which chunks/XX directories hold at least one chunk file: bit XX of `mask` (byte XX / 8,
+ * bit XX % 8). Lets a caller with thousands of digests to look up skip the directories that
+ * are empty (all of them in a store whose chunks live in local packs). Unreadable
+ * directories count as non-empty. 0 or -errno for the store root.
+ */
+int idx_store_chunk_dirs(struct idx_store *s, uint8_t mask[32]);
 /* In the store as a chunk file or in a local pack. */
 bool idx_store_has_chunk(struct idx_store *s, const uint8_t digest[32]);
 /*
