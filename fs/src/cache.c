@@ -35,8 +35,11 @@ static const char schema[] =
     /* Which index references which chunk. Indexes by a small id: an index of 50,000 chunks
      * then records 40-byte rows instead of 110-byte ones (its digest repeated in both
      * B-trees), which made most of `isorun pull`'s time. fs_refs_v is the readable form. */
+    /* refs: 1 once every chunk of the index is in fs_refs2 (fs_cache_record_index). A pull
+     * only adds the row; the mount's daemon records the references in the background, and
+     * whoever reads them (eviction, prune, stats) completes what is missing first. */
     "CREATE TABLE IF NOT EXISTS fs_indexes(id INTEGER PRIMARY KEY,"
-    " index_digest TEXT UNIQUE NOT NULL);"
+    " index_digest TEXT UNIQUE NOT NULL, refs INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS fs_refs2("
     " idx INTEGER NOT NULL, digest BLOB NOT NULL, csize INTEGER NOT NULL,"
     " PRIMARY KEY(idx, digest)) WITHOUT ROWID;"
@@ -85,10 +88,18 @@ static int end_txn(sqlite3 *db, int r)
 /* Stores of earlier versions keep refs in fs_refs(index_digest, digest, csize): move them. */
 static const char migrate_refs[] =
     "BEGIN IMMEDIATE;"
-    "INSERT OR IGNORE INTO fs_indexes(index_digest) SELECT DISTINCT index_digest FROM fs_refs;"
+    "INSERT OR IGNORE INTO fs_indexes(index_digest, refs)"
+    " SELECT DISTINCT index_digest, 1 FROM fs_refs;"
     "INSERT OR IGNORE INTO fs_refs2 SELECT i.id, r.digest, r.csize FROM fs_refs r"
     " JOIN fs_indexes i ON i.index_digest=r.index_digest;"
     "DROP TABLE fs_refs;"
+    "COMMIT;";
+
+/* Stores whose fs_indexes predates its refs column recorded every index whole, at pull. */
+static const char migrate_refs_flag[] =
+    "BEGIN IMMEDIATE;"
+    "ALTER TABLE fs_indexes ADD COLUMN refs INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE fs_indexes SET refs=1 WHERE id IN (SELECT DISTINCT idx FROM fs_refs2);"
     "COMMIT;";
 
 int fs_cache_init(struct idx_store *s)
@@ -97,6 +108,14 @@ int fs_cache_init(struct idx_store *s)
 	idx_store_lock(s);
 	int r = exec(db, schema);
 	sqlite3_stmt *st = NULL;
+	bool flag = false;
+	if (r == 0 && sqlite3_prepare_v2(db, "SELECT refs FROM fs_indexes LIMIT 0", -1, &st,
+					 NULL) == SQLITE_OK)
+		flag = true;
+	sqlite3_finalize(st);
+	st = NULL;
+	if (r == 0 && !flag && (r = exec(db, migrate_refs_flag)) < 0)
+		exec(db, "ROLLBACK");
 	bool old = false;
 	if (r == 0 &&
 	    sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name='fs_refs'",
@@ -158,47 +177,61 @@ static int cmp_ref_row(const void *a, const void *b)
 	return memcmp(((const struct ref_row *)a)->digest, ((const struct ref_row *)b)->digest, 32);
 }
 
-int fs_cache_record_index(struct idx_store *s, const struct idx_reader *rd)
+int fs_cache_add_index(struct idx_store *s, const char *index_digest)
+{
+	sqlite3 *db = idx_store_db(s);
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+	int r = 0;
+	idx_store_lock(s);
+	if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO fs_indexes(index_digest) VALUES(?)", -1,
+			       &st, NULL) != SQLITE_OK)
+		r = db_err(db, "record index");
+	else if (sqlite3_bind_text(st, 1, index_digest, -1, SQLITE_STATIC),
+		 sqlite3_step(st) != SQLITE_DONE)
+		r = db_err(db, "record index");
+	idx_store_unlock(s);
+	return r;
+}
+
+/* Rows per transaction of fs_cache_record_index: the store's lock is let go between two, so
+ * a mount's bookkeeping is never held up for long by its own background recording. */
+#define REFS_BATCH 1024
+
+int fs_cache_record_index_ex(struct idx_store *s, const struct idx_reader *rd, const bool *stop)
 {
 	sqlite3 *db = idx_store_db(s);
 	const char *idig = idx_reader_digest(rd);
 	uint32_t n = idx_reader_chunk_count(rd);
-	int r = 0;
-	_cleanup_(sqlite3_finalizep) sqlite3_stmt *id = NULL, *cnt = NULL, *st = NULL;
-	_cleanup_free_ struct ref_row *rows = NULL;
-	uint32_t nr = 0;
+	int r = fs_cache_add_index(s, idig);
+	if (r < 0)
+		return r;
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *q = NULL, *st = NULL, *done = NULL;
 	sqlite3_int64 iid = 0;
 	idx_store_lock(s);
-	if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO fs_indexes(index_digest) VALUES(?)", -1,
-			       &id, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(db, "SELECT id, refs FROM fs_indexes WHERE index_digest=?", -1, &q,
+			       NULL) != SQLITE_OK) {
 		r = db_err(db, "record index");
-		goto out;
+		idx_store_unlock(s);
+		return r;
 	}
-	sqlite3_bind_text(id, 1, idig, -1, SQLITE_STATIC);
-	if (sqlite3_step(id) != SQLITE_DONE ||
-	    sqlite3_prepare_v2(db,
-			       "SELECT i.id, (SELECT COUNT(*) FROM fs_refs2 r WHERE r.idx=i.id) FROM "
-			       "fs_indexes i WHERE i.index_digest=?",
-			       -1, &cnt, NULL) != SQLITE_OK) {
-		r = db_err(db, "count refs");
-		goto out;
+	sqlite3_bind_text(q, 1, idig, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) != SQLITE_ROW) {
+		r = db_err(db, "record index");
+		idx_store_unlock(s);
+		return r;
 	}
-	sqlite3_bind_text(cnt, 1, idig, -1, SQLITE_STATIC);
-	if (sqlite3_step(cnt) != SQLITE_ROW) {
-		r = db_err(db, "count refs");
-		goto out;
-	}
-	iid = sqlite3_column_int64(cnt, 0);
-	if (sqlite3_column_int64(cnt, 1) >= n)
-		goto out; /* already recorded (an index's chunk set never changes) */
-	/* Insert in digest order: both B-trees (the key and fs_refs_digest) then grow at one
+	iid = sqlite3_column_int64(q, 0);
+	bool recorded = sqlite3_column_int64(q, 1) != 0;
+	idx_store_unlock(s);
+	if (recorded)
+		return 0; /* an index's chunk set never changes */
+	/* Insert in digest order: both B-trees (the key and fs_refs2_digest) then grow at one
 	 * end instead of at random pages, which for an index of 30,000 chunks turned most of
 	 * `isorun pull` into page-cache spills of store.db. */
-	rows = malloc((n ? n : 1) * sizeof(*rows));
-	if (!rows) {
-		r = -ENOMEM;
-		goto out;
-	}
+	_cleanup_free_ struct ref_row *rows = malloc((n ? n : 1) * sizeof(*rows));
+	if (!rows)
+		return -ENOMEM;
+	uint32_t nr = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		struct idx_chunk c;
 		if (idx_reader_chunk(rd, i, &c) < 0)
@@ -207,25 +240,94 @@ int fs_cache_record_index(struct idx_store *s, const struct idx_reader *rd)
 		rows[nr++].csize = c.csize;
 	}
 	qsort(rows, nr, sizeof(*rows), cmp_ref_row);
-	if ((r = exec(db, "BEGIN IMMEDIATE")) < 0)
-		goto out;
-	if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO fs_refs2 VALUES(?,?,?)", -1, &st, NULL) !=
-	    SQLITE_OK) {
-		r = db_err(db, "insert refs");
-		exec(db, "ROLLBACK");
-		goto out;
+	for (uint32_t i = 0; i < nr && r == 0;) {
+		if (stop && __atomic_load_n(stop, __ATOMIC_RELAXED))
+			return -ECANCELED; /* the rest is recorded by whoever needs it */
+		idx_store_lock(s);
+		if (!st && sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO fs_refs2 VALUES(?,?,?)", -1,
+					      &st, NULL) != SQLITE_OK) {
+			r = db_err(db, "insert refs");
+			idx_store_unlock(s);
+			break;
+		}
+		if ((r = exec(db, "BEGIN IMMEDIATE")) == 0) {
+			uint32_t end = MIN(nr, i + REFS_BATCH);
+			for (; i < end && r == 0; i++) {
+				sqlite3_reset(st);
+				sqlite3_bind_int64(st, 1, iid);
+				sqlite3_bind_blob(st, 2, rows[i].digest, 32, SQLITE_STATIC);
+				sqlite3_bind_int64(st, 3, rows[i].csize);
+				if (sqlite3_step(st) != SQLITE_DONE)
+					r = db_err(db, "insert ref");
+			}
+			if (r == 0 && i == nr) {
+				if (sqlite3_prepare_v2(db, "UPDATE fs_indexes SET refs=1 WHERE id=?", -1,
+						       &done, NULL) != SQLITE_OK)
+					r = db_err(db, "record index");
+				else if (sqlite3_bind_int64(done, 1, iid),
+					 sqlite3_step(done) != SQLITE_DONE)
+					r = db_err(db, "record index");
+			}
+			r = end_txn(db, r);
+		}
+		idx_store_unlock(s);
 	}
-	for (uint32_t i = 0; i < nr && r == 0; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, iid);
-		sqlite3_bind_blob(st, 2, rows[i].digest, 32, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, rows[i].csize);
-		if (sqlite3_step(st) != SQLITE_DONE)
-			r = db_err(db, "insert ref");
+	return r;
+}
+
+int fs_cache_record_index(struct idx_store *s, const struct idx_reader *rd)
+{
+	return fs_cache_record_index_ex(s, rd, NULL);
+}
+
+int fs_cache_complete_refs(struct idx_store *s)
+{
+	sqlite3 *db = idx_store_db(s);
+	char **v = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0;
+	{
+		_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+		idx_store_lock(s);
+		if (sqlite3_prepare_v2(db, "SELECT index_digest FROM fs_indexes WHERE refs=0", -1,
+				       &st, NULL) != SQLITE_OK)
+			r = db_err(db, "pending refs");
+		while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 8;
+				char **nv = realloc(v, nc * sizeof(*v));
+				if (!nv) {
+					r = -ENOMEM;
+					break;
+				}
+				v = nv;
+				cap = nc;
+			}
+			if (!(v[n] = strdup((const char *)sqlite3_column_text(st, 0)))) {
+				r = -ENOMEM;
+				break;
+			}
+			n++;
+		}
+		idx_store_unlock(s);
 	}
-	r = end_txn(db, r);
-out:
-	idx_store_unlock(s);
+	for (size_t i = 0; i < n && r == 0; i++) {
+		_cleanup_free_ char *path = NULL;
+		_cleanup_(idx_reader_freep) struct idx_reader *rd = NULL;
+		if (!cm_digest_valid(v[i]) || idx_store_index_path(s, v[i], &path) < 0 ||
+		    access(path, R_OK) < 0)
+			continue; /* the index is gone: it references nothing any more */
+		if ((r = idx_reader_open(path, &rd)) < 0) {
+			log_warn("cache: index %s unreadable, its chunks count as unreferenced",
+				 v[i]);
+			r = 0;
+			continue;
+		}
+		r = fs_cache_record_index(s, rd);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
 	return r;
 }
 
@@ -541,6 +643,8 @@ int fs_cache_evict(struct idx_store *s, uint64_t max, bool reconcile,
 {
 	struct fs_cache_gc_result res = {0};
 	int r;
+	if ((r = fs_cache_complete_refs(s)) < 0)
+		return r;
 	if (reconcile && (r = fs_cache_reconcile(s, NULL, NULL)) < 0)
 		return r;
 	uint64_t bytes = 0, chunks = 0;
@@ -595,7 +699,7 @@ int fs_cache_prune_image(struct idx_store *s, const char *ref, struct fs_cache_g
 	fs_strv_free(live, nlive);
 	if (busy)
 		return cm_log_ret(-EBUSY, "cache prune: %s is mounted", ref);
-	if ((r = fs_cache_reconcile(s, NULL, NULL)) < 0)
+	if ((r = fs_cache_complete_refs(s)) < 0 || (r = fs_cache_reconcile(s, NULL, NULL)) < 0)
 		return r;
 	struct fs_cache_gc_result res = {0};
 	uint64_t bytes = UINT64_MAX;
@@ -622,8 +726,8 @@ int fs_cache_prune_image(struct idx_store *s, const char *ref, struct fs_cache_g
 int fs_cache_stats_get(struct idx_store *s, struct fs_cache_stats *ret)
 {
 	memset(ret, 0, sizeof(*ret));
-	int r = fs_cache_reconcile(s, &ret->bytes, &ret->chunks);
-	if (r < 0)
+	int r = fs_cache_complete_refs(s);
+	if (r < 0 || (r = fs_cache_reconcile(s, &ret->bytes, &ret->chunks)) < 0)
 		return r;
 	if ((r = fs_cache_config_max(idx_store_root(s), &ret->max_bytes)) < 0)
 		return r;

@@ -31,7 +31,6 @@
 #define FS_INDEX_MAX (256u << 20)
 
 DEFINE_CLEANUP_FUNC(struct idx_source, idx_source_free)
-DEFINE_CLEANUP_FUNC(struct idx_reader, idx_reader_free)
 DEFINE_CLEANUP_FUNC(struct reg_ref, reg_ref_free)
 DEFINE_CLEANUP_FUNC(struct reg_client, reg_client_free)
 DEFINE_CLEANUP_FUNC(struct reg_manifest, reg_manifest_free)
@@ -118,7 +117,7 @@ static int pull_oci(struct idx_store *s, const char *ref, const struct fs_pull_o
 		return cm_log_ret(r, "pull: index %s unreadable", ret->index_digest);
 	snprintf(ret->manifest_digest, sizeof(ret->manifest_digest), "%s",
 		 idx_reader_manifest_digest(rd));
-	return fs_cache_record_index(s, rd);
+	return fs_cache_add_index(s, ret->index_digest);
 }
 
 /*
@@ -219,10 +218,7 @@ static int build_from_registry(struct idx_store *s, const char *refstr,
 				  ret->manifest_digest);
 	snprintf(ret->index_digest, sizeof(ret->index_digest), "%s", br.index_digest);
 	ret->built = true;
-	_cleanup_free_ char *path = NULL;
-	_cleanup_(idx_reader_freep) struct idx_reader *rd = NULL;
-	if ((r = idx_store_index_path(s, ret->index_digest, &path)) < 0 ||
-	    (r = idx_reader_open(path, &rd)) < 0 || (r = fs_cache_record_index(s, rd)) < 0)
+	if ((r = fs_cache_add_index(s, ret->index_digest)) < 0)
 		return r;
 	return idx_store_record_image(s, ret->ref, ret->manifest_digest, ret->index_digest);
 }
@@ -277,13 +273,10 @@ static int pull_registry(struct idx_store *s, const char *refstr, const struct f
 		return build_from_registry(s, refstr, &ro, o, ret);
 	if ((r = idx_store_put_index(s, index.data, index.len, ret->index_digest)) < 0)
 		return cm_log_ret(r, "pull: cannot store the index: %s", strerror(-r));
-	_cleanup_free_ char *path = NULL;
-	_cleanup_(idx_reader_freep) struct idx_reader *rd = NULL;
-	if ((r = idx_store_index_path(s, ret->index_digest, &path)) < 0 ||
-	    (r = idx_reader_open(path, &rd)) < 0)
-		return r;
+	/* try_artifact validated the blob; its chunk references are recorded later (by the
+	 * mount's daemon, in the background). */
 	if ((r = fs_cache_set_remote(s, ret->index_digest, repo, ret->manifest_digest)) < 0 ||
-	    (r = fs_cache_record_index(s, rd)) < 0 ||
+	    (r = fs_cache_add_index(s, ret->index_digest)) < 0 ||
 	    (r = idx_store_record_image(s, canon, ret->manifest_digest, ret->index_digest)) < 0)
 		return r;
 	ret->remote = true;

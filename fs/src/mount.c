@@ -30,8 +30,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-DEFINE_CLEANUP_FUNC(struct idx_store, idx_store_free)
-
 struct locked {
 	int fd;
 	char *dir;

@@ -67,8 +67,6 @@ static int open_store(struct idx_store **ret)
 	return idx_store_open(root_dir ? root_dir : cm_root_default(), ret);
 }
 
-DEFINE_CLEANUP_FUNC(struct idx_store, idx_store_free)
-DEFINE_CLEANUP_FUNC(struct idx_reader, idx_reader_free)
 DEFINE_CLEANUP_FUNC(struct idx_source, idx_source_free)
 
 static struct reg_options reg_opts;

@@ -12,8 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 
-DEFINE_CLEANUP_FUNC(struct idx_store, idx_store_free)
-
 static void usage(void)
 {
 	fprintf(stderr, "usage: isorun cache stats [--json]\n"

@@ -22,8 +22,6 @@
 #include <string.h>
 #include <unistd.h>
 
-DEFINE_CLEANUP_FUNC(struct idx_store, idx_store_free)
-
 enum {
 	O_PREFETCH = 256,
 	O_BWLIMIT,

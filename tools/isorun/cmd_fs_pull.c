@@ -15,7 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-DEFINE_CLEANUP_FUNC(struct idx_store, idx_store_free)
 DEFINE_CLEANUP_FUNC(struct reg_ref, reg_ref_free)
 
 static int cmd_pull(int argc, char **argv)

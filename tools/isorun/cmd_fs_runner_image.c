@@ -24,7 +24,6 @@
 #include <string.h>
 #include <unistd.h>
 
-DEFINE_CLEANUP_FUNC(struct idx_store, idx_store_free)
 DEFINE_CLEANUP_FUNC(struct reg_ref, reg_ref_free)
 
 int isorun_resolve_ref(const char *ref, char **ret_image_key, char **ret_lower_dir,
@@ -92,7 +91,8 @@ int isorun_resolve_ref(const char *ref, char **ret_image_key, char **ret_lower_d
 
 static int image_acquire(void *userdata, const char *image_key, char **ret_lower_dir)
 {
-	struct fs_mount_opts o = {.keep_warm_s = KEEP_WARM_DEFAULT_S};
+	struct fs_mount_opts o = {.keep_warm_s = KEEP_WARM_DEFAULT_S,
+				  .debug = cm_log_get_level() >= CM_LOG_DEBUG};
 	const char *pf = getenv("ISORUN_PREFETCH");
 	if (pf && fs_prefetch_parse(pf, &o.prefetch) < 0)
 		log_warn("ignoring ISORUN_PREFETCH=%s (none|startup|all)", pf);

@@ -42,8 +42,19 @@ int fs_cache_init(struct idx_store *s);
  */
 int fs_cache_config_max(const char *root, uint64_t *ret);
 
-/* Record which chunks index `r` references (idempotent, one transaction). -EIO. */
+/*
+ * Chunk references. fs_cache_add_index notes an index as present (what a pull does: cheap);
+ * fs_cache_record_index records which chunks it references (50,000 rows for a big image,
+ * ~200 ms), idempotent, in transactions of a few thousand rows (the store's lock is let go
+ * between two), and marks the index recorded at the end; the mount's daemon runs it in the
+ * background. fs_cache_complete_refs records every index still unrecorded: eviction, prune
+ * and stats call it before they read the references. The _ex form returns -ECANCELED as
+ * soon as *stop is set (what it recorded stays; the rest is completed later). -EIO, -ENOMEM.
+ */
+int fs_cache_add_index(struct idx_store *s, const char *index_digest);
 int fs_cache_record_index(struct idx_store *s, const struct idx_reader *r);
+int fs_cache_record_index_ex(struct idx_store *s, const struct idx_reader *r, const bool *stop);
+int fs_cache_complete_refs(struct idx_store *s);
 
 /* Record where the packs of `index_digest` can be fetched: `repository` is a canonical
  * "domain/path" reference without tag. Replaces an earlier record. -EIO. */

@@ -86,6 +86,10 @@ int idx_reader_open(const char *path, struct idx_reader **ret);
  */
 int idx_reader_open_mem(const void *data, size_t len, struct idx_reader **ret);
 void idx_reader_free(struct idx_reader *r);
+static inline void idx_reader_freep(struct idx_reader **p)
+{
+	idx_reader_free(*p);
+}
 /*
  * Only the image config of an index file (a NUL-terminated copy, free() it), for the sandbox
  * verbs' per-run lookup of a stored index: the header and the section table are validated,

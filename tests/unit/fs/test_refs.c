@@ -1,0 +1,155 @@
+/* Deferred chunk references: a pull only notes the index (fs_cache_add_index), the mount's
+ * daemon records its chunks in the background (fs_cache_record_index_ex, stoppable), and
+ * eviction/prune/stats complete whatever is missing first (fs_cache_complete_refs). Against
+ * a real index built from a generated image, in a temporary store. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "idx_testlib.h"
+
+#include "fs/cache.h"
+
+#include "indexer/index.h"
+#include "indexer/store.h"
+
+#include "common/util.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fixture {
+	char *tmp, *layout, *root;
+	struct idx_store *s;
+	struct idx_reader *rd;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	static char big[300000];
+	tl_random(7, (uint8_t *)big, sizeof(big));
+	const struct tl_entry ents[] = {
+	    {'d', "etc"},
+	    {'f', "etc/hostname", "box\n"},
+	    {'f', "data/big", big, .len = sizeof(big)},
+	    {'f', "data/small", "small file\n"},
+	    {0},
+	};
+	struct cm_buf tar;
+	cm_buf_init(&tar, 1u << 24);
+	if (!f || !(f->tmp = tl_mkdtemp("isorun-refs")) || tl_tar(ents, &tar) < 0)
+		return -1;
+	struct tl_layer l = {.tar = tar.data, .tar_len = tar.len, .comp = TL_GZIP};
+	f->layout = cm_strdupf("%s/layout", f->tmp);
+	f->root = cm_strdupf("%s/store", f->tmp);
+	if (tl_layout_write(f->layout, &l, 1, NULL) < 0 ||
+	    tl_build(f->layout, f->root, &f->s, &f->rd) < 0 || fs_cache_init(f->s) < 0)
+		return -1;
+	cm_buf_fini(&tar);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	idx_reader_free(f->rd);
+	idx_store_free(f->s);
+	tl_rm_rf(f->tmp);
+	free(f->tmp);
+	free(f->layout);
+	free(f->root);
+	free(f);
+	return 0;
+}
+
+static int64_t q(struct idx_store *s, const char *sql)
+{
+	sqlite3_stmt *st;
+	int64_t v = -1;
+	idx_store_lock(s);
+	if (sqlite3_prepare_v2(idx_store_db(s), sql, -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			v = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	idx_store_unlock(s);
+	return v;
+}
+
+static void test_deferred(void **state)
+{
+	struct fixture *f = *state;
+	const char *idig = idx_reader_digest(f->rd);
+	uint32_t n = idx_reader_chunk_count(f->rd);
+	assert_true(n >= 2);
+	assert_int_equal(fs_cache_add_index(f->s, idig), 0);
+	assert_int_equal(fs_cache_add_index(f->s, idig), 0); /* idempotent */
+	assert_int_equal(q(f->s, "SELECT COUNT(*) FROM fs_indexes WHERE refs=0"), 1);
+	assert_int_equal(q(f->s, "SELECT COUNT(*) FROM fs_refs2"), 0);
+	/* A daemon stopped before it recorded anything leaves the index unrecorded. */
+	bool stop = true;
+	assert_int_equal(fs_cache_record_index_ex(f->s, f->rd, &stop), -ECANCELED);
+	assert_int_equal(q(f->s, "SELECT refs FROM fs_indexes"), 0);
+	/* Whoever reads the references first completes them, from the index file. */
+	assert_int_equal(fs_cache_complete_refs(f->s), 0);
+	assert_int_equal(q(f->s, "SELECT refs FROM fs_indexes"), 1);
+	int64_t rows = q(f->s, "SELECT COUNT(*) FROM fs_refs2");
+	assert_true(rows >= 1 && rows <= n);
+	assert_int_equal(q(f->s, "SELECT COUNT(DISTINCT digest) FROM fs_refs_v"), rows);
+	/* Recorded: nothing more to do, and a record is a no-op. */
+	assert_int_equal(fs_cache_complete_refs(f->s), 0);
+	assert_int_equal(fs_cache_record_index(f->s, f->rd), 0);
+	assert_int_equal(q(f->s, "SELECT COUNT(*) FROM fs_refs2"), rows);
+	/* Stats read the references: an unrecorded index counts its chunks there. */
+	char other[80];
+	snprintf(other, sizeof(other), "sha256:%064d", 0);
+	assert_int_equal(fs_cache_add_index(f->s, other), 0); /* no such file: skipped */
+	assert_int_equal(fs_cache_complete_refs(f->s), 0);
+	assert_int_equal(q(f->s, "SELECT refs FROM fs_indexes WHERE index_digest LIKE "
+				 "'sha256:0000%'"),
+			 0);
+}
+
+/* Stores whose fs_indexes predates the refs column recorded every index whole: the column
+ * is added, set for the indexes that have rows. */
+static void test_flag_migration(void **state)
+{
+	struct fixture *f = *state;
+	char *root = cm_strdupf("%s/old", f->tmp);
+	struct idx_store *s;
+	assert_int_equal(idx_store_open(root, &s), 0);
+	idx_store_lock(s);
+	assert_int_equal(
+	    sqlite3_exec(idx_store_db(s),
+			 "CREATE TABLE fs_indexes(id INTEGER PRIMARY KEY,"
+			 " index_digest TEXT UNIQUE NOT NULL);"
+			 "CREATE TABLE fs_refs2(idx INTEGER NOT NULL, digest BLOB NOT NULL,"
+			 " csize INTEGER NOT NULL, PRIMARY KEY(idx, digest)) WITHOUT ROWID;"
+			 "INSERT INTO fs_indexes VALUES(1, 'sha256:aa'), (2, 'sha256:bb');"
+			 "INSERT INTO fs_refs2 VALUES(1, x'01', 10);",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	idx_store_unlock(s);
+	assert_int_equal(fs_cache_init(s), 0);
+	assert_int_equal(q(s, "SELECT refs FROM fs_indexes WHERE id=1"), 1);
+	assert_int_equal(q(s, "SELECT refs FROM fs_indexes WHERE id=2"), 0);
+	assert_int_equal(fs_cache_init(s), 0); /* idempotent */
+	idx_store_free(s);
+	free(root);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_deferred, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_flag_migration, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
