@@ -72,27 +72,37 @@ static void unlock_mount(struct locked *l)
 	l->dir = NULL;
 }
 
+/* The mount's reference count, ROOT/mounts/<hex>/refs (the caller holds the mount's lock).
+ * A missing or unreadable file counts 0. */
 static int refs_read(struct locked *l)
 {
 	_cleanup_free_ char *p = cm_strdupf("%s/refs", l->dir);
 	if (!p)
 		return 0;
 	char buf[32] = "";
-	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0 || read(fd, buf, sizeof(buf) - 1) < 0)
 		return 0;
 	int v = atoi(buf);
 	return v > 0 ? v : 0;
 }
 
+/* Written in place, not through a temporary file and a rename (a third of a millisecond of
+ * every `isorun run`, twice): the lock keeps readers out, and a few bytes at offset 0 are
+ * one block. */
 static int refs_write(struct locked *l, int v)
 {
+	_cleanup_free_ char *p = cm_strdupf("%s/refs", l->dir);
+	if (!p)
+		return -ENOMEM;
+	_cleanup_close_ int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
 	char buf[32];
 	int n = snprintf(buf, sizeof(buf), "%d\n", v);
-	_cleanup_close_ int dfd = open(l->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	return cm_write_file_atomic(dfd, "refs", buf, (size_t)n, 0600, false);
+	if (pwrite(fd, buf, (size_t)n, 0) != n || ftruncate(fd, n) < 0)
+		return errno ? -errno : -EIO;
+	return 0;
 }
 
 /* argv for `EXE --root ROOT fsd ...`. Heap strings in a NULL-terminated vector. */

@@ -30,9 +30,14 @@
 
 #include "store_int.h"
 
+/* PRAGMA user_version of a store.db that has every table below: an open that finds it (or a
+ * newer one) skips the schema's statements, half of the open's time (0.2-0.3 ms of every
+ * `isorun run`). Bump it whenever the schema changes. */
+#define STORE_SCHEMA_VERSION	  1
+#define STORE_SCHEMA_VERSION_STR "1"
+
 static const char schema[] =
 	"PRAGMA journal_mode=WAL;"
-	"PRAGMA synchronous=NORMAL;"
 	"CREATE TABLE IF NOT EXISTS images("
 	" ref TEXT PRIMARY KEY,"
 	" manifest_digest TEXT NOT NULL,"
@@ -107,7 +112,25 @@ int idx_store_open(const char *root, struct idx_store **ret)
 		goto fail;
 	}
 	sqlite3_busy_timeout(s->db, 10000);
-	rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
+	int version = 0;
+	{
+		sqlite3_stmt *uv = NULL;
+		rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &uv, NULL);
+		if (rc == SQLITE_OK && (rc = sqlite3_step(uv)) == SQLITE_ROW) {
+			version = sqlite3_column_int(uv, 0);
+			rc = SQLITE_OK;
+		}
+		sqlite3_finalize(uv);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	if (rc == SQLITE_OK && version < STORE_SCHEMA_VERSION) {
+		rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(s->db,
+					  "PRAGMA user_version=" STORE_SCHEMA_VERSION_STR,
+					  NULL, NULL, NULL);
+	}
 	if (rc != SQLITE_OK) {
 		r = store_db_err(s->db, rc, "schema");
 		goto fail;
