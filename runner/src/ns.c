@@ -129,6 +129,7 @@ static int ns_destroy(struct run_sandbox *sb)
 struct boot {
 	struct run_sandbox *sb;
 	const char *lower;
+	const char *lowers; /* the overlay's lowerdir: lower, or "TARGETS:lower" (targets_layer) */
 	int listen_fd, agent_fd, null_fd, log_fd, err_fd;
 	/* userns: the scratch layer, opened by the caller for A's overlay mount */
 	int upper_fd, work_fd;
@@ -573,7 +574,7 @@ __attribute__((noinline)) static _Noreturn void boot_child(struct boot *b)
 		char up[4200], wk[4200];
 		snprintf(up, sizeof(up), "%s/scratch/upper", sb->dir);
 		snprintf(wk, sizeof(wk), "%s/scratch/work", sb->dir);
-		rootfd = overlay_fsmount(b->lower, up, wk, false);
+		rootfd = overlay_fsmount(b->lowers, up, wk, false);
 		if (rootfd < 0)
 			boot_fail(b, -rootfd, "overlay (lower %s)", b->lower);
 	}
@@ -619,7 +620,9 @@ __attribute__((noinline)) static _Noreturn void boot_child(struct boot *b)
 			boot_fail(b, -fd, "create /sandbox");
 		char p[64];
 		snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
-		if (chmod(p, 01777) < 0)
+		/* (the targets layer has it so already: no copy-up then) */
+		struct stat st;
+		if ((fstat(fd, &st) < 0 || (st.st_mode & 07777) != 01777) && chmod(p, 01777) < 0)
 			boot_fail(b, errno, "chmod /sandbox");
 		close(fd);
 	}
@@ -779,6 +782,77 @@ static void kill_pid(pid_t pid, uint64_t start)
 		kill(pid, SIGKILL);
 }
 
+static const char *const target_dirs[] = {"etc", "sandbox", "proc", "sys", "dev", "tmp"};
+
+/*
+ * The mount targets every sandbox needs and many images lack (/etc/hosts, /etc/hostname,
+ * /etc/resolv.conf, /sandbox, /proc, /sys, /dev, /tmp), as a read-only layer shared by all sandboxes, stacked above
+ * the image: ROOT/targets, made once. Without it, each boot created them in the overlay: a
+ * copy-up of /etc and five new files in the scratch layer, 0.8 ms of every `isorun run` of
+ * the minimal image. Returns its path (caller frees), NULL when it cannot be made (the boot
+ * then creates the targets as before).
+ */
+static char *targets_layer(struct run_ctx *ctx)
+{
+	const char *root = run_ctx_root(ctx);
+	char *path = cm_strdupf("%s/targets", root);
+	_cleanup_free_ char *tmp = cm_strdupf("%s/targets.tmp.%ld", root, (long)getpid());
+	if (!path || !tmp) {
+		free(path);
+		return NULL;
+	}
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return path;
+	(void)cm_rm_rf_at(AT_FDCWD, tmp);
+	int r = mkdir(tmp, 0755) < 0 ? -errno : 0;
+	_cleanup_close_ int dfd = r == 0 ? open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	static const char *const files[] = {"etc/hosts", "etc/hostname", "etc/resolv.conf"};
+	if (dfd < 0)
+		r = -errno;
+	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(target_dirs); i++)
+		if (mkdirat(dfd, target_dirs[i], 0755) < 0)
+			r = -errno;
+	if (r == 0 && fchmodat(dfd, "sandbox", 01777, 0) < 0)
+		r = -errno;
+	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(files); i++) {
+		int fd = openat(dfd, files[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0)
+			r = -errno;
+		else
+			close(fd);
+	}
+	/* published whole: another process may have won the race, then its layer is used */
+	if (r == 0 && rename(tmp, path) < 0 && errno != EEXIST && errno != ENOTEMPTY)
+		r = -errno;
+	if (r < 0 || stat(path, &st) < 0) {
+		log_warn("cannot make the mount targets layer %s: %s", path,
+			 strerror(r < 0 ? -r : errno));
+		(void)cm_rm_rf_at(AT_FDCWD, tmp);
+		free(path);
+		return NULL;
+	}
+	(void)cm_rm_rf_at(AT_FDCWD, tmp);
+	return path;
+}
+
+/* The targets layer would hide an image's /etc (or another of its directories) that is
+ * not a directory (a symlink to /usr/etc, say): such images boot without it. */
+static bool takes_targets(const char *lower)
+{
+	_cleanup_close_ int dfd = open(lower, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return false;
+	for (size_t i = 0; i < ARRAY_SIZE(target_dirs); i++) {
+		struct stat st;
+		if (fstatat(dfd, target_dirs[i], &st, AT_SYMLINK_NOFOLLOW) < 0
+			? errno != ENOENT
+			: !S_ISDIR(st.st_mode))
+			return false;
+	}
+	return true;
+}
+
 /* The mark a volatile overlay leaves in its work dir (overlay_fsmount): the overlay is not
  * mounted when a sandbox boots, so its work area can go. */
 static int clear_volatile_mark(struct run_sandbox *sb)
@@ -825,6 +899,14 @@ static int ns_start(struct run_sandbox *sb, const char *lower)
 	if ((r = clear_volatile_mark(sb)) < 0)
 		return cm_log_ret(r, "sandbox %s: cannot clear scratch/work/work: %s", sb->id,
 				  strerror(-r));
+	/* (a user namespace's root could not write into a root-owned /sandbox there: it seeds
+	 * its scratch layer instead, userns_seed_upper) */
+	_cleanup_free_ char *targets = sb->userns ? NULL : targets_layer(sb->ctx);
+	_cleanup_free_ char *lowers = NULL;
+	if (targets && path_ok_for_overlay(targets) && takes_targets(lower) &&
+	    !(lowers = cm_strdupf("%s:%s", targets, lower)))
+		return -ENOMEM;
+	b.lowers = lowers ? lowers : lower;
 	int fds[2] = {-1, -1}; /* userns: scratch upper, work */
 	int sp[2] = {-1, -1};
 	if (sb->userns) {

@@ -187,4 +187,27 @@ expect_rc "named user with FIFO user databases: 126" 126 timeout 60 "$ISORUN" ex
 expect_rc "run exit status" 3 "$ISORUN" run --rootfs "$ROOTFS" -- sh -c 'exit 3'
 expect_eq "run output" "$("$ISORUN" run --rootfs "$ROOTFS" --config "$WORK/config.json" -- sh -c 'echo $GREETING')" from-image
 expect_eq "run removed its sandbox" "$(ls "$ISORUN_ROOT/sandboxes" | wc -l)" 0
+# boot writes nothing into the scratch layer: the mount targets come from the shared
+# targets layer (ROOT/targets), and the volatile overlay's mark is cleared at every boot
+TID=$("$ISORUN" create --rootfs "$ROOTFS")
+expect_eq "nothing copied up by the boot" "$(ls -A "$ISORUN_ROOT/sandboxes/$TID/scratch/upper" | wc -l)" 0
+expect_eq "/sandbox sticky and world-writable" "$("$ISORUN" exec "$TID" -- stat -c %a /sandbox)" 1777
+"$ISORUN" stop "$TID"
+[ -d "$ISORUN_ROOT/sandboxes/$TID/scratch/work/work/incompat" ] || fail "no volatile mark after a boot"
+"$ISORUN" start "$TID"
+expect_rc "restarted on a volatile scratch" 0 "$ISORUN" exec "$TID" -- true
+"$ISORUN" rm -f "$TID"
+ok "targets layer and volatile scratch"
+
+# an image whose /etc is a symlink boots without the targets layer (whose etc/ would hide
+# it): its mount targets are made in the scratch layer as before (a symlinked /etc is
+# replaced there, never followed out of the root), the image's files stay where they are
+LROOT="$WORK/rootfs-etc-link"
+cp -a "$ROOTFS" "$LROOT"
+mkdir -p "$LROOT/usr"
+mv "$LROOT/etc" "$LROOT/usr/etc"
+ln -s usr/etc "$LROOT/etc"
+expect_eq "boot of an image with a symlinked /etc" \
+	"$("$ISORUN" run --rootfs "$LROOT" -- sh -c 'grep -c ^app: /usr/etc/passwd; cat /etc/hostname | wc -c')" \
+	"$(printf '1\n13')"
 echo "all lifecycle checks passed"
