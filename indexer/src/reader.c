@@ -386,6 +386,23 @@ static int map_file(const char *path, void **ret, size_t *ret_len)
 	return 0;
 }
 
+int idx_index_config_mem(const void *data, size_t len, char **ret_json, size_t *ret_len)
+{
+	struct idx_reader r = {.data = data, .len = len};
+	int k = validate_header(&r);
+	if (k < 0)
+		return k;
+	size_t n = r.s[IDXF_SEC_CONFIG].size;
+	char *json = malloc(n + 1);
+	if (!json)
+		return -ENOMEM;
+	memcpy(json, r.s[IDXF_SEC_CONFIG].p, n);
+	json[n] = 0;
+	*ret_json = json;
+	*ret_len = n;
+	return 0;
+}
+
 int idx_index_read_config(const char *path, char **ret_json, size_t *ret_len)
 {
 	void *p = NULL;
@@ -393,20 +410,7 @@ int idx_index_read_config(const char *path, char **ret_json, size_t *ret_len)
 	int k = map_file(path, &p, &len);
 	if (k < 0)
 		return k;
-	struct idx_reader r = {.data = p, .len = len};
-	k = validate_header(&r);
-	if (k == 0) {
-		size_t n = r.s[IDXF_SEC_CONFIG].size;
-		char *json = malloc(n + 1);
-		if (json) {
-			memcpy(json, r.s[IDXF_SEC_CONFIG].p, n);
-			json[n] = 0;
-			*ret_json = json;
-			*ret_len = n;
-		} else {
-			k = -ENOMEM;
-		}
-	}
+	k = idx_index_config_mem(p, len, ret_json, ret_len);
 	munmap(p, len);
 	return k;
 }

@@ -1,7 +1,8 @@
 /*
  * Fuzz target: the index reader. The input is an index blob; idx_reader_open_mem validates
  * it and, when it accepts, every accessor is called over everything the index claims to
- * hold (tl_walk). The input is copied into a buffer of exactly its size so that ASan sees
+ * hold (tl_walk); idx_index_config_mem (header and section table only) must refuse cleanly
+ * or return the config, the same one when the full validation accepts. The input is copied into a buffer of exactly its size so that ASan sees
  * any read past the blob.
  */
 #include "idx_testlib.h"
@@ -25,16 +26,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!copy)
 		return 0;
 	memcpy(copy, data, size);
+	/* The header-only read of the sandbox verbs: a clean refusal or the config. */
+	char *cfg = NULL;
+	size_t cfg_len = 0;
+	int c = idx_index_config_mem(copy, size, &cfg, &cfg_len);
+	if (c != 0 && c != -EPROTO && c != -ENOTSUP && c != -ENOMEM)
+		abort();
 	struct idx_reader *r;
 	int k = idx_reader_open_mem(copy, size, &r);
 	if (k == 0) {
 		uint64_t a = tl_walk(r), b = tl_walk(r);
 		if (a != b)
 			abort(); /* an immutable reader answers the same twice */
+		size_t n;
+		const char *json = idx_reader_config_json(r, &n);
+		/* what the full validation accepts, the header-only read accepts alike */
+		if (c != 0 || n != cfg_len || memcmp(json, cfg, n) != 0)
+			abort();
 		idx_reader_free(r);
 	} else if (k != -EPROTO && k != -ENOTSUP && k != -ENOMEM) {
 		abort();
 	}
+	free(cfg);
 	free(copy);
 	return 0;
 }

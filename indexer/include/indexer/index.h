@@ -98,6 +98,8 @@ static inline void idx_reader_freep(struct idx_reader **p)
  * mounts it). Errors as idx_reader_open.
  */
 int idx_index_read_config(const char *path, char **ret_json, size_t *ret_len);
+/* The same over an index in memory (the fuzz target's entry). */
+int idx_index_config_mem(const void *data, size_t len, char **ret_json, size_t *ret_len);
 
 /* The whole blob (for hashing or pushing). */
 const void *idx_reader_data(const struct idx_reader *r, size_t *ret_len);
