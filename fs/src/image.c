@@ -92,6 +92,34 @@ int fs_image_lookup(struct idx_store *s, const char *ref, char ret[72])
 	return find(s, canon, ret);
 }
 
+/* The index file of `digest` is in the store at `root`. */
+static bool index_file_present(const char *root, const char *digest)
+{
+	_cleanup_free_ char *p = cm_strdupf("%s/indexes/%s", root, digest + 7);
+	return p && access(p, R_OK) == 0;
+}
+
+int fs_image_lookup_fast(const char *root, const char *ref, char ret[72])
+{
+	if (cm_digest_valid(ref) && index_file_present(root, ref)) { /* an index digest */
+		snprintf(ret, 72, "%s", ref);
+		return 0;
+	}
+	if (cm_digest_valid(ref)) /* a manifest digest */
+		return idx_store_find_index_fast(root, ref, ret) == 0 &&
+			       index_file_present(root, ret)
+			   ? 0
+			   : -ENOENT;
+	if (cm_str_has_prefix(ref, "oci:"))
+		return -ENOENT;
+	if (idx_store_find_index_fast(root, ref, ret) == 0 && index_file_present(root, ret))
+		return 0;
+	_cleanup_free_ char *canon = NULL;
+	if (canonical(ref, &canon) < 0 || idx_store_find_index_fast(root, canon, ret) < 0)
+		return -ENOENT;
+	return index_file_present(root, ret) ? 0 : -ENOENT;
+}
+
 static int pull_oci(struct idx_store *s, const char *ref, const struct fs_pull_opts *o,
 		    struct fs_pull_result *ret)
 {

@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -82,7 +83,8 @@ int idx_store_open(const char *root, struct idx_store **ret)
 		r = -errno;
 		goto fail;
 	}
-	static const char *dirs[] = {"chunks", "indexes", "tmp", "mounts", "sandboxes", "packs"};
+	static const char *dirs[] = {"chunks",	  "indexes", "tmp", "mounts",
+				     "sandboxes", "packs",   "refs"};
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
 		if (mkdirat(s->root_fd, dirs[i], 0755) < 0 && errno != EEXIST) {
 			r = -errno;
@@ -451,6 +453,36 @@ int idx_store_index_path(struct idx_store *s, const char *digest, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
+static void ref_link_name(const char *key, char out[40])
+{
+	uint8_t h[16];
+	cm_xxh3_128(key, strlen(key), h);
+	memcpy(out, "refs/", 5);
+	cm_hex_format(h, 16, out + 5);
+}
+
+/* ROOT/refs/<XXH3-128 of key> -> "<index digest> <key>", replaced atomically. */
+static int ref_link_write(struct idx_store *s, const char *key, const char *index_digest)
+{
+	char name[40], tmp[64];
+	ref_link_name(key, name);
+	static unsigned long counter; /* the callers hold the store's lock */
+	snprintf(tmp, sizeof(tmp), "tmp/ref.%ld.%lu", (long)getpid(), ++counter);
+	_cleanup_free_ char *target = cm_strdupf("%s %s", index_digest, key);
+	if (!target)
+		return -ENOMEM;
+	if (strlen(target) >= PATH_MAX)
+		return -ENAMETOOLONG;
+	if (symlinkat(target, s->root_fd, tmp) < 0)
+		return -errno;
+	if (renameat(s->root_fd, tmp, s->root_fd, name) < 0) {
+		int r = -errno;
+		unlinkat(s->root_fd, tmp, 0);
+		return r;
+	}
+	return 0;
+}
+
 int idx_store_record_image(struct idx_store *s, const char *ref, const char *manifest_digest,
 			   const char *index_digest)
 {
@@ -473,8 +505,45 @@ int idx_store_record_image(struct idx_store *s, const char *ref, const char *man
 	if (rc != SQLITE_OK)
 		r = store_db_err(s->db, rc, "record image");
 	sqlite3_finalize(st);
+	/* The no-database answer of idx_store_find_index_fast (under the lock: the row and the
+	 * links of two concurrent records end up from the same one). A cache: a failure only
+	 * costs the next lookup a database open. */
+	int lr = 0;
+	if (r == 0 && ((lr = ref_link_write(s, ref, index_digest)) < 0 ||
+		       (lr = ref_link_write(s, manifest_digest, index_digest)) < 0))
+		log_debug("store: cannot link %s in refs/: %s", ref, strerror(-lr));
 	idx_store_unlock(s);
 	return r;
+}
+
+int idx_store_link_index(struct idx_store *s, const char *key, const char *index_digest)
+{
+	idx_store_lock(s);
+	int r = ref_link_write(s, key, index_digest);
+	idx_store_unlock(s);
+	return r;
+}
+
+int idx_store_find_index_fast(const char *root, const char *key, char ret[72])
+{
+	char name[40];
+	ref_link_name(key, name);
+	_cleanup_free_ char *p = cm_strdupf("%s/%s", root, name);
+	if (!p)
+		return -ENOMEM;
+	char target[PATH_MAX];
+	ssize_t n = readlink(p, target, sizeof(target) - 1);
+	if (n < 0)
+		return -ENOENT;
+	target[n] = 0;
+	char *sp = strchr(target, ' ');
+	if (!sp || (size_t)(sp - target) != CM_DIGEST_STR_LEN || strcmp(sp + 1, key) != 0)
+		return -ENOENT;
+	*sp = 0;
+	if (!cm_digest_valid(target))
+		return -ENOENT;
+	memcpy(ret, target, CM_DIGEST_STR_SIZE);
+	return 0;
 }
 
 int idx_store_find_index(struct idx_store *s, const char *key, char **ret)

@@ -51,10 +51,14 @@ int isorun_resolve_ref(const char *ref, char **ret_image_key, char **ret_lower_d
 	if (r < 0)
 		return r;
 	_cleanup_(idx_store_freep) struct idx_store *store = NULL;
-	if ((r = idx_store_open(isorun_root(), &store)) < 0)
-		return r;
 	char digest[72];
-	r = fs_image_lookup(store, ref, digest);
+	/* An image the store knows is found without opening store.db (half a millisecond of
+	 * every warm run); the database, and a pull, only otherwise. */
+	r = fs_image_lookup_fast(isorun_root(), ref, digest);
+	if (r < 0 && (r = idx_store_open(isorun_root(), &store)) < 0)
+		return r;
+	if (store && (r = fs_image_lookup(store, ref, digest)) == 0)
+		(void)idx_store_link_index(store, ref, digest); /* the next run takes the fast way */
 	if (r == -ENOENT) {
 		struct fs_pull_opts po = {.progress = isatty(STDERR_FILENO)};
 		struct fs_pull_result pr;
@@ -68,8 +72,9 @@ int isorun_resolve_ref(const char *ref, char **ret_image_key, char **ret_lower_d
 	 * file, the daemon validates it when it mounts). */
 	_cleanup_free_ char *path = NULL, *json = NULL;
 	size_t len;
-	if ((r = idx_store_index_path(store, digest, &path)) < 0 ||
-	    (r = idx_index_read_config(path, &json, &len)) < 0)
+	if (!(path = cm_strdupf("%s/indexes/%s", isorun_root(), digest + 7)))
+		return -ENOMEM;
+	if ((r = idx_index_read_config(path, &json, &len)) < 0)
 		return r;
 	log_debug("%s: index %s", ref, digest);
 	if ((r = run_config_parse(json, len, ret_config)) < 0)

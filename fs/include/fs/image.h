@@ -51,3 +51,9 @@ int fs_image_pull(struct idx_store *s, const char *ref, const struct fs_pull_opt
  * digest) in the store without any network access. -ENOENT when unknown.
  */
 int fs_image_lookup(struct idx_store *s, const char *ref, char ret_index_digest[72]);
+/*
+ * fs_image_lookup without opening the store (idx_store_find_index_fast, for the sandbox
+ * verbs' warm path): -ENOENT whenever it does not know, the caller then does the full
+ * lookup. `oci:` references always go the full way (their canonical form opens the layout).
+ */
+int fs_image_lookup_fast(const char *root, const char *ref, char ret_index_digest[72]);

@@ -144,6 +144,18 @@ int idx_store_record_image(struct idx_store *s, const char *ref, const char *man
 			   const char *index_digest);
 /* Find the index digest for a reference or a manifest digest. -ENOENT. Caller frees. */
 int idx_store_find_index(struct idx_store *s, const char *ref_or_manifest_digest, char **ret);
+/*
+ * The same answer without opening store.db, from ROOT/refs/: idx_store_record_image also
+ * leaves there, for the reference and for the manifest digest, a symlink named by the XXH3-128
+ * of the key whose target is "<index digest> <key>" (the key is compared, so a hash collision
+ * cannot answer for another reference). A cache: -ENOENT whenever it does not know (then ask
+ * idx_store_find_index); ret holds a valid "sha256:..." index digest otherwise (whose file
+ * the caller checks).
+ */
+int idx_store_find_index_fast(const char *root, const char *key, char ret[72]);
+/* Add that link for `key` (a lookup that had to ask the database, in a store recorded before
+ * the links existed). 0 or -errno; a cache, so callers may ignore a failure. */
+int idx_store_link_index(struct idx_store *s, const char *key, const char *index_digest);
 
 struct idx_store_image {
 	char *ref, *manifest_digest, *index_digest;

@@ -11,17 +11,21 @@
 #include "idx_testlib.h"
 
 #include "fs/cache.h"
+#include "fs/image.h"
 
 #include "indexer/index.h"
 #include "indexer/store.h"
 
+#include "common/cleanup.h"
 #include "common/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct fixture {
 	char *tmp, *layout, *root;
@@ -145,11 +149,64 @@ static void test_flag_migration(void **state)
 	free(root);
 }
 
+/* The no-database lookup of the sandbox verbs (ROOT/refs/ links written with each record). */
+static void test_lookup_fast(void **state)
+{
+	struct fixture *f = *state;
+	const char *idig = idx_reader_digest(f->rd);
+	char mdig[80], got[72];
+	snprintf(mdig, sizeof(mdig), "sha256:%s", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	assert_int_equal(fs_image_lookup_fast(f->root, "example.com/app:v1", got), -ENOENT);
+	assert_int_equal(idx_store_record_image(f->s, "example.com/app:v1", mdig, idig), 0);
+	assert_int_equal(fs_image_lookup_fast(f->root, "example.com/app:v1", got), 0);
+	assert_string_equal(got, idig);
+	assert_int_equal(fs_image_lookup_fast(f->root, mdig, got), 0); /* by manifest digest */
+	assert_string_equal(got, idig);
+	assert_int_equal(fs_image_lookup_fast(f->root, idig, got), 0); /* an index digest */
+	assert_string_equal(got, idig);
+	assert_int_equal(fs_image_lookup_fast(f->root, "oci:/nowhere:x", got), -ENOENT);
+	/* A link whose key is another reference (what a hash collision would look like) is
+	 * not an answer. */
+	char target[256];
+	assert_int_equal(idx_store_record_image(f->s, "example.com/other:v1", mdig, idig), 0);
+	_cleanup_free_ char *dir = cm_strdupf("%s/refs", f->root);
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	struct dirent *de;
+	int forged = 0;
+	while ((de = readdir(d))) {
+		_cleanup_free_ char *p = cm_strdupf("%s/%s", dir, de->d_name);
+		ssize_t n = readlink(p, target, sizeof(target) - 1);
+		if (n < 0)
+			continue;
+		target[n] = 0;
+		if (strstr(target, " example.com/app:v1")) {
+			snprintf(target, sizeof(target), "%s example.com/other:v1", idig);
+			assert_int_equal(unlink(p), 0);
+			assert_int_equal(symlink(target, p), 0);
+			forged++;
+		}
+	}
+	closedir(d);
+	assert_int_equal(forged, 1);
+	assert_int_equal(fs_image_lookup_fast(f->root, "example.com/app:v1", got), -ENOENT);
+	/* The database still knows; a lookup through it puts the link back. */
+	assert_int_equal(fs_image_lookup(f->s, "example.com/app:v1", got), 0);
+	assert_int_equal(idx_store_link_index(f->s, "example.com/app:v1", got), 0);
+	assert_int_equal(fs_image_lookup_fast(f->root, "example.com/app:v1", got), 0);
+	/* An index whose file is gone is not found either way. */
+	char gone[80];
+	snprintf(gone, sizeof(gone), "sha256:%s", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+	assert_int_equal(idx_store_record_image(f->s, "example.com/gone:v1", mdig, gone), 0);
+	assert_int_equal(fs_image_lookup_fast(f->root, "example.com/gone:v1", got), -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_deferred, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_flag_migration, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lookup_fast, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
