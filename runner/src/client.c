@@ -298,6 +298,8 @@ int run_client_exec(struct run_client *c, const struct run_exec_opts *o,
 
 	memset(ret, 0, sizeof(*ret));
 	bool stdin_open = o->stdin_fd >= 0;
+	/* where the command's output goes; -1 once its reader is gone (EPIPE) */
+	int out_fd[2] = {o->stdout_fd, o->stderr_fd};
 	uint8_t buf[AGENT_DATA_CHUNK];
 	for (;;) {
 		struct agent_frame f;
@@ -309,9 +311,21 @@ int run_client_exec(struct run_client *c, const struct run_exec_opts *o,
 				break;
 			case AGENT_MSG_STDOUT:
 			case AGENT_MSG_STDERR: {
-				int fd = f.type == AGENT_MSG_STDOUT ? o->stdout_fd : o->stderr_fd;
-				if (fd >= 0 && cm_write_full(fd, f.payload, f.len) < 0)
-					log_debug("exec: output write failed");
+				int *fd = &out_fd[f.type == AGENT_MSG_STDOUT ? 0 : 1];
+				int w = *fd >= 0 ? cm_write_full(*fd, f.payload, f.len) : 0;
+				if (w == -EPIPE) {
+					/* the reader of our output is gone (`isorun run ... | head`):
+					 * what a pipe does to a writer, the command gets, SIGPIPE; its
+					 * further output is dropped (the caller ignores SIGPIPE, so the
+					 * sandbox is still removed) */
+					log_debug("exec: output closed by its reader: SIGPIPE to the "
+						  "command");
+					*fd = -1;
+					if ((r = send_signal(c, stream, SIGPIPE)) < 0)
+						return r;
+				} else if (w < 0) {
+					log_debug("exec: output write failed: %s", strerror(-w));
+				}
 				break;
 			}
 			case AGENT_MSG_EXIT: {

@@ -4,6 +4,7 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,11 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	cm_log_set_ident("isorun");
+	/* A closed stdout or stderr (`isorun run ... | head -1`) must not kill us between
+	 * creating a sandbox and removing it: writes fail with EPIPE instead, and `run`/`exec`
+	 * pass SIGPIPE on to the command. (Commands in sandboxes get default dispositions from
+	 * the agent.) */
+	signal(SIGPIPE, SIG_IGN);
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "--root") && i + 1 < argc) {

@@ -187,6 +187,23 @@ expect_rc "named user with FIFO user databases: 126" 126 timeout 60 "$ISORUN" ex
 expect_rc "run exit status" 3 "$ISORUN" run --rootfs "$ROOTFS" -- sh -c 'exit 3'
 expect_eq "run output" "$("$ISORUN" run --rootfs "$ROOTFS" --config "$WORK/config.json" -- sh -c 'echo $GREETING')" from-image
 expect_eq "run removed its sandbox" "$(ls "$ISORUN_ROOT/sandboxes" | wc -l)" 0
+# a sandbox whose creator died between its state and its boot is reported stale, not
+# "created" for ever (the state names the creator until the agent replaces it)
+SID=$("$ISORUN" create --rootfs "$ROOTFS")
+"$ISORUN" stop "$SID"
+sh -c 'exit 0' &
+dead=$!
+wait "$dead"
+printf '{"status":"created","pid":%d,"pid_start":1}' "$dead" >"$ISORUN_ROOT/sandboxes/$SID/state.json"
+expect_eq "creator gone before the boot: stale" "$(sandbox_status "$SID")" stale
+"$ISORUN" rm -f "$SID"
+
+# a closed stdout (| head) ends the command with SIGPIPE and still removes the sandbox
+"$ISORUN" run --rootfs "$ROOTFS" -- sh -c 'while :; do echo y; done' | head -n1 >/dev/null
+rc=${PIPESTATUS[0]}
+expect_eq "run into a closed pipe: 128+SIGPIPE" "$rc" 141
+expect_eq "run into a closed pipe removed its sandbox" "$(ls "$ISORUN_ROOT/sandboxes" | wc -l)" 0
+
 # boot writes nothing into the scratch layer: the mount targets come from the shared
 # targets layer (ROOT/targets), and the volatile overlay's mark is cleared at every boot
 TID=$("$ISORUN" create --rootfs "$ROOTFS")
