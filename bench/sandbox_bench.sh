@@ -117,7 +117,6 @@ hyperfine -N -w 10 -r "$RUNS" --export-json "$WORK/run.json" \
 	"$ISORUN run --rootfs $ROOTFS -- /bin/true" \
 	"unshare -mpiuf --mount-proc chroot $ROOTFS /bin/true" \
 	"unshare -mpiufn --mount-proc chroot $ROOTFS /bin/true" \
-	"$SLIM run --rootfs $ROOTFS -- /bin/true" \
 	"$ISORUN run --warm --rootfs $ROOTFS -- /bin/true" "${before_run[@]}"
 # the warm runs' background pool-fill: let the last one finish, then empty the pool
 for f in "$ISORUN_ROOT"/pool/*/.fill; do [ -e "$f" ] && flock "$f" true; done
@@ -143,11 +142,10 @@ read -r ibase_med ibase_min ibase_max ibase_sd <<<"$(median "$WORK/run.json" 1)"
 read -r run_med run_min run_max run_sd <<<"$(median "$WORK/run.json" 2)"
 read -r base_med base_min base_max base_sd <<<"$(median "$WORK/run.json" 3)"
 read -r basen_med basen_min basen_max basen_sd <<<"$(median "$WORK/run.json" 4)"
-read -r srun_med srun_min srun_max srun_sd <<<"$(median "$WORK/run.json" 5)"
-read -r wrun_med wrun_min wrun_max wrun_sd <<<"$(median "$WORK/run.json" 6)"
+read -r wrun_med wrun_min wrun_max wrun_sd <<<"$(median "$WORK/run.json" 5)"
 if [ -n "$BEFORE" ]; then
-	read -r birun_med birun_min birun_max birun_sd <<<"$(median "$WORK/run.json" 7)"
-	read -r brun_med brun_min brun_max brun_sd <<<"$(median "$WORK/run.json" 8)"
+	read -r birun_med birun_min birun_max birun_sd <<<"$(median "$WORK/run.json" 6)"
+	read -r brun_med brun_min brun_max brun_sd <<<"$(median "$WORK/run.json" 7)"
 fi
 
 echo "== exec round trip"
@@ -269,7 +267,6 @@ rss_each=$(python3 -c "print('%.0f' % ($rss/20))")
 cg_each=$(python3 -c "print('%.0f' % ($cg/20/1024))")
 ratio=$(python3 -c "print('%.1f' % ($run_med/$base_med))")
 iratio=$(python3 -c "print('%.1f' % ($irun_med/$ibase_med))")
-sratio=$(python3 -c "print('%.1f' % ($srun_med/$base_med))")
 lratio=$(python3 -c "print('%.1f' % ($lrun_med/$base_med))")
 wratio=$(python3 -c "print('%.1f' % ($wrun_med/$base_med))")
 s_ratio=$(python3 -c "print('%.1f' % ($srun2_med/$sbase_med))")
@@ -326,8 +323,6 @@ table in one hyperfine run.
 | runs 50 ms apart: warm run / baseline | ${sw_ratio}× | | | | ≤ 3× | $(verdict "$sw_ratio" 3) |
 | \`isorun exec ID -- /bin/true\` (running sandbox) | ${exec_med} ms | ${exec_min} | ${exec_max} | ${exec_sd} | ≤ 5 ms | $(verdict "$exec_med" 5) |
 | \`isorun version\` (CLI start-up alone) | ${ver_med} ms | ${ver_min} | ${ver_max} | ${ver_sd} | | |
-| slim CLI (sandbox verbs only) \`run --rootfs DIR -- /bin/true\` | ${srun_med} ms | ${srun_min} | ${srun_max} | ${srun_sd} | ≤ 40 ms | $(verdict "$srun_med" 40) |
-| slim run / baseline | ${sratio}× | | | | ≤ 3× | $(verdict "$sratio" 3) |
 | slim CLI \`exec ID -- /bin/true\` | ${sexec_med} ms | ${sexec_min} | ${sexec_max} | ${sexec_sd} | ≤ 5 ms | $(verdict "$sexec_med" 5) |
 | slim CLI \`version\` (start-up alone) | ${sver_med} ms | ${sver_min} | ${sver_max} | ${sver_sd} | | |
 | run through the library (create + exec + remove, no CLI start-up) | ${lrun_med} ms | ${lrun_min} | p90 ${lrun_p90} | | ≤ 40 ms | $(verdict "$lrun_med" 40) |
