@@ -222,6 +222,7 @@ int fs_cache_record_index_ex(struct idx_store *s, const struct idx_reader *rd, c
 	}
 	iid = sqlite3_column_int64(q, 0);
 	bool recorded = sqlite3_column_int64(q, 1) != 0;
+	sqlite3_reset(q); /* ends its read: the connection is shared with the mount's engine */
 	idx_store_unlock(s);
 	if (recorded)
 		return 0; /* an index's chunk set never changes */
@@ -287,7 +288,7 @@ int fs_cache_complete_refs(struct idx_store *s)
 	size_t n = 0, cap = 0;
 	int r = 0;
 	{
-		_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+		sqlite3_stmt *st = NULL;
 		idx_store_lock(s);
 		if (sqlite3_prepare_v2(db, "SELECT index_digest FROM fs_indexes WHERE refs=0", -1,
 				       &st, NULL) != SQLITE_OK)
@@ -309,6 +310,7 @@ int fs_cache_complete_refs(struct idx_store *s)
 			}
 			n++;
 		}
+		sqlite3_finalize(st); /* under the lock: the connection is shared */
 		idx_store_unlock(s);
 	}
 	for (size_t i = 0; i < n && r == 0; i++) {

@@ -17,8 +17,9 @@ struct fs_ops_ctx {
 	 * OPENDIR/RELEASEDIR, after the first is answered ENOSYS; it then caches as with
 	 * keep_cache and cache_readdir): nothing here needs per-open state. */
 	bool no_open, no_opendir;
-	/* The image has no extended attribute at all: getxattr/listxattr answer ENOSYS once and
-	 * the kernel stops asking (overlayfs asks for trusted.overlay.* on every lookup). */
+	/* The image has no extended attribute at all: getxattr answers ENOSYS once and the
+	 * kernel stops asking (overlayfs asks for trusted.overlay.* on every lookup, exec for
+	 * security.capability); listxattr still answers an empty list. */
 	bool no_xattrs;
 	/* Sequential-read detection, per inode (hashed; a collision only costs a readahead):
 	 * where the last read of seq_ino[h] ended. Relaxed atomics. */

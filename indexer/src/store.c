@@ -33,7 +33,7 @@
 
 /* PRAGMA user_version of a store.db that has every table below: an open that finds it (or a
  * newer one) skips the schema's statements, half of the open's time (0.2-0.3 ms of every
- * `isorun run`). Bump it whenever the schema changes. */
+ * process that opens the store). Bump it whenever the schema changes. */
 #define STORE_SCHEMA_VERSION	  1
 #define STORE_SCHEMA_VERSION_STR "1"
 

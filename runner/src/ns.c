@@ -75,7 +75,7 @@
 /* ---- create / destroy ---- */
 
 /* A file of the new sandbox's private directory, read only by its boot: created in place
- * (no temporary file and rename: those cost a journal commit each on a busy disk). */
+ * (no temporary file and rename: one inode and one directory operation fewer each). */
 static int write_file_at(int dirfd, const char *name, const void *data, size_t len)
 {
 	_cleanup_close_ int fd =
@@ -786,11 +786,11 @@ static const char *const target_dirs[] = {"etc", "sandbox", "proc", "sys", "dev"
 
 /*
  * The mount targets every sandbox needs and many images lack (/etc/hosts, /etc/hostname,
- * /etc/resolv.conf, /sandbox, /proc, /sys, /dev, /tmp), as a read-only layer shared by all sandboxes, stacked above
- * the image: ROOT/targets, made once. Without it, each boot created them in the overlay: a
- * copy-up of /etc and five new files in the scratch layer, 0.8 ms of every `isorun run` of
- * the minimal image. Returns its path (caller frees), NULL when it cannot be made (the boot
- * then creates the targets as before).
+ * /etc/resolv.conf, /sandbox, /proc, /sys, /dev, /tmp), as a read-only layer shared by all
+ * sandboxes, stacked above the image: ROOT/targets, made once. Without it, each boot created
+ * them in the overlay: a copy-up of /etc and five new entries in the scratch layer, 0.8 ms
+ * of every `isorun run` of the minimal image. Returns its path (caller frees), NULL when it
+ * cannot be made (the boot then creates the targets as before).
  */
 static char *targets_layer(struct run_ctx *ctx)
 {
@@ -808,7 +808,7 @@ static char *targets_layer(struct run_ctx *ctx)
 	int r = mkdir(tmp, 0755) < 0 ? -errno : 0;
 	_cleanup_close_ int dfd = r == 0 ? open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 	static const char *const files[] = {"etc/hosts", "etc/hostname", "etc/resolv.conf"};
-	if (dfd < 0)
+	if (r == 0 && dfd < 0)
 		r = -errno;
 	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(target_dirs); i++)
 		if (mkdirat(dfd, target_dirs[i], 0755) < 0)

@@ -52,7 +52,7 @@ void idx_store_chunk_relpath(const uint8_t digest[32], char out[80]);
  * Which chunks/XX directories hold at least one chunk file: bit XX of `mask` (byte XX / 8,
  * bit XX % 8). Lets a caller with thousands of digests to look up skip the directories that
  * are empty (all of them in a store whose chunks live in local packs). Unreadable
- * directories count as non-empty. 0 or -errno for the store root.
+ * directories count as non-empty, so the answer errs on the side of looking. Returns 0.
  */
 int idx_store_chunk_dirs(struct idx_store *s, uint8_t mask[32]);
 /* In the store as a chunk file or in a local pack. */
