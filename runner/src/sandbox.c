@@ -865,7 +865,8 @@ int run_sandbox_stop(struct run_ctx *ctx, const char *id, uint32_t grace_ms)
 	return stop_locked(sb, grace_ms, true);
 }
 
-/* Delete every ".trash-<id>" tree; true when there was any. */
+/* Delete every ".trash-<id>" tree; true when one went (a tree that cannot be deleted does
+ * not count, so that the deleter's loop ends). */
 static bool purge_once(struct run_ctx *ctx)
 {
 	DIR *d = cm_opendirat(ctx->sbfd, ".", 0);
@@ -874,10 +875,9 @@ static bool purge_once(struct run_ctx *ctx)
 	bool any = false;
 	struct dirent *de;
 	while ((de = readdir(d)))
-		if (cm_str_has_prefix(de->d_name, ".trash-")) {
-			(void)cm_rm_rf_at(dirfd(d), de->d_name);
+		if (cm_str_has_prefix(de->d_name, ".trash-") &&
+		    cm_rm_rf_at(dirfd(d), de->d_name) == 0)
 			any = true;
-		}
 	closedir(d);
 	return any;
 }
