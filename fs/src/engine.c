@@ -112,6 +112,10 @@ struct fs_engine {
 	pthread_t loaders[LOADERS];
 	unsigned n_loaders;
 	uint64_t bg_pos, bg_total; /* lock: background prefetch cursor */
+	uint64_t last_read_ns;	   /* lock: a reader's last fs_engine_get */
+	uint64_t last_need_ns;	   /* lock: a reader's last wait for a chunk outside the startup
+				    * list that is not local yet (rest_deferred) */
+	uint8_t *in_startup;	   /* bitmap: chunk is in the index's startup list (read-only) */
 	bool bg_failed;		   /* lock: a background fetch failed in this pass */
 	uint64_t complete_us;	   /* lock: when every chunk became local, 0 before */
 	bool recorded;		   /* lock: ... and a flush since recorded them in store.db */
@@ -680,6 +684,9 @@ int fs_engine_get(struct fs_engine *e, uint32_t c, uint32_t ino, uint32_t ext,
 	int r = 0;
 	pthread_mutex_lock(&e->lock);
 	e->state[c] |= ST_USED;
+	e->last_read_ns = cm_now_ns();
+	if (!(e->state[c] & ST_LOCAL) && !e->mem[c] && !(e->in_startup[c / 8] & (1u << (c % 8))))
+		e->last_need_ns = e->last_read_ns;
 	if (ino)
 		trace_touch(e, c, ino);
 	for (;;) {
@@ -950,6 +957,24 @@ static uint32_t bg_item(struct fs_engine *e, uint64_t i)
 	return c;
 }
 
+/*
+ * The rest of the image (after the startup list) waits while a program reads and finds what
+ * it reads already here: then the startup list is doing its job, and fetching, hashing and
+ * decompressing the rest would only take CPU from the start (a cold chromium start through
+ * a trace-ordered index took 3.09 s with it, 2.76 s without, 5 runs each). It goes on when
+ * the reads pause (REST_QUIET_NS) or when readers have to wait for chunks (REST_NEED_NS):
+ * with an index whose startup list does not know the program, the rest, in path order, is
+ * what brings its files ahead of its reads. Lock held.
+ */
+#define REST_QUIET_NS (250 * 1000000ull)
+#define REST_NEED_NS  (1000 * 1000000ull)
+static bool rest_deferred(const struct fs_engine *e)
+{
+	uint64_t now = cm_now_ns();
+	return e->last_read_ns && now - e->last_read_ns < REST_QUIET_NS &&
+	       (!e->last_need_ns || now - e->last_need_ns >= REST_NEED_NS);
+}
+
 static void *prefetch_main(void *arg)
 {
 	struct fs_engine *e = arg;
@@ -972,6 +997,10 @@ static void *prefetch_main(void *arg)
 			from_ra = true;
 		} else if (e->bg_pos < e->bg_total) {
 			startup = e->bg_pos < idx_reader_prefetch_count(e->r);
+			if (!startup && rest_deferred(e)) {
+				pf_wait(e, 50);
+				continue;
+			}
 			c = bg_item(e, e->bg_pos++);
 		} else if (e->bg_failed && e->resident < e->n) {
 			/* Some fetches failed (registry away?): start a new pass later. */
@@ -1151,13 +1180,19 @@ int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
 	e->fails = calloc(n, sizeof(*e->fails));
 	e->mem = calloc(n, sizeof(*e->mem));
 	e->loc = calloc(n, sizeof(*e->loc));
+	e->in_startup = calloc(n / 8 + 1, 1);
 	_cleanup_free_ uint8_t *digests = malloc(n * 32);
 	if (o->trace_path)
 		e->trace = calloc(n, sizeof(*e->trace));
-	if (!e->state || !e->fails || !e->mem || !e->loc || !digests ||
+	if (!e->state || !e->fails || !e->mem || !e->loc || !e->in_startup || !digests ||
 	    (o->trace_path && !e->trace)) {
 		fs_engine_free(e);
 		return -ENOMEM;
+	}
+	for (uint32_t i = 0, np = idx_reader_prefetch_count(reader); i < np; i++) {
+		uint32_t c;
+		if (idx_reader_prefetch(reader, i, &c) == 0 && c < e->n)
+			e->in_startup[c / 8] |= (uint8_t)(1u << (c % 8));
 	}
 	int r = idx_store_writer_new(store, &e->writer);
 	for (uint32_t c = 0; c < e->n; c++) {
@@ -1318,6 +1353,7 @@ void fs_engine_free(struct fs_engine *e)
 	idx_store_writer_free(e->writer);
 	free(e->fails);
 	free(e->loc);
+	free(e->in_startup);
 	free(e->mem);
 	free(e->trace);
 	reg_client_free(e->client);
