@@ -129,4 +129,26 @@ id=$("$ISORUN" --root "$ROOT" create "$REG/app:v1")
 for _ in $(seq 1 100); do [ "$(mine | wc -l)" = 0 ] && break; sleep 0.1; done
 [ "$(mine | wc -l)" = 0 ] || fail "keep-warm: the mount outlived its delay"
 ok "keep-warm keeps the image mounted between sandboxes, then unmounts"
+
+# A creator that dies after taking the image's mount reference and before the boot (state
+# still "created", its directory marked as holding the reference): rm gives the reference
+# back. Emulated with a second sandbox B beside A: B stopped (its reference given back),
+# then put back as a dead creator would have left it.
+a=$("$ISORUN" --root "$ROOT" create "$REG/app:v1")
+b=$("$ISORUN" --root "$ROOT" create "$REG/app:v1")
+hex=$(ls "$ROOT/mounts" | head -1)
+"$ISORUN" --root "$ROOT" stop "$b"
+[ "$(cat "$ROOT/mounts/$hex/refs")" = 1 ] || fail "a stopped sandbox still holds its reference"
+printf '2\n' >"$ROOT/mounts/$hex/refs"
+python3 -c 'import os,sys; os.setxattr(sys.argv[1], "user.isorun.image_ref", b"1")' "$ROOT/sandboxes/$b"
+sh -c 'exit 0' &
+dead=$!
+wait "$dead"
+printf '{"status":"created","pid":%d,"pid_start":1}' "$dead" >"$ROOT/sandboxes/$b/state.json"
+"$ISORUN" --root "$ROOT" rm -f "$b" >/dev/null
+[ "$(cat "$ROOT/mounts/$hex/refs")" = 1 ] || fail "rm of a half-created sandbox kept its reference"
+"$ISORUN" --root "$ROOT" rm -f "$a" >/dev/null
+for _ in $(seq 1 100); do [ "$(mine | wc -l)" = 0 ] && break; sleep 0.1; done
+[ "$(mine | wc -l)" = 0 ] || fail "the image stayed mounted after its last sandbox"
+ok "rm of a half-created sandbox gives its image reference back"
 echo "all run tests passed"
