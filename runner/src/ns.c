@@ -981,6 +981,8 @@ static int ns_start(struct run_sandbox *sb, const char *lower)
 		pid = -1;
 	if (pid > 0 && run_proc_start_time(pid, &pid_start) < 0)
 		pid_start = 0;
+	if (pid > 0 && pid_start)
+		run_mark_agent(sb, pid, pid_start);
 
 	char msg[1024];
 	size_t mlen = 0;

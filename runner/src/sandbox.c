@@ -16,12 +16,15 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -491,6 +494,41 @@ static bool has_image_ref(const struct run_sandbox *sb)
 	return lgetxattr(sb->dir, IMAGE_REF_XATTR, &v, 1) == 1;
 }
 
+#define AGENT_XATTR "user.isorun.agent"
+
+void run_mark_agent(struct run_sandbox *sb, pid_t pid, uint64_t start)
+{
+	char v[48];
+	int n = snprintf(v, sizeof(v), "%d %llu", (int)pid, (unsigned long long)start);
+	if (lsetxattr(sb->dir, AGENT_XATTR, v, (size_t)n, 0) < 0)
+		log_debug("sandbox %s: agent mark: %s", sb->id, strerror(errno));
+}
+
+/* A sandbox still "created" whose boot got as far as starting its agent (the creator died
+ * before saving "running"): kill that agent, if it is still the same process. */
+static void kill_marked_agent(struct run_sandbox *sb)
+{
+	char v[48];
+	ssize_t n = lgetxattr(sb->dir, AGENT_XATTR, v, sizeof(v) - 1);
+	if (n <= 0)
+		return;
+	v[n] = 0;
+	int pid;
+	unsigned long long start;
+	uint64_t now;
+	if (sscanf(v, "%d %llu", &pid, &start) != 2 || pid <= 0 ||
+	    run_proc_start_time(pid, &now) < 0 || now != start)
+		return;
+	_cleanup_close_ int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pfd < 0 || run_proc_start_time(pid, &now) < 0 || now != start)
+		return; /* gone, or the pid was reused before the pidfd */
+	log_warn("sandbox %s: stopping the agent (pid %d) its dead creator left", sb->id, pid);
+	syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+	struct pollfd p = {.fd = pfd, .events = POLLIN};
+	while (poll(&p, 1, 5000) < 0 && errno == EINTR)
+		;
+}
+
 static int acquire_lower(struct run_sandbox *sb, char **ret)
 {
 	struct run_ctx *ctx = sb->ctx;
@@ -544,8 +582,11 @@ static int stop_locked(struct run_sandbox *sb, uint32_t grace_ms, bool save)
 {
 	const struct run_backend_ops *be = run_backend_find(sb->backend);
 	if (sb->status != RUN_STATUS_RUNNING) {
+		/* its creator died between the acquire and the end of the boot */
+		if (sb->status == RUN_STATUS_CREATED)
+			kill_marked_agent(sb);
 		if (sb->image_key && has_image_ref(sb))
-			release_lower(sb); /* its creator died between the acquire and the boot */
+			release_lower(sb);
 		return 0;
 	}
 	int r = be->stop(sb, grace_ms);

@@ -80,6 +80,10 @@ int run_sandbox_save_state(struct run_sandbox *sb);
 bool run_sandbox_agent_alive(const struct run_sandbox *sb);
 /* /proc/<pid>/stat start time; -ESRCH if gone. */
 int run_proc_start_time(pid_t pid, uint64_t *ret);
+/* The agent's pid and start time as an xattr of the sandbox's directory, as soon as the boot
+ * knows them (before the state says "running"): a sandbox whose creator died in between can
+ * still have its agent stopped (stop_locked). Best effort. */
+void run_mark_agent(struct run_sandbox *sb, pid_t pid, uint64_t start);
 
 /* cgroups (v1 or v2, detected once). */
 struct run_cgroup_limits {

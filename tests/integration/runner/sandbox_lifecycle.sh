@@ -187,16 +187,22 @@ expect_rc "named user with FIFO user databases: 126" 126 timeout 60 "$ISORUN" ex
 expect_rc "run exit status" 3 "$ISORUN" run --rootfs "$ROOTFS" -- sh -c 'exit 3'
 expect_eq "run output" "$("$ISORUN" run --rootfs "$ROOTFS" --config "$WORK/config.json" -- sh -c 'echo $GREETING')" from-image
 expect_eq "run removed its sandbox" "$(ls "$ISORUN_ROOT/sandboxes" | wc -l)" 0
-# a sandbox whose creator died between its state and its boot is reported stale, not
-# "created" for ever (the state names the creator until the agent replaces it)
+# a sandbox whose creator died during its boot (its agent already started, the state still
+# "created", naming the creator) is reported stale, not "created" for ever, and rm stops the
+# agent the boot had marked on the sandbox's directory
 SID=$("$ISORUN" create --rootfs "$ROOTFS")
-"$ISORUN" stop "$SID"
+apid=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" \
+	"$ISORUN_ROOT/sandboxes/$SID/state.json")
 sh -c 'exit 0' &
 dead=$!
 wait "$dead"
 printf '{"status":"created","pid":%d,"pid_start":1}' "$dead" >"$ISORUN_ROOT/sandboxes/$SID/state.json"
-expect_eq "creator gone before the boot: stale" "$(sandbox_status "$SID")" stale
+expect_eq "creator gone during the boot: stale" "$(sandbox_status "$SID")" stale
+kill -0 "$apid" || fail "the agent should still run before rm"
 "$ISORUN" rm -f "$SID"
+for _ in $(seq 50); do kill -0 "$apid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$apid" 2>/dev/null && fail "rm left the agent of a half-created sandbox running"
+ok "half-created sandbox: stale, and rm stops its agent"
 
 # a closed stdout (| head) ends the command with SIGPIPE and still removes the sandbox
 "$ISORUN" run --rootfs "$ROOTFS" -- sh -c 'while :; do echo y; done' | head -n1 >/dev/null
