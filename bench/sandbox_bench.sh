@@ -59,9 +59,10 @@ cleanup() {
 	for d in "$ISORUN_ROOT"/sandboxes/*/; do
 		[ -d "$d" ] && "$ISORUN" rm -f "$(basename "$d")" >/dev/null 2>&1 || true
 	done
-	# the image's mount, kept warm by the runs: unmount it now (its daemon then exits)
+	# the image's mount, kept warm by the runs: unmount it now (its daemon then exits;
+	# `isorun umount` leaves a shared mount to its holders and its keep-warm delay)
 	for m in "$ISORUN_ROOT"/mounts/*/mnt; do
-		mountpoint -q "$m" 2>/dev/null && "$ISORUN" umount "$m" >/dev/null 2>&1 || true
+		mountpoint -q "$m" 2>/dev/null && umount -l "$m" 2>/dev/null || true
 	done
 	[ -z "$REG_STARTED" ] || "$SRC/bench/registry.sh" stop >/dev/null 2>&1 || true
 }
