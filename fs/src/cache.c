@@ -241,16 +241,15 @@ int fs_cache_record_index_ex(struct idx_store *s, const struct idx_reader *rd, c
 		rows[nr++].csize = c.csize;
 	}
 	qsort(rows, nr, sizeof(*rows), cmp_ref_row);
+	idx_store_lock(s);
+	if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO fs_refs2 VALUES(?,?,?)", -1, &st,
+			       NULL) != SQLITE_OK)
+		r = db_err(db, "insert refs");
+	idx_store_unlock(s);
 	for (uint32_t i = 0; i < nr && r == 0;) {
 		if (stop && __atomic_load_n(stop, __ATOMIC_RELAXED))
 			return -ECANCELED; /* the rest is recorded by whoever needs it */
 		idx_store_lock(s);
-		if (!st && sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO fs_refs2 VALUES(?,?,?)", -1,
-					      &st, NULL) != SQLITE_OK) {
-			r = db_err(db, "insert refs");
-			idx_store_unlock(s);
-			break;
-		}
 		if ((r = exec(db, "BEGIN IMMEDIATE")) == 0) {
 			uint32_t end = MIN(nr, i + REFS_BATCH);
 			for (; i < end && r == 0; i++) {

@@ -40,10 +40,16 @@ static inline void buf_finip(struct cm_buf *b)
 	cm_buf_fini(b);
 }
 
-static bool index_present(struct idx_store *s, const char *digest)
+/* The index file of `digest` is in the store at `root`. */
+static bool index_file_present(const char *root, const char *digest)
 {
 	_cleanup_free_ char *p = NULL;
-	return idx_store_index_path(s, digest, &p) == 0 && access(p, R_OK) == 0;
+	return idx_store_index_path_at(root, digest, &p) == 0 && access(p, R_OK) == 0;
+}
+
+static bool index_present(struct idx_store *s, const char *digest)
+{
+	return index_file_present(idx_store_root(s), digest);
 }
 
 /* Index digest recorded for exactly `key`, if its blob is present. */
@@ -90,13 +96,6 @@ int fs_image_lookup(struct idx_store *s, const char *ref, char ret[72])
 	if (cm_digest_valid(ref) || canonical(ref, &canon) < 0)
 		return -ENOENT;
 	return find(s, canon, ret);
-}
-
-/* The index file of `digest` is in the store at `root`. */
-static bool index_file_present(const char *root, const char *digest)
-{
-	_cleanup_free_ char *p = cm_strdupf("%s/indexes/%s", root, digest + 7);
-	return p && access(p, R_OK) == 0;
 }
 
 int fs_image_lookup_fast(const char *root, const char *ref, char ret[72])

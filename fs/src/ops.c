@@ -120,9 +120,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	struct fs_ops_ctx *c = userdata;
 	c->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
 	c->no_opendir = conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT;
-	struct idx_stats st;
-	idx_reader_stats(c->r, &st);
-	c->no_xattrs = st.xattrs == 0;
+	c->no_xattrs = idx_reader_xattr_records(c->r) == 0;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

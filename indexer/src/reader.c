@@ -519,6 +519,11 @@ int idx_reader_inode(const struct idx_reader *r, uint32_t ino, struct idx_inode 
 	return 0;
 }
 
+uint32_t idx_reader_xattr_records(const struct idx_reader *r)
+{
+	return r->s[IDXF_SEC_XATTRS].count;
+}
+
 void idx_reader_stats(const struct idx_reader *r, struct idx_stats *ret)
 {
 	memset(ret, 0, sizeof(*ret));
@@ -526,7 +531,7 @@ void idx_reader_stats(const struct idx_reader *r, struct idx_stats *ret)
 	ret->chunks = r->s[IDXF_SEC_CHUNKS].count;
 	ret->packs = r->s[IDXF_SEC_PACKS].count;
 	ret->prefetch = r->s[IDXF_SEC_PREFETCH].count;
-	ret->xattrs = r->s[IDXF_SEC_XATTRS].count;
+	ret->xattrs = idx_reader_xattr_records(r);
 	ret->index_bytes = r->len;
 	for (uint32_t i = 0; i < ret->inodes; i++) {
 		const uint8_t *in = rec(r, IDXF_SEC_INODES, i);

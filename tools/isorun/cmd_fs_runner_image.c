@@ -72,9 +72,8 @@ int isorun_resolve_ref(const char *ref, char **ret_image_key, char **ret_lower_d
 	 * file, the daemon validates it when it mounts). */
 	_cleanup_free_ char *path = NULL, *json = NULL;
 	size_t len;
-	if (!(path = cm_strdupf("%s/indexes/%s", isorun_root(), digest + 7)))
-		return -ENOMEM;
-	if ((r = idx_index_read_config(path, &json, &len)) < 0)
+	if ((r = idx_store_index_path_at(isorun_root(), digest, &path)) < 0 ||
+	    (r = idx_index_read_config(path, &json, &len)) < 0)
 		return r;
 	log_debug("%s: index %s", ref, digest);
 	if ((r = run_config_parse(json, len, ret_config)) < 0)

@@ -101,6 +101,8 @@ int idx_index_read_config(const char *path, char **ret_json, size_t *ret_len);
 /* The same over an index in memory (the fuzz target's entry). */
 int idx_index_config_mem(const void *data, size_t len, char **ret_json, size_t *ret_len);
 
+/* Extended attribute records of all inodes together (0: the image has none). */
+uint32_t idx_reader_xattr_records(const struct idx_reader *r);
 /* The whole blob (for hashing or pushing). */
 const void *idx_reader_data(const struct idx_reader *r, size_t *ret_len);
 /* SHA-256 of the blob: the index digest ("sha256:..."), computed at open. */

@@ -135,8 +135,10 @@ int idx_store_packs_gc(struct idx_store *s);
 /* Publish an index blob; `ret_digest` receives "sha256:...". Idempotent. */
 int idx_store_put_index(struct idx_store *s, const void *data, size_t len,
 			char ret_digest[72]);
-/* "ROOT/indexes/<hex>" for a digest string; caller frees. -EPROTO for a bad digest. */
+/* "ROOT/indexes/<hex>" for a digest string; caller frees. -EPROTO for a bad digest. The _at
+ * form takes the store's root, for callers that do not open the store (the warm path). */
 int idx_store_index_path(struct idx_store *s, const char *digest, char **ret);
+int idx_store_index_path_at(const char *root, const char *digest, char **ret);
 
 /* Record that `ref` (any string: "oci:/x:tag", "docker.io/library/python:3.12") resolved to
  * `manifest_digest`, indexed as `index_digest`. Replaces an earlier record for `ref`. */

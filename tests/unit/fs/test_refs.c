@@ -111,7 +111,7 @@ static void test_deferred(void **state)
 	assert_int_equal(fs_cache_complete_refs(f->s), 0);
 	assert_int_equal(fs_cache_record_index(f->s, f->rd), 0);
 	assert_int_equal(q(f->s, "SELECT COUNT(*) FROM fs_refs2"), rows);
-	/* Stats read the references: an unrecorded index counts its chunks there. */
+	/* An index recorded as present whose file is gone is skipped, and stays unrecorded. */
 	char other[80];
 	snprintf(other, sizeof(other), "sha256:%064d", 0);
 	assert_int_equal(fs_cache_add_index(f->s, other), 0); /* no such file: skipped */
