@@ -47,7 +47,8 @@ struct daemon {
 	int wake[2];   /* main -> ctl thread: stop */
 	pthread_t ctl;
 	bool ctl_started;
-	uint64_t idle_at_ns; /* ctl thread only: keep-warm deadline, 0 = none */
+	uint64_t idle_at_ns;  /* ctl thread only: keep-warm deadline, 0 = none */
+	uint64_t audit_at_ns; /* ctl thread only: next look for holders that are gone */
 	/* The index's chunk references, recorded in the background (refs_main). */
 	struct idx_store *store;
 	const struct idx_reader *rd;
@@ -56,6 +57,16 @@ struct daemon {
 };
 
 DEFINE_CLEANUP_FUNC(struct fs_engine, fs_engine_free)
+
+/* How often a mount in use looks for holders that went away without releasing
+ * (ISORUN_FSD_AUDIT_S overrides: the tests). */
+static uint64_t audit_every_ns(void)
+{
+	const char *v = getenv("ISORUN_FSD_AUDIT_S");
+	char *end;
+	unsigned long s = v ? strtoul(v, &end, 10) : 0;
+	return (v && *v && !*end && s > 0 && s <= 86400 ? s : 60) * 1000000000ull;
+}
 
 /* Stop answering (so nobody takes a new reference on a dying daemon) and unmount: the
  * session loop ends when the kernel drops the connection. */
@@ -74,22 +85,33 @@ static void shutdown_now(struct daemon *d)
 	log_info("fsd: %s unmounted", d->mnt);
 }
 
-/* Keep-warm expiry: unmount unless someone acquired the mount again meanwhile. */
-static void idle_expired(struct daemon *d)
+/*
+ * Under the mount's lock: drop the references of holders that are gone (a sandbox directory
+ * removed by hand, a bind unmounted with plain umount) and, when no holder is left, unmount
+ * (`expired`: the keep-warm delay has passed) or start the keep-warm delay.
+ */
+static void audit_holders(struct daemon *d, bool expired)
 {
 	_cleanup_free_ char *lock = cm_strdupf("%s/lock", d->dir);
-	_cleanup_free_ char *refs = cm_strdupf("%s/refs", d->dir);
-	if (!lock || !refs)
+	if (!lock)
 		return;
 	_cleanup_close_ int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0 || flock(fd, LOCK_EX) < 0)
 		return;
-	char buf[32] = "";
-	_cleanup_close_ int rf = open(refs, O_RDONLY | O_CLOEXEC);
-	if (rf >= 0 && read(rf, buf, sizeof(buf) - 1) < 0)
-		buf[0] = 0;
-	if (atoi(buf) <= 0)
-		shutdown_now(d);
+	struct fs_holders h;
+	if (fs_holders_load(d->dir, &h) == 0) {
+		size_t before = fs_holders_count(&h);
+		if (fs_holders_audit(d->hex, &h) > 0 && fs_holders_store(d->dir, &h) < 0)
+			log_warn("fsd: cannot rewrite the holders of %s", d->mnt);
+		if (fs_holders_count(&h) == 0) {
+			if (expired || d->keep_warm_s == 0)
+				shutdown_now(d);
+			else if (before > 0 || !d->idle_at_ns)
+				d->idle_at_ns =
+				    cm_now_ns() + (uint64_t)d->keep_warm_s * 1000000000ull;
+		}
+		fs_holders_free(&h);
+	}
 	flock(fd, LOCK_UN);
 }
 
@@ -157,12 +179,8 @@ static void *ctl_main(void *arg)
 	for (;;) {
 		struct pollfd p[2] = {{.fd = d->wake[0], .events = POLLIN},
 				      {.fd = d->listen_fd, .events = POLLIN}};
-		int timeout = -1;
-		if (d->idle_at_ns) {
-			uint64_t now = cm_now_ns();
-			timeout =
-			    d->idle_at_ns > now ? (int)((d->idle_at_ns - now) / 1000000ull) + 1 : 0;
-		}
+		uint64_t now = cm_now_ns(), at = d->idle_at_ns ? d->idle_at_ns : d->audit_at_ns;
+		int timeout = at > now ? (int)((at - now) / 1000000ull) + 1 : 0;
 		int n = poll(p, d->listen_fd >= 0 ? 2 : 1, timeout);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -170,7 +188,12 @@ static void *ctl_main(void *arg)
 			break;
 		if (n == 0 && d->idle_at_ns && cm_now_ns() >= d->idle_at_ns) {
 			d->idle_at_ns = 0;
-			idle_expired(d);
+			audit_holders(d, true);
+			continue;
+		}
+		if (n == 0 && !d->idle_at_ns && cm_now_ns() >= d->audit_at_ns) {
+			audit_holders(d, false);
+			d->audit_at_ns = cm_now_ns() + audit_every_ns();
 			continue;
 		}
 		if (d->listen_fd >= 0 && (p[1].revents & POLLIN)) {
@@ -288,8 +311,11 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 			return cr;
 		}
 	}
-	struct daemon d = {
-	    .root = root, .listen_fd = -1, .wake = {-1, -1}, .keep_warm_s = o.keep_warm_s};
+	struct daemon d = {.root = root,
+			   .listen_fd = -1,
+			   .wake = {-1, -1},
+			   .keep_warm_s = o.keep_warm_s,
+			   .audit_at_ns = cm_now_ns() + audit_every_ns()};
 	_cleanup_(idx_store_freep) struct idx_store *s = NULL;
 	_cleanup_(idx_reader_freep) struct idx_reader *rd = NULL;
 	_cleanup_(fs_engine_freep) struct fs_engine *e = NULL;

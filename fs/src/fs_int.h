@@ -8,6 +8,7 @@
 #include "fs/mount.h"
 
 struct idx_store;
+struct cm_buf;
 
 /* ROOT/mounts/<hex>/ and its entries. Caller frees. NULL on -ENOMEM. */
 char *fs_mount_dir(const char *root, const char *index_hex);
@@ -19,6 +20,34 @@ char *fs_mount_dir(const char *root, const char *index_hex);
  */
 int fs_ctl_call(const char *root, const char *index_hex, const char *request, int timeout_ms,
 		char **ret);
+
+/*
+ * The holders of a shared mount (holders.c): ROOT/mounts/<hex>/refs, one line per holder
+ * ("dir <path>", "bind <mnt ns inode> <path>", or a count of unnamed references from older
+ * releases). Load/store with the mount's lock held.
+ */
+struct fs_holders {
+	char **v;
+	size_t n;
+	unsigned anon; /* unnamed references */
+};
+int fs_holders_parse(const char *data, size_t len, struct fs_holders *h);
+int fs_holders_load(const char *mount_dir, struct fs_holders *h); /* missing file: none */
+int fs_holders_store(const char *mount_dir, const struct fs_holders *h);
+/* The file's content for `h` (what fs_holders_store writes), appended to `b`. */
+int fs_holders_format(const struct fs_holders *h, struct cm_buf *b);
+void fs_holders_free(struct fs_holders *h);
+bool fs_holders_has(const struct fs_holders *h, const char *line, size_t len);
+int fs_holders_add(struct fs_holders *h, const char *line); /* 0 also when already there */
+bool fs_holders_remove(struct fs_holders *h, const char *line);
+size_t fs_holders_count(const struct fs_holders *h);
+/* Drop the holders that are certainly gone (a "dir" that no longer exists, a "bind" of this
+ * mount namespace no longer mounted); returns how many. */
+size_t fs_holders_audit(const char *index_hex, struct fs_holders *h);
+/* The inode of this process's mount namespace. */
+int fs_holder_mntns(unsigned long long *ret);
+/* A mountinfo path field with its \ooo escapes decoded (truncated to outlen). */
+void fs_mountinfo_unescape(const char *in, char *out, size_t outlen);
 
 /* Index digests ("sha256:...") of images with a live daemon. Caller frees each and the
  * array. */

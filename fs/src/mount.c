@@ -72,37 +72,27 @@ static void unlock_mount(struct locked *l)
 	l->dir = NULL;
 }
 
-/* The mount's reference count, ROOT/mounts/<hex>/refs (the caller holds the mount's lock).
- * A missing or unreadable file counts 0. */
-static int refs_read(struct locked *l)
+/* "dir <absolute path>": the holder line of a directory (realpath when it exists). */
+static char *holder_line_dir(const char *dir)
 {
-	_cleanup_free_ char *p = cm_strdupf("%s/refs", l->dir);
-	if (!p)
-		return 0;
-	char buf[32] = "";
-	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0 || read(fd, buf, sizeof(buf) - 1) < 0)
-		return 0;
-	int v = atoi(buf);
-	return v > 0 ? v : 0;
+	char real[PATH_MAX];
+	if (!dir || !*dir)
+		return NULL;
+	if (realpath(dir, real))
+		return strchr(real, '\n') ? NULL : cm_strdupf("dir %s", real);
+	if (dir[0] != '/' || strchr(dir, '\n'))
+		return NULL;
+	return cm_strdupf("dir %s", dir);
 }
 
-/* Written in place, not through a temporary file and a rename (ext4 pushes a renamed-over
- * file's data out: 0.3-0.5 ms at each acquire and release of a warm `isorun run`): the lock
- * keeps readers out, and a few bytes at offset 0 are one block. */
-static int refs_write(struct locked *l, int v)
+/* "bind <mnt ns inode> <absolute path>" for `isorun mount` onto `dir` (which exists). */
+static char *holder_line_bind(const char *dir)
 {
-	_cleanup_free_ char *p = cm_strdupf("%s/refs", l->dir);
-	if (!p)
-		return -ENOMEM;
-	_cleanup_close_ int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	char buf[32];
-	int n = snprintf(buf, sizeof(buf), "%d\n", v);
-	if (pwrite(fd, buf, (size_t)n, 0) != n || ftruncate(fd, n) < 0)
-		return errno ? -errno : -EIO;
-	return 0;
+	char real[PATH_MAX];
+	unsigned long long ns;
+	if (!realpath(dir, real) || strchr(real, '\n') || fs_holder_mntns(&ns) < 0)
+		return NULL;
+	return cm_strdupf("bind %llu %s", ns, real);
 }
 
 /* argv for `EXE --root ROOT fsd ...`. Heap strings in a NULL-terminated vector. */
@@ -250,8 +240,9 @@ static int lookup_index(const char *root, const char *ref, char idig[72])
 	return r;
 }
 
-int fs_mount_acquire(const char *root, const char *ref, const struct fs_mount_opts *opts,
-		     char **ret_mountpoint)
+/* Take the reference of holder `line` (one per holder: taking it again is a no-op). */
+static int acquire_as(const char *root, const char *ref, const struct fs_mount_opts *opts,
+		      const char *line, char **ret_mountpoint)
 {
 	static const struct fs_mount_opts defaults;
 	const struct fs_mount_opts *o = opts ? opts : &defaults;
@@ -268,22 +259,37 @@ int fs_mount_acquire(const char *root, const char *ref, const struct fs_mount_op
 		unlock_mount(&l);
 		return -ENOMEM;
 	}
-	int refs = 0;
+	struct fs_holders h = {0};
 	if (fs_ctl_call(root, hex, "ping", 5000, NULL) == 0) {
-		refs = refs_read(&l);
+		r = fs_holders_load(l.dir, &h);
 	} else {
-		/* No live daemon: clear what a dead one left (a disconnected mount). */
+		/* No live daemon: clear what a dead one left (a disconnected mount); the holders
+		 * of that one are not holders of the new one. */
 		if (umount2(mnt, MNT_DETACH) == 0)
 			log_warn("mount: cleaned up the dead mount of %s", idig);
 		r = spawn_daemon(root, idig, l.dir, mnt, o);
 	}
 	if (r == 0)
-		r = refs_write(&l, refs + 1);
+		r = fs_holders_add(&h, line);
+	if (r == 0)
+		r = fs_holders_store(l.dir, &h);
+	fs_holders_free(&h);
 	unlock_mount(&l);
 	if (r < 0)
 		return r;
 	*ret_mountpoint = TAKE_PTR(mnt);
 	return 0;
+}
+
+int fs_mount_acquire(const char *root, const char *ref, const struct fs_mount_opts *opts,
+		     const char *holder_dir, char **ret_mountpoint)
+{
+	_cleanup_free_ char *line = holder_line_dir(holder_dir);
+	if (!line)
+		return cm_log_ret(-EINVAL, "mount: the holder '%s' is not an existing directory or an "
+					   "absolute path without a newline",
+				  holder_dir ? holder_dir : "(null)");
+	return acquire_as(root, ref, opts, line, ret_mountpoint);
 }
 
 /* Index hex of the isorun mount at `path` (a mount point), from mountinfo. */
@@ -307,20 +313,8 @@ static int mount_hex_of(const char *path, char hex[65], char *ret_real, size_t r
 		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 ||
 		    sscanf(sep + 3, "%63s %127s", fstype, source) != 2)
 			continue;
-		/* Unescape \ooo (mountinfo escapes space, tab, newline, backslash). */
 		char un[PATH_MAX];
-		size_t k = 0;
-		for (size_t i = 0; mp[i] && k < sizeof(un) - 1; i++) {
-			if (mp[i] == '\\' && mp[i + 1] >= '0' && mp[i + 1] <= '3' && mp[i + 2] &&
-			    mp[i + 3]) {
-				un[k++] = (char)((mp[i + 1] - '0') * 64 + (mp[i + 2] - '0') * 8 +
-						 (mp[i + 3] - '0'));
-				i += 3;
-			} else {
-				un[k++] = mp[i];
-			}
-		}
-		un[k] = 0;
+		fs_mountinfo_unescape(mp, un, sizeof(un));
 		if (strcmp(un, real) != 0)
 			continue;
 		if (strcmp(fstype, "fuse.isorun") == 0 && cm_str_has_prefix(source, "isorun:") &&
@@ -345,41 +339,65 @@ static int hex_of(const char *arg, char hex[65])
 	return mount_hex_of(arg, hex, NULL, 0);
 }
 
-static int release_hex(const char *root, const char *hex)
+/*
+ * Give back holder `line`'s reference and drop those of holders that are gone; when none is
+ * left, tell the daemon (it unmounts now or after its keep-warm delay). -ENOENT when `line`
+ * held none.
+ */
+static int release_as(const char *root, const char *hex, const char *line)
 {
 	struct locked l;
 	int r = lock_mount(root, hex, &l);
 	if (r < 0)
 		return r;
-	int refs = refs_read(&l);
-	if (refs == 0) {
-		unlock_mount(&l);
-		return -ENOENT;
+	struct fs_holders h;
+	r = fs_holders_load(l.dir, &h);
+	size_t before = fs_holders_count(&h);
+	bool had = r == 0 && fs_holders_remove(&h, line);
+	if (r == 0 && !had && h.anon > 0) {
+		h.anon--; /* a reference an older release took, unnamed */
+		had = true;
 	}
-	r = refs_write(&l, refs - 1);
-	if (r == 0 && refs == 1) {
+	if (r == 0 && before > 0)
+		fs_holders_audit(hex, &h);
+	if (r == 0 && fs_holders_count(&h) != before)
+		r = fs_holders_store(l.dir, &h);
+	if (r == 0 && before > 0 && fs_holders_count(&h) == 0) {
 		int cr = fs_ctl_call(root, hex, "last", 10000, NULL);
-		if (cr < 0)
+		if (cr < 0 && cr != -ENOENT && cr != -ECONNREFUSED)
 			log_warn("mount: daemon of sha256:%s did not answer (%s)", hex,
 				 strerror(-cr));
 	}
+	fs_holders_free(&h);
 	unlock_mount(&l);
-	return r;
+	return r < 0 ? r : had ? 0 : -ENOENT;
 }
 
-int fs_mount_release(const char *root, const char *mountpoint)
+int fs_mount_release(const char *root, const char *mountpoint, const char *holder_dir)
 {
 	char hex[65];
 	int r = hex_of(mountpoint, hex);
 	if (r < 0)
 		return cm_log_ret(-ENOENT, "release: %s is not an isorun mount", mountpoint);
-	return release_hex(root, hex);
+	_cleanup_free_ char *line = holder_line_dir(holder_dir);
+	if (!line)
+		return cm_log_ret(-EINVAL, "release: the holder '%s' is not an absolute path",
+				  holder_dir ? holder_dir : "(null)");
+	return release_as(root, hex, line);
 }
 
 int fs_mount_bind(const char *root, const char *ref, const struct fs_mount_opts *o, const char *dir)
 {
+	char hex[65];
+	if (mount_hex_of(dir, hex, NULL, 0) == 0)
+		return cm_log_ret(-EBUSY, "mount: %s is already an isorun mount (sha256:%.12s)", dir,
+				  hex);
+	_cleanup_free_ char *line = holder_line_bind(dir);
+	if (!line)
+		return cm_log_ret(-EINVAL, "mount: %s: no such directory, or a newline in its path",
+				  dir);
 	_cleanup_free_ char *mnt = NULL;
-	int r = fs_mount_acquire(root, ref, o, &mnt);
+	int r = acquire_as(root, ref, o, line, &mnt);
 	if (r < 0)
 		return r;
 	if (mount(mnt, dir, NULL, MS_BIND, NULL) < 0 ||
@@ -387,7 +405,8 @@ int fs_mount_bind(const char *root, const char *ref, const struct fs_mount_opts 
 		r = -errno;
 		log_error("mount: cannot bind %s on %s: %s", mnt, dir, strerror(-r));
 		umount2(dir, MNT_DETACH);
-		fs_mount_release(root, mnt);
+		if (hex_of(mnt, hex) == 0)
+			release_as(root, hex, line);
 		return r;
 	}
 	return 0;
@@ -414,7 +433,17 @@ int fs_mount_unbind(const char *root, const char *dir, bool lazy)
 		return cm_log_ret(r, "umount: %s: %s%s", dir, strerror(-r),
 				  r == -EBUSY ? " (use --lazy to detach it)" : "");
 	}
-	return release_hex(root, hex);
+	unsigned long long ns;
+	_cleanup_free_ char *line =
+	    fs_holder_mntns(&ns) == 0 ? cm_strdupf("bind %llu %s", ns, real) : NULL;
+	if (!line)
+		return -ENOMEM;
+	r = release_as(root, hex, line);
+	if (r == -ENOENT)
+		log_warn("umount: %s held no reference on the image (mounted by another namespace, "
+			 "or by an older release)",
+			 dir);
+	return r == -ENOENT ? 0 : r;
 }
 
 int fs_mount_stats(const char *root, const char *dir, char **ret_json)

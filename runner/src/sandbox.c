@@ -472,28 +472,6 @@ static int load_locked(struct run_ctx *ctx, const char *id, struct run_sandbox *
 	return TAKE_FD(lock);
 }
 
-/*
- * Whether the sandbox holds a reference on its image's mount, as an xattr of its directory
- * (no inode to allocate on the warm path): set right after the acquire, removed with the
- * release, so that removing a sandbox whose creator died between the two (status still
- * "created") gives the reference back instead of keeping the image mounted for ever. A
- * creator that dies inside the acquire, before the mark, can still leak one reference.
- */
-#define IMAGE_REF_XATTR "user.isorun.image_ref"
-
-static void mark_image_ref(struct run_sandbox *sb, bool held)
-{
-	if (held ? lsetxattr(sb->dir, IMAGE_REF_XATTR, "1", 1, 0) < 0
-		 : lremovexattr(sb->dir, IMAGE_REF_XATTR) < 0 && errno != ENODATA)
-		log_debug("sandbox %s: image reference mark: %s", sb->id, strerror(errno));
-}
-
-static bool has_image_ref(const struct run_sandbox *sb)
-{
-	char v;
-	return lgetxattr(sb->dir, IMAGE_REF_XATTR, &v, 1) == 1;
-}
-
 #define AGENT_XATTR "user.isorun.agent"
 
 void run_mark_agent(struct run_sandbox *sb, pid_t pid, uint64_t start)
@@ -533,11 +511,10 @@ static int acquire_lower(struct run_sandbox *sb, char **ret)
 {
 	struct run_ctx *ctx = sb->ctx;
 	if (sb->image_key && ctx->have_image_ops && ctx->image_ops.acquire) {
-		int r = ctx->image_ops.acquire(ctx->image_ops.userdata, sb->image_key, ret);
+		int r = ctx->image_ops.acquire(ctx->image_ops.userdata, sb->image_key, sb->dir, ret);
 		if (r < 0)
 			return cm_log_ret(r, "sandbox %s: cannot acquire image %s: %s", sb->id,
 					  sb->image_key, strerror(-r));
-		mark_image_ref(sb, true);
 		log_debug("sandbox %s: image mount acquired", sb->id);
 		return 1; /* a reference to release */
 	}
@@ -551,8 +528,7 @@ static void release_lower(struct run_sandbox *sb)
 {
 	struct run_ctx *ctx = sb->ctx;
 	if (sb->image_key && ctx->have_image_ops && ctx->image_ops.release) {
-		ctx->image_ops.release(ctx->image_ops.userdata, sb->image_key);
-		mark_image_ref(sb, false);
+		ctx->image_ops.release(ctx->image_ops.userdata, sb->image_key, sb->dir);
 		log_debug("sandbox %s: image mount released", sb->id);
 	}
 }
@@ -582,11 +558,13 @@ static int stop_locked(struct run_sandbox *sb, uint32_t grace_ms, bool save)
 {
 	const struct run_backend_ops *be = run_backend_find(sb->backend);
 	if (sb->status != RUN_STATUS_RUNNING) {
-		/* its creator died between the acquire and the end of the boot */
-		if (sb->status == RUN_STATUS_CREATED)
+		/* its creator died during the boot: whatever it got to, the agent it may have
+		 * started is stopped and the image reference it may have taken (named after this
+		 * sandbox's directory) given back */
+		if (sb->status == RUN_STATUS_CREATED) {
 			kill_marked_agent(sb);
-		if (sb->image_key && has_image_ref(sb))
 			release_lower(sb);
+		}
 		return 0;
 	}
 	int r = be->stop(sb, grace_ms);

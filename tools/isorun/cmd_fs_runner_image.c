@@ -93,7 +93,8 @@ int isorun_resolve_ref(const char *ref, char **ret_image_key, char **ret_lower_d
  * previous one instead of starting a new mount (110 ms) and reading every page again. */
 #define KEEP_WARM_DEFAULT_S 60
 
-static int image_acquire(void *userdata, const char *image_key, char **ret_lower_dir)
+static int image_acquire(void *userdata, const char *image_key, const char *holder,
+			 char **ret_lower_dir)
 {
 	struct fs_mount_opts o = {.keep_warm_s = KEEP_WARM_DEFAULT_S,
 				  .debug = cm_log_get_level() >= CM_LOG_DEBUG};
@@ -109,12 +110,12 @@ static int image_acquire(void *userdata, const char *image_key, char **ret_lower
 		else
 			log_warn("ignoring ISORUN_KEEP_WARM=%s (seconds, 0 to 86400)", kw);
 	}
-	return fs_mount_acquire(isorun_root(), image_key, &o, ret_lower_dir);
+	return fs_mount_acquire(isorun_root(), image_key, &o, holder, ret_lower_dir);
 }
 
-static void image_release(void *userdata, const char *image_key)
+static void image_release(void *userdata, const char *image_key, const char *holder)
 {
-	int r = fs_mount_release(isorun_root(), image_key);
+	int r = fs_mount_release(isorun_root(), image_key, holder);
 	if (r < 0 && r != -ENOENT)
 		log_warn("releasing the mount of %s: %s", image_key, strerror(-r));
 }

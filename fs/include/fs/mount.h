@@ -55,20 +55,25 @@ int fs_prefetch_parse(const char *s, enum fs_prefetch *ret);
 
 /*
  * Acquire the shared mount of `ref_or_digest` (anything fs_image_lookup accepts; it must
- * already be in the store: pull first). Starts the daemon when none runs, otherwise takes
- * one more reference on the running one (options then only apply to a new daemon).
- * *ret_mountpoint (caller frees) is ROOT/mounts/<hex>/mnt. -ENOENT unknown image, -EACCES
- * or the transport errors when the registry cannot serve the image's packs, -EIO when the
- * daemon failed (its log says why). Thread- and process-safe.
+ * already be in the store: pull first) for `holder_dir`, a directory whose existence keeps
+ * the reference (a sandbox's state directory): the mount's holders file names it, so the
+ * reference is given back by whoever releases for that directory, and dropped by the daemon
+ * once the directory is gone (docs: fs/README.md "Shared mounts"). One reference per holder:
+ * acquiring again for the same directory takes no second one. Starts the daemon when none
+ * runs (options then apply; otherwise they are ignored). *ret_mountpoint (caller frees) is
+ * ROOT/mounts/<hex>/mnt. -ENOENT unknown image, -EINVAL unusable holder, -EACCES or the
+ * transport errors when the registry cannot serve the image's packs, -EIO when the daemon
+ * failed (its log says why). Thread- and process-safe.
  */
 int fs_mount_acquire(const char *store_root, const char *ref_or_digest,
-		     const struct fs_mount_opts *o, char **ret_mountpoint);
+		     const struct fs_mount_opts *o, const char *holder_dir, char **ret_mountpoint);
 /*
- * Drop one reference taken by fs_mount_acquire (`mountpoint` as returned, or an index
- * digest). The last one unmounts, after keep_warm_s when that was set. -ENOENT when not
- * mounted. Thread- and process-safe.
+ * Give back the reference `holder_dir` took on the mount (`mountpoint` as returned, or an
+ * index digest). The last one unmounts, after keep_warm_s when that was set. -ENOENT when
+ * not mounted or when that holder held none (safe to call when unsure). Thread- and
+ * process-safe.
  */
-int fs_mount_release(const char *store_root, const char *mountpoint);
+int fs_mount_release(const char *store_root, const char *mountpoint, const char *holder_dir);
 
 /* `isorun mount`: acquire and bind-mount the shared mount onto `dir` (read-only). */
 int fs_mount_bind(const char *store_root, const char *ref_or_digest, const struct fs_mount_opts *o,

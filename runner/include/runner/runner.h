@@ -44,14 +44,19 @@ int run_ctx_set_agent(struct run_ctx *ctx, const char *path);
 /*
  * How a sandbox gets its lower directory when it was created from an image key rather than
  * a plain directory. acquire() returns (malloc'd, caller frees) the path of a mounted lower
- * directory and takes a reference; release() drops it. The runner holds one reference while
- * the sandbox runs: acquired by create/start, released by stop (and by rm of a running
- * sandbox). Both are called with the sandbox's lock held, possibly from a different process
- * than the one that created the sandbox. The struct is copied.
+ * directory and takes a reference for `holder`, the sandbox's state directory (it exists as
+ * long as the sandbox does); release() gives back the reference of that holder. The runner
+ * holds one reference while the sandbox runs: acquired by create/start, released by stop
+ * (and by rm of a running sandbox). release() is also called when removing a sandbox whose
+ * creator died during the boot, which may or may not have got its reference: it must then
+ * do nothing for a holder that holds none. Both are called with the sandbox's lock held,
+ * possibly from a different process than the one that created the sandbox. The struct is
+ * copied.
  */
 struct run_image_ops {
-	int (*acquire)(void *userdata, const char *image_key, char **ret_lower_dir);
-	void (*release)(void *userdata, const char *image_key);
+	int (*acquire)(void *userdata, const char *image_key, const char *holder,
+		       char **ret_lower_dir);
+	void (*release)(void *userdata, const char *image_key, const char *holder);
 	void *userdata;
 };
 void run_ctx_set_image_ops(struct run_ctx *ctx, const struct run_image_ops *ops);

@@ -36,12 +36,17 @@ echo "$err" | grep -q "Read-only file system" || fail "create did not fail with 
 err=$(sh -c "echo x >> '$WORK/m1/etc/passwd'" 2>&1) && fail "appending succeeded"
 echo "$err" | grep -q "Read-only file system" || fail "write did not fail with EROFS: $err"
 
-# A second mount of the same image shares the daemon (same superblock, refcount 2).
+# A second mount of the same image shares the daemon (same superblock, two holders).
 "$ISORUN" --root "$R" mount "$ref" "$WORK/m2" || fail "second mount"
 [ "$(stat -c %d "$WORK/m1")" = "$(stat -c %d "$WORK/m2")" ] || fail "mounts are not shared"
 hex=$(ls "$R/mounts")
-[ "$(cat "$R/mounts/$hex/refs")" = 2 ] || fail "refcount is not 2"
-"$ISORUN" --root "$R" umount "$WORK/m1" || fail "umount m1"
+[ "$(grep -c '^bind [0-9]* /' "$R/mounts/$hex/refs")" = 2 ] || fail "holders: $(cat "$R/mounts/$hex/refs")"
+grep -q " $(realpath "$WORK/m2")\$" "$R/mounts/$hex/refs" || fail "m2 is not a holder"
+err=$("$ISORUN" --root "$R" mount "$ref" "$WORK/m2" 2>&1) && fail "mounted twice on m2"
+echo "$err" | grep -q "already an isorun mount" || fail "second mount on m2: $err"
+# m1 goes away with a plain umount (its holder line stays): the release of m2 finds that
+# holder gone (no such mount any more) and the daemon still exits after the last umount.
+umount "$WORK/m1" || fail "umount m1"
 cmp "$WORK/unp-img-v1/rootfs/usr/lib/libbig.so" "$WORK/m2/usr/lib/libbig.so" ||
 	fail "m2 broken after m1 was unmounted"
 "$ISORUN" --root "$R" umount "$WORK/m2" || fail "umount m2"

@@ -27,9 +27,10 @@ static bool fail_next;
 		}                                                                                  \
 	} while (0)
 
-static int acquire(void *ud, const char *key, char **ret)
+static int acquire(void *ud, const char *key, const char *holder, char **ret)
 {
 	CHECK(!strcmp(key, "registry.example/busybox@sha256:1234"));
+	CHECK(holder && holder[0] && access(holder, F_OK) == 0); /* the sandbox's directory */
 	CHECK(ud == &refs);
 	if (fail_next) {
 		fail_next = false;
@@ -41,9 +42,10 @@ static int acquire(void *ud, const char *key, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
-static void release(void *ud, const char *key)
+static void release(void *ud, const char *key, const char *holder)
 {
 	CHECK(!strcmp(key, "registry.example/busybox@sha256:1234"));
+	CHECK(holder && access(holder, F_OK) == 0);
 	releases++;
 	refs--;
 	CHECK(refs >= 0);

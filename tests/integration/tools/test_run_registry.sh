@@ -130,25 +130,47 @@ for _ in $(seq 1 100); do [ "$(mine | wc -l)" = 0 ] && break; sleep 0.1; done
 [ "$(mine | wc -l)" = 0 ] || fail "keep-warm: the mount outlived its delay"
 ok "keep-warm keeps the image mounted between sandboxes, then unmounts"
 
-# A creator that dies after taking the image's mount reference and before the boot (state
-# still "created", its directory marked as holding the reference): rm gives the reference
-# back. Emulated with a second sandbox B beside A: B stopped (its reference given back),
-# then put back as a dead creator would have left it.
+# The mount's holders (ROOT/mounts/<hex>/refs) name the sandbox directories that hold it.
 a=$("$ISORUN" --root "$ROOT" create "$REG/app:v1")
 b=$("$ISORUN" --root "$ROOT" create "$REG/app:v1")
 hex=$(ls "$ROOT/mounts" | head -1)
+refs=$ROOT/mounts/$hex/refs
+rroot=$(realpath "$ROOT")
+[ "$(grep -c . "$refs")" = 2 ] || fail "two sandboxes, holders: $(cat "$refs")"
+grep -qx "dir $rroot/sandboxes/$a" "$refs" || fail "sandbox $a is not a holder: $(cat "$refs")"
 "$ISORUN" --root "$ROOT" stop "$b"
-[ "$(cat "$ROOT/mounts/$hex/refs")" = 1 ] || fail "a stopped sandbox still holds its reference"
-printf '2\n' >"$ROOT/mounts/$hex/refs"
-python3 -c 'import os,sys; os.setxattr(sys.argv[1], "user.isorun.image_ref", b"1")' "$ROOT/sandboxes/$b"
+[ "$(cat "$refs")" = "dir $rroot/sandboxes/$a" ] || fail "a stopped sandbox still holds: $(cat "$refs")"
+ok "the image mount's holders are the running sandboxes"
+
+# A creator killed at any point of the boot after its reference was taken (state still
+# "created", its pid dead): rm gives the reference back. Emulated with B, put back as a dead
+# creator would have left it.
+echo "dir $rroot/sandboxes/$b" >>"$refs"
 sh -c 'exit 0' &
 dead=$!
 wait "$dead"
 printf '{"status":"created","pid":%d,"pid_start":1}' "$dead" >"$ROOT/sandboxes/$b/state.json"
 "$ISORUN" --root "$ROOT" rm -f "$b" >/dev/null
-[ "$(cat "$ROOT/mounts/$hex/refs")" = 1 ] || fail "rm of a half-created sandbox kept its reference"
+[ "$(cat "$refs")" = "dir $rroot/sandboxes/$a" ] || fail "rm of a half-created sandbox kept its reference: $(cat "$refs")"
+ok "rm of a half-created sandbox gives its image reference back"
+
+# A holder that is gone without releasing (its directory removed by hand) is dropped by the
+# next release, so the last sandbox's rm still unmounts the image.
+echo "dir $rroot/sandboxes/0000000000000000" >>"$refs"
 "$ISORUN" --root "$ROOT" rm -f "$a" >/dev/null
 for _ in $(seq 1 100); do [ "$(mine | wc -l)" = 0 ] && break; sleep 0.1; done
-[ "$(mine | wc -l)" = 0 ] || fail "the image stayed mounted after its last sandbox"
-ok "rm of a half-created sandbox gives its image reference back"
+[ "$(mine | wc -l)" = 0 ] || fail "a holder that is gone kept the image mounted: $(cat "$refs")"
+[ ! -s "$refs" ] || fail "holders left: $(cat "$refs")"
+ok "the reference of a holder that is gone is dropped"
+
+# With no release at all: the daemon itself looks for holders that are gone (every
+# ISORUN_FSD_AUDIT_S seconds) and unmounts when none is left. Emulated by renaming the only
+# holder's line to a directory that does not exist.
+c=$(ISORUN_FSD_AUDIT_S=1 "$ISORUN" --root "$ROOT" create "$REG/app:v1")
+[ "$(mine | wc -l)" = 1 ] || fail "no mount for sandbox $c"
+echo "dir $rroot/sandboxes/$c-removed-by-hand" >"$refs"
+for _ in $(seq 1 100); do [ "$(mine | wc -l)" = 0 ] && break; sleep 0.1; done
+[ "$(mine | wc -l)" = 0 ] || fail "the daemon kept a mount whose holders are all gone: $(cat "$refs")"
+"$ISORUN" --root "$ROOT" rm -f "$c" >/dev/null || fail "rm of $c"
+ok "the mount daemon drops holders that are gone and unmounts"
 echo "all run tests passed"
