@@ -361,7 +361,10 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 	if ((r = fs_engine_new(s, rd, client, repo, &o, &e)) < 0)
 		goto out;
 	log_debug("fsd: engine ready");
-	if ((r = fs_engine_check(e)) < 0)
+	/* Prefetch first: on a distant registry the check's round trip (a connection and a HEAD,
+	 * 40-60 ms on the bench's 20 ms WAN) then overlaps the first ranges of the startup
+	 * list. A failed check stops the engine (out:). */
+	if ((r = fs_engine_start(e)) < 0 || (r = fs_engine_check(e)) < 0)
 		goto out;
 	log_debug("fsd: registry answered");
 	d.e = e;
@@ -395,8 +398,6 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 	}
 	mounted = true;
 	raise_readahead(d.mnt);
-	if ((r = fs_engine_start(e)) < 0)
-		goto out;
 	if (pipe2(d.wake, O_CLOEXEC) < 0 || pthread_create(&d.ctl, NULL, ctl_main, &d) != 0) {
 		r = -errno;
 		goto out;

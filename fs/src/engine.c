@@ -130,7 +130,8 @@ struct fs_engine {
 	uint32_t packed_n;   /* atomic: loads since, a raw frame is tried every 64th */
 
 	pthread_t *workers;
-	unsigned n_workers;
+	unsigned n_workers, workers_cap; /* n_workers: written by the starting thread only */
+	bool started;			 /* fs_engine_start ran */
 	pthread_t flusher;
 	bool flusher_started;
 	bool stopped; /* lock */
@@ -1243,6 +1244,22 @@ int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
 	return 0;
 }
 
+/* Up to o.prefetch_threads prefetch workers, once the engine is started; a check that
+ * finds the registry far after the start asks for more. Workers serve readahead even
+ * without background prefetch. Called by the thread that starts the engine. */
+static int start_workers(struct fs_engine *e)
+{
+	if (!e->client || !e->started)
+		return 0;
+	while (e->n_workers < MIN(e->o.prefetch_threads, e->workers_cap)) {
+		int r = pthread_create(&e->workers[e->n_workers], NULL, prefetch_main, e);
+		if (r)
+			return -r;
+		e->n_workers++;
+	}
+	return 0;
+}
+
 int fs_engine_check(struct fs_engine *e)
 {
 	if (e->resident == e->n)
@@ -1272,6 +1289,9 @@ int fs_engine_check(struct fs_engine *e)
 			log_debug("mount: registry answered in %llu ms: 4 prefetch workers",
 				  (unsigned long long)ms);
 			e->o.prefetch_threads = 4;
+			int wr = start_workers(e); /* (when already started) */
+			if (wr < 0)
+				return wr;
 		}
 		if (r < 0)
 			return cm_log_ret(r, "mount: the registry does not serve pack %s: %s", pd,
@@ -1289,25 +1309,21 @@ int fs_engine_check(struct fs_engine *e)
 
 int fs_engine_start(struct fs_engine *e)
 {
-	if (e->client) { /* workers serve readahead even without background prefetch */
-		unsigned nw = e->o.prefetch_threads;
-		e->workers = calloc(nw, sizeof(*e->workers));
-		if (!e->workers)
-			return -ENOMEM;
-		for (unsigned i = 0; i < nw; i++) {
-			int r = pthread_create(&e->workers[i], NULL, prefetch_main, e);
-			if (r)
-				return -r;
-			e->n_workers++;
-		}
-	}
+	e->workers_cap = MAX(e->o.prefetch_threads, 4u);
+	e->workers = calloc(e->workers_cap, sizeof(*e->workers));
+	if (!e->workers)
+		return -ENOMEM;
+	e->started = true;
+	int r = start_workers(e);
+	if (r < 0)
+		return r;
 	for (unsigned i = 0; i < LOADERS; i++) {
-		int r = pthread_create(&e->loaders[i], NULL, loader_main, e);
+		r = pthread_create(&e->loaders[i], NULL, loader_main, e);
 		if (r)
 			return -r;
 		e->n_loaders++;
 	}
-	int r = pthread_create(&e->flusher, NULL, flusher_main, e);
+	r = pthread_create(&e->flusher, NULL, flusher_main, e);
 	if (r)
 		return -r;
 	e->flusher_started = true;

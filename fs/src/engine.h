@@ -44,10 +44,12 @@ int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
 void fs_engine_free(struct fs_engine *e);
 
 /* Check that the mount can read: every chunk local, or the registry serves the packs with
- * the configured credentials. -ENOENT (chunks missing and no remote), -EACCES, transport
- * errors. */
+ * the configured credentials (and how far it is: a far one gets more prefetch workers, also
+ * when the engine is already started). -ENOENT (chunks missing and no remote), -EACCES,
+ * transport errors. */
 int fs_engine_check(struct fs_engine *e);
-/* Start prefetch and flusher threads. -errno from pthread_create. */
+/* Start prefetch and flusher threads (before the check: the startup list's first fetches
+ * then overlap the check's round trip). -errno from pthread_create. */
 int fs_engine_start(struct fs_engine *e);
 /* Stop the threads, flush (idempotent). */
 void fs_engine_stop(struct fs_engine *e);
