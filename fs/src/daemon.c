@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <json-c/json.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -115,6 +116,30 @@ static void audit_holders(struct daemon *d, bool expired)
 	flock(fd, LOCK_UN);
 }
 
+/* The engine's stats with the mount's holders added ("holders": the named ones, and
+ * "unnamed_holders"), read without the lock: a snapshot. NULL when it cannot be made. */
+static char *with_holders(struct daemon *d, const char *stats)
+{
+	struct fs_holders h;
+	if (fs_holders_load(d->dir, &h) < 0)
+		return NULL;
+	char *out = NULL;
+	json_object *j = json_tokener_parse(stats), *a = json_object_new_array();
+	if (j && a) {
+		for (size_t k = 0; k < h.n; k++)
+			json_object_array_add(a, json_object_new_string(h.v[k]));
+		json_object_object_add(j, "holders", a);
+		a = NULL;
+		json_object_object_add(j, "unnamed_holders", json_object_new_int64(h.anon));
+		const char *s = json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN);
+		out = s ? strdup(s) : NULL;
+	}
+	json_object_put(a);
+	json_object_put(j);
+	fs_holders_free(&h);
+	return out;
+}
+
 static void serve_one(struct daemon *d, int fd)
 {
 	char req[256];
@@ -136,7 +161,9 @@ static void serve_one(struct daemon *d, int fd)
 	} else if (!strcmp(req, "stats")) {
 		_cleanup_free_ char *j = NULL;
 		if (fs_engine_stats_json(d->e, &j) == 0) {
-			cm_write_full(fd, j, strlen(j));
+			_cleanup_free_ char *jh = with_holders(d, j);
+			const char *out = jh ? jh : j;
+			cm_write_full(fd, out, strlen(out));
 			cm_write_full(fd, "\n", 1);
 		}
 	} else if (!strcmp(req, "last")) {

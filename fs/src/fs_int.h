@@ -46,6 +46,10 @@ size_t fs_holders_count(const struct fs_holders *h);
 size_t fs_holders_audit(const char *index_hex, struct fs_holders *h);
 /* The inode of this process's mount namespace. */
 int fs_holder_mntns(unsigned long long *ret);
+/* The mounts at `path` (absolute, resolved) in /proc/self/mountinfo, the last `max` of
+ * them in mount order: hex[i] is the index hex of an isorun mount, "" for any other.
+ * Returns how many, or -errno. */
+int fs_mounts_at(const char *path, char (*hex)[65], size_t max);
 /* A mountinfo path field with its \ooo escapes decoded (truncated to outlen). */
 void fs_mountinfo_unescape(const char *in, char *out, size_t outlen);
 

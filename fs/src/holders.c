@@ -220,28 +220,46 @@ void fs_mountinfo_unescape(const char *in, char *out, size_t outlen)
 		out[k] = 0;
 }
 
-/* Whether `path` (absolute) is an isorun mount of `hex` in this mount namespace. */
-static bool bind_is_mounted(const char *hex, const char *path)
+int fs_mounts_at(const char *path, char (*hex)[65], size_t max)
 {
 	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
-		return true; /* cannot tell: keep it */
+		return -errno;
 	_cleanup_free_ char *line = NULL;
-	size_t cap = 0;
-	_cleanup_free_ char *src = cm_strdupf("isorun:%s", hex);
-	if (!src)
-		return true;
+	size_t cap = 0, n = 0;
 	while (getline(&line, &cap, f) > 0) {
-		char mp[PATH_MAX], fstype[64], source[128];
+		/* id parent maj:min root mountpoint opts [optional...] - fstype source superopts */
+		char mp[PATH_MAX], fstype[64], source[128], un[PATH_MAX];
 		char *sep = strstr(line, " - ");
 		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 ||
 		    sscanf(sep + 3, "%63s %127s", fstype, source) != 2)
 			continue;
-		char un[PATH_MAX];
 		fs_mountinfo_unescape(mp, un, sizeof(un));
-		if (!strcmp(un, path) && !strcmp(fstype, "fuse.isorun") && !strcmp(source, src))
-			return true;
+		if (strcmp(un, path) != 0 || !max)
+			continue;
+		if (n == max) { /* keep the last ones: the visible mount is the last */
+			memmove(hex, hex + 1, (max - 1) * sizeof(*hex));
+			n--;
+		}
+		hex[n][0] = 0;
+		if (!strcmp(fstype, "fuse.isorun") && cm_str_has_prefix(source, "isorun:") &&
+		    strlen(source) == 7 + 64)
+			memcpy(hex[n], source + 7, 65);
+		n++;
 	}
+	return (int)n;
+}
+
+/* Whether `path` (absolute) is an isorun mount of `hex` in this mount namespace. */
+static bool bind_is_mounted(const char *hex, const char *path)
+{
+	char v[16][65];
+	int n = fs_mounts_at(path, v, 16);
+	if (n < 0)
+		return true; /* cannot tell: keep it */
+	for (int i = 0; i < n; i++)
+		if (!strcmp(v[i], hex))
+			return true;
 	return false;
 }
 

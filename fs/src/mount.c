@@ -300,34 +300,14 @@ static int mount_hex_of(const char *path, char hex[65], char *ret_real, size_t r
 		return -errno;
 	if (ret_real)
 		snprintf(ret_real, real_len, "%s", real);
-	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
-	if (!f)
-		return -errno;
-	char *line = NULL;
-	size_t cap = 0;
-	int r = -EINVAL;
-	while (getline(&line, &cap, f) > 0) {
-		/* id parent maj:min root mountpoint opts [optional...] - fstype source superopts */
-		char mp[PATH_MAX], fstype[64], source[128];
-		char *sep = strstr(line, " - ");
-		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 ||
-		    sscanf(sep + 3, "%63s %127s", fstype, source) != 2)
-			continue;
-		char un[PATH_MAX];
-		fs_mountinfo_unescape(mp, un, sizeof(un));
-		if (strcmp(un, real) != 0)
-			continue;
-		if (strcmp(fstype, "fuse.isorun") == 0 && cm_str_has_prefix(source, "isorun:") &&
-		    strlen(source) == 7 + 64) {
-			memcpy(hex, source + 7, 64); /* length checked just above */
-			hex[64] = 0;
-			r = 0; /* the last match is the visible mount */
-		} else {
-			r = -EINVAL;
-		}
-	}
-	free(line);
-	return r;
+	char v[16][65];
+	int n = fs_mounts_at(real, v, 16);
+	if (n < 0)
+		return n;
+	if (n == 0 || !v[n - 1][0]) /* the last one is the visible mount */
+		return -EINVAL;
+	memcpy(hex, v[n - 1], 65);
+	return 0;
 }
 
 static int hex_of(const char *arg, char hex[65])

@@ -277,6 +277,15 @@ static void print_stats(const char *js)
 	if (json_object_object_get_ex(j, "read_latency_us", &w))
 		printf("latency (us) p50 %llu, p90 %llu, p99 %llu, max %llu\n", U(w, "p50"),
 		       U(w, "p90"), U(w, "p99"), U(w, "max"));
+	if (json_object_object_get_ex(j, "holders", &w) && json_object_is_type(w, json_type_array)) {
+		size_t n = json_object_array_length(w);
+		printf("holders      %zu", n + (size_t)U(j, "unnamed_holders"));
+		if (U(j, "unnamed_holders"))
+			printf(" (%llu unnamed)", U(j, "unnamed_holders"));
+		printf("\n");
+		for (size_t k = 0; k < n; k++)
+			printf("             %s\n", json_object_get_string(json_object_array_get_idx(w, k)));
+	}
 	if (json_object_object_get_ex(j, "errors", &w)) {
 		printf("errors      ");
 		json_object_object_foreach(w, k, val)

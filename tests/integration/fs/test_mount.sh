@@ -42,6 +42,10 @@ echo "$err" | grep -q "Read-only file system" || fail "write did not fail with E
 hex=$(ls "$R/mounts")
 [ "$(grep -c '^bind [0-9]* /' "$R/mounts/$hex/refs")" = 2 ] || fail "holders: $(cat "$R/mounts/$hex/refs")"
 grep -q " $(realpath "$WORK/m2")\$" "$R/mounts/$hex/refs" || fail "m2 is not a holder"
+h=$(stats_json "$R" "$WORK/m2")
+[ "$(echo "$h" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["holders"]))')" = 2 ] ||
+	fail "stats do not list the two holders: $h"
+"$ISORUN" --root "$R" stats "$WORK/m2" | grep -q "^holders *2$" || fail "isorun stats: no holders line"
 err=$("$ISORUN" --root "$R" mount "$ref" "$WORK/m2" 2>&1) && fail "mounted twice on m2"
 echo "$err" | grep -q "already an isorun mount" || fail "second mount on m2: $err"
 # m1 goes away with a plain umount (its holder line stays): the release of m2 finds that
