@@ -360,8 +360,8 @@ disk and 10-150 ms on a busy one); \`isorun stop\` syncs the scratch layer inste
 is served by FUSE with zero-message opens and, for an image without extended attributes
 (this one), no getxattr round trips: a warm run sends 3 requests to the daemon instead of 44.
 The mount targets the boot needs come from a shared read-only layer (\`ROOT/targets\`) stacked
-above the image, so a fresh sandbox's scratch stays empty, and the image mount's reference
-count is rewritten in place (a rename over it cost 0.3-0.5 ms on this disk). This disk's
+above the image, so a fresh sandbox's scratch stays empty, and the image mount's holders
+file is rewritten in place (a rename over it cost 0.3-0.5 ms on this disk). This disk's
 ext4 has no journal: it then skips recently freed inodes when it allocates one, and every
 run frees ~20, so a row costs more the more sandbox runs came before it; the image rows
 come first, the "before:" rows last (which disadvantages them). The rows above show where
