@@ -6,7 +6,8 @@
 #  - a host with an EMPTY store: `isorun run REF` pulls only the index (no chunk is local
 #    before the run), mounts lazily, and the command sees the image's Env/WorkingDir/User
 #    and not the deleted file; exit status is the command's;
-#  - three sandboxes of the image share one FUSE mount; `rm` of the last unmounts it
+#  - 20 sandboxes of the image created at once share one FUSE mount; `rm` of the last
+#    unmounts it
 #    (ISORUN_KEEP_WARM=0), or keeps it for the next sandbox for ISORUN_KEEP_WARM seconds;
 #  - floating tags are refused by create/run.
 set -euo pipefail
@@ -95,26 +96,48 @@ fi
 grep -q floating "$WORK/err" || fail "no reason for refusing latest: $(cat "$WORK/err")"
 ok "run refuses floating tags"
 
+# 20 sandboxes of the image at once, created concurrently (their creators race for the
+# image's mount): one FUSE superblock (one daemon, one page cache) however many places it is
+# visible at, 20 named holders, each sandbox's writes its own; removed concurrently, the last
+# removal unmounts. (Other tests may run in parallel: count only what lives under this
+# test's root.)
+N=20
+pids=()
+for i in $(seq $N); do
+	"$ISORUN" --root "$ROOT" create "$REG/app:v1" >"$WORK/id.$i" &
+	pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || fail "a concurrent create failed"; done
 ids=()
-for i in 1 2 3; do ids+=("$("$ISORUN" --root "$ROOT" create "$REG/app:v1")"); done
-# One FUSE superblock (one daemon, one page cache) however many places it is visible at.
-# (Other tests may run in parallel: count only what lives under this test's root.)
+for i in $(seq $N); do ids+=("$(cat "$WORK/id.$i")"); done
 mine() { awk -v r="$ROOT/" '$0 ~ /fuse.isorun/ && index($5, r) == 1 {print $3}' /proc/self/mountinfo; }
 n=$(mine | sort -u | wc -l)
-[ "$n" = 1 ] || fail "$n FUSE filesystems for three sandboxes of one image"
+[ "$n" = 1 ] || fail "$n FUSE filesystems for $N sandboxes of one image"
 n=$(pgrep -fc "fsd .*$ROOT/" || true)
-[ "$n" = 1 ] || fail "$n mount daemons for three sandboxes of one image"
+[ "$n" = 1 ] || fail "$n mount daemons for $N sandboxes of one image"
+refs=$(echo "$ROOT"/mounts/*/refs)
+[ "$(grep -c '^dir /' "$refs")" = $N ] || fail "holders of $N sandboxes: $(cat "$refs")"
+pids=()
 for id in "${ids[@]}"; do
-	"$ISORUN" --root "$ROOT" exec "$id" -- sh -c "echo $id >/sandbox/me"
+	"$ISORUN" --root "$ROOT" exec "$id" -- sh -c "echo $id >/sandbox/me" &
+	pids+=($!)
 done
+for p in "${pids[@]}"; do wait "$p" || fail "a concurrent exec failed"; done
 for id in "${ids[@]}"; do
 	got=$("$ISORUN" --root "$ROOT" exec "$id" -- cat /sandbox/me)
 	[ "$got" = "$id" ] || fail "sandbox $id sees $got"
 done
-ok "three sandboxes, one shared mount, separate scratch"
-"$ISORUN" --root "$ROOT" rm -f "${ids[@]}" >/dev/null
+ok "$N sandboxes created at once: one shared mount, $N holders, separate scratch"
+pids=()
+for id in "${ids[@]}"; do
+	"$ISORUN" --root "$ROOT" rm -f "$id" >/dev/null &
+	pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || fail "a concurrent rm failed"; done
 n=$(mine | wc -l)
 [ "$n" = 0 ] || fail "mount left after the last sandbox was removed"
+[ ! -s "$refs" ] || fail "holders left after every sandbox was removed: $(cat "$refs")"
+[ "$("$ISORUN" --root "$ROOT" ps | grep -c .)" -le 1 ] || fail "sandboxes left: $("$ISORUN" --root "$ROOT" ps)"
 ok "last rm unmounts the image"
 
 # Keep-warm: the mount outlives the last sandbox, the next sandbox reuses its daemon, and it
