@@ -353,7 +353,6 @@ int idx_pool_read_chunk(struct idx_pool *p, uint32_t chunk, uint8_t *buf)
 
 int idx_pool_commit(struct idx_pool *p, uint64_t *ret_new_chunks, uint64_t *ret_new_bytes)
 {
-	int rootfd = idx_store_root_fd(p->store);
 	uint64_t n = 0, bytes = 0;
 	for (uint32_t i = 0; i < p->nchunks; i++) {
 		struct idx_uchunk *c = &p->chunks[i];
@@ -362,8 +361,9 @@ int idx_pool_commit(struct idx_pool *p, uint64_t *ret_new_chunks, uint64_t *ret_
 		char name[72], rel[80];
 		staging_name(c->digest, name);
 		idx_store_chunk_relpath(c->digest, rel);
-		if (renameat(p->staging_fd, name, rootfd, rel) < 0)
-			return cm_log_ret(-errno, "publishing chunk %s: %s", name, strerror(errno));
+		int r = idx_store_rename_into(p->store, p->staging_fd, name, rel);
+		if (r < 0)
+			return cm_log_ret(r, "publishing chunk %s: %s", name, strerror(-r));
 		n++;
 		bytes += c->csize;
 	}

@@ -91,18 +91,9 @@ int idx_store_open(const char *root, struct idx_store **ret)
 			r = -errno;
 			goto fail;
 		}
-	/* chunks/00 .. chunks/ff, created once so inserts never race on mkdir. */
-	struct stat st;
-	if (fstatat(s->root_fd, "chunks/ff", &st, 0) < 0) {
-		for (int i = 0; i < 256; i++) {
-			char d[16];
-			snprintf(d, sizeof(d), "chunks/%02x", i);
-			if (mkdirat(s->root_fd, d, 0755) < 0 && errno != EEXIST) {
-				r = -errno;
-				goto fail;
-			}
-		}
-	}
+	/* chunks/00 .. chunks/ff are made when a chunk file first goes there
+	 * (idx_store_rename_into): a store whose chunks come in packs never needs them, and
+	 * 256 directories were 256 inode allocations at the start of every cold `isorun run`. */
 	dbpath = cm_strdupf("%s/store.db", root);
 	if (!dbpath) {
 		r = -ENOMEM;
@@ -233,6 +224,21 @@ static int verify_frame(const uint8_t digest[32], const void *cdata, size_t clen
 	return memcmp(d, digest, 32) == 0 ? 0 : -EBADMSG;
 }
 
+int idx_store_rename_into(struct idx_store *s, int fromfd, const char *from, const char *relpath)
+{
+	if (renameat(fromfd, from, s->root_fd, relpath) == 0)
+		return 0;
+	const char *slash = strrchr(relpath, '/');
+	if (errno != ENOENT || !slash)
+		return -errno;
+	char dir[96];
+	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - relpath), relpath);
+	/* (EEXIST: another writer made it meanwhile) */
+	if (mkdirat(s->root_fd, dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return renameat(fromfd, from, s->root_fd, relpath) < 0 ? -errno : 0;
+}
+
 /* Write `data` to a fresh file in ROOT/tmp and rename it to `relpath`. */
 static int publish(struct idx_store *s, const char *relpath, const void *data, size_t len,
 		   bool durable)
@@ -247,8 +253,8 @@ static int publish(struct idx_store *s, const char *relpath, const void *data, s
 	int r = cm_write_full(fd, data, len);
 	if (r == 0 && durable && fsync(fd) < 0)
 		r = -errno;
-	if (r == 0 && renameat(s->root_fd, tmp, s->root_fd, relpath) < 0)
-		r = -errno;
+	if (r == 0)
+		r = idx_store_rename_into(s, s->root_fd, tmp, relpath);
 	if (r < 0) {
 		unlinkat(s->root_fd, tmp, 0);
 		log_error("store: cannot publish %s: %s", relpath, strerror(-r));

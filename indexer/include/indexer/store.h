@@ -48,6 +48,9 @@ int idx_store_root_fd(const struct idx_store *s);
 
 /* Path of a chunk file relative to the root: "chunks/ab/abcd..." (buffer >= 80 bytes). */
 void idx_store_chunk_relpath(const uint8_t digest[32], char out[80]);
+/* renameat(fromfd, from) to `relpath` in the store (a chunk path), making its directory
+ * (chunks/xx) on first use. -errno. */
+int idx_store_rename_into(struct idx_store *s, int fromfd, const char *from, const char *relpath);
 /*
  * Which chunks/XX directories hold at least one chunk file: bit XX of `mask` (byte XX / 8,
  * bit XX % 8). Lets a caller with thousands of digests to look up skip the directories that
