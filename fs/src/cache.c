@@ -284,7 +284,7 @@ int fs_cache_complete_refs(struct idx_store *s)
 {
 	sqlite3 *db = idx_store_db(s);
 	char **v = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0;
 	int r = 0;
 	{
 		sqlite3_stmt *st = NULL;
@@ -292,23 +292,8 @@ int fs_cache_complete_refs(struct idx_store *s)
 		if (sqlite3_prepare_v2(db, "SELECT index_digest FROM fs_indexes WHERE refs=0", -1,
 				       &st, NULL) != SQLITE_OK)
 			r = db_err(db, "pending refs");
-		while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
-			if (n == cap) {
-				size_t nc = cap ? cap * 2 : 8;
-				char **nv = realloc(v, nc * sizeof(*v));
-				if (!nv) {
-					r = -ENOMEM;
-					break;
-				}
-				v = nv;
-				cap = nc;
-			}
-			if (!(v[n] = strdup((const char *)sqlite3_column_text(st, 0)))) {
-				r = -ENOMEM;
-				break;
-			}
-			n++;
-		}
+		while (r == 0 && sqlite3_step(st) == SQLITE_ROW)
+			r = fs_strv_push(&v, &n, strdup((const char *)sqlite3_column_text(st, 0)));
 		sqlite3_finalize(st); /* under the lock: the connection is shared */
 		idx_store_unlock(s);
 	}
@@ -326,9 +311,7 @@ int fs_cache_complete_refs(struct idx_store *s)
 		}
 		r = fs_cache_record_index(s, rd);
 	}
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
+	fs_strv_free(v, n);
 	return r;
 }
 
@@ -551,6 +534,18 @@ void fs_strv_free(char **v, size_t n)
 	for (size_t i = 0; i < n; i++)
 		free(v[i]);
 	free(v);
+}
+
+int fs_strv_push(char ***v, size_t *n, char *s)
+{
+	char **nv = s ? realloc(*v, (*n + 1) * sizeof(**v)) : NULL;
+	if (!nv) {
+		free(s);
+		return -ENOMEM;
+	}
+	*v = nv;
+	nv[(*n)++] = s;
+	return 0;
 }
 
 /* Fill the temp table fs_mounted with the live mounts, and fs_pinned with the live mounts

@@ -153,17 +153,8 @@ int fs_mounts_live(const char *root, char ***ret, size_t *ret_n)
 	while ((de = readdir(d))) {
 		if (!is_hex64(de->d_name) || fs_ctl_call(root, de->d_name, "ping", 2000, NULL) < 0)
 			continue;
-		char **nv = realloc(v, (n + 1) * sizeof(*v));
-		if (!nv) {
-			r = -ENOMEM;
+		if ((r = fs_strv_push(&v, &n, cm_strdupf("sha256:%s", de->d_name))) < 0)
 			break;
-		}
-		v = nv;
-		if (!(v[n] = cm_strdupf("sha256:%s", de->d_name))) {
-			r = -ENOMEM;
-			break;
-		}
-		n++;
 	}
 	closedir(d);
 	if (r < 0) {

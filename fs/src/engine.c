@@ -130,8 +130,8 @@ struct fs_engine {
 	uint32_t packed_n;   /* atomic: loads since, a raw frame is tried every 64th */
 
 	pthread_t *workers;
-	unsigned n_workers, workers_cap; /* n_workers: written by the starting thread only */
-	bool started;			 /* fs_engine_start ran */
+	unsigned n_workers, workers_cap; /* written by the starting thread only; workers is
+					  * allocated by fs_engine_start */
 	pthread_t flusher;
 	bool flusher_started;
 	bool stopped; /* lock */
@@ -1249,7 +1249,7 @@ int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
  * without background prefetch. Called by the thread that starts the engine. */
 static int start_workers(struct fs_engine *e)
 {
-	if (!e->client || !e->started)
+	if (!e->client || !e->workers)
 		return 0;
 	while (e->n_workers < MIN(e->o.prefetch_threads, e->workers_cap)) {
 		int r = pthread_create(&e->workers[e->n_workers], NULL, prefetch_main, e);
@@ -1313,7 +1313,6 @@ int fs_engine_start(struct fs_engine *e)
 	e->workers = calloc(e->workers_cap, sizeof(*e->workers));
 	if (!e->workers)
 		return -ENOMEM;
-	e->started = true;
 	int r = start_workers(e);
 	if (r < 0)
 		return r;

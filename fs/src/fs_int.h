@@ -57,6 +57,8 @@ void fs_mountinfo_unescape(const char *in, char *out, size_t outlen);
  * array. */
 int fs_mounts_live(const char *root, char ***ret, size_t *ret_n);
 void fs_strv_free(char **v, size_t n);
+/* Append `s` (taken over; NULL, an allocation that failed, gives -ENOMEM) to v[0..*n). */
+int fs_strv_push(char ***v, size_t *n, char *s);
 
 /* Latency histogram (thread-safe, lock-free). Microseconds, log2 buckets split in four. */
 #define FS_HIST_BUCKETS 160

@@ -43,14 +43,7 @@ void fs_holders_free(struct fs_holders *h)
 
 static int push(struct fs_holders *h, const char *s, size_t len)
 {
-	char **nv = realloc(h->v, (h->n + 1) * sizeof(*nv));
-	if (!nv)
-		return -ENOMEM;
-	h->v = nv;
-	if (!(h->v[h->n] = strndup(s, len)))
-		return -ENOMEM;
-	h->n++;
-	return 0;
+	return fs_strv_push(&h->v, &h->n, strndup(s, len));
 }
 
 int fs_holders_parse(const char *data, size_t len, struct fs_holders *h)

@@ -98,6 +98,12 @@ int fs_image_lookup(struct idx_store *s, const char *ref, char ret[72])
 	return find(s, canon, ret);
 }
 
+/* The ROOT/refs/ answer for exactly `key`, if its index file is present. */
+static bool find_fast(const char *root, const char *key, char ret[72])
+{
+	return idx_store_find_index_fast(root, key, ret) == 0 && index_file_present(root, ret);
+}
+
 int fs_image_lookup_fast(const char *root, const char *ref, char ret[72])
 {
 	if (cm_digest_valid(ref) && index_file_present(root, ref)) { /* an index digest */
@@ -105,18 +111,13 @@ int fs_image_lookup_fast(const char *root, const char *ref, char ret[72])
 		return 0;
 	}
 	if (cm_digest_valid(ref)) /* a manifest digest */
-		return idx_store_find_index_fast(root, ref, ret) == 0 &&
-			       index_file_present(root, ret)
-			   ? 0
-			   : -ENOENT;
+		return find_fast(root, ref, ret) ? 0 : -ENOENT;
 	if (cm_str_has_prefix(ref, "oci:"))
 		return -ENOENT;
-	if (idx_store_find_index_fast(root, ref, ret) == 0 && index_file_present(root, ret))
+	if (find_fast(root, ref, ret))
 		return 0;
 	_cleanup_free_ char *canon = NULL;
-	if (canonical(ref, &canon) < 0 || idx_store_find_index_fast(root, canon, ret) < 0)
-		return -ENOENT;
-	return index_file_present(root, ret) ? 0 : -ENOENT;
+	return canonical(ref, &canon) == 0 && find_fast(root, canon, ret) ? 0 : -ENOENT;
 }
 
 static int pull_oci(struct idx_store *s, const char *ref, const struct fs_pull_opts *o,

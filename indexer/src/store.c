@@ -172,30 +172,31 @@ void idx_store_chunk_relpath(const uint8_t digest[32], char out[80])
 
 int idx_store_chunk_dirs(struct idx_store *s, uint8_t mask[32])
 {
+	/* chunks/XX exist only once a chunk file went there (idx_store_rename_into): one read
+	 * of chunks/ finds them, and only those are looked into */
 	memset(mask, 0, 32);
-	for (int i = 0; i < 256; i++) {
-		char d[16];
-		snprintf(d, sizeof(d), "chunks/%02x", i);
-		int fd = openat(s->root_fd, d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0) {
-			if (errno != ENOENT)
-				mask[i / 8] |= (uint8_t)(1u << (i % 8));
-			continue;
-		}
-		DIR *dir = fdopendir(fd);
-		if (!dir) {
-			close(fd);
-			mask[i / 8] |= (uint8_t)(1u << (i % 8));
-			continue;
-		}
-		struct dirent *de;
-		while ((de = readdir(dir)))
-			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
-				mask[i / 8] |= (uint8_t)(1u << (i % 8));
-				break;
-			}
-		closedir(dir);
+	DIR *top = cm_opendirat(s->root_fd, "chunks", 0);
+	if (!top) {
+		if (errno != ENOENT)
+			memset(mask, 0xff, 32); /* cannot tell: look everywhere */
+		return 0;
 	}
+	struct dirent *de;
+	while ((de = readdir(top))) {
+		uint8_t i;
+		if (strlen(de->d_name) != 2 || cm_hex_parse(de->d_name, 1, &i) < 0)
+			continue;
+		DIR *dir = cm_opendirat(dirfd(top), de->d_name, 0);
+		bool any = !dir; /* unreadable: counts as holding some */
+		struct dirent *fe;
+		while (dir && !any && (fe = readdir(dir)))
+			any = strcmp(fe->d_name, ".") != 0 && strcmp(fe->d_name, "..") != 0;
+		if (dir)
+			closedir(dir);
+		if (any)
+			mask[i / 8] |= (uint8_t)(1u << (i % 8));
+	}
+	closedir(top);
 	return 0;
 }
 

@@ -775,13 +775,6 @@ static bool path_ok_for_overlay(const char *p)
 	return !strpbrk(p, ",:\\\n");
 }
 
-static void kill_pid(pid_t pid, uint64_t start)
-{
-	uint64_t st;
-	if (pid > 0 && run_proc_start_time(pid, &st) == 0 && st == start)
-		kill(pid, SIGKILL);
-}
-
 static const char *const target_dirs[] = {"etc", "sandbox", "proc", "sys", "dev", "tmp"};
 
 /*
@@ -1039,12 +1032,7 @@ fail:
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
 		cm_closep(&fds[i]);
 	if (pid > 0) {
-		kill_pid(pid, pid_start);
-		_cleanup_close_ int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-		if (pfd >= 0) {
-			struct pollfd p = {.fd = pfd, .events = POLLIN};
-			poll(&p, 1, 5000);
-		}
+		run_kill_exact(pid, pid_start, 5000);
 		waitpid(pid, NULL, WNOHANG);
 	}
 	sb->pid = 0;
@@ -1056,25 +1044,18 @@ fail:
 
 static int ns_stop(struct run_sandbox *sb, uint32_t grace_ms)
 {
-	if (run_sandbox_agent_alive(sb)) {
-		_cleanup_close_ int pfd = (int)syscall(SYS_pidfd_open, sb->pid, 0);
-		/* the pid could have been reused between the check and pidfd_open */
-		if (pfd >= 0 && !run_sandbox_agent_alive(sb))
-			cm_closep(&pfd);
-		if (pfd >= 0) {
-			struct run_client *c = NULL;
-			if (grace_ms && run_client_connect(sb->ctx, sb->id, &c) >= 0)
-				(void)run_client_shutdown(c, grace_ms);
-			run_client_free(c);
-			struct pollfd p = {.fd = pfd, .events = POLLIN};
-			if (poll(&p, 1, grace_ms ? 2000 : 0) <= 0) {
-				syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
-				log_debug("sandbox %s: agent killed", sb->id);
-				p.revents = 0;
-				while (poll(&p, 1, -1) < 0 && errno == EINTR)
-					;
-				log_debug("sandbox %s: agent gone", sb->id);
-			}
+	_cleanup_close_ int pfd = run_pidfd_exact(sb->pid, sb->pid_start);
+	if (pfd >= 0) {
+		struct run_client *c = NULL;
+		if (grace_ms && run_client_connect(sb->ctx, sb->id, &c) >= 0)
+			(void)run_client_shutdown(c, grace_ms);
+		run_client_free(c);
+		struct pollfd p = {.fd = pfd, .events = POLLIN};
+		if (poll(&p, 1, grace_ms ? 2000 : 0) <= 0) {
+			syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+			log_debug("sandbox %s: agent killed", sb->id);
+			run_pidfd_wait(pfd, -1);
+			log_debug("sandbox %s: agent gone", sb->id);
 		}
 	}
 	/* our child if this process booted it (a failed boot); otherwise ECHILD */

@@ -413,12 +413,46 @@ int run_proc_start_time(pid_t pid, uint64_t *ret)
 	return 0;
 }
 
-bool run_sandbox_agent_alive(const struct run_sandbox *sb)
+static bool is_process(pid_t pid, uint64_t start)
 {
 	uint64_t st;
-	if (sb->pid <= 0)
-		return false;
-	return run_proc_start_time(sb->pid, &st) == 0 && st == sb->pid_start;
+	return pid > 0 && run_proc_start_time(pid, &st) == 0 && st == start;
+}
+
+bool run_sandbox_agent_alive(const struct run_sandbox *sb)
+{
+	return is_process(sb->pid, sb->pid_start);
+}
+
+int run_pidfd_exact(pid_t pid, uint64_t start)
+{
+	if (!is_process(pid, start))
+		return -ESRCH;
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0)
+		return -errno;
+	/* the pid could have been reused between the check and the open */
+	if (!is_process(pid, start)) {
+		close(fd);
+		return -ESRCH;
+	}
+	return fd;
+}
+
+void run_pidfd_wait(int pidfd, int timeout_ms)
+{
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+	while (poll(&p, 1, timeout_ms) < 0 && errno == EINTR)
+		;
+}
+
+void run_kill_exact(pid_t pid, uint64_t start, int timeout_ms)
+{
+	_cleanup_close_ int pfd = run_pidfd_exact(pid, start);
+	if (pfd < 0)
+		return;
+	syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+	run_pidfd_wait(pfd, timeout_ms);
 }
 
 const struct run_backend_ops *run_backend_find(const char *name)
@@ -493,18 +527,10 @@ static void kill_marked_agent(struct run_sandbox *sb)
 	v[n] = 0;
 	int pid;
 	unsigned long long start;
-	uint64_t now;
-	if (sscanf(v, "%d %llu", &pid, &start) != 2 || pid <= 0 ||
-	    run_proc_start_time(pid, &now) < 0 || now != start)
+	if (sscanf(v, "%d %llu", &pid, &start) != 2 || !is_process(pid, start))
 		return;
-	_cleanup_close_ int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (pfd < 0 || run_proc_start_time(pid, &now) < 0 || now != start)
-		return; /* gone, or the pid was reused before the pidfd */
 	log_warn("sandbox %s: stopping the agent (pid %d) its dead creator left", sb->id, pid);
-	syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
-	struct pollfd p = {.fd = pfd, .events = POLLIN};
-	while (poll(&p, 1, 5000) < 0 && errno == EINTR)
-		;
+	run_kill_exact(pid, start, 5000);
 }
 
 static int acquire_lower(struct run_sandbox *sb, char **ret)

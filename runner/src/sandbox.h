@@ -84,6 +84,13 @@ int run_proc_start_time(pid_t pid, uint64_t *ret);
  * knows them (before the state says "running"): a sandbox whose creator died in between can
  * still have its agent stopped (stop_locked). Best effort. */
 void run_mark_agent(struct run_sandbox *sb, pid_t pid, uint64_t start);
+/* A pidfd of `pid` if it is still the process that started at `start` (checked again after
+ * the open: the pid may have been reused in between); -ESRCH otherwise, or -errno. */
+int run_pidfd_exact(pid_t pid, uint64_t start);
+/* Wait up to timeout_ms (-1: for ever) for the process of `pidfd` to end. */
+void run_pidfd_wait(int pidfd, int timeout_ms);
+/* SIGKILL that exact process and wait up to timeout_ms for it to end. */
+void run_kill_exact(pid_t pid, uint64_t start, int timeout_ms);
 
 /* cgroups (v1 or v2, detected once). */
 struct run_cgroup_limits {

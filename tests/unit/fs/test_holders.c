@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "idx_testlib.h"
+
 #include "fs_int.h"
 
 #include "common/util.h"
@@ -68,8 +70,8 @@ static void test_parse(void **state)
 static void test_store_in_place(void **state)
 {
 	(void)state;
-	char dir[] = "/tmp/isorun-holders-XXXXXX";
-	assert_non_null(mkdtemp(dir));
+	char *dir = tl_mkdtemp("isorun-holders");
+	assert_non_null(dir);
 	char *refs = cm_strdupf("%s/refs", dir);
 	struct fs_holders h;
 	assert_int_equal(fs_holders_load(dir, &h), 0); /* no file: none */
@@ -100,16 +102,16 @@ static void test_store_in_place(void **state)
 	assert_int_equal(h.n, 1);
 	assert_string_equal(h.v[0], "dir /short");
 	fs_holders_free(&h);
-	unlink(refs);
-	rmdir(dir);
+	tl_rm_rf(dir);
+	free(dir);
 	free(refs);
 }
 
 static void test_audit(void **state)
 {
 	(void)state;
-	char dir[] = "/tmp/isorun-holders-XXXXXX";
-	assert_non_null(mkdtemp(dir));
+	char *dir = tl_mkdtemp("isorun-holders");
+	assert_non_null(dir);
 	unsigned long long ns;
 	assert_int_equal(fs_holder_mntns(&ns), 0);
 	char *live = cm_strdupf("dir %s", dir);
@@ -137,7 +139,8 @@ static void test_audit(void **state)
 	free(gone);
 	free(unmounted);
 	free(other_ns);
-	rmdir(dir);
+	tl_rm_rf(dir);
+	free(dir);
 }
 
 static void test_mountinfo_unescape(void **state)

@@ -293,9 +293,35 @@ static void test_damage(void **state)
 	free(buf);
 }
 
+/* chunks/XX are made on first use; idx_store_chunk_dirs names the ones holding a file. */
+static void test_chunk_dirs(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t mask[32], zero[32] = {0};
+	assert_int_equal(idx_store_chunk_dirs(f->s, mask), 0);
+	assert_memory_equal(mask, zero, 32); /* a new store: no chunks/XX at all */
+	char rel[80];
+	idx_store_chunk_relpath(f->d[0], rel);
+	int fd = openat(idx_store_root_fd(f->s), "tmp/chunk", O_WRONLY | O_CREAT | O_EXCL, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(idx_store_rename_into(f->s, idx_store_root_fd(f->s), "tmp/chunk", rel), 0);
+	/* an empty chunks/XX beside it does not count */
+	uint8_t other = (uint8_t)(f->d[0][0] ^ 1);
+	char empty[16];
+	snprintf(empty, sizeof(empty), "chunks/%02x", other);
+	assert_int_equal(mkdirat(idx_store_root_fd(f->s), empty, 0755), 0);
+	assert_int_equal(idx_store_chunk_dirs(f->other, mask), 0);
+	for (int i = 0; i < 256; i++)
+		assert_int_equal(!!(mask[i / 8] & (1u << (i % 8))), i == f->d[0][0]);
+	struct stat st;
+	assert_int_equal(fstatat(idx_store_root_fd(f->s), rel, &st, 0), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_chunk_dirs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_put_commit_read, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_remove_and_gc, setup, teardown),
