@@ -11,6 +11,7 @@
 #include "indexer/store.h"
 #include "store_int.h"
 
+#include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/digest.h"
 #include "common/log.h"
@@ -106,43 +107,99 @@ void store_packs_fini(struct idx_store *s)
 
 /* ---- reading ----------------------------------------------------------------------------- */
 
+/* A digest's position in the caller's array, sorted by the digest: its first 8 bytes as a
+ * big-endian key decide almost every comparison without touching the array. */
+struct locate_key {
+	uint64_t key;
+	size_t i;
+};
+
+static int cmp_locate_key(const void *a, const void *b, void *digests)
+{
+	const struct locate_key *x = a, *y = b;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	const uint8_t *d = digests;
+	return memcmp(d + 32 * x->i, d + 32 * y->i, 32);
+}
+
+/* Rows of local_chunks from the first digest >= the bound one, in digest order. */
+#define LOCATE_SQL                                                                                 \
+	"SELECT digest, pack, off, len, sum FROM local_chunks WHERE digest>=? ORDER BY digest"
+/* Rows stepped over before a merge seeks again: a store holding many images has long runs of
+ * digests that are not the index's. */
+#define LOCATE_SKIP 16
+
 int idx_store_locate(struct idx_store *s, const uint8_t *digests, size_t n,
 		     struct idx_store_loc *ret)
 {
 	memset(ret, 0, n * sizeof(*ret));
 	if (n == 0)
 		return 0;
+	/*
+	 * A merge of the digests, sorted, with the table read in digest order: one pass over the
+	 * table's b-tree from its first page to its last (read ahead when store.db is not in the
+	 * page cache), seeking only past runs of other images' rows. The browser image's 52,216
+	 * point lookups in index order took 149 ms with a cold page cache.
+	 */
+	_cleanup_free_ struct locate_key *order = malloc(n * sizeof(*order));
+	if (!order)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		order[i] = (struct locate_key){.key = cm_be64(digests + 32 * i), .i = i};
+	qsort_r(order, n, sizeof(*order), cmp_locate_key, (void *)digests);
 	int r = 0;
-	_cleanup_(sqlite3_finalizep) sqlite3_stmt *any = NULL, *st = NULL;
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
 	idx_store_lock(s);
-	if (sqlite3_prepare_v2(s->db, "SELECT EXISTS(SELECT 1 FROM local_chunks)", -1, &any,
-			       NULL) != SQLITE_OK ||
-	    sqlite3_step(any) != SQLITE_ROW) {
-		r = store_db_fail(s->db, "locate");
-		goto out;
-	}
-	if (sqlite3_column_int(any, 0) == 0)
-		goto out; /* no local packs: a cold store, nothing to look up */
-	if (sqlite3_prepare_v2(s->db,
-			       "SELECT pack, off, len, sum FROM local_chunks WHERE digest=?", -1,
-			       &st, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(s->db, LOCATE_SQL, -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
 		r = store_db_fail(s->db, "locate");
 		goto out;
 	}
-	for (size_t i = 0; i < n && r == 0; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_blob(st, 1, digests + 32 * i, 32, SQLITE_STATIC);
-		int rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			ret[i] = (struct idx_store_loc){
-			    .pack = (uint32_t)sqlite3_column_int64(st, 0),
-			    .off = (uint64_t)sqlite3_column_int64(st, 1),
-			    .len = (uint32_t)sqlite3_column_int64(st, 2),
-			    .sum = (uint64_t)sqlite3_column_int64(st, 3),
-			};
-		} else if (rc != SQLITE_DONE) {
+	bool seek = true;
+	int rc = SQLITE_DONE;
+	unsigned skipped = 0;
+	for (size_t k = 0; k < n;) {
+		const uint8_t *want = digests + 32 * order[k].i;
+		if (k > 0 && memcmp(want, digests + 32 * order[k - 1].i, 32) == 0) {
+			ret[order[k].i] = ret[order[k - 1].i];
+			k++;
+			continue;
+		}
+		if (seek) {
+			sqlite3_reset(st);
+			sqlite3_bind_blob(st, 1, want, 32, SQLITE_STATIC);
+			rc = sqlite3_step(st);
+			seek = false;
+			skipped = 0;
+		}
+		if (rc == SQLITE_DONE)
+			break; /* no row at or past this digest: the rest are absent */
+		if (rc != SQLITE_ROW) {
 			r = store_db_fail(s->db, "locate");
+			break;
+		}
+		if (sqlite3_column_bytes(st, 0) != 32) {
+			rc = sqlite3_step(st); /* not a digest: no index asks for it */
+			continue;
+		}
+		int c = memcmp(sqlite3_column_blob(st, 0), want, 32);
+		if (c > 0) {
+			k++; /* absent */
+		} else if (c < 0) {
+			if (++skipped > LOCATE_SKIP)
+				seek = true;
+			else
+				rc = sqlite3_step(st);
+		} else {
+			ret[order[k++].i] = (struct idx_store_loc){
+			    .pack = (uint32_t)sqlite3_column_int64(st, 1),
+			    .off = (uint64_t)sqlite3_column_int64(st, 2),
+			    .len = (uint32_t)sqlite3_column_int64(st, 3),
+			    .sum = (uint64_t)sqlite3_column_int64(st, 4),
+			};
+			rc = sqlite3_step(st);
+			skipped = 0;
 		}
 	}
 	sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);

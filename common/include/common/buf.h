@@ -49,6 +49,12 @@ static inline uint64_t cm_le64(const void *p)
 	const uint8_t *b = p;
 	return (uint64_t)cm_le32(b) | ((uint64_t)cm_le32(b + 4) << 32);
 }
+/* Big-endian: the order memcmp() sorts bytes in. */
+static inline uint64_t cm_be64(const void *p)
+{
+	const uint8_t *b = p;
+	return __builtin_bswap64(cm_le64(b));
+}
 static inline void cm_put_le16(void *p, uint16_t v)
 {
 	uint8_t *b = p;

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,6 +319,78 @@ static void test_chunk_dirs(void **state)
 	assert_int_equal(fstatat(idx_store_root_fd(f->s), rel, &st, 0), 0);
 }
 
+static int cmp_digest(const void *a, const void *b)
+{
+	return memcmp(a, b, 32);
+}
+
+/* Many digests at once (the mount's start): stored and absent ones, in no order, repeated,
+ * neighbours in the table and ones far apart (the merge steps over short runs of rows and
+ * seeks past long ones), all answered as one lookup each would be. */
+static void test_locate_many(void **state)
+{
+	struct fixture *f = *state;
+	enum { STORED = 300, ABSENT = 40 };
+	struct idx_store_writer *w;
+	assert_int_equal(idx_store_writer_new(f->s, &w), 0);
+	static uint8_t dig[STORED + ABSENT][32], sorted[STORED][32];
+	for (uint32_t i = 0; i < STORED + ABSENT; i++) {
+		uint8_t data[16] = {0};
+		memcpy(data, &i, sizeof(i));
+		cm_sha256(data, sizeof(data), dig[i]);
+		struct idx_store_loc l;
+		if (i < STORED)
+			assert_int_equal(idx_store_writer_put(w, dig[i], data, sizeof(data), &l),
+					 0);
+	}
+	assert_int_equal(idx_store_writer_commit(w), 0);
+	idx_store_writer_free(w);
+	memcpy(sorted, dig, sizeof(sorted));
+	qsort(sorted, STORED, 32, cmp_digest);
+	/* Table ranks 0-2 (adjacent), 10 (9 rows over), 60 and 61 (a run past the merge's
+	 * steps), the last; the absent ones; ranks 10 and 60 again. Asked in reverse. */
+	static const int ranks[] = {0, 1, 2, 10, 60, 61, STORED - 1, -1, 10, 60};
+	enum { ASKED = sizeof(ranks) / sizeof(ranks[0]) - 1 + ABSENT };
+	uint8_t ask[ASKED][32];
+	bool stored[ASKED];
+	size_t k = 0;
+	for (size_t j = 0; j < sizeof(ranks) / sizeof(ranks[0]); j++) {
+		if (ranks[j] < 0) {
+			for (int a = 0; a < ABSENT; a++, k++) {
+				memcpy(ask[ASKED - 1 - k], dig[STORED + a], 32);
+				stored[ASKED - 1 - k] = false;
+			}
+			continue;
+		}
+		memcpy(ask[ASKED - 1 - k], sorted[ranks[j]], 32);
+		stored[ASKED - 1 - k] = true;
+		k++;
+	}
+	assert_int_equal(k, ASKED);
+	struct idx_store_loc got[ASKED];
+	assert_int_equal(idx_store_locate(f->other, &ask[0][0], ASKED, got), 0);
+	for (k = 0; k < ASKED; k++) {
+		struct idx_store_loc one;
+		assert_int_equal(idx_store_locate(f->other, ask[k], 1, &one), 0);
+		assert_int_equal(got[k].pack != 0, stored[k]);
+		assert_int_equal(one.pack != 0, stored[k]);
+		assert_int_equal(got[k].pack, one.pack);
+		assert_int_equal(got[k].off, one.off);
+		assert_int_equal(got[k].len, one.len);
+		assert_true(got[k].sum == one.sum);
+	}
+	/* A store with no packs at all: everything absent. */
+	struct idx_store *empty;
+	char root2[96];
+	snprintf(root2, sizeof(root2), "%s/empty", f->root);
+	assert_int_equal(idx_store_open(root2, &empty), 0);
+	memset(got, 0xff, sizeof(got));
+	assert_int_equal(idx_store_locate(empty, &ask[0][0], ASKED, got), 0);
+	for (k = 0; k < ASKED; k++)
+		assert_int_equal(got[k].pack, 0);
+	idx_store_free(empty);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -326,6 +399,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_remove_and_gc, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damage, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_locate_many, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
