@@ -359,6 +359,7 @@ struct rg {
 	uint64_t pos; /* stream position in the blob for single-part answers */
 	struct cm_buf mp;
 	char boundary[71];
+	bool whole; /* a 200 answer: the whole blob, not the ranges asked for */
 	bool complete;
 };
 
@@ -369,6 +370,7 @@ static int rg_restart(void *ud, struct reg_req *q, unsigned attempt)
 	cm_buf_clear(&g->mp);
 	g->multipart = false;
 	g->pos = 0;
+	g->whole = false;
 	g->complete = false;
 	return 0;
 }
@@ -378,6 +380,7 @@ static int rg_start(void *ud, struct reg_req *q)
 	struct rg *g = ud;
 	if (q->status == 200) {
 		g->pos = 0;
+		g->whole = true;
 		return 0;
 	}
 	if (q->status != 206)
@@ -411,8 +414,11 @@ static int rg_sink(void *ud, const uint8_t *data, size_t n)
 		return cm_buf_append(&g->mp, data, n);
 	reg_ranges_copy(g->ranges, g->n, g->filled, g->pos, data, n);
 	g->pos += n;
-	if (rg_done(g)) {
-		/* a 200 answer with the whole blob: stop once we have what we asked for */
+	if (g->whole && rg_done(g)) {
+		/* A 200 answer with the whole blob: stop once we have what we asked for (the
+		 * connection is then closed). A 206 answer ends by itself: aborting at its last
+		 * byte would close a connection the next request could reuse, which costs a
+		 * handshake per request on a distant registry. */
 		g->complete = true;
 		return -ECANCELED;
 	}

@@ -26,6 +26,15 @@ rule() { printf "%s\n# %s\n" "$*" "$((++NRULE))" >"$RULES"; : >"$PLOG"; }
 NRULE=0
 fired() { grep -q "fired 1 $1" "$PLOG" || fail "fault $1 was not injected"; }
 
+# Range requests answered 206 end by themselves: the connection is kept for the next one
+# (aborting each at its last byte closed it: a handshake per request on a distant registry).
+: >"$RULES"; : >"$PLOG"
+"${T[@]}" --repeat 6 ranges "$X/f/app:v1" "$L0" 100:1000 >"$WORK/rr" || fail "repeated ranges"
+[ "$(grep -c '^req GET /v2/f/app/blobs/' "$PLOG")" = 6 ] || fail "expected 6 range requests"
+NCONN=$(grep -c '^conn$' "$PLOG")
+[ "$NCONN" -le 2 ] || fail "6 range requests used $NCONN connections (want 1, 2 with a TLS probe)"
+ok "consecutive range requests reuse one connection ($NCONN accepted)"
+
 rule "/blobs/$L0 reset 1"
 "${T[@]}" blob "$X/f/app:v1" "$L0" "$WORK/b" && cmp -s "$WORK/b" "$SRCBLOB" || fail "reset: blob"
 fired reset
