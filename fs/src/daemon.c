@@ -55,6 +55,7 @@ struct daemon {
 	const struct idx_reader *rd;
 	pthread_t refs;
 	bool refs_started, refs_stop;
+	bool check_async; /* the registry check runs on the references thread, first */
 };
 
 DEFINE_CLEANUP_FUNC(struct fs_engine, fs_engine_free)
@@ -184,9 +185,25 @@ static void serve_one(struct daemon *d, int fd)
  * transactions of a thousand rows (the store's lock is free between two). What a daemon
  * stopped early did not record, eviction/prune/stats record before they read it.
  */
+/* The registry check of a mount reported ready before it (--check-async: its caller has just
+ * fetched the index from that registry). A failure is the same message a synchronous check
+ * gives; the reads that need the registry then fail with EIO after their own retries. */
+static void check_in_background(struct daemon *d)
+{
+	int r = fs_engine_check(d->e);
+	if (r < 0)
+		log_error("fsd: the registry check of %s failed after the mount was reported ready: "
+			  "reads of chunks not in the store will fail",
+			  idx_reader_digest(d->rd));
+	else
+		log_debug("fsd: registry answered (after the mount)");
+}
+
 static void *refs_main(void *arg)
 {
 	struct daemon *d = arg;
+	if (d->check_async)
+		check_in_background(d);
 	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) < 0)
 		log_debug("fsd: cannot lower the references thread's priority: %s",
 			  strerror(errno));
@@ -391,9 +408,11 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 	/* Prefetch first: on a distant registry the check's round trip (a connection and a HEAD,
 	 * 40-60 ms on the bench's 20 ms WAN) then overlaps the first ranges of the startup
 	 * list. A failed check stops the engine (out:). */
-	if ((r = fs_engine_start(e)) < 0 || (r = fs_engine_check(e)) < 0)
+	d.check_async = o.check_async;
+	if ((r = fs_engine_start(e)) < 0 || (!d.check_async && (r = fs_engine_check(e)) < 0))
 		goto out;
-	log_debug("fsd: registry answered");
+	if (!d.check_async)
+		log_debug("fsd: registry answered");
 	d.e = e;
 
 	octx = (struct fs_ops_ctx){.r = rd, .e = e, .timeout = 86400.0 * 365};
@@ -441,12 +460,15 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 	report(&ready_fd, 0);
 	d.store = s;
 	d.rd = rd;
-	if (pthread_create(&d.refs, NULL, refs_main, &d) == 0)
+	if (pthread_create(&d.refs, NULL, refs_main, &d) == 0) {
 		d.refs_started = true;
-	else
+	} else {
 		log_warn("fsd: cannot start the references thread: chunk references of %s are "
 			 "recorded by the next eviction, prune or stats",
 			 idig);
+		if (d.check_async)
+			check_in_background(&d);
+	}
 
 	/*
 	 * FUSE_USE_VERSION 35 maps fuse_session_loop_mt() to the 3.2 entry point, which takes

@@ -143,6 +143,8 @@ static char **daemon_argv(const char *exe, const char *root, const char *idig, c
 		ARG("--verify-local");
 	if (o->chunks_zstd)
 		ARG("--chunk-format=zstd");
+	if (o->check_async)
+		ARG("--check-async");
 #undef ARG
 	if (!ok) {
 		fs_strv_free(v, n);

@@ -41,6 +41,7 @@ enum {
 	O_FG_SPILL,
 	O_VERIFY_LOCAL,
 	O_CHUNK_FORMAT,
+	O_CHECK_ASYNC,
 };
 
 static const struct option mount_opts[] = {
@@ -62,6 +63,7 @@ static const struct option mount_opts[] = {
     {"fg-spill", required_argument, NULL, O_FG_SPILL},
     {"verify-local", no_argument, NULL, O_VERIFY_LOCAL},
     {"chunk-format", required_argument, NULL, O_CHUNK_FORMAT},
+    {"check-async", no_argument, NULL, O_CHECK_ASYNC},
     {},
 };
 
@@ -122,6 +124,9 @@ static int parse(int argc, char **argv, struct mount_args *a)
 			break;
 		case O_VERIFY_LOCAL:
 			a->o.verify_local = true;
+			break;
+		case O_CHECK_ASYNC: /* fsd only: set by create/run after a pull */
+			a->o.check_async = true;
 			break;
 		case O_CHUNK_FORMAT:
 			if (strcmp(optarg, "raw") != 0 && strcmp(optarg, "zstd") != 0)

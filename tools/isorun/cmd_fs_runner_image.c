@@ -44,6 +44,10 @@ static int check_policy(const char *ref)
 	return reg_ref_check_policy(r, false);
 }
 
+/* The index this process has just fetched from its registry (a pull, not the store's copy):
+ * the mount of that image need not wait for its own registry check (fs_mount_opts). */
+static char fresh_from_registry[72];
+
 int isorun_resolve_ref(const char *ref, char **ret_image_key, char **ret_lower_dir,
 		       struct run_config **ret_config)
 {
@@ -65,6 +69,8 @@ int isorun_resolve_ref(const char *ref, char **ret_image_key, char **ret_lower_d
 		if ((r = fs_image_pull(store, ref, &po, &pr)) < 0)
 			return r;
 		snprintf(digest, sizeof(digest), "%s", pr.index_digest);
+		if (pr.remote && !pr.cached && !pr.built)
+			snprintf(fresh_from_registry, sizeof(fresh_from_registry), "%s", digest);
 	} else if (r < 0) {
 		return r;
 	}
@@ -97,7 +103,8 @@ static int image_acquire(void *userdata, const char *image_key, const char *hold
 			 char **ret_lower_dir)
 {
 	struct fs_mount_opts o = {.keep_warm_s = KEEP_WARM_DEFAULT_S,
-				  .debug = cm_log_get_level() >= CM_LOG_DEBUG};
+				  .debug = cm_log_get_level() >= CM_LOG_DEBUG,
+				  .check_async = strcmp(image_key, fresh_from_registry) == 0};
 	const char *pf = getenv("ISORUN_PREFETCH");
 	if (pf && fs_prefetch_parse(pf, &o.prefetch) < 0)
 		log_warn("ignoring ISORUN_PREFETCH=%s (none|startup|all)", pf);

@@ -48,6 +48,10 @@ struct fs_mount_opts {
 				      smaller store at the cost of decompressing every local
 				      read (indexer/store.h) */
 	bool debug;		   /* daemon logs at debug level */
+	bool check_async;	   /* the caller has just fetched this image's index from its
+				      registry: report the mount ready without waiting for the
+				      registry check (one round trip on a distant registry),
+				      which still runs and logs a failure */
 };
 
 /* Parse "none|startup|all". -EINVAL. */

@@ -67,6 +67,22 @@ if "$ISORUN" --root "$WORK/root2" mount --prefetch=none --fetch-timeout=3 "$ref"
 fi
 grep -q "does not serve pack" "$WORK"/root2/mounts/*/daemon.log || fail "cause not logged"
 
+# The same check failing (HEAD of the packs refused) for `isorun create`, which has just
+# fetched the index from that registry: it does not wait for the check (--check-async, one
+# round trip less on a distant registry), its mount comes up and the failed check is logged.
+echo "HEAD%20/v2/fs/img/blobs/ down -1" >"$WORK/rules"
+id=$(ISORUN_PREFETCH=none ISORUN_KEEP_WARM=0 "$ISORUN" --root "$WORK/root4" create "$ref") ||
+	fail "create did not come up with its registry check still to answer"
+for _ in $(seq 1 300); do
+	grep -q "registry check of .* failed after the mount was reported ready" \
+		"$WORK"/root4/mounts/*/daemon.log && break
+	sleep 0.1
+done
+grep -q "registry check of .* failed after the mount was reported ready" \
+	"$WORK"/root4/mounts/*/daemon.log || fail "the background check's failure not logged"
+"$ISORUN" --root "$WORK/root4" rm -f "$id" || fail "rm"
+: >"$WORK/rules"
+
 # Prefetch workers follow the registry's latency unless --prefetch-threads says otherwise:
 # 2 for a near registry, 4 when its first answer takes 10 ms or more (only the delayed case
 # is checked: on a loaded machine even the loopback registry may take 10 ms).
