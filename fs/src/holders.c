@@ -46,9 +46,41 @@ static int push(struct fs_holders *h, const char *s, size_t len)
 	return fs_strv_push(&h->v, &h->n, strndup(s, len));
 }
 
+/* A named line of the file being parsed. */
+struct span {
+	const char *s;
+	size_t n;
+	size_t pos; /* its rank among the named lines, in file order */
+};
+
+/* By content, then by position: the first of equal lines sorts first. */
+static int span_cmp(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+	int c = memcmp(x->s, y->s, MIN(x->n, y->n));
+	if (c)
+		return c;
+	if (x->n != y->n)
+		return x->n < y->n ? -1 : 1;
+	return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static bool span_eq(const struct span *x, const struct span *y)
+{
+	return x->n == y->n && memcmp(x->s, y->s, x->n) == 0;
+}
+
+/*
+ * Repeated lines count once, the first kept where it stands: the named lines are sorted
+ * (content, position), each first of its run is copied into its own position of h->v, and
+ * the holes left by the repeats are closed up. O(n log n) in the lines, as against a search
+ * of the kept lines for each line; a file can hold up to half a million lines.
+ */
 int fs_holders_parse(const char *data, size_t len, struct fs_holders *h)
 {
 	*h = (struct fs_holders){0};
+	_cleanup_free_ struct span *sp = NULL;
+	size_t m = 0, cap = 0;
 	size_t i = 0;
 	while (i < len) {
 		const char *nl = memchr(data + i, '\n', len - i);
@@ -81,14 +113,40 @@ int fs_holders_parse(const char *data, size_t len, struct fs_holders *h)
 			h->anon = h->anon + v > 1000000 ? 1000000 : h->anon + (unsigned)v;
 			continue;
 		}
-		if (fs_holders_has(h, s, n))
+		if (m == cap) {
+			size_t ncap = cap ? 2 * cap : 16;
+			struct span *nsp = realloc(sp, ncap * sizeof(*sp));
+			if (!nsp) {
+				h->anon = 0;
+				return -ENOMEM;
+			}
+			sp = nsp;
+			cap = ncap;
+		}
+		sp[m] = (struct span){s, n, m};
+		m++;
+	}
+	if (!m)
+		return 0;
+	qsort(sp, m, sizeof(*sp), span_cmp);
+	char **v = calloc(m, sizeof(*v));
+	if (!v) {
+		h->anon = 0;
+		return -ENOMEM;
+	}
+	for (size_t k = 0; k < m; k++) {
+		if (k && span_eq(&sp[k - 1], &sp[k]))
 			continue;
-		int r = push(h, s, n);
-		if (r < 0) {
-			fs_holders_free(h);
-			return r;
+		if (!(v[sp[k].pos] = strndup(sp[k].s, sp[k].n))) {
+			fs_strv_free(v, m);
+			h->anon = 0;
+			return -ENOMEM;
 		}
 	}
+	for (size_t k = 0; k < m; k++)
+		if (v[k])
+			v[h->n++] = v[k];
+	h->v = v;
 	return 0;
 }
 
@@ -213,6 +271,27 @@ void fs_mountinfo_unescape(const char *in, char *out, size_t outlen)
 		out[k] = 0;
 }
 
+/*
+ * One line of mountinfo: its mount point, unescaped, into mp[PATH_MAX], and into hex the
+ * index hex when it is an isorun mount (type fuse.isorun, source isorun:<hex>), "" when it
+ * is any other. False for a line without those fields.
+ */
+static bool mountinfo_line(const char *line, char *mp, char hex[65])
+{
+	/* id parent maj:min root mountpoint opts [optional...] - fstype source superopts */
+	char raw[PATH_MAX], fstype[64], source[128];
+	const char *sep = strstr(line, " - ");
+	if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", raw) != 1 ||
+	    sscanf(sep + 3, "%63s %127s", fstype, source) != 2)
+		return false;
+	fs_mountinfo_unescape(raw, mp, PATH_MAX);
+	hex[0] = 0;
+	if (!strcmp(fstype, "fuse.isorun") && cm_str_has_prefix(source, "isorun:") &&
+	    strlen(source) == 7 + 64)
+		memcpy(hex, source + 7, 65);
+	return true;
+}
+
 int fs_mounts_at(const char *path, char (*hex)[65], size_t max)
 {
 	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
@@ -221,39 +300,17 @@ int fs_mounts_at(const char *path, char (*hex)[65], size_t max)
 	_cleanup_free_ char *line = NULL;
 	size_t cap = 0, n = 0;
 	while (getline(&line, &cap, f) > 0) {
-		/* id parent maj:min root mountpoint opts [optional...] - fstype source superopts */
-		char mp[PATH_MAX], fstype[64], source[128], un[PATH_MAX];
-		char *sep = strstr(line, " - ");
-		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 ||
-		    sscanf(sep + 3, "%63s %127s", fstype, source) != 2)
-			continue;
-		fs_mountinfo_unescape(mp, un, sizeof(un));
-		if (strcmp(un, path) != 0 || !max)
+		char mp[PATH_MAX], h[65];
+		if (!mountinfo_line(line, mp, h) || strcmp(mp, path) != 0 || !max)
 			continue;
 		if (n == max) { /* keep the last ones: the visible mount is the last */
 			memmove(hex, hex + 1, (max - 1) * sizeof(*hex));
 			n--;
 		}
-		hex[n][0] = 0;
-		if (!strcmp(fstype, "fuse.isorun") && cm_str_has_prefix(source, "isorun:") &&
-		    strlen(source) == 7 + 64)
-			memcpy(hex[n], source + 7, 65);
+		memcpy(hex[n], h, sizeof(h));
 		n++;
 	}
 	return (int)n;
-}
-
-/* Whether `path` (absolute) is an isorun mount of `hex` in this mount namespace. */
-static bool bind_is_mounted(const char *hex, const char *path)
-{
-	char v[16][65];
-	int n = fs_mounts_at(path, v, 16);
-	if (n < 0)
-		return true; /* cannot tell: keep it */
-	for (int i = 0; i < n; i++)
-		if (!strcmp(v[i], hex))
-			return true;
-	return false;
 }
 
 int fs_holder_mntns(unsigned long long *ret)
@@ -265,39 +322,158 @@ int fs_holder_mntns(unsigned long long *ret)
 	return 0;
 }
 
-/* Whether the holder `line` is certainly gone. */
-static bool holder_gone(const char *hex, const char *line)
+/*
+ * A bind holder is held while its image is among the last BIND_MOUNTS_SEEN mounts at its
+ * path in mount order (a mount stacked on the image's keeps it held; one buried under that
+ * many later mounts does not).
+ */
+#define BIND_MOUNTS_SEEN 16
+
+/* A "bind" line of this mount namespace, checked against one read of mountinfo. */
+struct bind_check {
+	const char *path; /* in the line */
+	size_t line;	  /* its index in h->v */
+	size_t mounts;	  /* mounts at path seen so far, in mount order */
+	size_t last;	  /* the rank (from 1) of the last of them of the image; 0: none */
+	bool held;
+};
+
+static int check_cmp_path(const void *a, const void *b)
+{
+	return strcmp(((const struct bind_check *)a)->path, ((const struct bind_check *)b)->path);
+}
+
+static int check_cmp_path_line(const void *a, const void *b)
+{
+	const struct bind_check *x = a, *y = b;
+	int c = strcmp(x->path, y->path);
+	return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+static int check_cmp_line(const void *a, const void *b)
+{
+	const struct bind_check *x = a, *y = b;
+	return (x->line > y->line) - (x->line < y->line);
+}
+
+/*
+ * The bind lines of `h` that this process can judge, in line order: well formed ("bind
+ * <ns> /<path>") and of this mount namespace. Another namespace's mounts are not ours to
+ * judge; neither is any line when this namespace cannot be told, or when there is no memory
+ * to hold the checks (none is returned: every bind line is kept).
+ */
+static struct bind_check *binds_to_check(const struct fs_holders *h, size_t *ret_n)
+{
+	struct bind_check *b = NULL;
+	size_t n = 0, cap = 0;
+	unsigned long long mine = 0;
+	int ns_r = 1; /* 1: not looked up yet */
+	*ret_n = 0;
+	for (size_t k = 0; k < h->n; k++) {
+		const char *line = h->v[k];
+		if (!cm_str_has_prefix(line, "bind "))
+			continue;
+		char *end;
+		unsigned long long ns = strtoull(line + 5, &end, 10);
+		if (end == line + 5 || *end != ' ' || end[1] != '/')
+			continue;
+		if (ns_r == 1)
+			ns_r = fs_holder_mntns(&mine);
+		if (ns_r < 0) {
+			free(b);
+			return NULL;
+		}
+		if (ns != mine)
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 8;
+			struct bind_check *nb = realloc(b, cap * sizeof(*b));
+			if (!nb) {
+				free(b);
+				return NULL;
+			}
+			b = nb;
+		}
+		b[n++] = (struct bind_check){.path = end + 1, .line = k};
+	}
+	*ret_n = n;
+	return b;
+}
+
+/*
+ * Sets b[].held from one read of /proc/self/mountinfo: each mount is looked up among the
+ * paths (sorted), and counted for every check of its path. When mountinfo cannot be read
+ * through, whether a bind is mounted cannot be told: all are held.
+ */
+static void binds_look(const char *hex, struct bind_check *b, size_t n)
+{
+	qsort(b, n, sizeof(*b), check_cmp_path_line);
+	bool known = false;
+	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (f) {
+		_cleanup_free_ char *line = NULL;
+		size_t cap = 0;
+		while (getline(&line, &cap, f) > 0) {
+			char mp[PATH_MAX], mhex[65];
+			if (!mountinfo_line(line, mp, mhex))
+				continue;
+			struct bind_check key = {.path = mp};
+			struct bind_check *c = bsearch(&key, b, n, sizeof(*b), check_cmp_path);
+			if (!c)
+				continue;
+			while (c > b && !strcmp(c[-1].path, mp))
+				c--;
+			bool image = !strcmp(mhex, hex);
+			for (; c < b + n && !strcmp(c->path, mp); c++) {
+				c->mounts++;
+				if (image)
+					c->last = c->mounts;
+			}
+		}
+		known = feof(f) && !ferror(f);
+	}
+	for (size_t k = 0; k < n; k++)
+		b[k].held = !known || (b[k].last && b[k].mounts - b[k].last < BIND_MOUNTS_SEEN);
+	qsort(b, n, sizeof(*b), check_cmp_line);
+}
+
+/* Whether the "dir" holder `line` is certainly gone. */
+static bool dir_gone(const char *line)
 {
 	struct stat st;
 	if (cm_str_has_prefix(line, "dir /"))
 		return lstat(line + 4, &st) < 0 && errno == ENOENT;
-	if (cm_str_has_prefix(line, "bind ")) {
-		char *end;
-		unsigned long long ns = strtoull(line + 5, &end, 10), mine = 0;
-		if (end == line + 5 || *end != ' ' || end[1] != '/')
-			return false;
-		if (fs_holder_mntns(&mine) < 0 || mine != ns)
-			return false; /* another namespace's mount: not ours to judge */
-		return !bind_is_mounted(hex, end + 1);
-	}
 	return false;
 }
 
+/*
+ * "dir" lines are looked up one by one; the "bind" lines of this namespace are checked
+ * together against one read of mountinfo (none when there is no such line); any other line
+ * is kept.
+ */
 size_t fs_holders_audit(const char *hex, struct fs_holders *h)
 {
-	size_t dropped = 0;
-	for (size_t k = 0; k < h->n;) {
-		if (holder_gone(hex, h->v[k])) {
-			log_warn("mount of sha256:%.12s: dropping the reference of a holder that is "
-				 "gone (%s)",
-				 hex, h->v[k]);
-			free(h->v[k]);
-			memmove(h->v + k, h->v + k + 1, (h->n - k - 1) * sizeof(*h->v));
-			h->n--;
-			dropped++;
-		} else {
-			k++;
+	size_t nb = 0;
+	_cleanup_free_ struct bind_check *b = binds_to_check(h, &nb);
+	if (nb)
+		binds_look(hex, b, nb);
+	size_t dropped = 0, kept = 0, c = 0;
+	for (size_t k = 0; k < h->n; k++) {
+		bool gone;
+		if (c < nb && b[c].line == k)
+			gone = !b[c++].held;
+		else
+			gone = dir_gone(h->v[k]);
+		if (!gone) {
+			h->v[kept++] = h->v[k];
+			continue;
 		}
+		log_warn("mount of sha256:%.12s: dropping the reference of a holder that is "
+			 "gone (%s)",
+			 hex, h->v[k]);
+		free(h->v[k]);
+		dropped++;
 	}
+	h->n = kept;
 	return dropped;
 }

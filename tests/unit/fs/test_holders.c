@@ -1,7 +1,8 @@
 /*
  * The holders file of a shared mount (fs/src/holders.c): parsing (named holders, counts of
- * older releases, padding, junk), the in-place rewrite, and the audit that drops holders
- * that are gone.
+ * older releases, padding, junk, many repeated lines), the in-place rewrite, and the audit
+ * that drops holders that are gone (bind lines against one read of mountinfo, checked
+ * against real isorun-typed mounts in a private mount namespace when the test may make one).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,13 +16,42 @@
 
 #include "common/util.h"
 
+#include "common/buf.h"
+#include "common/cleanup.h"
+
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+/*
+ * Opens of /proc/self/mountinfo. This fopen takes the place of libc's for the code under
+ * test (linked into this executable) and hands on to the next one (libc's, or a sanitizer's).
+ */
+static unsigned mountinfo_opens;
+
+FILE *fopen(const char *path, const char *mode)
+{
+	static FILE *(*next)(const char *, const char *);
+	if (!next)
+		next = (FILE * (*)(const char *, const char *)) dlsym(RTLD_NEXT, "fopen");
+	if (!next) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	if (path && !strcmp(path, "/proc/self/mountinfo"))
+		mountinfo_opens++;
+	return next(path, mode);
+}
 
 static char *slurp(const char *path)
 {
@@ -67,6 +97,100 @@ static void test_parse(void **state)
 	fs_holders_free(&h);
 }
 
+/* 2,000 lines naming 500 holders of three kinds, repeated in a scrambled order, with counts
+ * and padding among them: each holder once, where it first stands. */
+static void test_parse_many(void **state)
+{
+	(void)state;
+	enum { LINES = 2000, HOLDERS = 500 };
+	static char want[HOLDERS][48];
+	bool seen[HOLDERS] = {0};
+	size_t nwant = 0;
+	struct cm_buf in, out, expect;
+	cm_buf_init(&in, 1 << 20);
+	cm_buf_init(&out, 1 << 20);
+	cm_buf_init(&expect, 1 << 20);
+	unsigned x = 12345, anon = 0;
+	for (unsigned i = 0; i < LINES; i++) {
+		x = x * 1103515245u + 12345u;
+		unsigned id = (x >> 8) % HOLDERS;
+		char line[48];
+		if (id % 3 == 0)
+			snprintf(line, sizeof(line), "dir /sandbox/%u", id);
+		else if (id % 3 == 1)
+			snprintf(line, sizeof(line), "bind 4026531841 /mnt/%u", id);
+		else
+			snprintf(line, sizeof(line), "future %u", id);
+		if (i % 100 == 0) {
+			assert_int_equal(cm_buf_printf(&in, "7\n\n  \n"), 0);
+			anon += 7;
+		}
+		/* trailing blanks are not part of the line: still the same holder */
+		assert_int_equal(cm_buf_printf(&in, "%s%s\n", line, i % 7 ? "" : " \r"), 0);
+		if (!seen[id]) {
+			seen[id] = true;
+			memcpy(want[nwant++], line, sizeof(line));
+		}
+	}
+	struct fs_holders h;
+	assert_int_equal(fs_holders_parse((const char *)in.data, in.len, &h), 0);
+	assert_int_equal(h.anon, anon);
+	assert_int_equal(h.n, nwant);
+	for (size_t k = 0; k < nwant; k++)
+		assert_string_equal(h.v[k], want[k]);
+	assert_int_equal(cm_buf_printf(&expect, "%u\n", anon), 0);
+	for (size_t k = 0; k < nwant; k++)
+		assert_int_equal(cm_buf_printf(&expect, "%s\n", want[k]), 0);
+	assert_int_equal(fs_holders_format(&h, &out), 0);
+	assert_int_equal(out.len, expect.len);
+	assert_memory_equal(out.data, expect.data, out.len);
+	/* what is written parses back to the same holders */
+	struct fs_holders again;
+	assert_int_equal(fs_holders_parse((const char *)out.data, out.len, &again), 0);
+	assert_int_equal(again.n, h.n);
+	assert_int_equal(fs_holders_add(&again, want[nwant / 2]), 0);
+	assert_int_equal(again.n, h.n);
+	assert_true(fs_holders_remove(&again, want[0]));
+	assert_string_equal(again.v[0], want[1]);
+	fs_holders_free(&again);
+	fs_holders_free(&h);
+	cm_buf_fini(&in);
+	cm_buf_fini(&out);
+	cm_buf_fini(&expect);
+}
+
+static double cpu_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A file as large as one is read (just under 1 MiB: 70,000 holders, then the first 4,000
+ * again) parses in well under the two seconds of CPU allowed (tens of milliseconds; a
+ * search of the kept lines for each line takes seconds). */
+static void test_parse_large(void **state)
+{
+	(void)state;
+	enum { HOLDERS = 70000, AGAIN = 4000 };
+	struct cm_buf in;
+	cm_buf_init(&in, 1 << 20);
+	for (unsigned i = 0; i < HOLDERS + AGAIN; i++)
+		assert_int_equal(cm_buf_printf(&in, "dir /s/%06u\n", i % HOLDERS), 0);
+	assert_true(in.len < 1u << 20);
+	struct fs_holders h;
+	double t0 = cpu_seconds();
+	assert_int_equal(fs_holders_parse((const char *)in.data, in.len, &h), 0);
+	double t = cpu_seconds() - t0;
+	assert_int_equal(h.n, HOLDERS);
+	assert_string_equal(h.v[0], "dir /s/000000");
+	assert_string_equal(h.v[HOLDERS - 1], "dir /s/069999");
+	if (t >= 2.0)
+		fail_msg("parsing %u lines took %.2f s of CPU", HOLDERS + AGAIN, t);
+	fs_holders_free(&h);
+	cm_buf_fini(&in);
+}
+
 static void test_store_in_place(void **state)
 {
 	(void)state;
@@ -107,6 +231,8 @@ static void test_store_in_place(void **state)
 	free(refs);
 }
 
+static const char image_hex[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
 static void test_audit(void **state)
 {
 	(void)state;
@@ -126,14 +252,13 @@ static void test_audit(void **state)
 	assert_int_equal(fs_holders_add(&h, "future kind"), 0);
 	assert_int_equal(fs_holders_add(&h, "dir relative/path"), 0);
 	h.anon = 2;
-	const char hex[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-	assert_int_equal(fs_holders_audit(hex, &h), 2);
+	assert_int_equal(fs_holders_audit(image_hex, &h), 2);
 	assert_int_equal(h.n, 4);
 	assert_string_equal(h.v[0], live);
 	assert_string_equal(h.v[1], other_ns); /* another namespace: not judged */
 	assert_string_equal(h.v[2], "future kind");
 	assert_string_equal(h.v[3], "dir relative/path"); /* not a path it can judge */
-	assert_int_equal(h.anon, 2);			    /* counts are never audited */
+	assert_int_equal(h.anon, 2);			  /* counts are never audited */
 	fs_holders_free(&h);
 	free(live);
 	free(gone);
@@ -141,6 +266,183 @@ static void test_audit(void **state)
 	free(other_ns);
 	tl_rm_rf(dir);
 	free(dir);
+}
+
+/* Several bind lines of this namespace, none a mount of the image, are judged from one read
+ * of mountinfo; other namespaces' and malformed ones are kept, and an audit with no bind
+ * line of this namespace reads no mountinfo. */
+static void test_audit_binds_once(void **state)
+{
+	(void)state;
+	char *dir = tl_mkdtemp("isorun-holders");
+	assert_non_null(dir);
+	unsigned long long ns;
+	assert_int_equal(fs_holder_mntns(&ns), 0);
+	struct fs_holders h = {0};
+	char *line;
+	for (int i = 0; i < 8; i++) { /* never mounts: gone */
+		assert_non_null(line = cm_strdupf("bind %llu %s/gone-%d", ns, dir, i));
+		assert_int_equal(fs_holders_add(&h, line), 0);
+		free(line);
+	}
+	assert_non_null(line = cm_strdupf("bind %llu /", ns)); /* a mount, not of the image */
+	assert_int_equal(fs_holders_add(&h, line), 0);
+	free(line);
+	char *live = cm_strdupf("dir %s", dir);
+	char *gone = cm_strdupf("dir %s/removed", dir);
+	char *other_ns = cm_strdupf("bind %llu %s/gone-0", ns + 1, dir);
+	assert_int_equal(fs_holders_add(&h, live), 0);
+	assert_int_equal(fs_holders_add(&h, gone), 0);
+	assert_int_equal(fs_holders_add(&h, other_ns), 0);
+	assert_int_equal(fs_holders_add(&h, "bind x /mnt"), 0);
+	assert_int_equal(fs_holders_add(&h, "bind 1 relative"), 0);
+	mountinfo_opens = 0;
+	assert_int_equal(fs_holders_audit(image_hex, &h), 10);
+	assert_int_equal(mountinfo_opens, 1);
+	assert_int_equal(h.n, 4);
+	assert_string_equal(h.v[0], live);
+	assert_string_equal(h.v[1], other_ns);
+	assert_string_equal(h.v[2], "bind x /mnt");
+	assert_string_equal(h.v[3], "bind 1 relative");
+	mountinfo_opens = 0;
+	assert_int_equal(fs_holders_audit(image_hex, &h), 0);
+	assert_int_equal(mountinfo_opens, 0);
+	fs_holders_free(&h);
+	free(live);
+	free(gone);
+	free(other_ns);
+	tl_rm_rf(dir);
+	free(dir);
+}
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = write(fd, s, strlen(s));
+	close(fd);
+	return n == (ssize_t)strlen(s) ? 0 : -1;
+}
+
+/* A private mount namespace (and a user namespace when not root, mapping this user to 0). */
+static int private_mount_ns(void)
+{
+	if (unshare(CLONE_NEWNS) < 0) {
+		uid_t uid = getuid();
+		gid_t gid = getgid();
+		char map[64];
+		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
+			return -1;
+		snprintf(map, sizeof(map), "0 %u 1", (unsigned)uid);
+		if (write_file("/proc/self/uid_map", map) < 0 ||
+		    write_file("/proc/self/setgroups", "deny") < 0)
+			return -1;
+		snprintf(map, sizeof(map), "0 %u 1", (unsigned)gid);
+		if (write_file("/proc/self/gid_map", map) < 0)
+			return -1;
+	}
+	return mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+}
+
+/* A mount at `path` as mountinfo shows an isorun mount of `hex`. Its /dev/fuse is closed at
+ * once: the connection is cut, so nothing waits for a daemon that is not there. */
+static int isorun_mount(const char *path, const char *hex)
+{
+	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	char src[80], opts[96];
+	snprintf(src, sizeof(src), "isorun:%s", hex);
+	snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=%u,group_id=%u", fd,
+		 (unsigned)getuid(), (unsigned)getgid());
+	int r = mount(src, path, "fuse.isorun", MS_RDONLY | MS_NOSUID | MS_NODEV, opts);
+	close(fd);
+	return r;
+}
+
+/*
+ * In a child in its own mount namespace: exit 0 when the audit judged every line as
+ * expected, 77 when the namespace or the mounts cannot be made, else the failed step.
+ */
+static int audit_mounted_child(const char *dir)
+{
+	static const char other_hex[] =
+	    "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+	enum { HELD, OTHER, STACKED, BURIED, OVER_TMPFS, NONE, N };
+	static const char *const names[N] = {"held",   "other",	     "stacked",
+					     "buried", "over-tmpfs", "none"};
+	if (private_mount_ns() < 0)
+		return 77;
+	char *p[N];
+	for (size_t i = 0; i < N; i++)
+		if (!(p[i] = cm_strdupf("%s/%s", dir, names[i])) || mkdir(p[i], 0700) < 0)
+			return 2;
+	int r = isorun_mount(p[HELD], image_hex);
+	r |= isorun_mount(p[OTHER], other_hex);
+	r |= isorun_mount(p[STACKED], image_hex);
+	r |= mount("tmpfs", p[STACKED], "tmpfs", 0, "size=4k");
+	r |= isorun_mount(p[BURIED], image_hex);
+	for (int i = 0; i < 16; i++)
+		r |= mount("tmpfs", p[BURIED], "tmpfs", 0, "size=4k");
+	r |= mount("tmpfs", p[OVER_TMPFS], "tmpfs", 0, "size=4k");
+	r |= isorun_mount(p[OVER_TMPFS], image_hex);
+	if (r)
+		return 77;
+	unsigned long long ns;
+	if (fs_holder_mntns(&ns) < 0)
+		return 3;
+	struct fs_holders h = {0};
+	char *line[N + 2];
+	for (size_t i = 0; i < N; i++)
+		line[i] = cm_strdupf("bind %llu %s", ns, p[i]);
+	/* the same path with its namespace written another way; another namespace's line */
+	line[N] = cm_strdupf("bind 0%llu %s", ns, p[HELD]);
+	line[N + 1] = cm_strdupf("bind %llu %s", ns + 1, p[NONE]);
+	for (size_t i = 0; i < N + 2; i++)
+		if (!line[i] || fs_holders_add(&h, line[i]) < 0)
+			return 4;
+	mountinfo_opens = 0;
+	if (fs_holders_audit(image_hex, &h) != 3) /* other, buried, none */
+		return 5;
+	if (mountinfo_opens != 1)
+		return 6;
+	const char *want[] = {line[HELD], line[STACKED], line[OVER_TMPFS], line[N], line[N + 1]};
+	if (h.n != ARRAY_SIZE(want))
+		return 7;
+	for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+		if (strcmp(h.v[i], want[i]) != 0)
+			return 8;
+	fs_holders_free(&h);
+	for (size_t i = 0; i < N; i++)
+		free(p[i]);
+	for (size_t i = 0; i < N + 2; i++)
+		free(line[i]);
+	return 0;
+}
+
+/* Bind lines at isorun mounts of the image (alone, under a later mount, over an earlier
+ * one) are held; at another image's mount, under 16 later mounts, at no mount, gone. */
+static void test_audit_binds_mounted(void **state)
+{
+	(void)state;
+	char *dir = tl_mkdtemp("isorun-holders");
+	assert_non_null(dir);
+	char real[PATH_MAX];
+	assert_non_null(realpath(dir, real));
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(audit_mounted_child(real));
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	tl_rm_rf(dir);
+	free(dir);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77)
+		skip();
+	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 static void test_mountinfo_unescape(void **state)
@@ -159,8 +461,12 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse),
+	    cmocka_unit_test(test_parse_many),
+	    cmocka_unit_test(test_parse_large),
 	    cmocka_unit_test(test_store_in_place),
 	    cmocka_unit_test(test_audit),
+	    cmocka_unit_test(test_audit_binds_once),
+	    cmocka_unit_test(test_audit_binds_mounted),
 	    cmocka_unit_test(test_mountinfo_unescape),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
