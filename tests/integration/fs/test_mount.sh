@@ -36,6 +36,27 @@ echo "$err" | grep -q "Read-only file system" || fail "create did not fail with 
 err=$(sh -c "echo x >> '$WORK/m1/etc/passwd'" 2>&1) && fail "appending succeeded"
 echo "$err" | grep -q "Read-only file system" || fail "write did not fail with EROFS: $err"
 
+# statfs: blocks of the regular files' bytes and one file per inode of the image (hardlinks
+# once), the same answer on every call (computed on the first).
+want=$(python3 - "$WORK/unp-img-v1/rootfs" <<'PY'
+import os, sys
+seen, size = set(), 0
+for d, dirs, files in os.walk(sys.argv[1]):
+    for n in [d] + [os.path.join(d, f) for f in files + [x for x in dirs if os.path.islink(os.path.join(d, x))]]:
+        st = os.lstat(n)
+        if st.st_ino in seen:
+            continue
+        seen.add(st.st_ino)
+        if os.path.isfile(n) and not os.path.islink(n):
+            size += st.st_size
+print((size + 4095) // 4096, len(seen))
+PY
+)
+for _ in 1 2; do
+	got=$(stat -f -c '%b %c' "$WORK/m1")
+	[ "$got" = "$want" ] || fail "statfs: blocks and files $got, want $want"
+done
+
 # A second mount of the same image shares the daemon (same superblock, two holders).
 "$ISORUN" --root "$R" mount "$ref" "$WORK/m2" || fail "second mount"
 [ "$(stat -c %d "$WORK/m1")" = "$(stat -c %d "$WORK/m2")" ] || fail "mounts are not shared"
