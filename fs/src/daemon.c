@@ -178,13 +178,6 @@ static void serve_one(struct daemon *d, int fd)
 	}
 }
 
-/*
- * Record which chunks the mounted index references (fs_cache_record_index): 50,000 rows for
- * a big image, ~200 ms of CPU that `isorun pull` used to spend before anything could start.
- * Here it runs beside the program's first reads, at the prefetch workers' nice 10, in
- * transactions of a thousand rows (the store's lock is free between two). What a daemon
- * stopped early did not record, eviction/prune/stats record before they read it.
- */
 /* The registry check of a mount reported ready before it (--check-async: its caller has just
  * fetched the index from that registry). A failure is the same message a synchronous check
  * gives; the reads that need the registry then fail with EIO after their own retries. */
@@ -199,6 +192,14 @@ static void check_in_background(struct daemon *d)
 		log_debug("fsd: registry answered (after the mount)");
 }
 
+/*
+ * Record which chunks the mounted index references (fs_cache_record_index): 50,000 rows for
+ * a big image, ~200 ms of CPU that `isorun pull` used to spend before anything could start.
+ * Here it runs beside the program's first reads, at the prefetch workers' nice 10, in
+ * transactions of a thousand rows (the store's lock is free between two). What a daemon
+ * stopped early did not record, eviction/prune/stats record before they read it.
+ * First, for a mount reported ready before its registry check, that check.
+ */
 static void *refs_main(void *arg)
 {
 	struct daemon *d = arg;
