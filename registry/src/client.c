@@ -359,7 +359,8 @@ struct rg {
 	uint64_t pos; /* stream position in the blob for single-part answers */
 	struct cm_buf mp;
 	char boundary[71];
-	bool whole; /* a 200 answer: the whole blob, not the ranges asked for */
+	bool whole;   /* a 200 answer: the whole blob, not the ranges asked for */
+	uint64_t end; /* the end of the last byte asked for */
 	bool complete;
 };
 
@@ -414,11 +415,11 @@ static int rg_sink(void *ud, const uint8_t *data, size_t n)
 		return cm_buf_append(&g->mp, data, n);
 	reg_ranges_copy(g->ranges, g->n, g->filled, g->pos, data, n);
 	g->pos += n;
-	if (g->whole && rg_done(g)) {
-		/* A 200 answer with the whole blob: stop once we have what we asked for (the
-		 * connection is then closed). A 206 answer ends by itself: aborting at its last
-		 * byte would close a connection the next request could reuse, which costs a
-		 * handshake per request on a distant registry. */
+	if ((g->whole || g->pos > g->end) && rg_done(g)) {
+		/* A 200 answer with the whole blob, or a 206 running past what we asked for:
+		 * stop once we have it (the connection is then closed). A 206 answer of the
+		 * range asked ends by itself: aborting at its last byte would close a connection
+		 * the next request could reuse, a handshake per request on a distant registry. */
 		g->complete = true;
 		return -ECANCELED;
 	}
@@ -443,8 +444,10 @@ int reg_client_get_blob_ranges(struct reg_client *c, const struct reg_ref *repo,
 	g->ranges = ranges;
 	g->n = n;
 	uint64_t total = 0;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		total += ranges[i].len;
+		g->end = MAX(g->end, ranges[i].off + ranges[i].len);
+	}
 	/* parts headers are ~100 bytes each; allow generously, the data itself is bounded */
 	cm_buf_init(&g->mp, (size_t)MIN(total + 1024 * n + 4096, (uint64_t)SIZE_MAX / 2));
 	reg_req_init(&q, "GET", reg_ref_api_host(repo), scope);

@@ -35,6 +35,17 @@ NCONN=$(grep -c '^conn$' "$PLOG")
 [ "$NCONN" -le 2 ] || fail "6 range requests used $NCONN connections (want 1, 2 with a TLS probe)"
 ok "consecutive range requests reuse one connection ($NCONN accepted)"
 
+# A 206 answer running past the range asked for (a server that drops the range's end) is
+# cut short once the range is in (which closes its connection: 3 requests, 3 connections),
+# with the range's bytes.
+rule "/blobs/$L0 rangeopen -1"
+"${T[@]}" --repeat 3 ranges "$X/f/app:v1" "$L0" 100:1000 >"$WORK/rr2" || fail "ranges with an open-ended 206"
+[ "$(sort -u "$WORK/rr2")" = "$(head -1 "$WORK/rr")" ] || fail "an open-ended 206 gave other bytes"
+fired rangeopen
+NCONN=$(grep -c '^conn$' "$PLOG")
+[ "$NCONN" -ge 3 ] || fail "open-ended 206 answers were read to the end ($NCONN connections for 3)"
+ok "a 206 answer longer than the range asked: the range's bytes, the transfer cut short"
+
 rule "/blobs/$L0 reset 1"
 "${T[@]}" blob "$X/f/app:v1" "$L0" "$WORK/b" && cmp -s "$WORK/b" "$SRCBLOB" || fail "reset: blob"
 fired reset
