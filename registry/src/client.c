@@ -360,7 +360,7 @@ struct rg {
 	struct cm_buf mp;
 	char boundary[71];
 	bool whole;   /* a 200 answer: the whole blob, not the ranges asked for */
-	uint64_t end; /* the end of the last byte asked for */
+	uint64_t end; /* where the furthest range asked for ends (exclusive) */
 	bool complete;
 };
 
