@@ -1220,11 +1220,13 @@ int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
 	for (uint32_t c = 0; c < e->n; c++) {
 		struct idx_chunk ch;
 		idx_reader_chunk(reader, c, &ch);
-		char rel[80];
-		idx_store_chunk_relpath(ch.digest, rel);
-		bool files = dirs[ch.digest[0] / 8] & (1u << (ch.digest[0] % 8));
-		if (e->loc[c].pack ||
-		    (files && faccessat(idx_store_root_fd(store), rel, F_OK, AT_EACCESS) == 0)) {
+		bool local = e->loc[c].pack != 0;
+		if (!local && (dirs[ch.digest[0] / 8] & (1u << (ch.digest[0] % 8)))) {
+			char rel[80]; /* formatted only where a chunk file can be */
+			idx_store_chunk_relpath(ch.digest, rel);
+			local = faccessat(idx_store_root_fd(store), rel, F_OK, AT_EACCESS) == 0;
+		}
+		if (local) {
 			e->state[c] = ST_LOCAL;
 			e->resident++;
 			e->resident_bytes += ch.csize;
