@@ -154,7 +154,7 @@ static int pull_oci(struct idx_store *s, const char *ref, const struct fs_pull_o
  * that every pack it uses is a layer of the artifact. 0 and *ret_index on success.
  */
 static int try_artifact(struct reg_client *c, const struct reg_ref *repo, const char *adigest,
-			const char *mdig, struct cm_buf *index)
+			const char *mdig, struct cm_buf *index, char ret_digest[72])
 {
 	_cleanup_(reg_ref_freep) struct reg_ref *aref = NULL;
 	int r = reg_ref_with(repo, adigest, &aref);
@@ -195,7 +195,8 @@ static int try_artifact(struct reg_client *c, const struct reg_ref *repo, const 
 	if ((r = reg_client_get_blob(c, repo, id->digest, index)) < 0)
 		return r;
 	_cleanup_(idx_reader_freep) struct idx_reader *rd = NULL;
-	if ((r = idx_reader_open_mem(index->data, index->len, &rd)) < 0)
+	/* get_blob checked the bytes against id->digest: not hashed again. */
+	if ((r = idx_reader_open_mem_digest(index->data, index->len, id->digest, &rd)) < 0)
 		return cm_log_ret(r, "pull: index blob %s is malformed", id->digest);
 	if (strcmp(idx_reader_manifest_digest(rd), mdig) != 0)
 		return cm_log_ret(-EPROTO, "pull: index %s was built for %s, not %s", id->digest,
@@ -214,6 +215,7 @@ static int try_artifact(struct reg_client *c, const struct reg_ref *repo, const 
 					  "pull: pack %s of the index is not in artifact %s", pd,
 					  adigest);
 	}
+	snprintf(ret_digest, 72, "%s", id->digest);
 	return 0;
 }
 
@@ -295,11 +297,12 @@ static int pull_registry(struct idx_store *s, const char *refstr, const struct f
 		const struct reg_descriptor *d = reg_index_entry(refs, i);
 		if (d->artifact_type && strcmp(d->artifact_type, IDX_ARTIFACT_TYPE) != 0)
 			continue;
-		ok = try_artifact(c, ref, d->digest, ret->manifest_digest, &index) == 0;
+		ok = try_artifact(c, ref, d->digest, ret->manifest_digest, &index,
+				  ret->index_digest) == 0;
 	}
 	if (!ok)
 		return build_from_registry(s, refstr, &ro, o, ret);
-	if ((r = idx_store_put_index(s, index.data, index.len, ret->index_digest)) < 0)
+	if ((r = idx_store_put_index_digest(s, index.data, index.len, ret->index_digest)) < 0)
 		return cm_log_ret(r, "pull: cannot store the index: %s", strerror(-r));
 	/* try_artifact validated the blob; its chunk references are recorded later (by the
 	 * mount's daemon, in the background). */

@@ -327,7 +327,8 @@ static int validate_header(struct idx_reader *r)
 	return 0;
 }
 
-static int validate(struct idx_reader *r)
+/* `known`: the blob's digest, already checked by the caller (32 bytes), or NULL. */
+static int validate(struct idx_reader *r, const uint8_t *known)
 {
 	const uint8_t *h = r->data;
 	int k = validate_header(r);
@@ -343,27 +344,45 @@ static int validate(struct idx_reader *r)
 	k = check_inodes(r);
 	if (k < 0)
 		return k;
-	cm_sha256(r->data, r->len, d);
+	if (known)
+		memcpy(d, known, CM_SHA256_LEN);
+	else
+		cm_sha256(r->data, r->len, d);
 	cm_digest_format(d, r->digest);
 	cm_digest_format(h + 32, r->manifest_digest);
 	cm_digest_format(h + 64, r->config_digest);
 	return 0;
 }
 
-int idx_reader_open_mem(const void *data, size_t len, struct idx_reader **ret)
+static int open_mem(const void *data, size_t len, const uint8_t *known,
+		    struct idx_reader **ret)
 {
 	struct idx_reader *r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	r->data = data;
 	r->len = len;
-	int k = validate(r);
+	int k = validate(r, known);
 	if (k < 0) {
 		free(r);
 		return k;
 	}
 	*ret = r;
 	return 0;
+}
+
+int idx_reader_open_mem(const void *data, size_t len, struct idx_reader **ret)
+{
+	return open_mem(data, len, NULL, ret);
+}
+
+int idx_reader_open_mem_digest(const void *data, size_t len, const char *digest,
+			       struct idx_reader **ret)
+{
+	uint8_t d[CM_SHA256_LEN];
+	if (!digest || cm_digest_parse(digest, d) < 0)
+		return -EINVAL;
+	return open_mem(data, len, d, ret);
 }
 
 static int map_file(const char *path, void **ret, size_t *ret_len)

@@ -439,17 +439,31 @@ corrupt:;
 	return -EBADMSG;
 }
 
-int idx_store_put_index(struct idx_store *s, const void *data, size_t len, char ret_digest[72])
+static int put_index(struct idx_store *s, const void *data, size_t len, const uint8_t d[32])
 {
-	uint8_t d[32];
 	char hex[65], p[96];
-	cm_sha256(data, len, d);
-	cm_digest_format(d, ret_digest);
 	cm_hex_format(d, 32, hex);
 	snprintf(p, sizeof(p), "indexes/%s", hex);
 	if (faccessat(s->root_fd, p, F_OK, AT_EACCESS) == 0)
 		return 0;
 	return publish(s, p, data, len, true);
+}
+
+int idx_store_put_index(struct idx_store *s, const void *data, size_t len, char ret_digest[72])
+{
+	uint8_t d[32];
+	cm_sha256(data, len, d);
+	cm_digest_format(d, ret_digest);
+	return put_index(s, data, len, d);
+}
+
+int idx_store_put_index_digest(struct idx_store *s, const void *data, size_t len,
+			       const char *digest)
+{
+	uint8_t d[32];
+	if (!digest || cm_digest_parse(digest, d) < 0)
+		return -EINVAL;
+	return put_index(s, data, len, d);
 }
 
 int idx_store_index_path_at(const char *root, const char *digest, char **ret)

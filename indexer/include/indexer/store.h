@@ -138,6 +138,10 @@ int idx_store_packs_gc(struct idx_store *s);
 /* Publish an index blob; `ret_digest` receives "sha256:...". Idempotent. */
 int idx_store_put_index(struct idx_store *s, const void *data, size_t len,
 			char ret_digest[72]);
+/* The same for a blob the caller has already checked against `digest` (not hashed again).
+ * -EINVAL for a malformed digest. */
+int idx_store_put_index_digest(struct idx_store *s, const void *data, size_t len,
+			       const char *digest);
 /* "ROOT/indexes/<hex>" for a digest string; caller frees. -EPROTO for a bad digest. The _at
  * form takes the store's root, for callers that do not open the store (the warm path). */
 int idx_store_index_path(struct idx_store *s, const char *digest, char **ret);

@@ -16,6 +16,7 @@
 
 #include "common/buf.h"
 #include "common/cleanup.h"
+#include "common/digest.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -221,6 +222,44 @@ static void test_forged_fields(void **state)
 	free(m);
 }
 
+/* A blob whose digest the caller already checked (a verified registry download): the same
+ * reader and the same stored file as from the blob alone, the digest not computed again
+ * (so a wrong one is believed: it is the caller's word); the structure still validated. */
+static void test_known_digest(void **state)
+{
+	uint8_t d[CM_SHA256_LEN];
+	char dig[CM_DIGEST_STR_SIZE];
+	cm_sha256(blob, blob_len, d);
+	cm_digest_format(d, dig);
+	struct idx_reader *r;
+	assert_int_equal(idx_reader_open_mem_digest(blob, blob_len, dig, &r), 0);
+	assert_string_equal(idx_reader_digest(r), dig);
+	idx_reader_free(r);
+	assert_int_equal(idx_reader_open_mem_digest(blob, blob_len, "sha256:abc", &r), -EINVAL);
+	assert_int_equal(idx_reader_open_mem_digest(blob, blob_len, NULL, &r), -EINVAL);
+	char other[CM_DIGEST_STR_SIZE];
+	snprintf(other, sizeof(other), "sha256:%064d", 7);
+	assert_int_equal(idx_reader_open_mem_digest(blob, blob_len, other, &r), 0);
+	assert_string_equal(idx_reader_digest(r), other);
+	idx_reader_free(r);
+	assert_int_equal(idx_reader_open_mem_digest(blob, blob_len / 2, dig, &r), -EPROTO);
+
+	_cleanup_free_ char *root = cm_strdupf("%s/known", tmp);
+	struct idx_store *s;
+	assert_int_equal(idx_store_open(root, &s), 0);
+	assert_int_equal(idx_store_put_index_digest(s, blob, blob_len, "sha256:xyz"), -EINVAL);
+	assert_int_equal(idx_store_put_index_digest(s, blob, blob_len, dig), 0);
+	_cleanup_free_ char *path = NULL;
+	assert_int_equal(idx_store_index_path(s, dig, &path), 0);
+	assert_int_equal(idx_reader_open(path, &r), 0); /* from disk: hashed, and it matches */
+	assert_string_equal(idx_reader_digest(r), dig);
+	idx_reader_free(r);
+	char again[72];
+	assert_int_equal(idx_store_put_index(s, blob, blob_len, again), 0); /* idempotent */
+	assert_string_equal(again, dig);
+	idx_store_free(s);
+}
+
 static void test_open_files(void **state)
 {
 	_cleanup_free_ char *p = cm_strdupf("%s/idx", tmp);
@@ -292,6 +331,7 @@ int main(void)
 	    cmocka_unit_test(test_valid),	  cmocka_unit_test(test_byte_flips),
 	    cmocka_unit_test(test_truncations),	  cmocka_unit_test(test_forged_sections),
 	    cmocka_unit_test(test_forged_fields), cmocka_unit_test(test_open_files),
+	    cmocka_unit_test(test_known_digest),
 	    cmocka_unit_test(test_read_config_header_flips),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
