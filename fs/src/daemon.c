@@ -117,28 +117,21 @@ static void audit_holders(struct daemon *d, bool expired)
 	flock(fd, LOCK_UN);
 }
 
-/* The engine's stats with the mount's holders added ("holders": the named ones, and
- * "unnamed_holders"), read without the lock: a snapshot. NULL when it cannot be made. */
-static char *with_holders(struct daemon *d, const char *stats)
+/* Add the mount's holders to its stats ("holders": the named ones, and "unnamed_holders"),
+ * read without the lock: a snapshot; left out when the file cannot be read. */
+static void add_holders(struct daemon *d, json_object *j)
 {
 	struct fs_holders h;
 	if (fs_holders_load(d->dir, &h) < 0)
-		return NULL;
-	char *out = NULL;
-	json_object *j = json_tokener_parse(stats), *a = json_object_new_array();
-	if (j && a) {
-		for (size_t k = 0; k < h.n; k++)
-			json_object_array_add(a, json_object_new_string(h.v[k]));
+		return;
+	json_object *a = json_object_new_array();
+	for (size_t k = 0; a && k < h.n; k++)
+		json_object_array_add(a, json_object_new_string(h.v[k]));
+	if (a) {
 		json_object_object_add(j, "holders", a);
-		a = NULL;
 		json_object_object_add(j, "unnamed_holders", json_object_new_int64(h.anon));
-		const char *s = json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN);
-		out = s ? strdup(s) : NULL;
 	}
-	json_object_put(a);
-	json_object_put(j);
 	fs_holders_free(&h);
-	return out;
 }
 
 static void serve_one(struct daemon *d, int fd)
@@ -160,12 +153,15 @@ static void serve_one(struct daemon *d, int fd)
 	if (!strcmp(req, "ping")) {
 		cm_write_full(fd, "ok\n", 3);
 	} else if (!strcmp(req, "stats")) {
-		_cleanup_free_ char *j = NULL;
-		if (fs_engine_stats_json(d->e, &j) == 0) {
-			_cleanup_free_ char *jh = with_holders(d, j);
-			const char *out = jh ? jh : j;
-			cm_write_full(fd, out, strlen(out));
-			cm_write_full(fd, "\n", 1);
+		json_object *j = NULL;
+		if (fs_engine_stats(d->e, &j) == 0) {
+			add_holders(d, j);
+			const char *out = json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN);
+			if (out) {
+				cm_write_full(fd, out, strlen(out));
+				cm_write_full(fd, "\n", 1);
+			}
+			json_object_put(j);
 		}
 	} else if (!strcmp(req, "last")) {
 		cm_write_full(fd, "ok\n", 3);

@@ -130,8 +130,9 @@ struct fs_engine {
 	uint32_t packed_n;   /* atomic: loads since, a raw frame is tried every 64th */
 
 	pthread_t *workers;
-	unsigned n_workers, workers_cap; /* written by the starting thread only; workers is
-					  * allocated by fs_engine_start */
+	unsigned n_workers, workers_cap; /* written by fs_engine_start, then by the check
+					  * (which follows it, on the same thread or on the
+					  * daemon's references thread): never at once */
 	pthread_t flusher;
 	bool flusher_started;
 	bool stopped; /* lock */
@@ -1248,7 +1249,7 @@ int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
 
 /* Up to o.prefetch_threads prefetch workers, once the engine is started; a check that
  * finds the registry far after the start asks for more. Workers serve readahead even
- * without background prefetch. Called by the thread that starts the engine. */
+ * without background prefetch. Called by fs_engine_start and by the check after it. */
 static int start_workers(struct fs_engine *e)
 {
 	if (!e->client || !e->workers)
@@ -1404,7 +1405,7 @@ static json_object *hist_json(struct fs_hist *h)
 	return o;
 }
 
-int fs_engine_stats_json(struct fs_engine *e, char **ret)
+int fs_engine_stats(struct fs_engine *e, struct json_object **ret)
 {
 	static const char *const modes[] = {"all", "startup", "none"};
 	json_object *j = json_object_new_object();
@@ -1458,7 +1459,6 @@ int fs_engine_stats_json(struct fs_engine *e, char **ret)
 	for (int i = 0; i < E_N; i++)
 		add_u64(errs, cause_names[i], get(&e->errors[i]));
 	json_object_object_add(j, "errors", errs);
-	*ret = strdup(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
-	json_object_put(j);
-	return *ret ? 0 : -ENOMEM;
+	*ret = j;
+	return 0;
 }

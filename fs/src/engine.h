@@ -73,5 +73,7 @@ void fs_engine_prime(struct fs_engine *e, uint32_t ino, uint32_t ext, uint64_t e
 /* Account one FUSE read (latency, bytes, error). */
 void fs_engine_read_done(struct fs_engine *e, uint64_t latency_us, uint64_t bytes, int err);
 
-/* Stats as a JSON object (docs/mounts.md). Caller frees. -ENOMEM. */
-int fs_engine_stats_json(struct fs_engine *e, char **ret);
+/* Stats as a JSON object (docs/mounts.md), for the caller to add to and serialize; caller
+ * puts it (json_object_put). -ENOMEM. */
+struct json_object;
+int fs_engine_stats(struct fs_engine *e, struct json_object **ret);

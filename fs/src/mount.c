@@ -410,16 +410,15 @@ int fs_mount_unbind(const char *root, const char *dir, bool lazy)
 				  "umount: %s is the shared mount itself; holders "
 				  "release it",
 				  dir);
+	/* (named while the path resolves, as when the bind was made) */
+	_cleanup_free_ char *line = holder_line_bind(real);
+	if (!line)
+		return cm_log_ret(-EINVAL, "umount: %s: cannot name its holder", dir);
 	if (umount2(real, lazy ? MNT_DETACH : 0) < 0) {
 		r = -errno;
 		return cm_log_ret(r, "umount: %s: %s%s", dir, strerror(-r),
 				  r == -EBUSY ? " (use --lazy to detach it)" : "");
 	}
-	unsigned long long ns;
-	_cleanup_free_ char *line =
-	    fs_holder_mntns(&ns) == 0 ? cm_strdupf("bind %llu %s", ns, real) : NULL;
-	if (!line)
-		return -ENOMEM;
 	r = release_as(root, hex, line);
 	if (r == -ENOENT)
 		log_warn("umount: %s held no reference on the image (mounted by another namespace, "
