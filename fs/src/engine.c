@@ -534,8 +534,10 @@ static uint32_t plan_run(struct fs_engine *e, uint32_t first, uint64_t max, uint
 	return end;
 }
 
-/* One Range request for [off, off+len) of pack `pack` into `buf`. */
-static int get_range(struct fs_engine *e, uint32_t pack, uint64_t off, uint64_t len, void *buf)
+/* One Range request for [off, off+len) of pack `pack` into `buf`; `progress` (may be NULL)
+ * sees the filled prefix grow (struct reg_range). */
+static int get_range(struct fs_engine *e, uint32_t pack, uint64_t off, uint64_t len, void *buf,
+		     void (*progress)(void *, uint64_t), void *arg)
 {
 	struct idx_pack pk;
 	int r = idx_reader_pack(e->r, pack, &pk);
@@ -545,7 +547,8 @@ static int get_range(struct fs_engine *e, uint32_t pack, uint64_t off, uint64_t 
 	cm_digest_format(pk.digest, pd);
 	if (off + len > pk.size)
 		return cm_log_ret(-EPROTO, "fetch: range beyond pack %s", pd);
-	struct reg_range rg = {.off = off, .len = len, .buf = buf};
+	struct reg_range rg = {
+	    .off = off, .len = len, .buf = buf, .progress = progress, .arg = arg};
 	count(&e->fetch_requests, 1);
 	uint64_t t0 = cm_now_ns();
 	r = reg_client_get_blob_ranges(e->client, e->repo, pd, &rg, 1);
@@ -612,11 +615,65 @@ static int publish(struct fs_engine *e, const struct idx_chunk *c, const uint8_t
 	return r < 0 ? r : 1;
 }
 
+/* A run's chunks as its answer arrives: [next, b) are still to be verified and settled. */
+struct run_feed {
+	struct fs_engine *e;
+	uint32_t a, b, next;
+	uint64_t off; /* the pack offset where buf starts */
+	const uint8_t *buf;
+	bool keep, stopped;
+	struct mentry **want;
+	int first; /* the outcome for chunk a, once settled */
+};
+
+/* Verify, publish and settle chunk `i` of the run from `cd`. 0, or -EBADMSG (nothing done:
+ * the caller fetches it again on its own). */
+static int feed_one(struct run_feed *f, uint32_t i, const uint8_t *cd)
+{
+	struct fs_engine *e = f->e;
+	struct idx_chunk c;
+	struct mentry *m = NULL;
+	struct idx_store_loc loc = {0};
+	idx_reader_chunk(e->r, i, &c);
+	int res = decode(&c, i, cd, c.csize, true, &m);
+	if (res == -EBADMSG)
+		return res;
+	if (res == 0)
+		res = publish(e, &c, cd, m, &loc);
+	if (res > 0)
+		res = 0;
+	if (i == f->a)
+		f->first = res;
+	/* loc.pack is 0 unless the chunk went to the local pack */
+	settle(e, i, res, m, f->keep, i == f->a ? f->want : NULL, &loc);
+	return 0;
+}
+
+/* The answer's first `filled` bytes are in: settle every chunk they hold, in order, so a
+ * reader waiting for the first chunks of a run does not wait for the whole request. Stops
+ * at a chunk that fails to verify (fetch_run fetches it again once the request is over). */
+static void feed_progress(void *arg, uint64_t filled)
+{
+	struct run_feed *f = arg;
+	while (!f->stopped && f->next < f->b) {
+		struct idx_chunk c;
+		idx_reader_chunk(f->e->r, f->next, &c);
+		uint64_t rel = c.pack_offset - f->off;
+		if (rel + c.csize > filled)
+			return;
+		if (feed_one(f, f->next, f->buf + rel) < 0) {
+			f->stopped = true;
+			return;
+		}
+		f->next++;
+	}
+}
+
 /*
  * Fetch chunks [a, b) (marked ST_BUSY by plan_run) in one request, verify each, publish it
- * to the store and settle it. With `want` the entry of `a` is returned referenced; with
- * `keep`, the other chunks enter the memory cache too (a foreground reader will probably
- * want them next). Returns the outcome for chunk a.
+ * to the store and settle it as soon as its bytes are in. With `want` the entry of `a` is
+ * returned referenced; with `keep`, the other chunks enter the memory cache too (a foreground
+ * reader will probably want them next). Returns the outcome for chunk a.
  */
 static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, struct mentry **want)
 {
@@ -624,56 +681,51 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, str
 	idx_reader_chunk(e->r, a, &ca);
 	idx_reader_chunk(e->r, b - 1, &cl);
 	uint64_t off = ca.pack_offset, len = cl.pack_offset + cl.csize - off;
-	int r = 0, first = 0;
+	int r = 0;
 	_cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
+	struct run_feed f = {
+	    .e = e, .a = a, .b = b, .next = a, .off = off, .buf = buf, .keep = keep, .want = want};
 	if (!buf)
 		r = -ENOMEM;
 	if (r == 0)
-		r = get_range(e, ca.pack, off, len, buf);
+		r = get_range(e, ca.pack, off, len, buf, feed_progress, &f);
 	if (r < 0) {
 		count(&e->errors[cause_of(r)], 1);
 		log_error("fetch: %u chunk(s) of pack %u at offset %llu (%llu bytes) failed: %s",
-			  b - a, ca.pack, (unsigned long long)off, (unsigned long long)len,
+			  b - f.next, ca.pack, (unsigned long long)off, (unsigned long long)len,
 			  strerror(-r));
-		for (uint32_t c = a; c < b; c++)
+		for (uint32_t c = f.next; c < b; c++)
 			settle(e, c, r, NULL, false, NULL, NULL);
-		return r;
+		/* chunk a may have been settled (and handed to `want`) before the failure */
+		return want && f.next > a ? f.first : r;
 	}
-	for (uint32_t i = a; i < b; i++) {
+	/* What the progress hook did not settle: the tail of a multipart answer, or the chunks
+	 * from one that did not verify on. */
+	for (uint32_t i = f.next; i < b; i++) {
 		struct idx_chunk c;
-		struct mentry *m = NULL;
-		struct idx_store_loc loc = {0};
 		idx_reader_chunk(e->r, i, &c);
-		const uint8_t *cd = buf + (c.pack_offset - off);
-		int res = decode(&c, i, cd, c.csize, true, &m);
-		if (res == -EBADMSG) {
-			/* Once more on its own: a proxy or a flaky link may have damaged it. */
-			_cleanup_free_ uint8_t *one = malloc(c.csize ? c.csize : 1);
-			count(&e->errors[E_CORRUPT], 1);
-			res = one ? get_range(e, c.pack, c.pack_offset, c.csize, one) : -ENOMEM;
-			if (res == 0)
-				res = decode(&c, i, one, c.csize, true, &m);
-			if (res == 0)
-				res = publish(e, &c, one, m, &loc);
-			if (res == -EBADMSG) {
-				char hex[CM_DIGEST_STR_SIZE];
-				cm_digest_format(c.digest, hex);
-				log_error(
-				    "fetch: chunk %s from pack %u offset %llu is corrupt after "
-				    "a refetch: not served",
-				    hex, c.pack, (unsigned long long)c.pack_offset);
-			}
-		} else if (res == 0) {
-			res = publish(e, &c, cd, m, &loc);
+		if (feed_one(&f, i, buf + (c.pack_offset - off)) == 0)
+			continue;
+		/* Once more on its own: a proxy or a flaky link may have damaged it. */
+		_cleanup_free_ uint8_t *one = malloc(c.csize ? c.csize : 1);
+		count(&e->errors[E_CORRUPT], 1);
+		int res = one ? get_range(e, c.pack, c.pack_offset, c.csize, one, NULL, NULL)
+			      : -ENOMEM;
+		if (res == 0 && feed_one(&f, i, one) == 0)
+			continue;
+		if (res == 0 || res == -EBADMSG) {
+			char hex[CM_DIGEST_STR_SIZE];
+			cm_digest_format(c.digest, hex);
+			log_error("fetch: chunk %s from pack %u offset %llu is corrupt after "
+				  "a refetch: not served",
+				  hex, c.pack, (unsigned long long)c.pack_offset);
+			res = -EBADMSG;
 		}
-		if (res > 0)
-			res = 0;
 		if (i == a)
-			first = res;
-		/* loc.pack is 0 unless the chunk went to the local pack */
-		settle(e, i, res, m, keep, i == a ? want : NULL, &loc);
+			f.first = res;
+		settle(e, i, res, NULL, false, i == a ? want : NULL, NULL);
 	}
-	return first;
+	return f.first;
 }
 
 int fs_engine_get(struct fs_engine *e, uint32_t c, uint32_t ino, uint32_t ext,

@@ -362,6 +362,8 @@ struct rg {
 	bool whole;   /* a 200 answer: the whole blob, not the ranges asked for */
 	uint64_t end; /* where the furthest range asked for ends (exclusive) */
 	bool complete;
+	uint64_t prefix;   /* single range: the filled prefix of this attempt */
+	uint64_t reported; /* single range: the largest prefix given to its progress hook */
 };
 
 static int rg_restart(void *ud, struct reg_req *q, unsigned attempt)
@@ -373,6 +375,7 @@ static int rg_restart(void *ud, struct reg_req *q, unsigned attempt)
 	g->pos = 0;
 	g->whole = false;
 	g->complete = false;
+	g->prefix = 0;
 	return 0;
 }
 
@@ -414,6 +417,15 @@ static int rg_sink(void *ud, const uint8_t *data, size_t n)
 	if (g->multipart)
 		return cm_buf_append(&g->mp, data, n);
 	reg_ranges_copy(g->ranges, g->n, g->filled, g->pos, data, n);
+	struct reg_range *r0 = &g->ranges[0];
+	if (g->n == 1 && r0->progress && g->pos <= r0->off + g->prefix &&
+	    g->pos + n > r0->off + g->prefix) {
+		g->prefix = MIN(g->pos + n - r0->off, r0->len);
+		if (g->prefix > g->reported) {
+			g->reported = g->prefix;
+			r0->progress(r0->arg, g->prefix);
+		}
+	}
 	g->pos += n;
 	if ((g->whole || g->pos > g->end) && rg_done(g)) {
 		/* A 200 answer with the whole blob, or a 206 running past what we asked for:

@@ -118,6 +118,12 @@ struct reg_range {
 	uint64_t off;
 	uint64_t len;
 	void *buf; /* len bytes, filled completely on success */
+	/* Optional, for a request of this one range: called on the fetching thread as the
+	 * answer arrives, with the length of buf's prefix now filled (growing; each call a
+	 * larger one), so the caller can use the first bytes while the rest is in flight.
+	 * A retried attempt writes the same bytes again over that prefix. */
+	void (*progress)(void *arg, uint64_t filled);
+	void *arg;
 };
 
 /* Upper bound on ranges per request (the header stays far below servers' limits). */

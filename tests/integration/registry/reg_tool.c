@@ -70,7 +70,8 @@ static void usage(void)
 		"  blob REF DIGEST OUT       verified download to a file\n"
 		"  stream REF DIGEST SIZE [STOP] read through reg_blob_stream (closing after STOP "
 		"bytes)\n"
-		"  ranges REF DIGEST OFF:LEN... sha256 of each range\n"
+		"  ranges REF DIGEST OFF:LEN... sha256 of each range (one range: its progress\n"
+		"                            hook is checked, `progress: CALLS` on stderr)\n"
 		"  exists REF DIGEST\n"
 		"  pull REF DIR              OCI layout\n"
 		"  push-layout DIR[:TAG] REF [CHUNK]\n"
@@ -89,6 +90,28 @@ static void print_hash(const void *data, size_t len)
 	cm_sha256(data, len, d);
 	cm_digest_format(d, s);
 	printf("%s\n", s);
+}
+
+/* The progress hook of a one-range request: the prefix it reports only grows, and what it
+ * reported as filled is what the buffer finally holds (a retried attempt rewrites it alike). */
+struct progress_check {
+	const uint8_t *buf;
+	uint8_t *seen;
+	uint64_t last, len;
+	unsigned calls;
+	bool bad;
+};
+
+static void progress_hook(void *arg, uint64_t filled)
+{
+	struct progress_check *p = arg;
+	if (filled <= p->last || filled > p->len) {
+		p->bad = true;
+		return;
+	}
+	memcpy(p->seen + p->last, p->buf + p->last, (size_t)(filled - p->last));
+	p->last = filled;
+	p->calls++;
 }
 
 int main(int argc, char **argv)
@@ -303,7 +326,23 @@ int main(int argc, char **argv)
 				rg[i] = (struct reg_range){
 				    .off = off, .len = len, .buf = malloc(len ? len : 1)};
 			}
+			struct progress_check pc = {.buf = rg[0].buf, .len = rg[0].len};
+			if (n == 1) {
+				pc.seen = calloc(1, rg[0].len ? rg[0].len : 1);
+				rg[0].progress = progress_hook;
+				rg[0].arg = &pc;
+			}
 			e = reg_client_get_blob_ranges(cl, ref, a[1], rg, n);
+			if (e == 0 && n == 1) {
+				if (pc.bad || pc.last != rg[0].len ||
+				    memcmp(pc.seen, rg[0].buf, (size_t)rg[0].len) != 0) {
+					fprintf(stderr, "reg-tool: progress hook: a shrinking, short "
+							"or rewritten prefix\n");
+					e = -EPROTO;
+				}
+				fprintf(stderr, "progress: %u\n", pc.calls);
+			}
+			free(pc.seen);
 			for (size_t i = 0; i < n; i++) {
 				if (e == 0)
 					print_hash(rg[i].buf, (size_t)rg[i].len);

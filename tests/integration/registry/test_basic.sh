@@ -54,12 +54,14 @@ ok "idx_source over the registry: streams deliver every layer, verified"
 # ranges: one range, several (multipart/byteranges), compared with slices of the blob
 F=$WORK/img/blobs/sha256/${L0#sha256:}
 slice() { tail -c +$(($1 + 1)) "$F" | head -c "$2" | sha256sum | sed 's/^/sha256:/; s/ .*//'; }
-"$REG_TOOL" ranges "$H/test/app:v1" "$L0" 1000:5000 >"$WORK/r1"
+"$REG_TOOL" ranges "$H/test/app:v1" "$L0" 1000:5000 >"$WORK/r1" 2>"$WORK/r1.err" ||
+	fail "single range: $(cat "$WORK/r1.err")"
 [ "$(cat "$WORK/r1")" = "$(slice 1000 5000)" ] || fail "single range"
+grep -q '^progress: [1-9]' "$WORK/r1.err" || fail "single range: no progress reported"
 "$REG_TOOL" ranges "$H/test/app:v1" "$L0" 0:10 70000:33333 $((S0 - 7)):7 >"$WORK/r3"
 printf '%s\n%s\n%s\n' "$(slice 0 10)" "$(slice 70000 33333)" "$(slice $((S0 - 7)) 7)" >"$WORK/r3want"
 cmp -s "$WORK/r3" "$WORK/r3want" || fail "multi range"
-ok "Range GET: single and multipart/byteranges"
+ok "Range GET: single (its progress reported) and multipart/byteranges"
 
 # exists / not found
 "$REG_TOOL" exists "$H/test/app:v1" "$L0" | grep -qx "$S0" || fail "HEAD size"

@@ -51,6 +51,17 @@ rule "/blobs/$L0 reset 1"
 fired reset
 ok "connection reset mid-body: resumed, verified"
 
+# A range request whose answer breaks half way: retried, and the prefix its progress hook
+# had reported stays what the buffer holds (reg-tool checks it).
+rule "/blobs/$L0 reset 1"
+"${T[@]}" ranges "$X/f/app:v1" "$L0" 1000:300000 >"$WORK/rr3" 2>"$WORK/rr3.err" ||
+	fail "reset: range: $(cat "$WORK/rr3.err")"
+fired reset
+[ "$(cat "$WORK/rr3")" = "$(tail -c +1001 "$SRCBLOB" | head -c 300000 | sha256sum |
+	sed 's/^/sha256:/; s/ .*//')" ] || fail "reset: range bytes"
+grep -q '^progress: [1-9]' "$WORK/rr3.err" || fail "reset: range: no progress reported"
+ok "connection reset in a range answer: retried, its progress prefix kept"
+
 rule "/blobs/$L0 reset 1"
 "${T[@]}" stream "$X/f/app:v1" "$L0" "$S0" | grep -qx "$L0 $S0" || fail "reset: stream"
 fired reset

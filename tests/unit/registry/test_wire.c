@@ -105,7 +105,7 @@ static void test_multipart(void **state)
 	n += part(body + n, bd, 0, 49, 1000); /* covers ranges [0,10) and [40,50) */
 	n += (size_t)sprintf(body + n, "\r\n--%s--\r\n", bd);
 	uint8_t r0[10], r1[10], r2[10];
-	struct reg_range rg[3] = {{0, 10, r0}, {40, 10, r1}, {300, 10, r2}};
+	struct reg_range rg[3] = {{.off = 0, .len = 10, .buf = r0}, {.off = 40, .len = 10, .buf = r1}, {.off = 300, .len = 10, .buf = r2}};
 	uint64_t filled[3] = {0};
 	assert_int_equal(reg_multipart_parse(bd, (uint8_t *)body, n, rg, 3, filled), 0);
 	for (int k = 0; k < 3; k++) {
@@ -131,7 +131,7 @@ static void test_multipart(void **state)
 	size_t m =
 	    (size_t)sprintf(b3, "--b\r\nContent-Range: bytes 0-9/10\r\n\r\n\r\n--b--xyz\r\n--b--");
 	uint8_t d[10];
-	struct reg_range one = {0, 10, d};
+	struct reg_range one = {.off = 0, .len = 10, .buf = d};
 	uint64_t f3 = 0;
 	assert_int_equal(reg_multipart_parse("b", (uint8_t *)b3, m, &one, 1, &f3), 0);
 	assert_int_equal(f3, 10);
@@ -141,7 +141,7 @@ static void test_multipart(void **state)
 static void test_ranges_copy(void **state)
 {
 	uint8_t a[4], b[4];
-	struct reg_range rg[2] = {{2, 4, a}, {8, 4, b}};
+	struct reg_range rg[2] = {{.off = 2, .len = 4, .buf = a}, {.off = 8, .len = 4, .buf = b}};
 	uint64_t filled[2] = {0};
 	uint8_t seg[16];
 	for (int i = 0; i < 16; i++)
