@@ -75,13 +75,22 @@ struct mount_args {
 	char trace_abs[PATH_MAX];
 };
 
-/* Parse the options shared by mount and fsd. Returns optind or -1. */
-static int parse(int argc, char **argv, struct mount_args *a)
+/* Parse the options of mount and fsd (`fsd`: also the daemon's own, which `mount` refuses
+ * rather than ignore). Returns optind or -1. */
+static int parse(int argc, char **argv, struct mount_args *a, bool fsd)
 {
 	*a = (struct mount_args){.ready_fd = -1};
 	int c;
 	uint64_t v;
 	while ((c = getopt_long(argc, argv, "+", mount_opts, NULL)) != -1) {
+		if (!fsd && (c == O_INDEX || c == O_MOUNTPOINT || c == O_READY_FD ||
+			     c == O_CHECK_ASYNC)) {
+			fprintf(stderr,
+				"isorun: --%s is an option of the mount daemon (isorun fsd), not "
+				"of isorun mount\n",
+				mount_opts[c - O_PREFETCH].name);
+			return -1;
+		}
 		switch (c) {
 		case O_PREFETCH:
 			if (fs_prefetch_parse(optarg, &a->o.prefetch) < 0)
@@ -193,12 +202,15 @@ static int ensure_index(const char *ref, const char *platform, const char *authf
 static int cmd_mount(int argc, char **argv)
 {
 	struct mount_args a;
-	int i = parse(argc, argv, &a);
+	int i = parse(argc, argv, &a, false);
 	if (i < 0 || i + 2 != argc) {
 		fprintf(stderr,
 			"usage: isorun mount [--prefetch=none|startup|all] [--bwlimit RATE]\n"
 			"       [--cache-max SIZE] [--record-trace FILE] [--fetch-timeout S]\n"
-			"       [--keep-warm S] [--chunk-format=raw|zstd] [--foreground] REF DIR\n");
+			"       [--keep-warm S] [--chunk-format=raw|zstd] [--platform P]\n"
+			"       [--authfile FILE] [--prefetch-threads N] [--request-max SIZE]\n"
+			"       [--mem-cache SIZE] [--fg-spill SIZE] [--verify-local]\n"
+			"       [--foreground] REF DIR\n");
 		return ISORUN_EXIT_USAGE;
 	}
 	char idig[72];
@@ -352,7 +364,7 @@ ISORUN_VERB("stats", cmd_stats, "[--json] [DIR]",
 static int cmd_fsd(int argc, char **argv)
 {
 	struct mount_args a;
-	int i = parse(argc, argv, &a);
+	int i = parse(argc, argv, &a, true);
 	if (i < 0 || i != argc || !a.index || !a.mountpoint) {
 		fprintf(stderr, "usage: isorun fsd --index DIGEST --mountpoint DIR [options]\n");
 		return ISORUN_EXIT_USAGE;

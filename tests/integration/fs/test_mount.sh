@@ -24,6 +24,13 @@ grep -qx "$REG http" "$R/registry-schemes" || fail "stale scheme not replaced"
 	fail "pull fetched chunks"
 
 mkdir -p "$WORK/m1" "$WORK/m2"
+# The daemon's own options are refused by `isorun mount`, not silently taken.
+for o in --check-async --index=sha256:0 --mountpoint=/tmp --ready-fd=3; do
+	rc=0
+	err=$("$ISORUN" --root "$R" mount "$o" "$ref" "$WORK/m1" 2>&1) || rc=$?
+	[ "$rc" = 2 ] && echo "$err" | grep -q "option of the mount daemon" ||
+		fail "mount $o: exit $rc: $err"
+done
 "$ISORUN" --root "$R" mount --prefetch=none "$ref" "$WORK/m1" || fail "mount"
 compare "$WORK/unp-img-v1/rootfs" "$WORK/m1"
 s=$(stats_json "$R" "$WORK/m1")
