@@ -10,6 +10,8 @@ ref=$REG/fs/img:v1
 
 out=$("$ISORUN" --debug --root "$R" pull "$ref" 2>"$WORK/pull1.log") || fail "pull"
 echo "$out" | grep -q "index artifact" || fail "pull did not use the index artifact: $out"
+grep -q "named by the referrers list, fetched beside" "$WORK/pull1.log" ||
+	fail "the index blob was not fetched beside the artifact manifest"
 # A loopback registry is an insecure one: the first contact probes TLS, falls back to plain
 # HTTP, and the store remembers it, so later processes (the mount's daemon) skip the probe.
 grep -q "https://$REG/" "$WORK/pull1.log" || fail "the first pull did not probe TLS"
@@ -91,6 +93,42 @@ wait_prefetch "$R" "$WORK/m1"
 "$ISORUN" --root "$R" umount "$WORK/m1"
 # Every chunk the mount stored (raw frames) reads back whole and verified.
 "$INDEX" --root "$R" verify "$ref" >/dev/null || fail "isorun-index verify after the prefetch"
+# The referrers list's entry names the index blob (the artifact's annotations, copied by the
+# tag fallback). Without that name, or with a wrong one, a pull still finds the index
+# through the artifact manifest's index layer.
+relist() { # strip|wrong: rewrite the tag-fallback referrers list of fs/img:v1
+	python3 - "$REG" "$1" <<'PY' || fail "rewriting the referrers list ($1)"
+import json, sys, urllib.request
+reg, mode = sys.argv[1:3]
+acc = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
+       "application/vnd.docker.distribution.manifest.v2+json")
+def req(method, path, data=None, ct=None):
+    h = {"Accept": acc}
+    if ct:
+        h["Content-Type"] = ct
+    r = urllib.request.Request(f"http://{reg}/v2/fs/img/manifests/{path}", data=data,
+                               method=method, headers=h)
+    return urllib.request.urlopen(r)
+tag = "sha256-" + req("HEAD", "v1").headers["Docker-Content-Digest"].split(":")[1]
+ix = json.load(req("GET", tag))
+for m in ix["manifests"]:
+    if mode == "strip":
+        m.pop("annotations", None)
+    else:
+        m["annotations"]["dev.isorun.index.digest"] = "sha256:" + "0" * 64
+req("PUT", tag, json.dumps(ix).encode(), "application/vnd.oci.image.index.v1+json")
+PY
+}
+for mode in wrong strip; do
+	relist "$mode"
+	out=$("$ISORUN" --debug --root "$WORK/root-$mode" pull "$ref" 2>"$WORK/pull-$mode.log") ||
+		fail "pull with a referrers list entry ($mode): $(tail -3 "$WORK/pull-$mode.log")"
+	echo "$out" | grep -q "index artifact" || fail "pull ($mode) did not use the artifact"
+	! grep -q "named by the referrers list" "$WORK/pull-$mode.log" ||
+		fail "pull ($mode) took the list's index blob"
+	[ "$(ls "$WORK/root-$mode/indexes")" = "$(ls "$R/indexes")" ] ||
+		fail "pull ($mode) stored another index"
+done
 "$src/tests/fixtures/registry.sh" stop "$WORK/reg" >/dev/null
 "$ISORUN" --root "$R" mount "$ref" "$WORK/m1" || fail "mount with the registry gone"
 sync
