@@ -404,6 +404,10 @@ int idx_build(struct idx_store *store, struct idx_source *src, const struct idx_
 		return r;
 	if ((r = idx_pool_new(store, o->threads, o->zstd_level ? o->zstd_level : 1, &pool)) < 0)
 		return r;
+	if (o->n_startup_ids &&
+	    (r = idx_pool_set_hot(pool, o->startup_ids, o->n_startup_ids,
+				  o->startup_level ? o->startup_level : 9)) < 0)
+		return r;
 
 	struct progress prog = {.base = {.read = progress_read, .close = progress_close},
 				.nlayers = nlayers, .t0 = cm_now_ns()};

@@ -36,6 +36,9 @@ struct job {
 struct idx_pool {
 	struct idx_store *store;
 	int level;
+	uint8_t (*hot)[32]; /* sorted ids compressed at hot_level (read-only once workers run) */
+	uint32_t nhot;
+	int hot_level;
 	int staging_fd;
 	char staging[96]; /* relative to the store root */
 
@@ -122,9 +125,45 @@ static void staging_name(const uint8_t d[32], char out[72])
 	cm_hex_format(d, 32, out);
 }
 
-/* Hash, dedupe, compress and stage one chunk. */
-static int process(struct idx_pool *p, ZSTD_CCtx *cctx, uint8_t **cbuf, size_t *ccap,
-		   const struct job *j)
+static int cmp_id(const void *a, const void *b)
+{
+	return memcmp(a, b, 32);
+}
+
+int idx_pool_set_hot(struct idx_pool *p, const uint8_t (*ids)[32], uint32_t n, int level)
+{
+	free(p->hot);
+	p->hot = NULL;
+	p->nhot = 0;
+	if (!n)
+		return 0;
+	p->hot = malloc((size_t)n * 32);
+	if (!p->hot)
+		return -ENOMEM;
+	memcpy(p->hot, ids, (size_t)n * 32);
+	qsort(p->hot, n, 32, cmp_id);
+	p->nhot = n;
+	p->hot_level = level;
+	return 0;
+}
+
+static ZSTD_CCtx *new_cctx(int level)
+{
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	if (cctx) {
+		/* Fixed parameters: the stored bytes (and so pack digests) depend only on the
+		 * data, the level and the zstd version. */
+		ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+		ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
+		ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
+		ZSTD_CCtx_setParameter(cctx, ZSTD_c_dictIDFlag, 0);
+	}
+	return cctx;
+}
+
+/* Hash, dedupe, compress (a hot chunk with `hot`, made on first use) and stage one chunk. */
+static int process(struct idx_pool *p, ZSTD_CCtx *cctx, ZSTD_CCtx **hot, uint8_t **cbuf,
+		   size_t *ccap, const struct job *j)
 {
 	uint8_t d[32];
 	cm_sha256(j->data, j->len, d);
@@ -155,6 +194,11 @@ static int process(struct idx_pool *p, ZSTD_CCtx *cctx, uint8_t **cbuf, size_t *
 		*cbuf = nb;
 		*ccap = bound;
 	}
+	if (p->nhot && bsearch(d, p->hot, p->nhot, 32, cmp_id)) {
+		if (!*hot && !(*hot = new_cctx(p->hot_level)))
+			return -ENOMEM;
+		cctx = *hot;
+	}
 	size_t n = ZSTD_compress2(cctx, *cbuf, *ccap, j->data, j->len);
 	if (ZSTD_isError(n))
 		return cm_log_ret(-EIO, "zstd: %s", ZSTD_getErrorName(n));
@@ -178,17 +222,9 @@ static int process(struct idx_pool *p, ZSTD_CCtx *cctx, uint8_t **cbuf, size_t *
 static void *worker(void *arg)
 {
 	struct idx_pool *p = arg;
-	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	ZSTD_CCtx *cctx = new_cctx(p->level), *hot = NULL;
 	uint8_t *cbuf = NULL;
 	size_t ccap = 0;
-	if (cctx) {
-		/* Fixed parameters: the stored bytes (and so pack digests) depend only on the data,
-		 * the level and the zstd version. */
-		ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, p->level);
-		ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
-		ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
-		ZSTD_CCtx_setParameter(cctx, ZSTD_c_dictIDFlag, 0);
-	}
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		while (!p->qlen && !p->stop)
@@ -202,7 +238,7 @@ static void *worker(void *arg)
 		pthread_cond_signal(&p->not_full);
 		pthread_mutex_unlock(&p->lock);
 
-		int r = cctx ? process(p, cctx, &cbuf, &ccap, &j) : -ENOMEM;
+		int r = cctx ? process(p, cctx, &hot, &cbuf, &ccap, &j) : -ENOMEM;
 		free(j.data);
 
 		pthread_mutex_lock(&p->lock);
@@ -215,6 +251,7 @@ static void *worker(void *arg)
 	pthread_mutex_unlock(&p->lock);
 	free(cbuf);
 	ZSTD_freeCCtx(cctx);
+	ZSTD_freeCCtx(hot);
 	return NULL;
 }
 
@@ -391,5 +428,6 @@ void idx_pool_free(struct idx_pool *p)
 	free(p->slots);
 	free(p->chunks);
 	free(p->map);
+	free(p->hot);
 	free(p);
 }

@@ -12,6 +12,9 @@
 struct idx_pool;
 
 int idx_pool_new(struct idx_store *store, int threads, int level, struct idx_pool **ret);
+/* Compress the chunks with these ids (a startup trace's) at `level` instead: set before the
+ * first submit. The ids are copied. -ENOMEM. */
+int idx_pool_set_hot(struct idx_pool *p, const uint8_t (*ids)[32], uint32_t n, int level);
 /* Queue a copy of `data` as the next slot; returns the slot id (>= 0) or -errno. Blocks
  * while the queue is full. Called from one thread. */
 int idx_pool_submit(struct idx_pool *p, const uint8_t *data, size_t len, uint32_t *ret_slot);

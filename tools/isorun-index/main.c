@@ -47,13 +47,16 @@ static void usage(FILE *f)
 		"  build [--platform OS/ARCH[/VARIANT]] [--oci-out DIR] [--pack-size SIZE]\n"
 		"        [--threads N] [--push] [--force] [--allow-floating-tag]\n"
 		"        [--creds USER:PASS] [--authfile FILE] [--tls-verify=false]\n"
-		"        [--insecure-registry HOST[:PORT]] [--startup-trace FILE]... SOURCE\n"
+		"        [--insecure-registry HOST[:PORT]] [--startup-trace FILE]...\n"
+		"        [--startup-level N] SOURCE\n"
 		"                                    index an image (SOURCE: oci:PATH[:TAG] or\n"
 		"                                    a registry reference); --push uploads the\n"
 		"                                    index artifact next to the image;\n"
 		"                                    --startup-trace lays out and prefetches first\n"
 		"                                    the chunks a recorded run read (isorun mount\n"
-		"                                    --record-trace), in the order it read them\n"
+		"                                    --record-trace), in the order it read them,\n"
+		"                                    compressed at zstd level N (default 9; the\n"
+		"                                    other chunks at 1)\n"
 		"  inspect [--json] INDEX            summary and image config\n"
 		"  ls [-R] INDEX [PATH]              list a directory of the image\n"
 		"  extract INDEX DIR                 materialise the image tree into DIR\n"
@@ -173,6 +176,7 @@ static int cmd_build(int argc, char **argv)
 		OPT_TLS,
 		OPT_INSECURE,
 		OPT_TRACE,
+		OPT_STARTUP_LEVEL,
 	};
 	static const struct option opts[] = {
 		{"platform", required_argument, NULL, 'p'},
@@ -187,6 +191,7 @@ static int cmd_build(int argc, char **argv)
 		{"tls-verify", required_argument, NULL, OPT_TLS},
 		{"insecure-registry", required_argument, NULL, OPT_INSECURE},
 		{"startup-trace", required_argument, NULL, OPT_TRACE},
+		{"startup-level", required_argument, NULL, OPT_STARTUP_LEVEL},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
@@ -214,6 +219,14 @@ static int cmd_build(int argc, char **argv)
 		case OPT_INSECURE:
 			if (ninsecure + 1 < ARRAY_SIZE(insecure))
 				insecure[ninsecure++] = optarg;
+			break;
+		case OPT_STARTUP_LEVEL:
+			o.startup_level = atoi(optarg);
+			if (o.startup_level < 1 || o.startup_level > 19) {
+				fprintf(stderr, "isorun-index: --startup-level: a zstd level from 1 "
+						"to 19, not '%s'\n", optarg);
+				return 2;
+			}
 			break;
 		case OPT_TRACE:
 			if (add_trace(optarg, &startup) < 0)

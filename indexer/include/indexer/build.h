@@ -24,6 +24,11 @@ struct idx_build_opts {
 	 * image config gives. Ids the image does not have are skipped; repeats count once. */
 	const uint8_t (*startup_ids)[32];
 	uint32_t n_startup_ids;
+	/* zstd level of the chunks startup_ids names (what a cold start fetches first and waits
+	 * for): 0 = default (9: 10 % fewer bytes and faster to decompress than level 1 on
+	 * binaries, for ~6x the compression time of those chunks only; bench/results/sandbox.md);
+	 * the other chunks keep zstd_level. */
+	int startup_level;
 };
 
 struct idx_build_result {

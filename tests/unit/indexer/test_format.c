@@ -571,6 +571,93 @@ static void test_startup_trace_order(void **state)
 	assert_string_not_equal(digests[0], idx_reader_digest(f->r1));
 }
 
+/* The zstd frame of `data` at `level`, with the build's fixed parameters: its size. */
+static size_t zsize(const void *data, size_t len, int level)
+{
+	size_t cap = ZSTD_compressBound(len);
+	_cleanup_free_ uint8_t *z = malloc(cap);
+	ZSTD_CCtx *cc = ZSTD_createCCtx();
+	assert_non_null(z);
+	assert_non_null(cc);
+	ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, level);
+	ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 1);
+	ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 0);
+	ZSTD_CCtx_setParameter(cc, ZSTD_c_dictIDFlag, 0);
+	size_t n = ZSTD_compress2(cc, z, cap, data, len);
+	ZSTD_freeCCtx(cc);
+	assert_false(ZSTD_isError(n));
+	return n;
+}
+
+/* The chunks a startup trace names are compressed at the startup level (default 9, or
+ * startup_level), every other chunk at the build's level (1). */
+static void test_startup_level(void **state)
+{
+	struct fixture *f = *state;
+	size_t len = 600 * 1024; /* compressible, several chunks */
+	_cleanup_free_ char *text = malloc(len);
+	assert_non_null(text);
+	for (size_t i = 0; i < len; i++)
+		text[i] = "startup chunks: compressed harder, read first. "[(i * 7 + i / 4096) % 47];
+	struct tl_entry ents[] = {
+	    {.type = 'd', .path = "data"},
+	    {.type = 'f', .path = "data/text", .data = text, .len = len},
+	    {0},
+	};
+	struct cm_buf tar;
+	cm_buf_init(&tar, 0);
+	assert_int_equal(tl_tar(ents, &tar), 0);
+	struct tl_layer layer = {.tar = tar.data, .tar_len = tar.len, .comp = TL_GZIP};
+	_cleanup_free_ char *layout = cm_strdupf("%s/startup-level", f->tmp);
+	assert_int_equal(tl_layout_write(layout, &layer, 1, NULL), 0);
+	cm_buf_fini(&tar);
+	_cleanup_free_ char *spec = cm_strdupf("oci:%s", layout);
+	static const int levels[] = {0, 3}; /* 0: the default, 9 */
+	for (size_t k = 0; k < ARRAY_SIZE(levels); k++) {
+		_cleanup_free_ char *dir = cm_strdupf("%s/startup-level%zu", f->tmp, k);
+		struct idx_store *s;
+		struct idx_source *src;
+		struct idx_build_result res;
+		assert_int_equal(idx_store_open(dir, &s), 0);
+		/* a first build gives the id of the file's second chunk, the one traced */
+		assert_int_equal(idx_source_oci_open(spec, &src), 0);
+		assert_int_equal(idx_build(s, src, NULL, &res), 0);
+		idx_source_free(src);
+		struct idx_reader *r;
+		_cleanup_free_ char *path = NULL;
+		assert_int_equal(idx_store_index_path(s, res.index_digest, &path), 0);
+		assert_int_equal(idx_reader_open(path, &r), 0);
+		uint8_t id[1][32];
+		extent_id(r, "data/text", 1, id[0]);
+		idx_reader_free(r);
+		struct idx_build_opts o = {.startup_ids = (const uint8_t(*)[32])id,
+					   .n_startup_ids = 1,
+					   .startup_level = levels[k]};
+		assert_int_equal(idx_source_oci_open(spec, &src), 0);
+		assert_int_equal(idx_build(s, src, &o, &res), 0);
+		idx_source_free(src);
+		free(path);
+		path = NULL;
+		assert_int_equal(idx_store_index_path(s, res.index_digest, &path), 0);
+		assert_int_equal(idx_reader_open(path, &r), 0);
+		assert_true(idx_reader_chunk_count(r) > 2);
+		int hot = levels[k] ? levels[k] : 9;
+		for (uint32_t c = 0; c < idx_reader_chunk_count(r); c++) {
+			struct idx_chunk ch;
+			assert_int_equal(idx_reader_chunk(r, c, &ch), 0);
+			_cleanup_free_ uint8_t *u = malloc(ch.usize);
+			assert_int_equal(idx_store_read_chunk(s, ch.digest, u, ch.usize), 0);
+			bool traced = memcmp(ch.digest, id[0], 32) == 0;
+			assert_int_equal(traced, c == 0); /* laid out first */
+			assert_int_equal(ch.csize, zsize(u, ch.usize, traced ? hot : 1));
+			if (traced) /* the levels do differ on this data */
+				assert_int_not_equal(ch.csize, zsize(u, ch.usize, 1));
+		}
+		idx_reader_free(r);
+		idx_store_free(s);
+	}
+}
+
 /* Raw-block frames (what mounts store): valid zstd frames of exactly the data, of the size
  * idx_store_raw_frame_size says, readable through idx_store_read_chunk both from a local
  * pack (what mounts write now) and from a chunk file (what they wrote before local packs). */
@@ -638,6 +725,7 @@ int main(void)
 	    cmocka_unit_test(test_deterministic_across_threads),
 	    cmocka_unit_test(test_deterministic_whatever_the_store_holds),
 	    cmocka_unit_test(test_startup_trace_order),
+	    cmocka_unit_test(test_startup_level),
 	    cmocka_unit_test(test_raw_frames),
 	    cmocka_unit_test(test_rebuild_adds_nothing),
 	};
