@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -225,9 +226,19 @@ static int write_artifact(struct oci_out *o, const struct cm_buf *index, const c
 	}
 	struct reg_descriptor subject = {.media_type = (char *)subject_mt, .size = subject_size};
 	snprintf(subject.digest, sizeof(subject.digest), "%s", subject_digest);
+	/* When it was built: a pull takes the newest of an image's isorun referrers (the
+	 * referrers list copies annotations; its order is the registry's). SOURCE_DATE_EPOCH
+	 * (reproducible builds) replaces the clock. */
+	char created[32];
+	const char *sde = getenv("SOURCE_DATE_EPOCH");
+	time_t now = sde && *sde ? (time_t)strtoll(sde, NULL, 10) : time(NULL);
+	struct tm tm;
+	if (!gmtime_r(&now, &tm) || !strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm))
+		return -EINVAL;
 	struct reg_annotation ann[] = {
 		{(char *)"dev.isorun.index.digest", (char *)index_digest},
 		{(char *)"dev.isorun.index.format", (char *)"1"},
+		{(char *)"org.opencontainers.image.created", created},
 	};
 	_cleanup_free_ char *ms = NULL;
 	size_t mlen;

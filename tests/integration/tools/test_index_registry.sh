@@ -65,10 +65,27 @@ echo "$out" | grep -q 'already in the registry' || fail "existing artifact not r
 [ "$(echo "$out" | last)" = "$d_reg" ] || fail "existing artifact: wrong digest"
 [ ! -d "$WORK/s4/indexes" ] || [ -z "$(ls "$WORK/s4/indexes")" ] || fail "built although an artifact exists"
 ok "existing artifact found, nothing rebuilt"
-out=$("$INDEX" --root "$WORK/s4" build --force --push --pack-size 1M "$PLAIN/app:v1")
+# (built "in 1970": SOURCE_DATE_EPOCH stamps the artifact's org.opencontainers.image.created)
+out=$(SOURCE_DATE_EPOCH=1 "$INDEX" --root "$WORK/s4" build --force --push --pack-size 1M "$PLAIN/app:v1")
 refs=$(skopeo inspect --raw --tls-verify=false "docker://$PLAIN/app:sha256-$mdigest")
 echo "$refs" | jq -e '.manifests | length == 2' >/dev/null || fail "second referrer lost one: $refs"
 ok "--force with other packs adds a second referrer, keeps the first"
+# A pull takes the newest referrer by its build time, not by its place in the list...
+d_old=$(echo "$out" | last)
+[ "$d_old" != "$d_reg" ] || fail "--pack-size 1M gave the same index"
+"$ISORUN" --root "$WORK/p1" pull "$PLAIN/app:v1" | grep -qx "index    $d_reg" ||
+	fail "pull did not take the referrer built last"
+# ... (the 1 MiB-pack index again, "built in 2100": a third artifact) ...
+SOURCE_DATE_EPOCH=4102444800 "$INDEX" --root "$WORK/s4" build --force --push --pack-size 1M \
+	"$PLAIN/app:v1" >/dev/null
+"$ISORUN" --root "$WORK/p2" pull "$PLAIN/app:v1" | grep -qx "index    $d_old" ||
+	fail "pull did not take the newest referrer"
+# ... and of artifacts built at the same time, the one listed last (the tag schema appends).
+SOURCE_DATE_EPOCH=4102444800 "$INDEX" --root "$WORK/s4" build --force --push "$PLAIN/app:v1" \
+	>/dev/null
+"$ISORUN" --root "$WORK/p3" pull "$PLAIN/app:v1" | grep -qx "index    $d_reg" ||
+	fail "pull did not take the last of two referrers of the same time"
+ok "isorun pull takes the newest of several index artifacts"
 
 # 3. floating tags
 if "$INDEX" --root "$WORK/s5" build "$PLAIN/app:latest" >"$WORK/out" 2>&1; then
