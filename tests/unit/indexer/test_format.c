@@ -413,18 +413,15 @@ static void test_deterministic_across_threads(void **state)
 	assert_string_equal(digests[2], digests[0]);
 }
 
-/* A store whose copies of the chunks were compressed differently (another zstd level here;
- * in life another release, or packs fetched from a registry) gives the same index: stored
- * bytes in the index come from this build's compression, never from the store's files. */
-static void test_deterministic_whatever_the_store_holds(void **state)
+/* An image (OCI layout f->tmp/NAME) of one compressible 600 KiB file, data/text, so that
+ * zstd levels really differ; returns its "oci:" source spec (caller frees). */
+static char *compressible_image(struct fixture *f, const char *name)
 {
-	struct fixture *f = *state;
-	/* Compressible content, so that zstd levels really differ. */
 	size_t len = 600 * 1024;
 	_cleanup_free_ char *text = malloc(len);
 	assert_non_null(text);
 	for (size_t i = 0; i < len; i++)
-		text[i] = "isorun lazily boots images; "[(i * 7 + i / 4096) % 28];
+		text[i] = "startup chunks: compressed harder, read first. "[(i * 7 + i / 4096) % 47];
 	struct tl_entry ents[] = {
 	    {.type = 'd', .path = "data"},
 	    {.type = 'f', .path = "data/text", .data = text, .len = len},
@@ -434,10 +431,19 @@ static void test_deterministic_whatever_the_store_holds(void **state)
 	cm_buf_init(&tar, 0);
 	assert_int_equal(tl_tar(ents, &tar), 0);
 	struct tl_layer layer = {.tar = tar.data, .tar_len = tar.len, .comp = TL_GZIP};
-	_cleanup_free_ char *layout = cm_strdupf("%s/compressible", f->tmp);
+	_cleanup_free_ char *layout = cm_strdupf("%s/%s", f->tmp, name);
 	assert_int_equal(tl_layout_write(layout, &layer, 1, NULL), 0);
 	cm_buf_fini(&tar);
-	_cleanup_free_ char *spec = cm_strdupf("oci:%s", layout);
+	return cm_strdupf("oci:%s", layout);
+}
+
+/* A store whose copies of the chunks were compressed differently (another zstd level here;
+ * in life another release, or packs fetched from a registry) gives the same index: stored
+ * bytes in the index come from this build's compression, never from the store's files. */
+static void test_deterministic_whatever_the_store_holds(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *spec = compressible_image(f, "compressible");
 
 	char digest_fresh[72], digest_19[72];
 	struct idx_build_result res;
@@ -594,24 +600,7 @@ static size_t zsize(const void *data, size_t len, int level)
 static void test_startup_level(void **state)
 {
 	struct fixture *f = *state;
-	size_t len = 600 * 1024; /* compressible, several chunks */
-	_cleanup_free_ char *text = malloc(len);
-	assert_non_null(text);
-	for (size_t i = 0; i < len; i++)
-		text[i] = "startup chunks: compressed harder, read first. "[(i * 7 + i / 4096) % 47];
-	struct tl_entry ents[] = {
-	    {.type = 'd', .path = "data"},
-	    {.type = 'f', .path = "data/text", .data = text, .len = len},
-	    {0},
-	};
-	struct cm_buf tar;
-	cm_buf_init(&tar, 0);
-	assert_int_equal(tl_tar(ents, &tar), 0);
-	struct tl_layer layer = {.tar = tar.data, .tar_len = tar.len, .comp = TL_GZIP};
-	_cleanup_free_ char *layout = cm_strdupf("%s/startup-level", f->tmp);
-	assert_int_equal(tl_layout_write(layout, &layer, 1, NULL), 0);
-	cm_buf_fini(&tar);
-	_cleanup_free_ char *spec = cm_strdupf("oci:%s", layout);
+	_cleanup_free_ char *spec = compressible_image(f, "startup-level");
 	static const int levels[] = {0, 3}; /* 0: the default, 9 */
 	for (size_t k = 0; k < ARRAY_SIZE(levels); k++) {
 		_cleanup_free_ char *dir = cm_strdupf("%s/startup-level%zu", f->tmp, k);
