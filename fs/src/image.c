@@ -264,6 +264,10 @@ static int try_artifact(struct reg_client *c, const struct reg_ref *repo,
 			  "artifact %s", hint, d->digest);
 	} else {
 		/* no hint, or one the manifest does not confirm: its own index layer */
+		if (early)
+			log_warn("pull: the referrers list names index blob %s for artifact %s, "
+				 "whose manifest names %s: the manifest's is used",
+				 hint, d->digest, j.index_layer->digest);
 		idx_reader_free(TAKE_PTR(rd));
 		if ((r = index_blob(c, repo, j.index_layer->digest, mdig, index, &rd)) < 0)
 			return r;
