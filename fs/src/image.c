@@ -324,15 +324,6 @@ static int build_from_registry(struct idx_store *s, const char *refstr,
 	return idx_store_record_image(s, ret->ref, ret->manifest_digest, ret->index_digest);
 }
 
-/* Whether referrer `a` was built after `b` (their org.opencontainers.image.created, RFC 3339
- * UTC, which compares as text; one without it is older than any with it). */
-static bool newer(const struct reg_descriptor *a, const struct reg_descriptor *b)
-{
-	const char *ta = reg_descriptor_annotation(a, "org.opencontainers.image.created");
-	const char *tb = reg_descriptor_annotation(b, "org.opencontainers.image.created");
-	return ta && (!tb || strcmp(ta, tb) > 0);
-}
-
 static int pull_registry(struct idx_store *s, const char *refstr, const struct fs_pull_opts *o,
 			 struct fs_pull_result *ret)
 {
@@ -373,19 +364,10 @@ static int pull_registry(struct idx_store *s, const char *refstr, const struct f
 	_cleanup_(buf_finip) struct cm_buf index;
 	cm_buf_init(&index, FS_INDEX_MAX);
 	bool ok = false;
-	size_t n = refs ? reg_index_count(refs) : 0;
-	_cleanup_free_ const struct reg_descriptor **order = calloc(n ? n : 1, sizeof(*order));
-	if (!order)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		order[i] = reg_index_entry(refs, n - 1 - i); /* the tag schema appends */
-	/* newest first by their build time; stable, so unstamped ones keep that order */
-	for (size_t i = 1; i < n; i++)
-		for (size_t k = i; k > 0 && newer(order[k], order[k - 1]); k--) {
-			const struct reg_descriptor *t = order[k];
-			order[k] = order[k - 1];
-			order[k - 1] = t;
-		}
+	size_t n;
+	_cleanup_free_ const struct reg_descriptor **order = NULL;
+	if ((r = reg_referrers_newest_first(refs, &order, &n)) < 0)
+		return r;
 	for (size_t i = 0; i < n && !ok; i++) {
 		const struct reg_descriptor *d = order[i];
 		if (d->artifact_type && strcmp(d->artifact_type, IDX_ARTIFACT_TYPE) != 0)

@@ -94,8 +94,12 @@ int idx_artifact_find(struct reg_client *c, const struct reg_ref *repo, const ch
 	int r = reg_client_referrers(c, repo, manifest_digest, IDX_ARTIFACT_TYPE, &refs, NULL);
 	if (r < 0)
 		return r;
-	for (size_t i = reg_index_count(refs); i > 0; i--) {
-		const struct reg_descriptor *e = reg_index_entry(refs, i - 1);
+	size_t n;
+	_cleanup_free_ const struct reg_descriptor **order = NULL;
+	if ((r = reg_referrers_newest_first(refs, &order, &n)) < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		const struct reg_descriptor *e = order[i];
 		if (!e->artifact_type || strcmp(e->artifact_type, IDX_ARTIFACT_TYPE))
 			continue;
 		_cleanup_(reg_ref_freep) struct reg_ref *aref = NULL;

@@ -135,6 +135,39 @@ const char *reg_descriptor_annotation(const struct reg_descriptor *d, const char
 	return NULL;
 }
 
+/* Whether referrer `a` was created after `b` (reg_referrers_newest_first). */
+static bool created_after(const struct reg_descriptor *a, const struct reg_descriptor *b)
+{
+	const char *ta = reg_descriptor_annotation(a, "org.opencontainers.image.created");
+	const char *tb = reg_descriptor_annotation(b, "org.opencontainers.image.created");
+	return ta && (!tb || strcmp(ta, tb) > 0);
+}
+
+int reg_referrers_newest_first(const struct reg_index *refs, const struct reg_descriptor ***ret,
+			       size_t *ret_n)
+{
+	size_t n = refs ? reg_index_count(refs) : 0;
+	*ret = NULL;
+	*ret_n = 0;
+	if (!n)
+		return 0;
+	const struct reg_descriptor **v = calloc(n, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		v[i] = reg_index_entry(refs, n - 1 - i);
+	/* insertion sort: stable, so entries created alike keep the later-first order */
+	for (size_t i = 1; i < n; i++)
+		for (size_t k = i; k > 0 && created_after(v[k], v[k - 1]); k--) {
+			const struct reg_descriptor *t = v[k];
+			v[k] = v[k - 1];
+			v[k - 1] = t;
+		}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
 static const char *find_annotation(const struct reg_annotation *a, size_t n, const char *key)
 {
 	for (size_t i = 0; i < n; i++)

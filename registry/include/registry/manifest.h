@@ -119,6 +119,15 @@ void reg_index_free(struct reg_index *ix);
 const char *reg_index_media_type(const struct reg_index *ix);
 size_t reg_index_count(const struct reg_index *ix);
 const struct reg_descriptor *reg_index_entry(const struct reg_index *ix, size_t i);
+/*
+ * The entries of a referrers list (may be NULL), newest first: by their
+ * org.opencontainers.image.created annotation (RFC 3339 UTC, which compares as text; an entry
+ * without it is older than any with it), then later in the list first (the tag schema
+ * appends). *ret (caller frees; NULL when the list is empty) holds *ret_n pointers into
+ * `refs`. -ENOMEM.
+ */
+int reg_referrers_newest_first(const struct reg_index *refs, const struct reg_descriptor ***ret,
+			       size_t *ret_n);
 const struct reg_descriptor *reg_index_subject(const struct reg_index *ix); /* or NULL */
 const char *reg_index_artifact_type(const struct reg_index *ix);
 const char *reg_index_annotation(const struct reg_index *ix, const char *key);

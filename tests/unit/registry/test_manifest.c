@@ -329,6 +329,39 @@ static void test_artifact_manifest(void **state)
 			 -EINVAL);
 }
 
+/* Referrers newest first: by org.opencontainers.image.created, then later in the list;
+ * an entry without the annotation is older than any with it. */
+static void test_referrers_newest_first(void **state)
+{
+	(void)state;
+	static const char doc[] =
+	    "{\"schemaVersion\":2,\"mediaType\":\"" REG_MT_OCI_INDEX "\",\"manifests\":["
+#define E(hexd, ann)                                                                               \
+	"{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:" hexd \
+	"\",\"size\":1" ann "}"
+#define H(c) c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c
+#define T(t) ",\"annotations\":{\"org.opencontainers.image.created\":\"" t "\"}"
+	    E(H("a"), "") "," E(H("b"), T("2020-01-01T00:00:00Z")) "," E(H("c"), "") ","
+	    E(H("d"), T("2020-01-01T00:00:00Z")) "," E(H("e"), T("2030-06-01T00:00:00Z")) "]}";
+#undef E
+#undef T
+	struct reg_index *ix = NULL;
+	assert_int_equal(reg_index_parse(doc, strlen(doc), NULL, &ix), 0);
+	const struct reg_descriptor **v = NULL;
+	size_t n = 0;
+	assert_int_equal(reg_referrers_newest_first(ix, &v, &n), 0);
+	assert_int_equal(n, 5);
+	static const char want[] = "edbca";
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(v[i]->digest[7], want[i]);
+	free(v);
+	reg_index_free(ix);
+	assert_int_equal(reg_referrers_newest_first(NULL, &v, &n), 0);
+	assert_null(v);
+	assert_int_equal(n, 0);
+}
+#undef H
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -339,6 +372,7 @@ int main(void)
 	    cmocka_unit_test(test_index_platforms),
 	    cmocka_unit_test(test_index_kinds),
 	    cmocka_unit_test(test_referrers_update),
+	    cmocka_unit_test(test_referrers_newest_first),
 	    cmocka_unit_test(test_artifact_manifest),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
