@@ -412,7 +412,8 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 		log_debug("fsd: registry answered");
 	d.e = e;
 
-	octx = (struct fs_ops_ctx){.r = rd, .e = e, .timeout = 86400.0 * 365};
+	octx = (struct fs_ops_ctx){
+	    .r = rd, .e = e, .timeout = 86400.0 * 365, .statfs_lock = PTHREAD_MUTEX_INITIALIZER};
 	mopts = cm_strdupf(
 	    "ro,allow_other,default_permissions,fsname=isorun:%s,subtype=isorun,max_read=%u", d.hex,
 	    1u << 20);

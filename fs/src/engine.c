@@ -704,7 +704,8 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, str
 	for (uint32_t i = f.next; i < b; i++) {
 		struct idx_chunk c;
 		idx_reader_chunk(e->r, i, &c);
-		if (feed_one(&f, i, buf + (c.pack_offset - off)) == 0)
+		/* (the chunk that stopped the progress hook has failed to verify already) */
+		if (!(f.stopped && i == f.next) && feed_one(&f, i, buf + (c.pack_offset - off)) == 0)
 			continue;
 		/* Once more on its own: a proxy or a flaky link may have damaged it. */
 		_cleanup_free_ uint8_t *one = malloc(c.csize ? c.csize : 1);
@@ -1204,19 +1205,20 @@ static void *flusher_main(void *arg)
 	while (!e->stop) {
 		/* a deferred flush looks again soon: the reads' pause is what it waits for */
 		cond_wait_ms(e, &e->fl_cond, deferred ? 250 : 2000);
-		bool stop = e->stop;
-		deferred = !stop && flush_deferred(e, last_flush_ns);
-		bool trace_due = !stop && cm_now_ns() - last_trace_ns >= 2000000000ull;
+		if (e->stop)
+			break; /* fs_engine_stop flushes last */
+		deferred = flush_deferred(e, last_flush_ns);
+		/* docs/trace.md: the trace file is rewritten every 2 s all the same */
+		bool trace_due = !deferred || cm_now_ns() - last_trace_ns >= 2000000000ull;
 		pthread_mutex_unlock(&e->lock);
-		if (!deferred && !stop)
+		if (!deferred) {
 			flush(e);
-		if (!stop && (!deferred || trace_due)) {
-			/* docs/trace.md: the trace file is rewritten every 2 s all the same */
+			last_flush_ns = cm_now_ns();
+		}
+		if (trace_due) {
 			trace_write(e);
 			last_trace_ns = cm_now_ns();
 		}
-		if (!deferred)
-			last_flush_ns = cm_now_ns();
 		pthread_mutex_lock(&e->lock);
 	}
 	pthread_mutex_unlock(&e->lock);

@@ -41,11 +41,6 @@ void fs_holders_free(struct fs_holders *h)
 	h->anon = 0;
 }
 
-static int push(struct fs_holders *h, const char *s, size_t len)
-{
-	return fs_strv_push(&h->v, &h->n, strndup(s, len));
-}
-
 /* A named line of the file being parsed. */
 struct span {
 	const char *s;
@@ -162,7 +157,7 @@ int fs_holders_add(struct fs_holders *h, const char *line)
 {
 	if (fs_holders_has(h, line, strlen(line)))
 		return 0;
-	return push(h, line, strlen(line));
+	return fs_strv_push(&h->v, &h->n, strdup(line));
 }
 
 bool fs_holders_remove(struct fs_holders *h, const char *line)

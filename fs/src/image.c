@@ -6,6 +6,7 @@
 #include "fs/cache.h"
 #include "fs_int.h"
 
+#include "indexer/artifact.h"
 #include "indexer/build.h"
 #include "indexer/index.h"
 #include "indexer/source.h"
@@ -149,46 +150,20 @@ static int pull_oci(struct idx_store *s, const char *ref, const struct fs_pull_o
 	return fs_cache_add_index(s, ret->index_digest);
 }
 
-/* The artifact manifest of a referrer: fetched and checked to be an isorun index whose
- * subject is `mdig`; *ret_index_layer points into *ret. */
+/* The artifact manifest of a referrer, checked (idx_artifact_manifest), with an index blob
+ * this process accepts to hold. */
 static int artifact_manifest(struct reg_client *c, const struct reg_ref *repo, const char *adigest,
 			     const char *mdig, struct reg_manifest **ret,
 			     const struct reg_descriptor **ret_index_layer)
 {
-	_cleanup_(reg_ref_freep) struct reg_ref *aref = NULL;
-	int r = reg_ref_with(repo, adigest, &aref);
-	if (r < 0)
-		return r;
-	_cleanup_(buf_finip) struct cm_buf body;
-	cm_buf_init(&body, REG_MANIFEST_MAX);
-	_cleanup_free_ char *mt = NULL;
-	char got[CM_DIGEST_STR_SIZE];
-	if ((r = reg_client_get_manifest(c, aref, &body, &mt, got)) < 0)
-		return r;
-	_cleanup_(reg_manifest_freep) struct reg_manifest *m = NULL;
-	if ((r = reg_manifest_parse((const char *)body.data, body.len, mt, &m)) < 0)
-		return r;
-	const struct reg_descriptor *subj = reg_manifest_subject(m);
-	const char *at = reg_manifest_artifact_type(m);
-	if (!subj || strcmp(subj->digest, mdig) != 0) {
-		log_warn("pull: artifact %s does not have %s as subject: ignored", adigest, mdig);
-		return -EPROTO;
+	int r = idx_artifact_manifest(c, repo, adigest, mdig, ret, ret_index_layer);
+	if (r == 0 && (*ret_index_layer)->size > FS_INDEX_MAX) {
+		r = cm_log_ret(-EFBIG, "pull: index blob of %s is too large (%llu bytes)", adigest,
+			       (unsigned long long)(*ret_index_layer)->size);
+		reg_manifest_free(*ret);
+		*ret = NULL;
 	}
-	if (!at || strcmp(at, IDX_ARTIFACT_TYPE) != 0)
-		return -EPROTO;
-	for (size_t i = 0; i < reg_manifest_layer_count(m); i++) {
-		const struct reg_descriptor *l = reg_manifest_layer(m, i);
-		if (l->media_type && !strcmp(l->media_type, IDX_MEDIA_INDEX)) {
-			if (l->size > FS_INDEX_MAX)
-				return cm_log_ret(-EFBIG,
-						  "pull: index blob of %s is too large (%llu bytes)",
-						  adigest, (unsigned long long)l->size);
-			*ret_index_layer = l;
-			*ret = TAKE_PTR(m);
-			return 0;
-		}
-	}
-	return cm_log_ret(-EPROTO, "pull: artifact %s has no index layer", adigest);
+	return r;
 }
 
 /* Fetch index blob `digest` into `index` (verified by its digest) and check it is an index

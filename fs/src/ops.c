@@ -415,24 +415,23 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct fs_ops_ctx *c = ctx(req);
-	uint64_t blocks1 = __atomic_load_n(&c->statfs_blocks1, __ATOMIC_ACQUIRE);
-	uint64_t files = __atomic_load_n(&c->statfs_files, __ATOMIC_RELAXED);
-	if (!blocks1) { /* two first callers may both compute it: same answer */
+	pthread_mutex_lock(&c->statfs_lock);
+	if (!c->statfs_known) {
 		struct idx_stats s;
 		idx_reader_stats(c->r, &s);
-		files = s.inodes;
-		blocks1 = (s.file_bytes + 4095) / 4096 + 1;
-		__atomic_store_n(&c->statfs_files, files, __ATOMIC_RELAXED);
-		__atomic_store_n(&c->statfs_blocks1, blocks1, __ATOMIC_RELEASE);
+		c->statfs_files = s.inodes;
+		c->statfs_blocks = (s.file_bytes + 4095) / 4096;
+		c->statfs_known = true;
 	}
 	struct statvfs v = {
 	    .f_bsize = 4096,
 	    .f_frsize = 4096,
-	    .f_blocks = blocks1 - 1,
-	    .f_files = files,
+	    .f_blocks = c->statfs_blocks,
+	    .f_files = c->statfs_files,
 	    .f_namemax = 255,
 	    .f_flag = ST_RDONLY,
 	};
+	pthread_mutex_unlock(&c->statfs_lock);
 	fuse_reply_statfs(req, &v);
 }
 

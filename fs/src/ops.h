@@ -1,6 +1,8 @@
 /* The FUSE low-level operations over an index and its chunk engine. */
 #pragma once
 
+#include <pthread.h>
+
 #include <fuse_lowlevel.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,9 +28,10 @@ struct fs_ops_ctx {
 	uint32_t seq_ino[256];
 	uint64_t seq_next[256];
 	/* The statfs answer, computed on first use (a walk of every inode and chunk, 0.7 ms for
-	 * the browser image; chromium asks 27 times as it starts). Atomics: blocks + 1, stored
-	 * last (release), 0 = not yet. */
-	uint64_t statfs_blocks1, statfs_files;
+	 * the browser image; chromium asks 27 times as it starts). Under statfs_lock. */
+	pthread_mutex_t statfs_lock;
+	bool statfs_known;
+	uint64_t statfs_blocks, statfs_files;
 };
 
 extern const struct fuse_lowlevel_ops fs_ops;

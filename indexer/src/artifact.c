@@ -86,6 +86,44 @@ out:
 	return r;
 }
 
+int idx_artifact_manifest(struct reg_client *c, const struct reg_ref *repo,
+			  const char *artifact_digest, const char *manifest_digest,
+			  struct reg_manifest **ret, const struct reg_descriptor **ret_index_layer)
+{
+	_cleanup_(reg_ref_freep) struct reg_ref *aref = NULL;
+	int r = reg_ref_with(repo, artifact_digest, &aref);
+	if (r < 0)
+		return r;
+	struct cm_buf body;
+	cm_buf_init(&body, REG_MANIFEST_MAX);
+	_cleanup_free_ char *mt = NULL;
+	char got[CM_DIGEST_STR_SIZE];
+	r = reg_client_get_manifest(c, aref, &body, &mt, got);
+	_cleanup_(reg_manifest_freep) struct reg_manifest *m = NULL;
+	if (r == 0)
+		r = reg_manifest_parse((char *)body.data, body.len, mt, &m);
+	cm_buf_fini(&body);
+	if (r < 0)
+		return r;
+	const struct reg_descriptor *subj = reg_manifest_subject(m);
+	const char *at = reg_manifest_artifact_type(m);
+	const struct reg_descriptor *il = NULL;
+	for (size_t i = 0; i < reg_manifest_layer_count(m) && !il; i++) {
+		const struct reg_descriptor *l = reg_manifest_layer(m, i);
+		if (l->media_type && !strcmp(l->media_type, IDX_MEDIA_INDEX))
+			il = l;
+	}
+	if (!subj || strcmp(subj->digest, manifest_digest) || !at ||
+	    strcmp(at, IDX_ARTIFACT_TYPE) || !il) {
+		log_warn("ignoring referrer %s: not an isorun index of %s", artifact_digest,
+			 manifest_digest);
+		return -EPROTO;
+	}
+	*ret_index_layer = il;
+	*ret = TAKE_PTR(m);
+	return 0;
+}
+
 int idx_artifact_find(struct reg_client *c, const struct reg_ref *repo, const char *manifest_digest,
 		      char ret_index_digest[CM_DIGEST_STR_SIZE],
 		      char ret_artifact_digest[CM_DIGEST_STR_SIZE])
@@ -102,35 +140,20 @@ int idx_artifact_find(struct reg_client *c, const struct reg_ref *repo, const ch
 		const struct reg_descriptor *e = order[i];
 		if (!e->artifact_type || strcmp(e->artifact_type, IDX_ARTIFACT_TYPE))
 			continue;
-		_cleanup_(reg_ref_freep) struct reg_ref *aref = NULL;
-		if ((r = reg_ref_with(repo, e->digest, &aref)) < 0)
-			return r;
-		struct cm_buf body;
-		cm_buf_init(&body, REG_MANIFEST_MAX);
-		_cleanup_free_ char *mt = NULL;
-		char got[CM_DIGEST_STR_SIZE];
-		r = reg_client_get_manifest(c, aref, &body, &mt, got);
 		_cleanup_(reg_manifest_freep) struct reg_manifest *m = NULL;
-		if (r == 0)
-			r = reg_manifest_parse((char *)body.data, body.len, mt, &m);
-		cm_buf_fini(&body);
+		const struct reg_descriptor *il;
+		r = idx_artifact_manifest(c, repo, e->digest, manifest_digest, &m, &il);
+		if (r == -ENOMEM)
+			return r;
 		if (r < 0) {
-			log_warn("skipping referrer %s of %s: unreadable", e->digest, manifest_digest);
+			if (r != -EPROTO)
+				log_warn("skipping referrer %s of %s: unreadable", e->digest,
+					 manifest_digest);
 			continue;
 		}
-		/* The referrers list is the registry's word; the artifact itself must agree. */
-		const struct reg_descriptor *subj = reg_manifest_subject(m);
-		const char *at = reg_manifest_artifact_type(m);
-		if (!subj || strcmp(subj->digest, manifest_digest) || !at || strcmp(at, IDX_ARTIFACT_TYPE) ||
-		    reg_manifest_layer_count(m) < 1 ||
-		    strcmp(reg_manifest_layer(m, 0)->media_type, IDX_MEDIA_INDEX)) {
-			log_warn("ignoring referrer %s: not an isorun index of %s", e->digest,
-				 manifest_digest);
-			continue;
-		}
-		snprintf(ret_index_digest, CM_DIGEST_STR_SIZE, "%s", reg_manifest_layer(m, 0)->digest);
+		snprintf(ret_index_digest, CM_DIGEST_STR_SIZE, "%s", il->digest);
 		if (ret_artifact_digest)
-			snprintf(ret_artifact_digest, CM_DIGEST_STR_SIZE, "%s", got);
+			snprintf(ret_artifact_digest, CM_DIGEST_STR_SIZE, "%s", e->digest);
 		return 0;
 	}
 	return -ENOENT;

@@ -9,6 +9,8 @@
 #include "common/digest.h"
 
 struct reg_client;
+struct reg_descriptor;
+struct reg_manifest;
 struct reg_ref;
 
 /*
@@ -22,11 +24,22 @@ int idx_artifact_push(struct reg_client *c, const struct reg_ref *repo, const ch
 		      char ret_digest[CM_DIGEST_STR_SIZE]);
 
 /*
+ * Fetch artifact manifest `artifact_digest` of `repo` and check it is an isorun index of image
+ * manifest `manifest_digest` (the referrers list is the registry's word; the artifact itself
+ * must agree): exactly that subject, isorun's artifactType, and an index layer (the first of
+ * isorun's index media type). *ret (caller frees with reg_manifest_free) and
+ * *ret_index_layer, which points into it, on success. -EPROTO (logged) for an artifact that
+ * is not one, the client's errors for one that cannot be read.
+ */
+int idx_artifact_manifest(struct reg_client *c, const struct reg_ref *repo,
+			  const char *artifact_digest, const char *manifest_digest,
+			  struct reg_manifest **ret, const struct reg_descriptor **ret_index_layer);
+
+/*
  * Find the index artifact of image manifest `manifest_digest` in `repo`. Only an artifact
- * whose subject is exactly `manifest_digest`, whose artifactType and first layer's media
- * type are isorun's, is accepted. On success ret_index_digest gets the index blob digest and
+ * idx_artifact_manifest accepts is. On success ret_index_digest gets the index blob digest and
  * ret_artifact_digest (may be NULL) the artifact manifest digest; the newest valid one wins
- * (last in the referrers list). -ENOENT when there is none.
+ * (reg_referrers_newest_first). -ENOENT when there is none.
  */
 int idx_artifact_find(struct reg_client *c, const struct reg_ref *repo, const char *manifest_digest,
 		      char ret_index_digest[CM_DIGEST_STR_SIZE],

@@ -222,6 +222,18 @@ static void test_store_in_place(void **state)
 
 static const char image_hex[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
+/* Add the holder line the format gives; returns it (the caller frees). */
+static char *add_f(struct fs_holders *h, const char *fmt, ...)
+{
+	va_list ap;
+	char *line = NULL;
+	va_start(ap, fmt);
+	assert_true(vasprintf(&line, fmt, ap) >= 0);
+	va_end(ap);
+	assert_int_equal(fs_holders_add(h, line), 0);
+	return line;
+}
+
 static void test_audit(void **state)
 {
 	(void)state;
@@ -229,15 +241,11 @@ static void test_audit(void **state)
 	assert_non_null(dir);
 	unsigned long long ns;
 	assert_int_equal(fs_holder_mntns(&ns), 0);
-	char *live = cm_strdupf("dir %s", dir);
-	char *gone = cm_strdupf("dir %s/removed", dir);
-	char *unmounted = cm_strdupf("bind %llu %s", ns, dir); /* not a mount of the image */
-	char *other_ns = cm_strdupf("bind %llu %s/elsewhere", ns + 1, dir);
 	struct fs_holders h = {0};
-	assert_int_equal(fs_holders_add(&h, live), 0);
-	assert_int_equal(fs_holders_add(&h, gone), 0);
-	assert_int_equal(fs_holders_add(&h, unmounted), 0);
-	assert_int_equal(fs_holders_add(&h, other_ns), 0);
+	char *live = add_f(&h, "dir %s", dir);
+	char *gone = add_f(&h, "dir %s/removed", dir);
+	char *unmounted = add_f(&h, "bind %llu %s", ns, dir); /* not a mount of the image */
+	char *other_ns = add_f(&h, "bind %llu %s/elsewhere", ns + 1, dir);
 	assert_int_equal(fs_holders_add(&h, "future kind"), 0);
 	assert_int_equal(fs_holders_add(&h, "dir relative/path"), 0);
 	h.anon = 2;
@@ -268,21 +276,12 @@ static void test_audit_binds_once(void **state)
 	unsigned long long ns;
 	assert_int_equal(fs_holder_mntns(&ns), 0);
 	struct fs_holders h = {0};
-	char *line;
-	for (int i = 0; i < 8; i++) { /* never mounts: gone */
-		assert_non_null(line = cm_strdupf("bind %llu %s/gone-%d", ns, dir, i));
-		assert_int_equal(fs_holders_add(&h, line), 0);
-		free(line);
-	}
-	assert_non_null(line = cm_strdupf("bind %llu /", ns)); /* a mount, not of the image */
-	assert_int_equal(fs_holders_add(&h, line), 0);
-	free(line);
-	char *live = cm_strdupf("dir %s", dir);
-	char *gone = cm_strdupf("dir %s/removed", dir);
-	char *other_ns = cm_strdupf("bind %llu %s/gone-0", ns + 1, dir);
-	assert_int_equal(fs_holders_add(&h, live), 0);
-	assert_int_equal(fs_holders_add(&h, gone), 0);
-	assert_int_equal(fs_holders_add(&h, other_ns), 0);
+	for (int i = 0; i < 8; i++) /* never mounts: gone */
+		free(add_f(&h, "bind %llu %s/gone-%d", ns, dir, i));
+	free(add_f(&h, "bind %llu /", ns)); /* a mount, not of the image */
+	char *live = add_f(&h, "dir %s", dir);
+	char *gone = add_f(&h, "dir %s/removed", dir);
+	char *other_ns = add_f(&h, "bind %llu %s/gone-0", ns + 1, dir);
 	assert_int_equal(fs_holders_add(&h, "bind x /mnt"), 0);
 	assert_int_equal(fs_holders_add(&h, "bind 1 relative"), 0);
 	mountinfo_opens = 0;
