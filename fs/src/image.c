@@ -166,21 +166,30 @@ static int artifact_manifest(struct reg_client *c, const struct reg_ref *repo, c
 	return r;
 }
 
-/* Fetch index blob `digest` into `index` (verified by its digest) and check it is an index
- * built for `mdig`. */
-static int index_blob(struct reg_client *c, const struct reg_ref *repo, const char *digest,
-		      const char *mdig, struct cm_buf *index, struct idx_reader **ret)
+/* Fetch index blob `digest` into `index` (verified by its digest as it arrives). */
+static int index_fetch(struct reg_client *c, const struct reg_ref *repo, const char *digest,
+		       struct cm_buf *index)
 {
 	cm_buf_clear(index);
 	index->cap = FS_INDEX_MAX;
-	int r = reg_client_get_blob(c, repo, digest, index);
+	return reg_client_get_blob(c, repo, digest, index);
+}
+
+/* Decode fetched index layer `layer` (idx_artifact_index_decode) and check it is an index
+ * built for `mdig`. ret_digest gets the index's own digest. */
+static int index_check(const struct reg_descriptor *layer, const char *mdig,
+		       struct cm_buf *index, struct idx_reader **ret, char ret_digest[72])
+{
+	int r = idx_artifact_index_decode(index, layer->media_type, layer->digest, FS_INDEX_MAX,
+					  ret_digest);
 	if (r < 0)
 		return r;
-	/* get_blob checked the bytes against the digest: not hashed again. */
-	if ((r = idx_reader_open_mem_digest(index->data, index->len, digest, ret)) < 0)
-		return cm_log_ret(r, "pull: index blob %s is malformed", digest);
+	/* get_blob checked the bytes against the digest and decode hashed what it
+	 * decompressed: not hashed again. */
+	if ((r = idx_reader_open_mem_digest(index->data, index->len, ret_digest, ret)) < 0)
+		return cm_log_ret(r, "pull: index blob %s is malformed", layer->digest);
 	if (strcmp(idx_reader_manifest_digest(*ret), mdig) != 0)
-		return cm_log_ret(-EPROTO, "pull: index %s was built for %s, not %s", digest,
+		return cm_log_ret(-EPROTO, "pull: index %s was built for %s, not %s", layer->digest,
 				  idx_reader_manifest_digest(*ret), mdig);
 	return 0;
 }
@@ -216,14 +225,17 @@ static int try_artifact(struct reg_client *c, const struct reg_ref *repo,
 			char ret_digest[72])
 {
 	struct manifest_job j = {.c = c, .repo = repo, .adigest = d->digest, .mdig = mdig};
-	const char *hint = reg_descriptor_annotation(d, "dev.isorun.index.digest");
+	/* the index layer's blob; artifacts from before compressed index layers name only
+	 * the index, which was that blob */
+	const char *hint = reg_descriptor_annotation(d, "dev.isorun.index.blob");
+	if (!hint)
+		hint = reg_descriptor_annotation(d, "dev.isorun.index.digest");
 	const char *fmt = reg_descriptor_annotation(d, "dev.isorun.index.format");
 	bool early = hint && cm_digest_valid(hint) && fmt && !strcmp(fmt, "1");
 	pthread_t th;
 	if (early && pthread_create(&th, NULL, manifest_thread, &j) != 0)
 		early = false;
-	_cleanup_(idx_reader_freep) struct idx_reader *rd = NULL;
-	int br = early ? index_blob(c, repo, hint, mdig, index, &rd) : 0;
+	int br = early ? index_fetch(c, repo, hint, index) : 0;
 	if (early)
 		pthread_join(th, NULL);
 	else
@@ -243,10 +255,13 @@ static int try_artifact(struct reg_client *c, const struct reg_ref *repo,
 			log_warn("pull: the referrers list names index blob %s for artifact %s, "
 				 "whose manifest names %s: the manifest's is used",
 				 hint, d->digest, j.index_layer->digest);
-		idx_reader_free(TAKE_PTR(rd));
-		if ((r = index_blob(c, repo, j.index_layer->digest, mdig, index, &rd)) < 0)
+		if ((r = index_fetch(c, repo, j.index_layer->digest, index)) < 0)
 			return r;
 	}
+	_cleanup_(idx_reader_freep) struct idx_reader *rd = NULL;
+	char idig[72];
+	if ((r = index_check(j.index_layer, mdig, index, &rd, idig)) < 0)
+		return r;
 	for (uint32_t p = 0; p < idx_reader_pack_count(rd); p++) {
 		struct idx_pack pk;
 		char pd[CM_DIGEST_STR_SIZE];
@@ -261,7 +276,7 @@ static int try_artifact(struct reg_client *c, const struct reg_ref *repo,
 					  "pull: pack %s of the index is not in artifact %s", pd,
 					  d->digest);
 	}
-	snprintf(ret_digest, 72, "%s", j.index_layer->digest);
+	snprintf(ret_digest, 72, "%s", idig);
 	return 0;
 }
 

@@ -40,6 +40,7 @@
 #include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #define MANIFEST_CAP (4u << 20)
 #define CONFIG_CAP   (8u << 20)
@@ -205,8 +206,17 @@ static json_object *descriptor(const char *mt, const char *digest, uint64_t size
 static int write_artifact(struct oci_out *o, const struct cm_buf *index, const char *index_digest,
 			  const char *subject_mt, const char *subject_digest, uint64_t subject_size)
 {
-	char d[72];
-	int r = write_blob(o->dirfd, index->data, index->len, d);
+	/* The index layer is the index as one zstd frame (IDX_MEDIA_INDEX_ZSTD): a third of its
+	 * size, fetched before any cold start can mount. Level 9: 0.4 s for an 8 MB index. */
+	size_t zcap = ZSTD_compressBound(index->len);
+	_cleanup_free_ uint8_t *z = malloc(zcap);
+	if (!z)
+		return -ENOMEM;
+	size_t zlen = ZSTD_compress(z, zcap, index->data, index->len, 9);
+	if (ZSTD_isError(zlen))
+		return cm_log_ret(-EIO, "oci-out: compressing the index: %s", ZSTD_getErrorName(zlen));
+	char zdigest[72], d[72];
+	int r = write_blob(o->dirfd, z, zlen, zdigest);
 	if (r < 0)
 		return r;
 	r = write_blob(o->dirfd, "{}", 2, d); /* the empty config (REG_EMPTY_DIGEST) */
@@ -216,9 +226,9 @@ static int write_artifact(struct oci_out *o, const struct cm_buf *index, const c
 	_cleanup_free_ struct reg_descriptor *layers = calloc(o->npacks + 1, sizeof(*layers));
 	if (!layers)
 		return -ENOMEM;
-	layers[0].media_type = (char *)IDX_MEDIA_INDEX;
-	snprintf(layers[0].digest, sizeof(layers[0].digest), "%s", index_digest);
-	layers[0].size = index->len;
+	layers[0].media_type = (char *)IDX_MEDIA_INDEX_ZSTD;
+	snprintf(layers[0].digest, sizeof(layers[0].digest), "%s", zdigest);
+	layers[0].size = zlen;
 	for (uint32_t i = 0; i < o->npacks; i++) {
 		layers[i + 1].media_type = (char *)IDX_MEDIA_PACK;
 		snprintf(layers[i + 1].digest, sizeof(layers[i + 1].digest), "%s", o->packs[i].digest);
@@ -237,6 +247,7 @@ static int write_artifact(struct oci_out *o, const struct cm_buf *index, const c
 		return -EINVAL;
 	struct reg_annotation ann[] = {
 		{(char *)"dev.isorun.index.digest", (char *)index_digest},
+		{(char *)"dev.isorun.index.blob", zdigest}, /* the layer: a pull fetches it early */
 		{(char *)"dev.isorun.index.format", (char *)"1"},
 		{(char *)"org.opencontainers.image.created", created},
 	};

@@ -3,11 +3,17 @@
  * it and, when it accepts, every accessor is called over everything the index claims to
  * hold (tl_walk); idx_index_config_mem (header and section table only) must refuse cleanly
  * or return the config, the same one when the full validation accepts. The input is copied into a buffer of exactly its size so that ASan sees
- * any read past the blob.
+ * any read past the blob. An input that starts as a zstd frame is first the index layer of an
+ * artifact (IDX_MEDIA_INDEX_ZSTD) through idx_artifact_index_decode, whose index it is when
+ * it decodes.
  */
 #include "idx_testlib.h"
 
+#include "indexer/artifact.h"
+#include "indexer/build.h"
 #include "indexer/index.h"
+
+#include "common/buf.h"
 
 #include "common/log.h"
 
@@ -26,6 +32,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!copy)
 		return 0;
 	memcpy(copy, data, size);
+	static const uint8_t zmagic[4] = {0x28, 0xb5, 0x2f, 0xfd};
+	if (size >= 4 && !memcmp(data, zmagic, 4)) {
+		struct cm_buf b = {.data = copy, .len = size, .alloc = size};
+		char d[CM_DIGEST_STR_SIZE];
+		int z = idx_artifact_index_decode(&b, IDX_MEDIA_INDEX_ZSTD, "sha256:fuzz", 16u << 20,
+						  d);
+		if (z != 0 && z != -EBADMSG && z != -EFBIG && z != -ENOMEM)
+			abort();
+		if (z != 0) {
+			free(b.data);
+			return 0;
+		}
+		copy = b.data;
+		size = b.len;
+	}
 	/* The header-only read of the sandbox verbs: a clean refusal or the config. */
 	char *cfg = NULL;
 	size_t cfg_len = 0;

@@ -45,6 +45,8 @@ struct idx_build_result {
 /* Artifact and media types (docs/format.md). */
 #define IDX_ARTIFACT_TYPE   "application/vnd.isorun.index.v1"
 #define IDX_MEDIA_INDEX	    "application/vnd.isorun.index.v1.bin"
+/* The same bytes as one zstd frame: what `isorun-index build` writes (a third of the size). */
+#define IDX_MEDIA_INDEX_ZSTD "application/vnd.isorun.index.v1.bin+zstd"
 #define IDX_MEDIA_PACK	    "application/vnd.isorun.pack.v1.zstd"
 
 /*

@@ -115,7 +115,54 @@ for m in ix["manifests"]:
     if mode == "strip":
         m.pop("annotations", None)
     else:
-        m["annotations"]["dev.isorun.index.digest"] = "sha256:" + "0" * 64
+        m["annotations"]["dev.isorun.index.blob"] = "sha256:" + "0" * 64
+req("PUT", tag, json.dumps(ix).encode(), "application/vnd.oci.image.index.v1+json")
+PY
+}
+# old|badz: replace the artifact by one whose index layer is the raw index (as artifacts
+# were before the layer was compressed), or a "+zstd" layer that is not a zstd frame.
+reart() {
+	python3 - "$REG" "$1" <<'PY' || fail "rewriting the artifact ($1)"
+import hashlib, json, subprocess, sys, urllib.request
+reg, mode = sys.argv[1:3]
+acc = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json")
+def req(method, path, data=None, ct=None, kind="manifests"):
+    h = {"Accept": acc}
+    if ct:
+        h["Content-Type"] = ct
+    url = path if path.startswith("http") else f"http://{reg}/v2/fs/img/{kind}/{path}"
+    return urllib.request.urlopen(urllib.request.Request(url, data=data, method=method, headers=h))
+def push_blob(data):
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    loc = req("POST", "uploads/", b"", kind="blobs").headers["Location"]
+    if not loc.startswith("http"):
+        loc = f"http://{reg}{loc}"
+    req("PUT", loc + ("&" if "?" in loc else "?") + "digest=" + d, data,
+        "application/octet-stream")
+    return d
+tag = "sha256-" + req("HEAD", "v1").headers["Docker-Content-Digest"].split(":")[1]
+ix = json.load(req("GET", tag))
+e = ix["manifests"][-1]
+art = json.load(req("GET", e["digest"]))
+l0 = art["layers"][0]
+if mode == "old":
+    assert l0["mediaType"] == "application/vnd.isorun.index.v1.bin+zstd", l0
+    blob = req("GET", l0["digest"], kind="blobs").read()
+    raw = subprocess.run(["zstd", "-dc"], input=blob, capture_output=True, check=True).stdout
+    l0.update(mediaType="application/vnd.isorun.index.v1.bin", size=len(raw))
+    l0["digest"] = push_blob(raw)
+    art["annotations"].pop("dev.isorun.index.blob")
+    art["annotations"]["dev.isorun.index.digest"] = l0["digest"]
+else:
+    bad = b"not a zstd frame" * 64
+    l0.update(mediaType="application/vnd.isorun.index.v1.bin+zstd", size=len(bad),
+              digest=push_blob(bad))
+    art["annotations"]["dev.isorun.index.blob"] = l0["digest"]
+body = json.dumps(art).encode()
+ad = "sha256:" + hashlib.sha256(body).hexdigest()
+req("PUT", ad, body, "application/vnd.oci.image.manifest.v1+json")
+e.update(digest=ad, size=len(body), annotations=art["annotations"])
+ix["manifests"] = [e]
 req("PUT", tag, json.dumps(ix).encode(), "application/vnd.oci.image.index.v1+json")
 PY
 }
@@ -129,6 +176,24 @@ for mode in wrong strip; do
 	[ "$(ls "$WORK/root-$mode/indexes")" = "$(ls "$R/indexes")" ] ||
 		fail "pull ($mode) stored another index"
 done
+# An artifact of before compressed index layers (raw index, no dev.isorun.index.blob) is
+# pulled as it was, early fetch included.
+reart old
+out=$("$ISORUN" --debug --root "$WORK/root-old" pull "$ref" 2>"$WORK/pull-old.log") ||
+	fail "pull of a raw-index artifact: $(tail -3 "$WORK/pull-old.log")"
+echo "$out" | grep -q "index artifact" || fail "pull (old) did not use the artifact"
+grep -q "named by the referrers list" "$WORK/pull-old.log" || fail "pull (old): no early fetch"
+[ "$(ls "$WORK/root-old/indexes")" = "$(ls "$R/indexes")" ] || fail "pull (old): another index"
+# A "+zstd" index layer that is not a zstd frame: refused with the reason, and the image is
+# indexed locally instead.
+reart badz
+out=$("$ISORUN" --root "$WORK/root-badz" pull "$ref" 2>"$WORK/pull-badz.log") ||
+	fail "pull past a broken index layer: $(tail -3 "$WORK/pull-badz.log")"
+grep -q "not one zstd frame" "$WORK/pull-badz.log" ||
+	fail "pull (badz) did not say what was wrong: $(cat "$WORK/pull-badz.log")"
+echo "$out" | grep -q "index artifact" && fail "pull (badz) used the broken artifact"
+[ "$(ls "$WORK/root-badz/indexes")" = "$(ls "$R/indexes")" ] ||
+	fail "pull (badz): the local build gave another index"
 "$src/tests/fixtures/registry.sh" stop "$WORK/reg" >/dev/null
 "$ISORUN" --root "$R" mount "$ref" "$WORK/m1" || fail "mount with the registry gone"
 sync

@@ -56,10 +56,21 @@ adigest=$(echo "$refs" | jq -r '.manifests[0].digest')
 art=$(skopeo inspect --raw --tls-verify=false "docker://$PLAIN/app@$adigest")
 echo "$art" | jq -e --arg m "sha256:$mdigest" '.subject.digest == $m and
 	.artifactType == "application/vnd.isorun.index.v1" and
-	.layers[0].mediaType == "application/vnd.isorun.index.v1.bin"' >/dev/null ||
+	.layers[0].mediaType == "application/vnd.isorun.index.v1.bin+zstd"' >/dev/null ||
 	fail "artifact manifest: $art"
-[ "$(echo "$art" | jq -r '.layers[0].digest')" = "$d_reg" ] || fail "artifact names another index"
-ok "artifact pushed and readable by skopeo"
+[ "$(echo "$art" | jq -r '.annotations["dev.isorun.index.digest"]')" = "$d_reg" ] ||
+	fail "artifact names another index"
+blob=$(echo "$art" | jq -r '.layers[0].digest')
+[ "$(echo "$art" | jq -r '.annotations["dev.isorun.index.blob"]')" = "$blob" ] ||
+	fail "artifact's dev.isorun.index.blob is not its index layer"
+# the layer is the index as one zstd frame: what the store holds under the index's digest
+curl -fsS "http://$PLAIN/v2/app/blobs/$blob" >"$WORK/ilayer"
+[ "sha256:$(sha256sum <"$WORK/ilayer" | cut -d' ' -f1)" = "$blob" ] || fail "index layer digest"
+[ "sha256:$(zstd -dc <"$WORK/ilayer" | sha256sum | cut -d' ' -f1)" = "$d_reg" ] ||
+	fail "the index layer does not decompress to the index"
+[ "$(stat -c %s "$WORK/ilayer")" -lt "$(zstd -dc <"$WORK/ilayer" | wc -c)" ] ||
+	fail "the index layer is not smaller than the index"
+ok "artifact pushed and readable by skopeo, its index layer compressed"
 out=$("$INDEX" --root "$WORK/s4" build "$PLAIN/app:v1")
 echo "$out" | grep -q 'already in the registry' || fail "existing artifact not reported: $out"
 [ "$(echo "$out" | last)" = "$d_reg" ] || fail "existing artifact: wrong digest"
