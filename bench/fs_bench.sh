@@ -49,7 +49,7 @@ ISORUN_INDEX=$(isorun_bin isorun-index)
 has_verb "$ISORUN" mount || skip "isorun mount is not built"
 BEFORE=${BEFORE:-}
 [ -z "$BEFORE" ] || [ -x "$BEFORE" ] || die "BEFORE=$BEFORE is not an executable"
-export ISORUN_INSECURE_REGISTRIES=$BENCH_WAN_ADDR
+export ISORUN_INSECURE_REGISTRIES=http://$BENCH_WAN_ADDR,$BENCH_WAN_ADDR # (see run.sh)
 "$BENCH_DIR/registry.sh" status >/dev/null || "$BENCH_DIR/registry.sh" start >/dev/null
 case " $NETS " in *" wan "*) "$BENCH_DIR/wan.sh" status >/dev/null || "$BENCH_DIR/wan.sh" up >/dev/null ;; esac
 

@@ -187,7 +187,9 @@ run_first_step() { step "first command" run_first "$@"; }
 # isorun tools, when built
 ISORUN=$(isorun_bin isorun)
 ISORUN_INDEX=$(isorun_bin isorun-index)
-export ISORUN_INSECURE_REGISTRIES=$BENCH_WAN_ADDR
+# named with its scheme: no TLS probe on each cold run's fresh store (isorun releases before
+# the http:// form match the plain entry)
+export ISORUN_INSECURE_REGISTRIES=http://$BENCH_WAN_ADDR,$BENCH_WAN_ADDR
 
 # Methods: avail_<m> says whether it can run (else "n/a"), m_<m> IMAGE LABEL NET REP measures
 # and records. Adding a method = one pair of functions + its name in METHODS.

@@ -133,7 +133,7 @@ up() {
 	wait_http "http://$BENCH_WAN_ADDR/v2/" || die "WAN registry did not come up, see $LOGFILE"
 	trap - ERR
 	echo "WAN registry at http://$BENCH_WAN_ADDR (RTT $((2 * DELAY)) ms, $RATE), storage $BENCH_WORK/registry"
-	echo "export ISORUN_INSECURE_REGISTRIES=$BENCH_WAN_ADDR"
+	echo "export ISORUN_INSECURE_REGISTRIES=http://$BENCH_WAN_ADDR"
 }
 
 stop_pid() {

@@ -74,7 +74,7 @@ uint64_t fs_hist_quantile(const struct fs_hist *h, double q);
 void fs_mount_opts_defaults(struct fs_mount_opts *o);
 
 /* Registries reached over plain HTTP or unverified TLS, from $ISORUN_INSECURE_REGISTRIES
- * (comma-separated host[:port]); NULL when unset. Loopback needs no entry. */
+ * (comma-separated [http://|https://]host[:port]); NULL when unset. Loopback needs no entry. */
 const char *const *fs_insecure_registries(void);
 struct idx_store;
 /* ROOT/registry-schemes, what insecure registries speak (reg_options.scheme_cache); heap. */

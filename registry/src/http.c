@@ -357,16 +357,27 @@ static struct reg_host *host_get_locked(struct reg_client *c, const char *host)
 		free(h);
 		return NULL;
 	}
-	for (size_t i = 0; c->insecure[i]; i++)
-		if (!strcmp(c->insecure[i], host))
+	/* "http://HOST" / "https://HOST": the scheme it speaks, so no probe ever */
+	for (size_t i = 0; c->insecure[i]; i++) {
+		const char *e = c->insecure[i];
+		enum reg_scheme sc = REG_SCHEME_UNKNOWN;
+		if (!strncmp(e, "http://", 7))
+			e += 7, sc = REG_SCHEME_HTTP;
+		else if (!strncmp(e, "https://", 8))
+			e += 8, sc = REG_SCHEME_HTTPS_NOVERIFY;
+		if (!strcmp(e, host)) {
 			h->insecure = true;
+			if (sc != REG_SCHEME_UNKNOWN) /* wins over a plain entry */
+				h->scheme = sc, h->scheme_fixed = true;
+		}
+	}
 	/* Loopback registries are insecure registries, as in docker: HTTPS without
 	 * verification when they speak TLS, else plain HTTP (decided on first contact). */
 	if (host_is_loopback(host))
 		h->insecure = true;
 	if (!h->insecure)
 		h->scheme = REG_SCHEME_HTTPS;
-	else if ((h->scheme = scheme_cache_get(c, host)) != REG_SCHEME_UNKNOWN)
+	else if (!h->scheme_fixed && (h->scheme = scheme_cache_get(c, host)) != REG_SCHEME_UNKNOWN)
 		h->scheme_cached = true;
 	h->next = c->hosts;
 	c->hosts = h;
@@ -1126,7 +1137,7 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 			if (h && h->scheme == REG_SCHEME_UNKNOWN)
 				h->scheme = REG_SCHEME_HTTPS_NOVERIFY;
 			/* The first answer in the scheme a probe chose: remember it. */
-			if (h && h->insecure && !h->scheme_cached &&
+			if (h && h->insecure && !h->scheme_cached && !h->scheme_fixed &&
 			    (h->scheme_learned || scheme == REG_SCHEME_HTTPS_NOVERIFY)) {
 				scheme_cache_put(c, h->host, h->scheme);
 				h->scheme_cached = true;

@@ -42,6 +42,7 @@ struct reg_host {
 	bool insecure; /* listed in insecure_registries */
 	bool scheme_cached;  /* scheme is in o.scheme_cache: probe again if it fails */
 	bool scheme_learned; /* a probe fell back to plain HTTP in this process */
+	bool scheme_fixed;   /* listed as http://HOST or https://HOST: never probed */
 	char *realm;   /* bearer realm and service learned from a challenge */
 	char *service;
 	bool basic; /* the registry asked for basic auth */

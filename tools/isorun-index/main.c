@@ -47,7 +47,7 @@ static void usage(FILE *f)
 		"  build [--platform OS/ARCH[/VARIANT]] [--oci-out DIR] [--pack-size SIZE]\n"
 		"        [--threads N] [--push] [--force] [--allow-floating-tag]\n"
 		"        [--creds USER:PASS] [--authfile FILE] [--tls-verify=false]\n"
-		"        [--insecure-registry HOST[:PORT]] [--startup-trace FILE]...\n"
+		"        [--insecure-registry [http://]HOST[:PORT]] [--startup-trace FILE]...\n"
 		"        [--startup-level N] SOURCE\n"
 		"                                    index an image (SOURCE: oci:PATH[:TAG] or\n"
 		"                                    a registry reference); --push uploads the\n"

@@ -11,7 +11,9 @@
  *                      streamed from the registry ("first use builds"); all its chunks are
  *                      then local.
  * Registries named in $ISORUN_INSECURE_REGISTRIES (comma-separated host[:port]) are reached
- * without TLS verification or over plain HTTP, like docker's --insecure-registry.
+ * without TLS verification or over plain HTTP, like docker's --insecure-registry (probed on
+ * first contact, remembered in ROOT/registry-schemes); an entry http://host[:port] or
+ * https://host[:port] names the scheme, and nothing is probed.
  */
 #pragma once
 

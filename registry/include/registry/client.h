@@ -8,7 +8,9 @@
  *
  * Transport: HTTPS with the system CAs. Registries listed in `insecure_registries`, and
  * loopback ones (localhost, 127.0.0.0/8, ::1) as in docker, get HTTPS without verification
- * when they speak TLS and plain HTTP otherwise (decided on first contact, remembered).
+ * when they speak TLS and plain HTTP otherwise (decided on first contact, remembered). An
+ * entry written "http://HOST[:PORT]" or "https://HOST[:PORT]" says which: no probe (on a
+ * fresh store, the probe is one failed TLS handshake before the first request).
  *
  * Auth: anonymous bearer tokens, basic, and bearer tokens obtained with the credentials of
  * reg_creds_lookup (or an identity token, through the OAuth2 refresh-token grant). Tokens are
@@ -47,7 +49,8 @@ struct reg_options {
 	const char *creds;    /* "user:password" for every registry, or NULL */
 	const char *authfile; /* use only this auth file, or NULL for the standard chain */
 	const char *platform; /* "os/arch[/variant]"; NULL: linux/amd64 */
-	const char *const *insecure_registries; /* NULL-terminated host[:port] list, or NULL */
+	/* NULL-terminated [http://|https://]host[:port] list, or NULL */
+	const char *const *insecure_registries;
 	bool tls_no_verify;			/* skip certificate checks for every registry */
 	bool allow_floating;			/* for callers applying reg_ref_check_policy */
 	unsigned max_retries;			/* 0: 5 */

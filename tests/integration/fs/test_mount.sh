@@ -22,6 +22,17 @@ grep -qx "$REG http" "$R/registry-schemes" || fail "registry-schemes: $(cat "$R/
 echo "$REG https" >"$R/registry-schemes"
 "$ISORUN" --root "$R" pull "$ref" >/dev/null || fail "pull with a stale registry-schemes"
 grep -qx "$REG http" "$R/registry-schemes" || fail "stale scheme not replaced"
+# Named with its scheme in $ISORUN_INSECURE_REGISTRIES, a registry is never probed, and
+# nothing is written down; named with the wrong one, it is not reached.
+ISORUN_INSECURE_REGISTRIES="other:5000,http://$REG,$REG" "$ISORUN" --debug --root "$WORK/root-http" \
+	pull "$ref" >/dev/null 2>"$WORK/pull-http.log" || fail "pull from http://$REG"
+! grep -q "https://" "$WORK/pull-http.log" || fail "http://$REG was probed with TLS"
+[ ! -e "$WORK/root-http/registry-schemes" ] || fail "a named scheme was written down"
+if ISORUN_INSECURE_REGISTRIES="https://$REG" "$ISORUN" --root "$WORK/root-https" \
+	pull --timeout 5 "$ref" >/dev/null 2>"$WORK/pull-https.log"; then
+	fail "https://$REG (a plain HTTP registry) was reached"
+fi
+! grep -q "http://$REG/" "$WORK/pull-https.log" || fail "https://$REG fell back to plain HTTP"
 [ -z "$(ls "$R/chunks" 2>/dev/null)" ] || [ -z "$(find "$R/chunks" -type f)" ] ||
 	fail "pull fetched chunks"
 
