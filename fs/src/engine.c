@@ -1298,15 +1298,16 @@ int fs_engine_new(struct idx_store *store, const struct idx_reader *reader,
 		return r;
 	}
 	for (uint32_t c = 0; c < e->n; c++) {
-		struct idx_chunk ch;
-		idx_reader_chunk(reader, c, &ch);
+		const uint8_t *dg = digests + 32 * (size_t)c;
 		bool local = e->loc[c].pack != 0;
-		if (!local && (dirs[ch.digest[0] / 8] & (1u << (ch.digest[0] % 8)))) {
+		if (!local && (dirs[dg[0] / 8] & (1u << (dg[0] % 8)))) {
 			char rel[80]; /* formatted only where a chunk file can be */
-			idx_store_chunk_relpath(ch.digest, rel);
+			idx_store_chunk_relpath(dg, rel);
 			local = faccessat(idx_store_root_fd(store), rel, F_OK, AT_EACCESS) == 0;
 		}
 		if (local) {
+			struct idx_chunk ch; /* (its record read again only when it is local) */
+			idx_reader_chunk(reader, c, &ch);
 			e->state[c] = ST_LOCAL;
 			e->resident++;
 			e->resident_bytes += ch.csize;
