@@ -314,6 +314,20 @@ static int build_from_registry(struct idx_store *s, const char *refstr,
 	return idx_store_record_image(s, ret->ref, ret->manifest_digest, ret->index_digest);
 }
 
+struct referrers_job {
+	struct reg_client *c;
+	const struct reg_ref *ref;
+	struct reg_index *refs;
+	int r;
+};
+
+static void *referrers_thread(void *arg)
+{
+	struct referrers_job *j = arg;
+	j->r = reg_client_referrers(j->c, j->ref, j->ref->digest, IDX_ARTIFACT_TYPE, &j->refs, NULL);
+	return NULL;
+}
+
 static int pull_registry(struct idx_store *s, const char *refstr, const struct fs_pull_opts *o,
 			 struct fs_pull_result *ret)
 {
@@ -337,8 +351,21 @@ static int pull_registry(struct idx_store *s, const char *refstr, const struct f
 	if (!canon || !repo)
 		return -ENOMEM;
 	snprintf(ret->ref, sizeof(ret->ref), "%s", canon);
+	/* A reference by digest names the manifest whose referrers a cold pull needs (unless it
+	 * is an index of platforms, or the index is already here: then the answer is dropped):
+	 * they are asked for while the manifest is fetched, one round trip less before the
+	 * mount (two on a registry without the referrers API, which falls back to a tag). */
+	struct referrers_job rj = {.c = c, .ref = ref};
+	pthread_t rth;
+	char known[72];
+	bool early = ref->digest && find(s, ref->digest, known) != 0 &&
+		     pthread_create(&rth, NULL, referrers_thread, &rj) == 0;
 	_cleanup_(reg_manifest_freep) struct reg_manifest *m = NULL;
-	if ((r = reg_client_resolve(c, ref, NULL, &m, ret->manifest_digest)) < 0)
+	r = reg_client_resolve(c, ref, NULL, &m, ret->manifest_digest);
+	if (early)
+		pthread_join(rth, NULL);
+	_cleanup_(reg_index_freep) struct reg_index *refs = rj.refs;
+	if (r < 0)
 		return cm_log_ret(r, "pull: cannot resolve %s: %s", canon, strerror(-r));
 	if (find(s, ret->manifest_digest, ret->index_digest) == 0) {
 		ret->cached = true;
@@ -346,10 +373,15 @@ static int pull_registry(struct idx_store *s, const char *refstr, const struct f
 		ret->remote = fs_cache_get_remote(s, ret->index_digest, &old) == 0;
 		return idx_store_record_image(s, canon, ret->manifest_digest, ret->index_digest);
 	}
-	_cleanup_(reg_index_freep) struct reg_index *refs = NULL;
-	if ((r = reg_client_referrers(c, ref, ret->manifest_digest, IDX_ARTIFACT_TYPE, &refs,
-				      NULL)) < 0 &&
-	    r != -ENOENT)
+	if (early && !strcmp(ref->digest, ret->manifest_digest)) {
+		r = rj.r;
+		log_debug("pull: referrers of %s asked for beside the manifest", ref->digest);
+	} else {
+		reg_index_free(TAKE_PTR(refs));
+		r = reg_client_referrers(c, ref, ret->manifest_digest, IDX_ARTIFACT_TYPE, &refs,
+					 NULL);
+	}
+	if (r < 0 && r != -ENOENT)
 		return cm_log_ret(r, "pull: cannot list referrers of %s: %s", canon, strerror(-r));
 	_cleanup_(buf_finip) struct cm_buf index;
 	cm_buf_init(&index, FS_INDEX_MAX);

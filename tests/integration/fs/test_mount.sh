@@ -33,6 +33,13 @@ if ISORUN_INSECURE_REGISTRIES="https://$REG" "$ISORUN" --root "$WORK/root-https"
 	fail "https://$REG (a plain HTTP registry) was reached"
 fi
 ! grep -q "http://$REG/" "$WORK/pull-https.log" || fail "https://$REG fell back to plain HTTP"
+# By digest, the referrers are asked for while the manifest is fetched; the same index.
+mdig=$(skopeo inspect --raw --tls-verify=false "docker://$ref" | sha256sum | cut -d' ' -f1)
+"$ISORUN" --debug --root "$WORK/root-dig" pull "$REG/fs/img@sha256:$mdig" >/dev/null \
+	2>"$WORK/pull-dig.log" || fail "pull by digest: $(tail -3 "$WORK/pull-dig.log")"
+grep -q "referrers of sha256:$mdig asked for beside the manifest" "$WORK/pull-dig.log" ||
+	fail "pull by digest did not ask for the referrers beside the manifest"
+[ "$(ls "$WORK/root-dig/indexes")" = "$(ls "$R/indexes")" ] || fail "pull by digest: another index"
 [ -z "$(ls "$R/chunks" 2>/dev/null)" ] || [ -z "$(find "$R/chunks" -type f)" ] ||
 	fail "pull fetched chunks"
 
