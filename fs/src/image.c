@@ -177,8 +177,8 @@ static int index_fetch(struct reg_client *c, const struct reg_ref *repo, const c
 
 /* Decode fetched index layer `layer` (idx_artifact_index_decode) and check it is an index
  * built for `mdig`. ret_digest gets the index's own digest. */
-static int index_check(const struct reg_descriptor *layer, const char *mdig,
-		       struct cm_buf *index, struct idx_reader **ret, char ret_digest[72])
+static int index_check(const struct reg_descriptor *layer, const char *mdig, struct cm_buf *index,
+		       struct idx_reader **ret, char ret_digest[72])
 {
 	int r = idx_artifact_index_decode(index, layer->media_type, layer->digest, FS_INDEX_MAX,
 					  ret_digest);
@@ -324,7 +324,8 @@ struct referrers_job {
 static void *referrers_thread(void *arg)
 {
 	struct referrers_job *j = arg;
-	j->r = reg_client_referrers(j->c, j->ref, j->ref->digest, IDX_ARTIFACT_TYPE, &j->refs, NULL);
+	j->r =
+	    reg_client_referrers(j->c, j->ref, j->ref->digest, IDX_ARTIFACT_TYPE, &j->refs, NULL);
 	return NULL;
 }
 

@@ -194,7 +194,8 @@ int idx_artifact_index_decode(struct cm_buf *b, const char *media_type, const ch
 		return cm_log_ret(-EBADMSG, "index blob %s: zstd frame without its content size",
 				  layer_digest);
 	if (usize > max)
-		return cm_log_ret(-EFBIG, "index blob %s: decompresses to %llu bytes, more than %zu",
+		return cm_log_ret(-EFBIG,
+				  "index blob %s: decompresses to %llu bytes, more than %zu",
 				  layer_digest, usize, max);
 	uint8_t *out = malloc(usize ? usize : 1);
 	if (!out)

@@ -214,7 +214,8 @@ static int write_artifact(struct oci_out *o, const struct cm_buf *index, const c
 		return -ENOMEM;
 	size_t zlen = ZSTD_compress(z, zcap, index->data, index->len, 9);
 	if (ZSTD_isError(zlen))
-		return cm_log_ret(-EIO, "oci-out: compressing the index: %s", ZSTD_getErrorName(zlen));
+		return cm_log_ret(-EIO, "oci-out: compressing the index: %s",
+				  ZSTD_getErrorName(zlen));
 	char zdigest[72], d[72];
 	int r = write_blob(o->dirfd, z, zlen, zdigest);
 	if (r < 0)

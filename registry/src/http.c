@@ -361,14 +361,19 @@ static struct reg_host *host_get_locked(struct reg_client *c, const char *host)
 	for (size_t i = 0; c->insecure[i]; i++) {
 		const char *e = c->insecure[i];
 		enum reg_scheme sc = REG_SCHEME_UNKNOWN;
-		if (!strncmp(e, "http://", 7))
-			e += 7, sc = REG_SCHEME_HTTP;
-		else if (!strncmp(e, "https://", 8))
-			e += 8, sc = REG_SCHEME_HTTPS_NOVERIFY;
-		if (!strcmp(e, host)) {
-			h->insecure = true;
-			if (sc != REG_SCHEME_UNKNOWN) /* wins over a plain entry */
-				h->scheme = sc, h->scheme_fixed = true;
+		if (!strncmp(e, "http://", 7)) {
+			e += 7;
+			sc = REG_SCHEME_HTTP;
+		} else if (!strncmp(e, "https://", 8)) {
+			e += 8;
+			sc = REG_SCHEME_HTTPS_NOVERIFY;
+		}
+		if (strcmp(e, host) != 0)
+			continue;
+		h->insecure = true;
+		if (sc != REG_SCHEME_UNKNOWN) { /* wins over a plain entry */
+			h->scheme = sc;
+			h->scheme_fixed = true;
 		}
 	}
 	/* Loopback registries are insecure registries, as in docker: HTTPS without

@@ -2,10 +2,10 @@
  * Fuzz target: the index reader. The input is an index blob; idx_reader_open_mem validates
  * it and, when it accepts, every accessor is called over everything the index claims to
  * hold (tl_walk); idx_index_config_mem (header and section table only) must refuse cleanly
- * or return the config, the same one when the full validation accepts. The input is copied into a buffer of exactly its size so that ASan sees
- * any read past the blob. An input that starts as a zstd frame is first the index layer of an
- * artifact (IDX_MEDIA_INDEX_ZSTD) through idx_artifact_index_decode, whose index it is when
- * it decodes.
+ * or return the config, the same one when the full validation accepts. The input is copied into a
+ * buffer of exactly its size so that ASan sees any read past the blob. An input that starts as a
+ * zstd frame is first the index layer of an artifact (IDX_MEDIA_INDEX_ZSTD) through
+ * idx_artifact_index_decode, whose index it is when it decodes.
  */
 #include "idx_testlib.h"
 
@@ -36,8 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size >= 4 && !memcmp(data, zmagic, 4)) {
 		struct cm_buf b = {.data = copy, .len = size, .alloc = size};
 		char d[CM_DIGEST_STR_SIZE];
-		int z = idx_artifact_index_decode(&b, IDX_MEDIA_INDEX_ZSTD, "sha256:fuzz", 16u << 20,
-						  d);
+		int z = idx_artifact_index_decode(&b, IDX_MEDIA_INDEX_ZSTD, "sha256:fuzz",
+						  16u << 20, d);
 		if (z != 0 && z != -EBADMSG && z != -EFBIG && z != -ENOMEM)
 			abort();
 		if (z != 0) {

@@ -30,9 +30,9 @@ int idx_artifact_push(struct reg_client *c, const struct reg_ref *repo, const ch
  * Fetch artifact manifest `artifact_digest` of `repo` and check it is an isorun index of image
  * manifest `manifest_digest` (the referrers list is the registry's word; the artifact itself
  * must agree): exactly that subject, isorun's artifactType, and an index layer (the first of
- * isorun's index media types, IDX_MEDIA_INDEX or IDX_MEDIA_INDEX_ZSTD). *ret (caller frees with reg_manifest_free) and
- * *ret_index_layer, which points into it, on success. -EPROTO (logged) for an artifact that
- * is not one, the client's errors for one that cannot be read.
+ * isorun's index media types, IDX_MEDIA_INDEX or IDX_MEDIA_INDEX_ZSTD). *ret (caller frees with
+ * reg_manifest_free) and *ret_index_layer, which points into it, on success. -EPROTO (logged) for
+ * an artifact that is not one, the client's errors for one that cannot be read.
  */
 int idx_artifact_manifest(struct reg_client *c, const struct reg_ref *repo,
 			  const char *artifact_digest, const char *manifest_digest,

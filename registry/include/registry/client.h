@@ -49,8 +49,7 @@ struct reg_options {
 	const char *creds;    /* "user:password" for every registry, or NULL */
 	const char *authfile; /* use only this auth file, or NULL for the standard chain */
 	const char *platform; /* "os/arch[/variant]"; NULL: linux/amd64 */
-	/* NULL-terminated [http://|https://]host[:port] list, or NULL */
-	const char *const *insecure_registries;
+	const char *const *insecure_registries; /* [http[s]://]host[:port]..., NULL-ended */
 	bool tls_no_verify;			/* skip certificate checks for every registry */
 	bool allow_floating;			/* for callers applying reg_ref_check_policy */
 	unsigned max_retries;			/* 0: 5 */

@@ -70,10 +70,8 @@ static void test_oci_out_layer_is_the_index(void **state)
 	_cleanup_free_ char *layout = cm_strdupf("%s/layout", tmp);
 	_cleanup_free_ char *out = cm_strdupf("%s/out", tmp);
 	_cleanup_free_ char *store = cm_strdupf("%s/store", tmp);
-	static const struct tl_entry ents[] = {{'d', "etc"},
-					       {'f', "etc/hostname", "artifact\n"},
-					       {'f', "etc/motd", "hello\n"},
-					       {0}};
+	static const struct tl_entry ents[] = {
+	    {'d', "etc"}, {'f', "etc/hostname", "artifact\n"}, {'f', "etc/motd", "hello\n"}, {0}};
 	struct cm_buf tar;
 	cm_buf_init(&tar, 0);
 	assert_int_equal(tl_tar(ents, &tar), 0);
@@ -103,8 +101,7 @@ static void test_oci_out_layer_is_the_index(void **state)
 	assert_non_null(j);
 	assert_true(json_object_object_get_ex(j, "manifests", &mans));
 	assert_true(json_object_object_get_ex(json_object_array_get_idx(mans, 0), "digest", &d));
-	_cleanup_free_ char *mpath =
-	    cm_strdupf("blobs/sha256/%s", json_object_get_string(d) + 7);
+	_cleanup_free_ char *mpath = cm_strdupf("blobs/sha256/%s", json_object_get_string(d) + 7);
 	json_object_put(j);
 	assert_int_equal(cm_read_file(dfd, mpath, &man), 0);
 	j = json_tokener_parse((const char *)man.data);
@@ -138,9 +135,8 @@ static void test_oci_out_layer_is_the_index(void **state)
 	/* the index's own size is the limit, not the layer's */
 	cm_buf_clear(&blob);
 	assert_int_equal(cm_read_file(dfd, bpath, &blob), 0);
-	assert_int_equal(idx_artifact_index_decode(&blob, IDX_MEDIA_INDEX_ZSTD, ZD,
-						   want.len - 1, got),
-			 -EFBIG);
+	assert_int_equal(
+	    idx_artifact_index_decode(&blob, IDX_MEDIA_INDEX_ZSTD, ZD, want.len - 1, got), -EFBIG);
 	json_object_put(j);
 	close(dfd);
 	cm_buf_fini(&ix);
@@ -213,21 +209,20 @@ static void test_hostile_blobs(void **state)
 	/* two frames back to back, or trailing bytes */
 	memcpy(z + n, z, n);
 	buf_set(&b, z, 2 * n);
-	assert_int_equal(idx_artifact_index_decode(&b, IDX_MEDIA_INDEX_ZSTD, ZD, sizeof(data) * 2,
-						   got),
-			 -EBADMSG);
+	assert_int_equal(
+	    idx_artifact_index_decode(&b, IDX_MEDIA_INDEX_ZSTD, ZD, sizeof(data) * 2, got),
+	    -EBADMSG);
 	cm_buf_fini(&b);
 	buf_set(&b, z, n + 1);
-	assert_int_equal(idx_artifact_index_decode(&b, IDX_MEDIA_INDEX_ZSTD, ZD, sizeof(data) * 2,
-						   got),
-			 -EBADMSG);
+	assert_int_equal(
+	    idx_artifact_index_decode(&b, IDX_MEDIA_INDEX_ZSTD, ZD, sizeof(data) * 2, got),
+	    -EBADMSG);
 	cm_buf_fini(&b);
 
 	/* declares more than the limit: refused from the header */
 	buf_set(&b, z, n);
-	assert_int_equal(idx_artifact_index_decode(&b, IDX_MEDIA_INDEX_ZSTD, ZD, sizeof(data) - 1,
-						   got),
-			 -EFBIG);
+	assert_int_equal(
+	    idx_artifact_index_decode(&b, IDX_MEDIA_INDEX_ZSTD, ZD, sizeof(data) - 1, got), -EFBIG);
 	assert_int_equal(b.len, n); /* untouched */
 	cm_buf_fini(&b);
 
