@@ -219,6 +219,14 @@ static void test_hostile_blobs(void **state)
 	    -EBADMSG);
 	cm_buf_fini(&b);
 
+	/* a skippable frame after it (which ZSTD_decompress would step over): not one frame */
+	static const uint8_t skip[12] = {0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 'x', 'x', 'x', 'x'};
+	memcpy(z + n, skip, sizeof(skip));
+	buf_set(&b, z, n + sizeof(skip));
+	assert_int_equal(idx_artifact_index_decode(&b, IDX_MEDIA_INDEX_ZSTD, ZD, sizeof(data), got),
+			 -EBADMSG);
+	cm_buf_fini(&b);
+
 	/* declares more than the limit: refused from the header */
 	buf_set(&b, z, n);
 	assert_int_equal(
