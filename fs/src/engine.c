@@ -1023,11 +1023,15 @@ static uint32_t bg_item(struct fs_engine *e, uint64_t i)
  */
 #define REST_QUIET_NS (250 * 1000000ull)
 #define REST_NEED_NS  (1000 * 1000000ull)
+bool fs_rest_deferred(uint64_t now, uint64_t last_read_ns, uint64_t last_need_ns)
+{
+	return last_read_ns && now - last_read_ns < REST_QUIET_NS &&
+	       (!last_need_ns || now - last_need_ns >= REST_NEED_NS);
+}
+
 static bool rest_deferred(const struct fs_engine *e)
 {
-	uint64_t now = cm_now_ns();
-	return e->last_read_ns && now - e->last_read_ns < REST_QUIET_NS &&
-	       (!e->last_need_ns || now - e->last_need_ns >= REST_NEED_NS);
+	return fs_rest_deferred(cm_now_ns(), e->last_read_ns, e->last_need_ns);
 }
 
 static void *prefetch_main(void *arg)
@@ -1189,11 +1193,17 @@ static int flush(struct fs_engine *e)
  * becoming complete, and the engine stopping, are recorded at once. Lock held.
  */
 #define FLUSH_DEFER_NS (10 * 1000000000ull)
+bool fs_flush_deferred(uint64_t now, uint64_t last_read_ns, uint64_t last_flush_ns,
+		       bool complete_unrecorded)
+{
+	return last_read_ns && now - last_read_ns < REST_QUIET_NS &&
+	       now - last_flush_ns < FLUSH_DEFER_NS && !complete_unrecorded;
+}
+
 static bool flush_deferred(const struct fs_engine *e, uint64_t last_flush_ns)
 {
-	uint64_t now = cm_now_ns();
-	return e->last_read_ns && now - e->last_read_ns < REST_QUIET_NS &&
-	       now - last_flush_ns < FLUSH_DEFER_NS && !(e->complete_us && !e->recorded);
+	return fs_flush_deferred(cm_now_ns(), e->last_read_ns, last_flush_ns,
+				 e->complete_us && !e->recorded);
 }
 
 static void *flusher_main(void *arg)

@@ -70,6 +70,17 @@ void fs_hist_add(struct fs_hist *h, uint64_t us);
 /* The upper bound of the bucket holding quantile q (0..1), in microseconds. */
 uint64_t fs_hist_quantile(const struct fs_hist *h, double q);
 
+/*
+ * The engine's background policies (engine.c), as pure functions of the clock for tests.
+ * Times in ns of CLOCK_MONOTONIC, 0 for "never". The rest of the image (after the startup
+ * list) waits while reads come less than 250 ms apart and none had to wait for a chunk in
+ * the last second; the records' flush waits while reads come less than 250 ms apart, at
+ * most 10 s after the last flush, and never once the image is complete but not recorded.
+ */
+bool fs_rest_deferred(uint64_t now, uint64_t last_read_ns, uint64_t last_need_ns);
+bool fs_flush_deferred(uint64_t now, uint64_t last_read_ns, uint64_t last_flush_ns,
+		       bool complete_unrecorded);
+
 /* Default options filled in. */
 void fs_mount_opts_defaults(struct fs_mount_opts *o);
 

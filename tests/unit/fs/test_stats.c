@@ -1,4 +1,4 @@
-/* The read-latency histogram and option parsing of the fs module. */
+/* The read-latency histogram, option parsing and background policies of the fs module. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,37 @@
 
 #include <errno.h>
 #include <string.h>
+
+#define MS 1000000ull
+
+/* While a program reads what the startup list brought, the rest of the image waits; it
+ * goes on when the reads pause, or when a reader had to wait for a chunk. */
+static void test_rest_deferred(void **state)
+{
+	(void)state;
+	uint64_t t = 1000000 * MS;
+	assert_false(fs_rest_deferred(t, 0, 0));	  /* nothing read yet */
+	assert_true(fs_rest_deferred(t, t - 10 * MS, 0)); /* reading, all present */
+	assert_true(fs_rest_deferred(t, t - 249 * MS, 0));
+	assert_false(fs_rest_deferred(t, t - 250 * MS, 0));	    /* the reads paused */
+	assert_false(fs_rest_deferred(t, t - 10 * MS, t - 5 * MS)); /* a reader waited */
+	assert_false(fs_rest_deferred(t, t - 10 * MS, t - 999 * MS));
+	assert_true(fs_rest_deferred(t, t - 10 * MS, t - 1000 * MS)); /* a while ago */
+}
+
+/* The records' flush waits while reads come close together, but not past 10 s after the
+ * last flush, and not when the image has just become complete. */
+static void test_flush_deferred(void **state)
+{
+	(void)state;
+	uint64_t t = 1000000 * MS;
+	assert_false(fs_flush_deferred(t, 0, t - MS, false));
+	assert_true(fs_flush_deferred(t, t - 100 * MS, t - 2000 * MS, false));
+	assert_false(fs_flush_deferred(t, t - 300 * MS, t - 2000 * MS, false)); /* a pause */
+	assert_true(fs_flush_deferred(t, t - 100 * MS, t - 9999 * MS, false));
+	assert_false(fs_flush_deferred(t, t - 100 * MS, t - 10000 * MS, false)); /* 10 s */
+	assert_false(fs_flush_deferred(t, t - 100 * MS, t - 2000 * MS, true));	 /* complete */
+}
 
 static void test_hist_quantiles(void **state)
 {
@@ -56,10 +87,14 @@ static void test_prefetch_parse(void **state)
 
 int main(void)
 {
+	/* clang-format off */
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_rest_deferred),
+	    cmocka_unit_test(test_flush_deferred),
 	    cmocka_unit_test(test_hist_quantiles),
 	    cmocka_unit_test(test_hist_extremes),
 	    cmocka_unit_test(test_prefetch_parse),
 	};
+	/* clang-format on */
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
