@@ -234,13 +234,20 @@ static char *add_f(struct fs_holders *h, const char *fmt, ...)
 	return line;
 }
 
+/* A directory to name in holder lines, and this process's mount namespace. */
+static char *audit_dir(unsigned long long *ns)
+{
+	char *dir = tl_mkdtemp("isorun-holders");
+	assert_non_null(dir);
+	assert_int_equal(fs_holder_mntns(ns), 0);
+	return dir;
+}
+
 static void test_audit(void **state)
 {
 	(void)state;
-	char *dir = tl_mkdtemp("isorun-holders");
-	assert_non_null(dir);
 	unsigned long long ns;
-	assert_int_equal(fs_holder_mntns(&ns), 0);
+	char *dir = audit_dir(&ns);
 	struct fs_holders h = {0};
 	char *live = add_f(&h, "dir %s", dir);
 	char *gone = add_f(&h, "dir %s/removed", dir);
@@ -271,10 +278,8 @@ static void test_audit(void **state)
 static void test_audit_binds_once(void **state)
 {
 	(void)state;
-	char *dir = tl_mkdtemp("isorun-holders");
-	assert_non_null(dir);
 	unsigned long long ns;
-	assert_int_equal(fs_holder_mntns(&ns), 0);
+	char *dir = audit_dir(&ns);
 	struct fs_holders h = {0};
 	for (int i = 0; i < 8; i++) /* never mounts: gone */
 		free(add_f(&h, "bind %llu %s/gone-%d", ns, dir, i));
