@@ -98,6 +98,21 @@ SOURCE_DATE_EPOCH=4102444800 "$INDEX" --root "$WORK/s4" build --force --push "$P
 	fail "pull did not take the last of two referrers of the same time"
 ok "isorun pull takes the newest of several index artifacts"
 
+# A reference by digest to an index of platforms: the referrers asked for beside it (of the
+# index) are dropped, and the platform's manifest's artifact is found.
+python3 "$FIX/make_image.py" "$WORK/multi" v1 --layers 2 --kib 256 \
+	--platforms linux/amd64,linux/arm64 >/dev/null
+skopeo copy -q --all --dest-tls-verify=false "oci:$WORK/multi:v1" "docker://$PLAIN/multi:v1"
+d_multi=$("$INDEX" --root "$WORK/sm" build --push "$PLAIN/multi:v1" | last)
+ixd=$(skopeo inspect --raw --tls-verify=false "docker://$PLAIN/multi:v1" | sha256sum | cut -d' ' -f1)
+out=$("$ISORUN" --debug --root "$WORK/pm" pull "$PLAIN/multi@sha256:$ixd" 2>"$WORK/pm.log") ||
+	fail "pull of an index of platforms by digest: $(tail -3 "$WORK/pm.log")"
+echo "$out" | grep -qx "index    $d_multi" || fail "pull by index digest: $out"
+echo "$out" | grep -q "index artifact" || fail "pull by index digest did not use the artifact"
+! grep -q "asked for beside the manifest" "$WORK/pm.log" ||
+	fail "the referrers of the platforms' index were taken for the manifest's"
+ok "pull by the digest of an index of platforms finds the platform's artifact"
+
 # 3. floating tags
 if "$INDEX" --root "$WORK/s5" build "$PLAIN/app:latest" >"$WORK/out" 2>&1; then
 	fail "latest accepted without --allow-floating-tag"
