@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 static _Atomic int log_level = -1;
+static _Thread_local bool demoted;
 static const char *log_ident = "isorun";
 
 static int level_from_env(void)
@@ -44,6 +45,11 @@ void cm_log_set_ident(const char *ident)
 	log_ident = ident;
 }
 
+void cm_log_demote_thread(bool on)
+{
+	demoted = on;
+}
+
 __attribute__((format(printf, 2, 0))) static void vlog(enum cm_log_level level, const char *fmt,
 							      va_list ap)
 {
@@ -51,6 +57,8 @@ __attribute__((format(printf, 2, 0))) static void vlog(enum cm_log_level level, 
 	char buf[4096];
 	int n;
 
+	if (demoted)
+		level = CM_LOG_DEBUG;
 	if ((int)level > (int)cm_log_get_level())
 		return;
 	if (level == CM_LOG_DEBUG) {

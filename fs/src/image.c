@@ -324,6 +324,7 @@ struct referrers_job {
 static void *referrers_thread(void *arg)
 {
 	struct referrers_job *j = arg;
+	cm_log_demote_thread(true); /* asked for ahead: pull_registry asks again after a failure */
 	j->r =
 	    reg_client_referrers(j->c, j->ref, j->ref->digest, IDX_ARTIFACT_TYPE, &j->refs, NULL);
 	return NULL;
@@ -353,9 +354,10 @@ static int pull_registry(struct idx_store *s, const char *refstr, const struct f
 		return -ENOMEM;
 	snprintf(ret->ref, sizeof(ret->ref), "%s", canon);
 	/* A reference by digest names the manifest whose referrers a cold pull needs (unless it
-	 * is an index of platforms, or the index is already here: then the answer is dropped):
-	 * they are asked for while the manifest is fetched, one round trip less before the
-	 * mount (two on a registry without the referrers API, which falls back to a tag). */
+	 * is an index of platforms, or the index is already here): they are asked for while the
+	 * manifest is fetched, one round trip less before the mount (two on a registry without
+	 * the referrers API, which falls back to a tag). An answer for another digest, or a
+	 * failure (logged at debug level only), is dropped and the referrers asked for again. */
 	struct referrers_job rj = {.c = c, .ref = ref};
 	pthread_t rth;
 	char known[72];
@@ -374,7 +376,7 @@ static int pull_registry(struct idx_store *s, const char *refstr, const struct f
 		ret->remote = fs_cache_get_remote(s, ret->index_digest, &old) == 0;
 		return idx_store_record_image(s, canon, ret->manifest_digest, ret->index_digest);
 	}
-	if (early && !strcmp(ref->digest, ret->manifest_digest)) {
+	if (early && !strcmp(ref->digest, ret->manifest_digest) && (rj.r == 0 || rj.r == -ENOENT)) {
 		r = rj.r;
 		log_debug("pull: referrers of %s asked for beside the manifest", ref->digest);
 	} else {

@@ -6,6 +6,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+
 #include <stdarg.h>
 
 enum cm_log_level {
@@ -20,6 +22,9 @@ void cm_log_set_level(enum cm_log_level level);
 enum cm_log_level cm_log_get_level(void);
 /* Set the program name printed as prefix ("isorun-index"). The string is not copied. */
 void cm_log_set_ident(const char *ident);
+/* On the calling thread only: log every line at debug level (a speculative request's
+ * failures matter only if its answer is used; the caller asks again if so). */
+void cm_log_demote_thread(bool on);
 
 void cm_log(enum cm_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

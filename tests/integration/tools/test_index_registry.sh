@@ -147,6 +147,13 @@ fi
 d_auth=$("$INDEX" --root "$WORK/s6" build --push "$AUTH/app:v1" 2>"$WORK/err" | last)
 [ "$d_auth" = "$d_reg" ] || fail "build with saved login: $d_auth $(cat "$WORK/err")"
 "$ISORUN" logout "$AUTH" >/dev/null
+# Refused by digest: one error, the manifest's; the referrers asked for beside it failed
+# too, and that is not the user's business (it shows under --debug).
+if "$ISORUN" --root "$WORK/s8" pull "$AUTH/app@sha256:$mdigest" >"$WORK/out4" 2>&1; then
+	fail "pull by digest authorised after logout"
+fi
+grep -q "manifests/sha256:$mdigest: HTTP 401" "$WORK/out4" || fail "no 401 reported: $(cat "$WORK/out4")"
+! grep -q "sha256-$mdigest" "$WORK/out4" || fail "the early referrers' failure was reported: $(cat "$WORK/out4")"
 if "$INDEX" --root "$WORK/s7" build "$AUTH/app:v1" >"$WORK/out3" 2>&1; then
 	fail "still authorised after logout"
 fi
