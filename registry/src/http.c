@@ -1133,8 +1133,13 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 				h->scheme = REG_SCHEME_HTTP;
 				h->scheme_learned = true;
 			}
+			/* Another request probing at the same time learned the scheme first: this
+			 * one failed for the same reason, so it goes again at once, with it (not
+			 * after a retry's backoff). */
+			bool learned = !reprobe && !fallback && h && h->insecure &&
+				       h->scheme != REG_SCHEME_UNKNOWN && h->scheme != scheme;
 			pthread_mutex_unlock(&c->lock);
-			if (fallback || reprobe)
+			if (fallback || reprobe || learned)
 				continue;
 		} else if (!err && r->status) {
 			pthread_mutex_lock(&c->lock);

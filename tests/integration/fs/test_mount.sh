@@ -39,6 +39,10 @@ mdig=$(skopeo inspect --raw --tls-verify=false "docker://$ref" | sha256sum | cut
 	2>"$WORK/pull-dig.log" || fail "pull by digest: $(tail -3 "$WORK/pull-dig.log")"
 grep -q "referrers of sha256:$mdig asked for beside the manifest" "$WORK/pull-dig.log" ||
 	fail "pull by digest did not ask for the referrers beside the manifest"
+# (a fresh store: both requests probe TLS at once; the one that learns the scheme second
+# goes again at once, not after a retry's backoff)
+! grep -q "retrying" "$WORK/pull-dig.log" ||
+	fail "a request of the pull by digest was retried: $(grep retrying "$WORK/pull-dig.log")"
 [ "$(ls "$WORK/root-dig/indexes")" = "$(ls "$R/indexes")" ] || fail "pull by digest: another index"
 [ -z "$(ls "$R/chunks" 2>/dev/null)" ] || [ -z "$(find "$R/chunks" -type f)" ] ||
 	fail "pull fetched chunks"
