@@ -80,15 +80,15 @@ struct mount_args {
 static int parse(int argc, char **argv, struct mount_args *a, bool fsd)
 {
 	*a = (struct mount_args){.ready_fd = -1};
-	int c;
+	int c, li = 0;
 	uint64_t v;
-	while ((c = getopt_long(argc, argv, "+", mount_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+", mount_opts, &li)) != -1) {
 		if (!fsd && (c == O_INDEX || c == O_MOUNTPOINT || c == O_READY_FD ||
 			     c == O_CHECK_ASYNC)) {
 			fprintf(stderr,
 				"isorun: --%s is an option of the mount daemon (isorun fsd), not "
 				"of isorun mount\n",
-				mount_opts[c - O_PREFETCH].name);
+				mount_opts[li].name);
 			return -1;
 		}
 		switch (c) {
