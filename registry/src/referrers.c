@@ -6,6 +6,7 @@
  * see the loop in reg_client_push_referrer.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -75,6 +76,26 @@ static int get_tag_index(struct reg_client *c, const struct reg_ref *repo, const
 	return 0;
 }
 
+/* The tag-schema index asked for beside the referrers API (tag_thread). */
+struct tag_job {
+	struct reg_client *c;
+	const struct reg_ref *repo;
+	const char *subject;
+	struct cm_buf body;
+	struct reg_index *ix;
+	int r;
+};
+
+static void *tag_thread(void *arg)
+{
+	struct tag_job *j = arg;
+	char dg[CM_DIGEST_STR_SIZE];
+	/* Only used when the API is missing; a failure is asked again then, and reported. */
+	cm_log_demote_thread(true);
+	j->r = get_tag_index(j->c, j->repo, j->subject, &j->body, &j->ix, dg);
+	return NULL;
+}
+
 int reg_client_referrers(struct reg_client *c, const struct reg_ref *repo,
 			 const char *subject_digest, const char *artifact_type,
 			 struct reg_index **ret, bool *ret_via_api)
@@ -90,6 +111,13 @@ int reg_client_referrers(struct reg_client *c, const struct reg_ref *repo,
 	if (!scope)
 		return -ENOMEM;
 	cm_buf_init(&body, REG_MANIFEST_MAX);
+	/* Registries without the API (distribution 2.8, GHCR) answer it 404 and the tag schema
+	 * is asked next: ask both at once, one round trip less there, one small request more
+	 * (usually a 404) where the API answers. */
+	struct tag_job tj = {.c = c, .repo = repo, .subject = subject_digest};
+	cm_buf_init(&tj.body, REG_MANIFEST_MAX);
+	pthread_t tth;
+	bool beside = pthread_create(&tth, NULL, tag_thread, &tj) == 0;
 	reg_req_init(&q, "GET", reg_ref_api_host(repo), scope);
 	q.accept = REG_MT_OCI_INDEX;
 	q.out = &body;
@@ -102,6 +130,8 @@ int reg_client_referrers(struct reg_client *c, const struct reg_ref *repo,
 		q.path = reg_api_path(repo, "referrers", subject_digest);
 	}
 	r = q.path ? reg_req_perform(c, &q) : -ENOMEM;
+	if (beside)
+		pthread_join(tth, NULL);
 	if (r == 200) {
 		r = reg_index_parse((const char *)body.data, body.len, REG_MT_OCI_INDEX, &ix);
 		if (r < 0)
@@ -111,9 +141,14 @@ int reg_client_referrers(struct reg_client *c, const struct reg_ref *repo,
 			*ret_via_api = true;
 	} else if (r == 404) {
 		/* no referrers API (distribution 2.8 answers 404): the tag schema */
-		cm_buf_clear(&body);
-		char dg[CM_DIGEST_STR_SIZE];
-		r = get_tag_index(c, repo, subject_digest, &body, &ix, dg);
+		if (beside && tj.r == 0) {
+			ix = TAKE_PTR(tj.ix);
+			r = 0;
+		} else {
+			cm_buf_clear(&body);
+			char dg[CM_DIGEST_STR_SIZE];
+			r = get_tag_index(c, repo, subject_digest, &body, &ix, dg);
+		}
 		if (ret_via_api)
 			*ret_via_api = false;
 	} else if (r >= 0) {
@@ -121,6 +156,8 @@ int reg_client_referrers(struct reg_client *c, const struct reg_ref *repo,
 	}
 	reg_req_fini(&q);
 	cm_buf_fini(&body);
+	reg_index_free(tj.ix);
+	cm_buf_fini(&tj.body);
 	if (r == 0)
 		r = filter_index(ix, artifact_type, ret);
 	reg_index_free(ix);

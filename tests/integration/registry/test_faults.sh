@@ -119,4 +119,30 @@ grep -q "deadline" "$WORK/err" || fail "message should name the deadline: $(cat 
 rule "/v2/ down -1"
 expect_rc 110 "$REG_TOOL" --retry-base-ms 200 --retries 1000 --timeout 3 manifest "$X/f/app:v1"
 ok "permanently failing registry: EAGAIN after the retries, ETIMEDOUT at the deadline"
+# Referrers: the tag schema is asked for beside the API. Where the API answers (the proxy
+# serves it: distribution 2.8 has none) its answer wins over the tag's; where it answers 404
+# the tag's is used, and a tag request that failed beside it is asked again, not reported.
+: >"$RULES"
+AR=$("${T[@]}" push-referrer "$X/f/app" "$MD" application/vnd.isorun.index.v1)
+expect_rc 0 "${T[@]}" referrers "$X/f/app" "$MD"
+grep -qx "via tag-schema" "$WORK/out" && grep -qx "$AR application/vnd.isorun.index.v1" "$WORK/out" ||
+	fail "referrers through the tag schema: $(cat "$WORK/out" "$WORK/err")"
+FAKE=sha256:$(printf api | sha256sum | cut -d' ' -f1)
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":123,"artifactType":"application/vnd.isorun.index.v1"}]}' \
+	"$FAKE" >"$WORK/api.json"
+rule "GET%20/v2/f/app/referrers/ serve -1 $WORK/api.json"
+expect_rc 0 "${T[@]}" referrers "$X/f/app" "$MD"
+grep -qx "via api" "$WORK/out" && grep -qx "$FAKE application/vnd.isorun.index.v1" "$WORK/out" &&
+	! grep -q "$AR" "$WORK/out" || fail "the API's answer should win: $(cat "$WORK/out")"
+fired serve
+grep -q "^req GET /v2/f/app/manifests/sha256-" "$PLOG" || fail "the tag was not asked for beside the API"
+rule "GET%20/v2/f/app/manifests/sha256- flip 1"
+expect_rc 0 "${T[@]}" referrers "$X/f/app" "$MD"
+grep -qx "via tag-schema" "$WORK/out" && grep -qx "$AR application/vnd.isorun.index.v1" "$WORK/out" ||
+	fail "a tag request that failed beside the API: $(cat "$WORK/out" "$WORK/err")"
+fired flip
+[ "$(grep -c "^req GET /v2/f/app/manifests/sha256-" "$PLOG")" = 2 ] || fail "the tag was not asked again"
+[ ! -s "$WORK/err" ] || fail "the failure beside the API was reported: $(cat "$WORK/err")"
+ok "referrers: the tag asked for beside the API; the API's answer wins, a failed tag request is asked again"
+
 echo "all passed"

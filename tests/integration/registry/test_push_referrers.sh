@@ -39,7 +39,7 @@ ok "push of an image index with its platform manifests"
 # referrers through the tag schema: two artifacts of different types, neither lost
 SUBJ=$D1
 expect_rc 0 "$REG_TOOL" referrers "$H/push/mono" "$SUBJ"
-grep -qx "via tag-schema" "$WORK/out" || fail "expected tag-schema fallback"
+grep -qx "via tag-schema" "$WORK/out" || { cat "$WORK/out" "$WORK/err" >&2; fail "expected tag-schema fallback"; }
 [ "$(wc -l <"$WORK/out")" = 1 ] || fail "no referrers expected yet"
 A1=$("$REG_TOOL" push-referrer "$H/push/mono" "$SUBJ" application/vnd.isorun.index.v1 org.example.k=one)
 A2=$("$REG_TOOL" push-referrer "$H/push/mono" "$SUBJ" application/vnd.example.sbom)
