@@ -44,6 +44,8 @@ void fs_mount_opts_defaults(struct fs_mount_opts *o)
 		o->fg_spill = 512u << 10;
 	if (!o->mem_cache)
 		o->mem_cache = 32u << 20;
+	if (!o->startup_hold)
+		o->startup_hold = 256u << 20;
 }
 
 int fs_prefetch_parse(const char *s, enum fs_prefetch *ret)

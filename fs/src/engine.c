@@ -8,7 +8,9 @@
  *   fails[c]  bumped when a load or fetch of c fails, so waiters learn the outcome.
  *   loc[c]    where c is in a local pack (pack 0: a chunk file, or not local).
  *   mem[c]    the in-memory entry, or NULL. Entries sit on an LRU list; an entry with
- *             refs > 0 is never freed.
+ *             refs > 0 is never freed. Startup-list chunks the prefetch fetched ahead of
+ *             their first read sit on the hold list instead (FIFO, beside the LRU's cap,
+ *             up to o.startup_hold bytes) until a read takes them or they expire.
  */
 #include "engine.h"
 #include "fs/cache.h"
@@ -29,6 +31,7 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,9 +66,14 @@ enum {
 /* A chunk's stored bytes are at most this (the indexer's max chunk is far below). */
 #define CHUNK_MAX (16u << 20)
 
+/* What a fetch does with the chunks it did not fetch for a waiting reader. */
+enum keep { KEEP_NONE, KEEP_LRU, KEEP_HOLD };
+
 struct mentry {
-	struct mentry *prev, *next; /* LRU, most recent first */
+	struct mentry *prev, *next; /* LRU (most recent first) or hold list (oldest first) */
+	uint64_t held_ns;	    /* when it entered the hold list */
 	uint32_t chunk, len, refs;
+	bool held;
 	uint8_t data[];
 };
 
@@ -128,6 +136,11 @@ struct fs_engine {
 	uint64_t bw_next_ns; /* bw_lock: when the next prefetch request may start */
 	bool packed_last;    /* atomic: the last chunk loaded was not a raw frame */
 	uint32_t packed_n;   /* atomic: loads since, a raw frame is tried every 64th */
+
+	/* lock: startup chunks held for their first read (hold_insert) */
+	struct mentry *hold_head, *hold_tail;
+	uint64_t held_bytes, held_peak;
+	bool hold_trim; /* entries left the hold list since the heap was last trimmed */
 
 	pthread_t *workers;
 	unsigned n_workers, workers_cap; /* written by fs_engine_start, then by the check
@@ -256,17 +269,22 @@ static int decode(const struct idx_chunk *c, uint32_t idx, const uint8_t *cdata,
 
 /* ---- memory cache (lock held) --------------------------------------------------------- */
 
-static void lru_unlink(struct fs_engine *e, struct mentry *m)
+static void list_unlink(struct mentry **head, struct mentry **tail, struct mentry *m)
 {
 	if (m->prev)
 		m->prev->next = m->next;
 	else
-		e->lru_head = m->next;
+		*head = m->next;
 	if (m->next)
 		m->next->prev = m->prev;
 	else
-		e->lru_tail = m->prev;
+		*tail = m->prev;
 	m->prev = m->next = NULL;
+}
+
+static void lru_unlink(struct fs_engine *e, struct mentry *m)
+{
+	list_unlink(&e->lru_head, &e->lru_tail, m);
 }
 
 static void lru_push(struct fs_engine *e, struct mentry *m)
@@ -278,6 +296,18 @@ static void lru_push(struct fs_engine *e, struct mentry *m)
 	e->lru_head = m;
 	if (!e->lru_tail)
 		e->lru_tail = m;
+}
+
+/* The LRU's cold end: what the next trim frees first. */
+static void lru_append(struct fs_engine *e, struct mentry *m)
+{
+	m->next = NULL;
+	m->prev = e->lru_tail;
+	if (e->lru_tail)
+		e->lru_tail->next = m;
+	e->lru_tail = m;
+	if (!e->lru_head)
+		e->lru_head = m;
 }
 
 static void mem_trim(struct fs_engine *e)
@@ -300,6 +330,57 @@ static void mem_insert(struct fs_engine *e, struct mentry *m)
 	e->mem[m->chunk] = m;
 	lru_push(e, m);
 	e->mem_bytes += m->len;
+	mem_trim(e);
+}
+
+static bool in_startup(const struct fs_engine *e, uint32_t c)
+{
+	return e->in_startup[c / 8] & (1u << (c % 8));
+}
+
+/* A startup chunk fetched ahead of its first read: kept until a read takes it (the LRU's
+ * cap would free it first when the prefetch runs far ahead, and the read would load it
+ * back from the store), within o.startup_hold bytes. Beyond that, and for the chunks past
+ * the list that a run of the startup prefetch brings along, the LRU. */
+static void hold_insert(struct fs_engine *e, struct mentry *m)
+{
+	if (!in_startup(e, m->chunk) || e->held_bytes + m->len > e->o.startup_hold) {
+		mem_insert(e, m);
+		return;
+	}
+	e->mem[m->chunk] = m;
+	m->held = true;
+	m->held_ns = cm_now_ns();
+	m->next = NULL;
+	m->prev = e->hold_tail;
+	if (e->hold_tail)
+		e->hold_tail->next = m;
+	e->hold_tail = m;
+	if (!e->hold_head)
+		e->hold_head = m;
+	e->held_bytes += m->len;
+	e->held_peak = MAX(e->held_peak, e->held_bytes);
+}
+
+/* Take `m` off the hold list into the memory cache's accounting (not on the LRU). */
+static void hold_release(struct fs_engine *e, struct mentry *m)
+{
+	list_unlink(&e->hold_head, &e->hold_tail, m);
+	m->held = false;
+	e->held_bytes -= m->len;
+	e->mem_bytes += m->len;
+	e->hold_trim = true;
+}
+
+/* Held entries older than the bound (fs_hold_expired) join the LRU's cold end, then the
+ * LRU is trimmed to its cap. */
+static void hold_expire(struct fs_engine *e, uint64_t now_ns)
+{
+	struct mentry *m;
+	while ((m = e->hold_head) && fs_hold_expired(now_ns, m->held_ns)) {
+		hold_release(e, m);
+		lru_append(e, m);
+	}
 	mem_trim(e);
 }
 
@@ -567,7 +648,7 @@ static int get_range(struct fs_engine *e, uint32_t pack, uint64_t off, uint64_t 
  * chunk by chunk, so a reader waiting for the first chunks of a long run does not wait for
  * the whole run to be verified and stored. `m` (may be NULL) is consumed.
  */
-static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, bool keep,
+static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, enum keep keep,
 		   struct mentry **want, const struct idx_store_loc *loc)
 {
 	pthread_mutex_lock(&e->lock);
@@ -587,7 +668,9 @@ static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, b
 			m->refs = 1;
 			mem_insert(e, m);
 			*want = m;
-		} else if (keep && !e->mem[c]) {
+		} else if (keep == KEEP_HOLD && !e->mem[c]) {
+			hold_insert(e, m);
+		} else if (keep == KEEP_LRU && !e->mem[c]) {
 			mem_insert(e, m);
 		} else {
 			free(m);
@@ -621,7 +704,8 @@ struct run_feed {
 	uint32_t a, b, next;
 	uint64_t off; /* the pack offset where buf starts */
 	const uint8_t *buf;
-	bool keep, stopped;
+	enum keep keep;
+	bool stopped;
 	struct mentry **want;
 	int first; /* the outcome for chunk a, once settled */
 };
@@ -672,10 +756,11 @@ static void feed_progress(void *arg, uint64_t filled)
 /*
  * Fetch chunks [a, b) (marked ST_BUSY by plan_run) in one request, verify each, publish it
  * to the store and settle it as soon as its bytes are in. With `want` the entry of `a` is
- * returned referenced; with `keep`, the other chunks enter the memory cache too (a foreground
- * reader will probably want them next). Returns the outcome for chunk a.
+ * returned referenced; `keep` says whether the other chunks enter the memory cache too (a
+ * reader will probably want them next) and how. Returns the outcome for chunk a.
  */
-static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, struct mentry **want)
+static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, enum keep keep,
+		     struct mentry **want)
 {
 	struct idx_chunk ca, cl;
 	idx_reader_chunk(e->r, a, &ca);
@@ -695,7 +780,7 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, str
 			  b - f.next, ca.pack, (unsigned long long)off, (unsigned long long)len,
 			  strerror(-r));
 		for (uint32_t c = f.next; c < b; c++)
-			settle(e, c, r, NULL, false, NULL, NULL);
+			settle(e, c, r, NULL, KEEP_NONE, NULL, NULL);
 		/* chunk a may have been settled (and handed to `want`) before the failure */
 		return want && f.next > a ? f.first : r;
 	}
@@ -724,7 +809,7 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, bool keep, str
 		}
 		if (i == a)
 			f.first = res;
-		settle(e, i, res, NULL, false, i == a ? want : NULL, NULL);
+		settle(e, i, res, NULL, KEEP_NONE, i == a ? want : NULL, NULL);
 	}
 	return f.first;
 }
@@ -740,14 +825,17 @@ int fs_engine_get(struct fs_engine *e, uint32_t c, uint32_t ino, uint32_t ext,
 	pthread_mutex_lock(&e->lock);
 	e->state[c] |= ST_USED;
 	e->last_read_ns = cm_now_ns();
-	if (!(e->state[c] & ST_LOCAL) && !e->mem[c] && !(e->in_startup[c / 8] & (1u << (c % 8))))
+	if (!(e->state[c] & ST_LOCAL) && !e->mem[c] && !in_startup(e, c))
 		e->last_need_ns = e->last_read_ns;
 	if (ino)
 		trace_touch(e, c, ino);
 	for (;;) {
 		if ((m = e->mem[c])) {
 			m->refs++;
-			lru_unlink(e, m);
+			if (m->held)
+				hold_release(e, m);
+			else
+				lru_unlink(e, m);
 			lru_push(e, m);
 			count(&e->mem_hits, 1);
 			break;
@@ -819,7 +907,7 @@ int fs_engine_get(struct fs_engine *e, uint32_t c, uint32_t ino, uint32_t ext,
 		uint32_t end = plan_run(e, c, e->o.request_max, ino, ext);
 		e->fg_active++;
 		pthread_mutex_unlock(&e->lock);
-		r = fetch_run(e, c, end, true, &m);
+		r = fetch_run(e, c, end, KEEP_LRU, &m);
 		pthread_mutex_lock(&e->lock);
 		if (--e->fg_active == 0)
 			pthread_cond_broadcast(&e->fg_cond);
@@ -1090,9 +1178,12 @@ static void *prefetch_main(void *arg)
 		uint64_t len = l.pack_offset + l.csize - a.pack_offset;
 		if (!from_ra)
 			bw_pace(e, len);
-		/* Readahead and the startup list are about to be read: keep them in memory (the
-		 * LRU bounds it), so the reader does not load them back from the store. */
-		int r = fetch_run(e, c, end, from_ra || startup, NULL);
+		/* Readahead and the startup list are about to be read: keep them in memory, so
+		 * the reader does not load them back from the store. */
+		enum keep keep = from_ra ? KEEP_LRU : KEEP_NONE;
+		if (startup)
+			keep = KEEP_HOLD;
+		int r = fetch_run(e, c, end, keep, NULL);
 		if (r == 0 && !from_ra)
 			count(&e->prefetched_bytes, len);
 		pthread_mutex_lock(&e->lock);
@@ -1200,6 +1291,14 @@ bool fs_flush_deferred(uint64_t now, uint64_t last_read_ns, uint64_t last_flush_
 	       now - last_flush_ns < FLUSH_DEFER_NS && !complete_unrecorded;
 }
 
+/* A startup chunk held this long without a read (the program did not need it, or not yet)
+ * gives its memory back. */
+#define HOLD_MAX_NS (10 * 1000000000ull)
+bool fs_hold_expired(uint64_t now, uint64_t held_ns)
+{
+	return now - held_ns >= HOLD_MAX_NS;
+}
+
 static bool flush_deferred(const struct fs_engine *e, uint64_t last_flush_ns)
 {
 	return fs_flush_deferred(cm_now_ns(), e->last_read_ns, last_flush_ns,
@@ -1220,7 +1319,14 @@ static void *flusher_main(void *arg)
 		deferred = flush_deferred(e, last_flush_ns);
 		/* docs/trace.md: the trace file is rewritten every 2 s all the same */
 		bool trace_due = !deferred || cm_now_ns() - last_trace_ns >= 2000000000ull;
+		hold_expire(e, cm_now_ns());
+		/* The start is over (nothing held): give the heap the held entries left back. */
+		bool trim = e->hold_trim && !e->held_bytes;
+		if (trim)
+			e->hold_trim = false;
 		pthread_mutex_unlock(&e->lock);
+		if (trim)
+			malloc_trim(0);
 		if (!deferred) {
 			flush(e);
 			last_flush_ns = cm_now_ns();
@@ -1456,6 +1562,10 @@ void fs_engine_free(struct fs_engine *e)
 		next = m->next;
 		free(m);
 	}
+	for (struct mentry *m = e->hold_head, *next; m; m = next) {
+		next = m->next;
+		free(m);
+	}
 	free(e->workers);
 	free(e->state);
 	idx_store_writer_free(e->writer);
@@ -1506,6 +1616,7 @@ int fs_engine_stats(struct fs_engine *e, struct json_object **ret)
 	pthread_mutex_lock(&e->lock);
 	uint32_t resident = e->resident;
 	uint64_t rbytes = e->resident_bytes, mem = e->mem_bytes, complete = e->complete_us;
+	uint64_t held = e->held_bytes, held_peak = e->held_peak;
 	bool recorded = e->recorded;
 	uint64_t bg_pos = e->bg_pos, bg_total = e->bg_total;
 	uint32_t touched = e->trace_n;
@@ -1525,6 +1636,8 @@ int fs_engine_stats(struct fs_engine *e, struct json_object **ret)
 	add_u64(j, "preloads", get(&e->preloads));
 	add_u64(j, "misses", get(&e->misses));
 	add_u64(j, "mem_cache_bytes", mem);
+	add_u64(j, "held_bytes", held);
+	add_u64(j, "held_peak_bytes", held_peak);
 	add_u64(j, "chunks", e->n);
 	add_u64(j, "resident_chunks", resident);
 	add_u64(j, "stored_bytes", is.stored_bytes);

@@ -75,11 +75,13 @@ uint64_t fs_hist_quantile(const struct fs_hist *h, double q);
  * Times in ns of CLOCK_MONOTONIC, 0 for "never". The rest of the image (after the startup
  * list) waits while reads come less than 250 ms apart and none had to wait for a chunk in
  * the last second; the records' flush waits while reads come less than 250 ms apart, at
- * most 10 s after the last flush, and never once the image is complete but not recorded.
+ * most 10 s after the last flush, and never once the image is complete but not recorded;
+ * a startup chunk held for its first read since held_ns is let go 10 s later.
  */
 bool fs_rest_deferred(uint64_t now, uint64_t last_read_ns, uint64_t last_need_ns);
 bool fs_flush_deferred(uint64_t now, uint64_t last_read_ns, uint64_t last_flush_ns,
 		       bool complete_unrecorded);
+bool fs_hold_expired(uint64_t now, uint64_t held_ns);
 
 /* Default options filled in. */
 void fs_mount_opts_defaults(struct fs_mount_opts *o);

@@ -137,6 +137,8 @@ static char **daemon_argv(const char *exe, const char *root, const char *idig, c
 		ARG("--fg-spill=%llu", (unsigned long long)o->fg_spill);
 	if (o->mem_cache)
 		ARG("--mem-cache=%llu", (unsigned long long)o->mem_cache);
+	if (o->startup_hold)
+		ARG("--startup-hold=%llu", (unsigned long long)o->startup_hold);
 	if (o->authfile)
 		ARG("--authfile=%s", o->authfile);
 	if (o->verify_local)

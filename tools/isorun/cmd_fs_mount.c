@@ -42,6 +42,7 @@ enum {
 	O_VERIFY_LOCAL,
 	O_CHUNK_FORMAT,
 	O_CHECK_ASYNC,
+	O_STARTUP_HOLD,
 };
 
 static const struct option mount_opts[] = {
@@ -54,6 +55,7 @@ static const struct option mount_opts[] = {
     {"prefetch-threads", required_argument, NULL, O_PF_THREADS},
     {"request-max", required_argument, NULL, O_REQ_MAX},
     {"mem-cache", required_argument, NULL, O_MEM_CACHE},
+    {"startup-hold", required_argument, NULL, O_STARTUP_HOLD},
     {"authfile", required_argument, NULL, O_AUTHFILE},
     {"platform", required_argument, NULL, O_PLATFORM},
     {"foreground", no_argument, NULL, O_FOREGROUND},
@@ -151,6 +153,10 @@ static int parse(int argc, char **argv, struct mount_args *a, bool fsd)
 				goto bad;
 			a->o.mem_cache = v;
 			break;
+		case O_STARTUP_HOLD:
+			if (cm_parse_size(optarg, &a->o.startup_hold) < 0)
+				goto bad;
+			break;
 		case O_AUTHFILE:
 			a->o.authfile = optarg;
 			break;
@@ -209,7 +215,8 @@ static int cmd_mount(int argc, char **argv)
 			"       [--cache-max SIZE] [--record-trace FILE] [--fetch-timeout S]\n"
 			"       [--keep-warm S] [--chunk-format=raw|zstd] [--platform P]\n"
 			"       [--authfile FILE] [--prefetch-threads N] [--request-max SIZE]\n"
-			"       [--mem-cache SIZE] [--fg-spill SIZE] [--verify-local]\n"
+			"       [--mem-cache SIZE] [--startup-hold SIZE] [--fg-spill SIZE]\n"
+			"       [--verify-local]\n"
 			"       [--foreground] REF DIR\n");
 		return ISORUN_EXIT_USAGE;
 	}

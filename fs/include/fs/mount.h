@@ -39,6 +39,9 @@ struct fs_mount_opts {
 				      the pack (laid out in access order); 0 = 512 KiB,
 				      none with FS_PREFETCH_NONE */
 	uint64_t mem_cache;	   /* decompressed chunks kept in memory, 0 = 32 MiB */
+	uint64_t startup_hold;	   /* beside them, startup-list chunks the prefetch brought
+				      ahead of their first read, kept until read (at most
+				      10 s); 0 = 256 MiB */
 	const char *authfile;	   /* registry credentials file, NULL = standard chain */
 	const char *exe;	   /* the isorun binary that runs `fsd`; NULL = /proc/self/exe */
 	bool verify_local;	   /* hash chunks again when loading them from the store

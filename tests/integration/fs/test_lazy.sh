@@ -84,6 +84,41 @@ ino=$(stat -c %i "$WORK/unp-img-v1/rootfs/usr/lib/libbig.so")
 # Records are in first-touch order with increasing sequence numbers.
 awk '/^[0-9]/ { if ($1 != n++) exit 1 }' "$WORK/trace" || fail "trace sequence"
 
+# The trace makes os-release and libbig.so the head of the startup list. Fetched by the prefetch ahead of
+# their first read, its chunks are held for it even though the memory cache (2 MiB here)
+# cannot keep them all: the read loads nothing back from the store, and leaves none held.
+# With a hold too small for any chunk they go through the cache and come back from the store.
+"$INDEX" --root "$WORK/ci" build --push --force --startup-trace "$WORK/trace" "$ref" >/dev/null ||
+	fail "build --startup-trace"
+for hold in 256M 1; do
+	R4=$WORK/root-hold-$hold
+	mkdir -p "$WORK/m4"
+	"$ISORUN" --root "$R4" mount --prefetch=startup --mem-cache 2M --startup-hold "$hold" \
+		"$ref" "$WORK/m4" || fail "mount --startup-hold $hold"
+	for i in $(seq 1 300); do
+		s=$(stats_json "$R4" "$WORK/m4")
+		[ "$(echo "$s" | jget prefetch.position)" = "$(echo "$s" | jget prefetch.total)" ] && break
+		sleep 0.1
+	done
+	[ "$(echo "$s" | jget prefetch.total)" -ge 100 ] || fail "the startup list lost libbig.so"
+	cmp "$big" "$WORK/m4/usr/lib/libbig.so" || fail "libbig.so (hold $hold)"
+	cmp "$osr" "$WORK/m4/etc/os-release" || fail "os-release (hold $hold)"
+	s=$(stats_json "$R4" "$WORK/m4")
+	loads=$(($(echo "$s" | jget store_hits) + $(echo "$s" | jget preloads)))
+	peak=$(echo "$s" | jget held_peak_bytes)
+	echo "hold $hold: $loads store loads, held at most $peak bytes, $(echo "$s" | jget held_bytes) now"
+	if [ "$hold" = 1 ]; then
+		[ "$peak" = 0 ] || fail "held $peak bytes with a 1-byte hold"
+		[ "$loads" -gt 0 ] || fail "the control run loaded nothing from the store"
+	else
+		[ "$loads" = 0 ] || fail "$loads chunks loaded back from the store despite the hold"
+		[ "$peak" -ge $((size / 2)) ] || fail "held at most $peak bytes"
+		# (the trace's other small files are not read here)
+		[ "$(echo "$s" | jget held_bytes)" -lt 65536 ] || fail "chunks still held after their read"
+	fi
+	"$ISORUN" --root "$R4" umount "$WORK/m4" || fail "umount (hold $hold)"
+done
+
 # Damaged local chunks. A frame whose header is gone (what an eviction's hole punch leaves:
 # zeros) reads as absent and is fetched again; a flipped data byte keeps the frame's shape
 # but not its XXH3 sum: counted as corrupt, not served, fetched again. Either way the store

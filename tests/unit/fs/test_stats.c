@@ -41,6 +41,17 @@ static void test_flush_deferred(void **state)
 	assert_false(fs_flush_deferred(t, t - 100 * MS, t - 2000 * MS, true));	 /* complete */
 }
 
+/* A startup chunk held for its first read gives its memory back 10 s after it came. */
+static void test_hold_expired(void **state)
+{
+	(void)state;
+	uint64_t t = 1000000 * MS;
+	assert_false(fs_hold_expired(t, t));
+	assert_false(fs_hold_expired(t, t - 9999 * MS));
+	assert_true(fs_hold_expired(t, t - 10000 * MS));
+	assert_true(fs_hold_expired(t, t - 60000 * MS));
+}
+
 static void test_hist_quantiles(void **state)
 {
 	static struct fs_hist h;
@@ -91,6 +102,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rest_deferred),
 	    cmocka_unit_test(test_flush_deferred),
+	    cmocka_unit_test(test_hold_expired),
 	    cmocka_unit_test(test_hist_quantiles),
 	    cmocka_unit_test(test_hist_extremes),
 	    cmocka_unit_test(test_prefetch_parse),
