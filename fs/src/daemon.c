@@ -191,11 +191,13 @@ static void check_in_background(struct daemon *d)
 /*
  * Record which chunks the mounted index references (fs_cache_record_index): 50,000 rows for
  * a big image, ~200 ms of CPU that `isorun pull` used to spend before anything could start.
- * Here it runs beside the program's first reads, at the prefetch workers' nice 10, in
- * transactions of a thousand rows (the store's lock is free between two). What a daemon
- * stopped early did not record, eviction/prune/stats record before they read it.
- * First, for a mount reported ready before its registry check, that check.
+ * Here it runs once the program's start is over (fs_engine_starting; 30 s at most: a cold
+ * chromium start spent 56 ms of the two vCPUs it was short of on it), at the prefetch
+ * workers' nice 10, in transactions of a thousand rows (the store's lock is free between
+ * two). What a daemon stopped early did not record, eviction/prune/stats record before they
+ * read it. First, for a mount reported ready before its registry check, that check.
  */
+#define REFS_WAIT_MAX_MS 30000
 static void *refs_main(void *arg)
 {
 	struct daemon *d = arg;
@@ -204,6 +206,10 @@ static void *refs_main(void *arg)
 	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) < 0)
 		log_debug("fsd: cannot lower the references thread's priority: %s",
 			  strerror(errno));
+	for (int ms = 0; ms < REFS_WAIT_MAX_MS && fs_engine_starting(d->e) &&
+			 !__atomic_load_n(&d->refs_stop, __ATOMIC_RELAXED);
+	     ms += 50)
+		usleep(50 * 1000);
 	int r = fs_cache_record_index_ex(d->store, d->rd, &d->refs_stop);
 	if (r < 0 && r != -ECANCELED)
 		log_warn("fsd: recording the chunk references of %s failed: %s (eviction, prune "

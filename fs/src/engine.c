@@ -1291,6 +1291,17 @@ bool fs_flush_deferred(uint64_t now, uint64_t last_read_ns, uint64_t last_flush_
 	       now - last_flush_ns < FLUSH_DEFER_NS && !complete_unrecorded;
 }
 
+bool fs_engine_starting(struct fs_engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	uint64_t now = cm_now_ns();
+	bool listing = e->client && e->o.prefetch != FS_PREFETCH_NONE && !e->stopped &&
+		       e->bg_pos < idx_reader_prefetch_count(e->r);
+	bool r = listing || (e->last_read_ns && now - e->last_read_ns < REST_QUIET_NS);
+	pthread_mutex_unlock(&e->lock);
+	return r;
+}
+
 /* A startup chunk held this long without a read (the program did not need it, or not yet)
  * gives its memory back. */
 #define HOLD_MAX_NS (10 * 1000000000ull)

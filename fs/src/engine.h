@@ -70,6 +70,9 @@ void fs_engine_readahead(struct fs_engine *e, uint32_t ino, uint64_t off);
 /* A read of `ino` will need the chunks of extents after `ext` up to byte `end`: load those
  * that are in the store but not in memory in parallel, in the background. */
 void fs_engine_prime(struct fs_engine *e, uint32_t ino, uint32_t ext, uint64_t end);
+/* Whether a program is starting on the mount: the startup list is still being fetched, or
+ * reads come less than 250 ms apart. Work that can wait (the daemon's bookkeeping) waits. */
+bool fs_engine_starting(struct fs_engine *e);
 /* Account one FUSE read (latency, bytes, error). */
 void fs_engine_read_done(struct fs_engine *e, uint64_t latency_us, uint64_t bytes, int err);
 
