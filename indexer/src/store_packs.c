@@ -136,6 +136,17 @@ int idx_store_locate(struct idx_store *s, const uint8_t *digests, size_t n,
 	memset(ret, 0, n * sizeof(*ret));
 	if (n == 0)
 		return 0;
+	/* A store with no local chunk (every cold start from a fresh one) has nothing to merge:
+	 * sorting the browser index's 58,000 digests took 10 ms of the mount's start. */
+	idx_store_lock(s);
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *any = NULL;
+	int rc0 = sqlite3_prepare_v2(s->db, "SELECT 1 FROM local_chunks LIMIT 1", -1, &any, NULL);
+	if (rc0 == SQLITE_OK)
+		rc0 = sqlite3_step(any);
+	int r0 = rc0 == SQLITE_ROW || rc0 == SQLITE_DONE ? 0 : store_db_fail(s->db, "locate");
+	idx_store_unlock(s);
+	if (r0 < 0 || rc0 == SQLITE_DONE)
+		return r0;
 	/*
 	 * A merge of the digests, sorted, with the table read in digest order: one pass over the
 	 * table's b-tree from its first page to its last (read ahead when store.db is not in the
