@@ -434,7 +434,7 @@ int idx_index_read_config(const char *path, char **ret_json, size_t *ret_len)
 	return k;
 }
 
-int idx_reader_open(const char *path, struct idx_reader **ret)
+static int open_file(const char *path, const char *digest, struct idx_reader **ret)
 {
 	void *p = NULL;
 	size_t len = 0;
@@ -442,7 +442,8 @@ int idx_reader_open(const char *path, struct idx_reader **ret)
 	if (k < 0)
 		return k;
 	struct idx_reader *r;
-	k = idx_reader_open_mem(p, len, &r);
+	k = digest ? idx_reader_open_mem_digest(p, len, digest, &r)
+		   : idx_reader_open_mem(p, len, &r);
 	if (k < 0) {
 		munmap(p, len);
 		return k;
@@ -450,6 +451,16 @@ int idx_reader_open(const char *path, struct idx_reader **ret)
 	r->mapped = true;
 	*ret = r;
 	return 0;
+}
+
+int idx_reader_open(const char *path, struct idx_reader **ret)
+{
+	return open_file(path, NULL, ret);
+}
+
+int idx_reader_open_digest(const char *path, const char *digest, struct idx_reader **ret)
+{
+	return digest ? open_file(path, digest, ret) : -EINVAL;
 }
 
 void idx_reader_free(struct idx_reader *r)

@@ -54,7 +54,8 @@ struct fs_mount_opts {
 	bool check_async;	   /* the caller has just fetched this image's index from its
 				      registry: report the mount ready without waiting for the
 				      registry check (one round trip on a distant registry),
-				      which still runs and logs a failure */
+				      which still runs and logs a failure; and do not hash the
+				      index file again (the pull verified it) */
 };
 
 /* Parse "none|startup|all". -EINVAL. */

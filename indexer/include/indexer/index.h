@@ -93,6 +93,9 @@ int idx_reader_open_mem(const void *data, size_t len, struct idx_reader **ret);
  */
 int idx_reader_open_mem_digest(const void *data, size_t len, const char *digest,
 			       struct idx_reader **ret);
+/* The same for an index file the caller knows holds `digest` (this very process chain just
+ * fetched, verified and stored it): validated, not hashed. */
+int idx_reader_open_digest(const char *path, const char *digest, struct idx_reader **ret);
 void idx_reader_free(struct idx_reader *r);
 static inline void idx_reader_freep(struct idx_reader **p)
 {

@@ -254,6 +254,19 @@ static void test_known_digest(void **state)
 	assert_int_equal(idx_reader_open(path, &r), 0); /* from disk: hashed, and it matches */
 	assert_string_equal(idx_reader_digest(r), dig);
 	idx_reader_free(r);
+	/* The file with the digest its writer vouches for: not hashed (another digest is
+	 * believed too), still validated, a malformed digest refused. */
+	assert_int_equal(idx_reader_open_digest(path, other, &r), 0);
+	assert_string_equal(idx_reader_digest(r), other);
+	idx_reader_free(r);
+	assert_int_equal(idx_reader_open_digest(path, "sha256:abc", &r), -EINVAL);
+	assert_int_equal(idx_reader_open_digest(path, NULL, &r), -EINVAL);
+	_cleanup_free_ char *half = cm_strdupf("%s/half.idx", tmp);
+	FILE *hf = fopen(half, "wb");
+	assert_non_null(hf);
+	assert_int_equal(fwrite(blob, 1, blob_len / 2, hf), blob_len / 2);
+	fclose(hf);
+	assert_int_equal(idx_reader_open_digest(half, dig, &r), -EPROTO);
 	char again[72];
 	assert_int_equal(idx_store_put_index(s, blob, blob_len, again), 0); /* idempotent */
 	assert_string_equal(again, dig);
