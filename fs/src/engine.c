@@ -298,16 +298,15 @@ static void lru_push(struct fs_engine *e, struct mentry *m)
 		e->lru_tail = m;
 }
 
-/* The LRU's cold end: what the next trim frees first. */
-static void lru_append(struct fs_engine *e, struct mentry *m)
+static void list_append(struct mentry **head, struct mentry **tail, struct mentry *m)
 {
 	m->next = NULL;
-	m->prev = e->lru_tail;
-	if (e->lru_tail)
-		e->lru_tail->next = m;
-	e->lru_tail = m;
-	if (!e->lru_head)
-		e->lru_head = m;
+	m->prev = *tail;
+	if (*tail)
+		(*tail)->next = m;
+	*tail = m;
+	if (!*head)
+		*head = m;
 }
 
 static void mem_trim(struct fs_engine *e)
@@ -351,13 +350,7 @@ static void hold_insert(struct fs_engine *e, struct mentry *m)
 	e->mem[m->chunk] = m;
 	m->held = true;
 	m->held_ns = cm_now_ns();
-	m->next = NULL;
-	m->prev = e->hold_tail;
-	if (e->hold_tail)
-		e->hold_tail->next = m;
-	e->hold_tail = m;
-	if (!e->hold_head)
-		e->hold_head = m;
+	list_append(&e->hold_head, &e->hold_tail, m);
 	e->held_bytes += m->len;
 	e->held_peak = MAX(e->held_peak, e->held_bytes);
 }
@@ -379,7 +372,7 @@ static void hold_expire(struct fs_engine *e, uint64_t now_ns)
 	struct mentry *m;
 	while ((m = e->hold_head) && fs_hold_expired(now_ns, m->held_ns)) {
 		hold_release(e, m);
-		lru_append(e, m);
+		list_append(&e->lru_head, &e->lru_tail, m); /* the cold end: trimmed first */
 	}
 	mem_trim(e);
 }
