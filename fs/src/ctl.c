@@ -44,8 +44,18 @@ void fs_mount_opts_defaults(struct fs_mount_opts *o)
 		o->fg_spill = 512u << 10;
 	if (!o->mem_cache)
 		o->mem_cache = 32u << 20;
-	if (!o->startup_hold)
-		o->startup_hold = 256u << 20;
+	if (!o->startup_hold) {
+		long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+		o->startup_hold =
+		    fs_startup_hold_default(pages > 0 && psize > 0 ? (uint64_t)pages * psize : 0);
+	}
+}
+
+uint64_t fs_startup_hold_default(uint64_t ram)
+{
+	/* Many mounts may start at once: a sixteenth of the memory each at most. */
+	uint64_t cap = 256ull << 20;
+	return ram && ram / 16 < cap ? MAX(ram / 16, 16ull << 20) : cap;
 }
 
 int fs_prefetch_parse(const char *s, enum fs_prefetch *ret)

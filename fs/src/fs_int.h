@@ -85,6 +85,9 @@ bool fs_hold_expired(uint64_t now, uint64_t held_ns);
 
 /* Default options filled in. */
 void fs_mount_opts_defaults(struct fs_mount_opts *o);
+/* The default --startup-hold for a machine with `ram` bytes (0: unknown): 256 MiB, or a
+ * sixteenth of the memory where that is less (16 MiB at least). */
+uint64_t fs_startup_hold_default(uint64_t ram);
 
 /* Registries reached over plain HTTP or unverified TLS, from $ISORUN_INSECURE_REGISTRIES
  * (comma-separated [http://|https://]host[:port]); NULL when unset. Loopback needs no entry. */

@@ -41,7 +41,8 @@ struct fs_mount_opts {
 	uint64_t mem_cache;	   /* decompressed chunks kept in memory, 0 = 32 MiB */
 	uint64_t startup_hold;	   /* beside them, startup-list chunks the prefetch brought
 				      ahead of their first read, kept until read (at most
-				      10 s); 0 = 256 MiB */
+				      10 s); 0 = 256 MiB, or 1/16 of the
+				      memory where that is less */
 	const char *authfile;	   /* registry credentials file, NULL = standard chain */
 	const char *exe;	   /* the isorun binary that runs `fsd`; NULL = /proc/self/exe */
 	bool verify_local;	   /* hash chunks again when loading them from the store

@@ -94,6 +94,13 @@ static void test_prefetch_parse(void **state)
 	assert_int_equal(o.request_max, 4u << 20);
 	assert_int_equal(o.prefetch_threads, 0); /* the engine chooses from the latency */
 	assert_true(o.mem_cache > 0);
+	assert_true(o.startup_hold >= 16u << 20 && o.startup_hold <= 256u << 20);
+	/* the hold: 256 MiB, less on a small machine */
+	assert_int_equal(fs_startup_hold_default(0), 256ull << 20);
+	assert_int_equal(fs_startup_hold_default(24ull << 30), 256ull << 20);
+	assert_int_equal(fs_startup_hold_default(4ull << 30), 256ull << 20);
+	assert_int_equal(fs_startup_hold_default(2ull << 30), 128ull << 20);
+	assert_int_equal(fs_startup_hold_default(128ull << 20), 16ull << 20);
 }
 
 int main(void)
