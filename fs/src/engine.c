@@ -370,11 +370,14 @@ static void hold_release(struct fs_engine *e, struct mentry *m)
 static void hold_expire(struct fs_engine *e, uint64_t now_ns)
 {
 	struct mentry *m;
+	bool released = false;
 	while ((m = e->hold_head) && fs_hold_expired(now_ns, m->held_ns)) {
 		hold_release(e, m);
 		list_append(&e->lru_head, &e->lru_tail, m); /* the cold end: trimmed first */
+		released = true;
 	}
-	mem_trim(e);
+	if (released)
+		mem_trim(e);
 }
 
 /* ---- trace ----------------------------------------------------------------------------- */
@@ -1093,6 +1096,17 @@ static uint32_t bg_item(struct fs_engine *e, uint64_t i)
 	return c;
 }
 
+#define REST_QUIET_NS (250 * 1000000ull)
+#define REST_NEED_NS  (1000 * 1000000ull)
+
+/* A program is reading: its last read came less than REST_QUIET_NS ago. What waits for the
+ * start to be over (the rest of the image, the records' flush, the chunk references) asks
+ * this. */
+static bool reading(uint64_t now, uint64_t last_read_ns)
+{
+	return last_read_ns && now - last_read_ns < REST_QUIET_NS;
+}
+
 /*
  * The rest of the image (after the startup list) waits while a program reads and finds what
  * it reads already here: then the startup list is doing its job, and fetching, hashing and
@@ -1102,12 +1116,9 @@ static uint32_t bg_item(struct fs_engine *e, uint64_t i)
  * with an index whose startup list does not know the program, the rest, in path order, is
  * what brings its files ahead of its reads. Lock held.
  */
-#define REST_QUIET_NS (250 * 1000000ull)
-#define REST_NEED_NS  (1000 * 1000000ull)
 bool fs_rest_deferred(uint64_t now, uint64_t last_read_ns, uint64_t last_need_ns)
 {
-	return last_read_ns && now - last_read_ns < REST_QUIET_NS &&
-	       (!last_need_ns || now - last_need_ns >= REST_NEED_NS);
+	return reading(now, last_read_ns) && (!last_need_ns || now - last_need_ns >= REST_NEED_NS);
 }
 
 static bool rest_deferred(const struct fs_engine *e)
@@ -1280,17 +1291,16 @@ static int flush(struct fs_engine *e)
 bool fs_flush_deferred(uint64_t now, uint64_t last_read_ns, uint64_t last_flush_ns,
 		       bool complete_unrecorded)
 {
-	return last_read_ns && now - last_read_ns < REST_QUIET_NS &&
-	       now - last_flush_ns < FLUSH_DEFER_NS && !complete_unrecorded;
+	return reading(now, last_read_ns) && now - last_flush_ns < FLUSH_DEFER_NS &&
+	       !complete_unrecorded;
 }
 
 bool fs_engine_starting(struct fs_engine *e)
 {
 	pthread_mutex_lock(&e->lock);
-	uint64_t now = cm_now_ns();
 	bool listing = e->client && e->o.prefetch != FS_PREFETCH_NONE && !e->stopped &&
 		       e->bg_pos < idx_reader_prefetch_count(e->r);
-	bool r = listing || (e->last_read_ns && now - e->last_read_ns < REST_QUIET_NS);
+	bool r = listing || reading(cm_now_ns(), e->last_read_ns);
 	pthread_mutex_unlock(&e->lock);
 	return r;
 }
