@@ -183,7 +183,7 @@ static int parse(int argc, char **argv, struct mount_args *a, bool fsd)
 	return optind;
 bad:
 	fprintf(stderr, "isorun: invalid value '%s' for --%s\n", optarg,
-		mount_opts[c - O_PREFETCH].name);
+		mount_opts[li].name);
 	return -1;
 }
 

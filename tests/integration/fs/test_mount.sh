@@ -55,6 +55,13 @@ for o in --check-async --index=sha256:0 --mountpoint=/tmp --ready-fd=3; do
 	[ "$rc" = 2 ] && echo "$err" | grep -q -- "${o%%=*} is an option of the mount daemon" ||
 		fail "mount $o: exit $rc: $err"
 done
+# A bad value is named with its own option (whatever the option table's order).
+for o in --prefetch --bwlimit --fg-spill --startup-hold --mem-cache; do
+	rc=0
+	err=$("$ISORUN" --root "$R" mount "$o=bogus" "$ref" "$WORK/m1" 2>&1) || rc=$?
+	[ "$rc" = 2 ] && echo "$err" | grep -q -- "invalid value 'bogus' for $o\$" ||
+		fail "mount $o=bogus: exit $rc: $err"
+done
 "$ISORUN" --root "$R" mount --prefetch=none "$ref" "$WORK/m1" || fail "mount"
 compare "$WORK/unp-img-v1/rootfs" "$WORK/m1"
 s=$(stats_json "$R" "$WORK/m1")
