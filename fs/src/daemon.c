@@ -9,6 +9,7 @@
 #include "fs/mount.h"
 #include "fs_int.h"
 #include "ops.h"
+#include "push.h"
 
 #include "indexer/index.h"
 #include "indexer/store.h"
@@ -43,6 +44,7 @@ struct daemon {
 	char *dir, *mnt;
 	struct fuse_session *se;
 	struct fs_engine *e;
+	struct fs_push *push; /* page-cache pusher, or NULL */
 	unsigned keep_warm_s;
 	int listen_fd; /* ctl thread only after start */
 	int wake[2];   /* main -> ctl thread: stop */
@@ -155,6 +157,7 @@ static void serve_one(struct daemon *d, int fd)
 	} else if (!strcmp(req, "stats")) {
 		json_object *j = NULL;
 		if (fs_engine_stats(d->e, &j) == 0) {
+			fs_push_stats(d->push, j);
 			add_holders(d, j);
 			const char *out = json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN);
 			if (out) {
@@ -451,6 +454,12 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 	}
 	mounted = true;
 	raise_readahead(d.mnt);
+	/* Pages for the kernel's cache as the startup list arrives; not while recording a
+	 * trace (it learns from the reads) nor without background prefetch. */
+	if (!o.trace_path && o.prefetch != FS_PREFETCH_NONE && !o.no_push &&
+	    (r = fs_push_start(e, rd, fuse_session_fd(d.se), &d.push)) < 0)
+		log_warn("fsd: no page pusher: %s", strerror(-r));
+	octx.push = d.push;
 	if (pipe2(d.wake, O_CLOEXEC) < 0 || pthread_create(&d.ctl, NULL, ctl_main, &d) != 0) {
 		r = -errno;
 		goto out;
@@ -512,6 +521,7 @@ out:
 		close(d.wake[0]);
 		close(d.wake[1]);
 	}
+	fs_push_free(d.push);
 	if (e)
 		fs_engine_stop(e);
 	if (mounted)

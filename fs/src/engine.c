@@ -810,6 +810,76 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, enum keep keep
 	return f.first;
 }
 
+/* A reader takes entry m (in memory): referenced, and the most recently used; a held startup
+ * chunk leaves the hold for the LRU. Lock held. */
+static void take(struct fs_engine *e, struct mentry *m)
+{
+	m->refs++;
+	if (m->held)
+		hold_release(e, m);
+	else
+		lru_unlink(e, m);
+	lru_push(e, m);
+}
+
+/* Mark a chunk the store turned out not to have (evicted by another process, or corrupt and
+ * removed) absent, so it is fetched again. Lock held. */
+static void mark_gone(struct fs_engine *e, uint32_t c)
+{
+	struct idx_chunk ch;
+	idx_reader_chunk(e->r, c, &ch);
+	e->state[c] = (uint8_t)((e->state[c] & ~ST_LOCAL) | ST_ABSENT);
+	e->loc[c] = (struct idx_store_loc){0};
+	e->resident--;
+	e->resident_bytes -= ch.csize;
+	e->complete_us = 0;
+	e->recorded = false;
+}
+
+/* Load local chunk c (ST_LOCAL, not busy) from the store into memory, referenced, for the
+ * caller: 0 (*ret set), -EAGAIN when the store no longer has it (now ST_ABSENT: fetch it),
+ * or the load's error (counted in fails[c]). Lock held; dropped during the load. */
+static int load_locked(struct fs_engine *e, uint32_t c, struct mentry **ret)
+{
+	struct mentry *m = NULL;
+	e->state[c] |= ST_BUSY;
+	pthread_mutex_unlock(&e->lock);
+	int r = load(e, c, &m);
+	pthread_mutex_lock(&e->lock);
+	e->state[c] &= (uint8_t)~ST_BUSY;
+	pthread_cond_broadcast(&e->cond);
+	if (r == 0) {
+		m->refs = 1;
+		mem_insert(e, m);
+		*ret = m;
+		return 0;
+	}
+	if (r != -ENOENT && r != -EBADMSG) {
+		e->fails[c]++;
+		return r;
+	}
+	mark_gone(e, c);
+	return -EAGAIN;
+}
+
+/* Wait on e->cond until `deadline` (CLOCK_MONOTONIC ns). Lock held. */
+static void wait_until(struct fs_engine *e, uint64_t deadline)
+{
+	uint64_t now = cm_now_ns();
+	if (now >= deadline)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t wait = deadline - now;
+	ts.tv_sec += (time_t)(wait / 1000000000ull);
+	ts.tv_nsec += (long)(wait % 1000000000ull);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&e->cond, &e->lock, &ts);
+}
+
 int fs_engine_get(struct fs_engine *e, uint32_t c, uint32_t ino, uint32_t ext,
 		  struct fs_chunk_ref *ret)
 {
@@ -827,32 +897,17 @@ int fs_engine_get(struct fs_engine *e, uint32_t c, uint32_t ino, uint32_t ext,
 		trace_touch(e, c, ino);
 	for (;;) {
 		if ((m = e->mem[c])) {
-			m->refs++;
-			if (m->held)
-				hold_release(e, m);
-			else
-				lru_unlink(e, m);
-			lru_push(e, m);
+			take(e, m);
 			count(&e->mem_hits, 1);
 			break;
 		}
 		if (e->state[c] & ST_BUSY) {
 			uint32_t f = e->fails[c];
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			uint64_t now = cm_now_ns();
-			if (now >= deadline) {
+			if (cm_now_ns() >= deadline) {
 				r = -ETIMEDOUT;
 				break;
 			}
-			uint64_t wait = deadline - now;
-			ts.tv_sec += (time_t)(wait / 1000000000ull);
-			ts.tv_nsec += (long)(wait % 1000000000ull);
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&e->cond, &e->lock, &ts);
+			wait_until(e, deadline);
 			if (e->fails[c] != f && !e->mem[c] && !(e->state[c] & ST_LOCAL)) {
 				r = -EIO;
 				break;
@@ -860,33 +915,14 @@ int fs_engine_get(struct fs_engine *e, uint32_t c, uint32_t ino, uint32_t ext,
 			continue;
 		}
 		if (e->state[c] & ST_LOCAL) {
-			e->state[c] |= ST_BUSY;
-			pthread_mutex_unlock(&e->lock);
-			r = load(e, c, &m);
-			pthread_mutex_lock(&e->lock);
-			e->state[c] &= (uint8_t)~ST_BUSY;
-			pthread_cond_broadcast(&e->cond);
-			if (r == 0) {
-				m->refs = 1;
-				mem_insert(e, m);
+			r = load_locked(e, c, &m);
+			if (r == 0)
 				count(&e->store_hits, 1);
-				break;
+			if (r == -EAGAIN) {
+				r = 0;
+				continue;
 			}
-			if (r != -ENOENT && r != -EBADMSG) {
-				e->fails[c]++;
-				break;
-			}
-			/* Evicted (or corrupt and removed) since we looked: fetch it again. */
-			struct idx_chunk ch;
-			idx_reader_chunk(e->r, c, &ch);
-			e->state[c] = (uint8_t)((e->state[c] & ~ST_LOCAL) | ST_ABSENT);
-			e->loc[c] = (struct idx_store_loc){0};
-			e->resident--;
-			e->resident_bytes -= ch.csize;
-			e->complete_us = 0;
-			e->recorded = false;
-			r = 0;
-			continue;
+			break;
 		}
 		if (!e->client) {
 			char hex[CM_DIGEST_STR_SIZE];
@@ -929,6 +965,58 @@ void fs_engine_put(struct fs_engine *e, struct fs_chunk_ref *ref)
 		mem_trim(e);
 	pthread_mutex_unlock(&e->lock);
 	ref->priv = NULL;
+}
+
+int fs_engine_peek(struct fs_engine *e, uint32_t c, unsigned wait_ms, struct fs_chunk_ref *ret,
+		   bool *ret_read)
+{
+	if (c >= e->n)
+		return -EIO;
+	uint64_t deadline = cm_now_ns() + (uint64_t)wait_ms * 1000000ull;
+	struct mentry *m = NULL;
+	int r;
+	pthread_mutex_lock(&e->lock);
+	uint32_t f = e->fails[c];
+	for (;;) {
+		if ((m = e->mem[c])) {
+			take(e, m);
+			r = 0;
+			break;
+		}
+		if (e->stop) {
+			r = -ECANCELED;
+			break;
+		}
+		if (e->fails[c] != f) {
+			r = -EIO;
+			break;
+		}
+		if ((e->state[c] & (ST_LOCAL | ST_BUSY)) == ST_LOCAL) {
+			if ((r = load_locked(e, c, &m)) != -EAGAIN)
+				break;
+			continue;
+		}
+		if (!e->client && !(e->state[c] & ST_BUSY)) {
+			r = -ENOENT; /* nothing will bring it */
+			break;
+		}
+		if (cm_now_ns() >= deadline) {
+			r = -EAGAIN;
+			break;
+		}
+		wait_until(e, deadline);
+	}
+	if (r == 0)
+		e->state[c] |= ST_USED;
+	if (ret_read)
+		*ret_read = e->state[c] & ST_TOUCHED;
+	pthread_mutex_unlock(&e->lock);
+	if (r < 0)
+		return r;
+	ret->data = m->data;
+	ret->len = m->len;
+	ret->priv = m;
+	return 0;
 }
 
 /* Queue a local load of chunk c if it is in the store but not in memory. Lock held. */
@@ -984,15 +1072,7 @@ static void *loader_main(void *arg)
 		} else if (r == 0) {
 			free(m);
 		} else if (r == -ENOENT || r == -EBADMSG) {
-			/* Gone from the store: a reader will fetch it. */
-			struct idx_chunk ch;
-			idx_reader_chunk(e->r, c, &ch);
-			e->state[c] = (uint8_t)((e->state[c] & ~ST_LOCAL) | ST_ABSENT);
-			e->loc[c] = (struct idx_store_loc){0};
-			e->resident--;
-			e->resident_bytes -= ch.csize;
-			e->complete_us = 0;
-			e->recorded = false;
+			mark_gone(e, c); /* a reader will fetch it */
 		}
 		pthread_cond_broadcast(&e->cond);
 	}

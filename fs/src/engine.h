@@ -64,6 +64,19 @@ int fs_engine_get(struct fs_engine *e, uint32_t chunk, uint32_t ino, uint32_t ex
 		  struct fs_chunk_ref *ret);
 void fs_engine_put(struct fs_engine *e, struct fs_chunk_ref *ref);
 
+/*
+ * Chunk `chunk` for the page-cache pusher (push.h): from memory or the store, waiting at
+ * most `wait_ms` while it is not there yet (the prefetch brings it; nothing is fetched
+ * here). Not a read: no trace, no read counters (*ret_read, when not NULL: whether a read
+ * has asked for the chunk since the mount started); a held startup chunk leaves the hold (its
+ * bytes are about to be in the kernel's page cache). -EAGAIN not there yet, -EIO its fetch
+ * or load failed while waiting, -ENOENT not local and no remote, -ECANCELED the engine is
+ * stopping. Release with
+ * fs_engine_put.
+ */
+int fs_engine_peek(struct fs_engine *e, uint32_t chunk, unsigned wait_ms, struct fs_chunk_ref *ret,
+		   bool *ret_read);
+
 /* A sequential reader of `ino` reached `off`: queue loads (from the store) or remote
  * fetches of the next chunks of the file (never past its end). */
 void fs_engine_readahead(struct fs_engine *e, uint32_t ino, uint64_t off);

@@ -145,6 +145,8 @@ static char **daemon_argv(const char *exe, const char *root, const char *idig, c
 		ARG("--verify-local");
 	if (o->chunks_zstd)
 		ARG("--chunk-format=zstd");
+	if (o->no_push)
+		ARG("--no-page-push");
 	if (o->check_async)
 		ARG("--check-async");
 #undef ARG

@@ -7,6 +7,7 @@
  */
 #include "ops.h"
 #include "engine.h"
+#include "push.h"
 
 #include "indexer/index.h"
 
@@ -146,6 +147,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	fuse_reply_entry(req, &e);
+	fs_push_known(c->push, ino);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -246,6 +248,8 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			if (plus) {
 				if ((r = entry_of(c, de.ino, &e)) < 0)
 					break;
+				/* (before the answer: the pusher tries again a moment later) */
+				fs_push_known(c->push, de.ino);
 			} else {
 				e.attr.st_ino = de.ino;
 				e.attr.st_mode = (mode_t)DTTOIF(de.type);

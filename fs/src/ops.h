@@ -9,12 +9,14 @@
 
 struct idx_reader;
 struct fs_engine;
+struct fs_push;
 
 /* Userdata of the session: borrowed reader and engine (both thread-safe). */
 struct fs_ops_ctx {
 	const struct idx_reader *r;
 	struct fs_engine *e;
 	double timeout; /* entry and attr timeout, seconds: the image never changes */
+	struct fs_push *push; /* told of the inodes the kernel learns (NULL: no pusher) */
 	/* Set by op_init. Zero-message opens (the kernel stops sending OPEN/RELEASE, and
 	 * OPENDIR/RELEASEDIR, after the first is answered ENOSYS; it then caches as with
 	 * keep_cache and cache_readdir): nothing here needs per-open state. */

@@ -43,6 +43,7 @@ enum {
 	O_CHUNK_FORMAT,
 	O_CHECK_ASYNC,
 	O_STARTUP_HOLD,
+	O_NO_PUSH,
 };
 
 static const struct option mount_opts[] = {
@@ -66,6 +67,7 @@ static const struct option mount_opts[] = {
     {"verify-local", no_argument, NULL, O_VERIFY_LOCAL},
     {"chunk-format", required_argument, NULL, O_CHUNK_FORMAT},
     {"check-async", no_argument, NULL, O_CHECK_ASYNC},
+    {"no-page-push", no_argument, NULL, O_NO_PUSH},
     {},
 };
 
@@ -157,6 +159,9 @@ static int parse(int argc, char **argv, struct mount_args *a, bool fsd)
 			if (cm_parse_size(optarg, &a->o.startup_hold) < 0)
 				goto bad;
 			break;
+		case O_NO_PUSH:
+			a->o.no_push = true;
+			break;
 		case O_AUTHFILE:
 			a->o.authfile = optarg;
 			break;
@@ -216,7 +221,7 @@ static int cmd_mount(int argc, char **argv)
 			"       [--keep-warm S] [--chunk-format=raw|zstd] [--platform P]\n"
 			"       [--authfile FILE] [--prefetch-threads N] [--request-max SIZE]\n"
 			"       [--mem-cache SIZE] [--startup-hold SIZE] [--fg-spill SIZE]\n"
-			"       [--verify-local]\n"
+			"       [--verify-local] [--no-page-push]\n"
 			"       [--foreground] REF DIR\n");
 		return ISORUN_EXIT_USAGE;
 	}

@@ -51,6 +51,9 @@ struct fs_mount_opts {
 				      (zstd-compressed) instead of as raw frames, for a
 				      smaller store at the cost of decompressing every local
 				      read (indexer/store.h) */
+	bool no_push;		   /* --no-page-push: leave the startup list's pages to
+				      reads instead of writing them into the kernel's page
+				      cache as they arrive (fs/src/push.h) */
 	bool debug;		   /* daemon logs at debug level */
 	bool check_async;	   /* the caller has just fetched this image's index from its
 				      registry: report the mount ready without waiting for the

@@ -93,8 +93,9 @@ awk '/^[0-9]/ { if ($1 != n++) exit 1 }' "$WORK/trace" || fail "trace sequence"
 for hold in 256M 1; do
 	R4=$WORK/root-hold-$hold
 	mkdir -p "$WORK/m4"
+	# (without the page pusher, which would take the chunks before the reads: below)
 	"$ISORUN" --root "$R4" mount --prefetch=startup --mem-cache 2M --startup-hold "$hold" \
-		"$ref" "$WORK/m4" || fail "mount --startup-hold $hold"
+		--no-page-push "$ref" "$WORK/m4" || fail "mount --startup-hold $hold"
 	for i in $(seq 1 300); do
 		s=$(stats_json "$R4" "$WORK/m4")
 		[ "$(echo "$s" | jget prefetch.position)" = "$(echo "$s" | jget prefetch.total)" ] && break
@@ -109,15 +110,78 @@ for hold in 256M 1; do
 	echo "hold $hold: $loads store loads, held at most $peak bytes, $(echo "$s" | jget held_bytes) now"
 	if [ "$hold" = 1 ]; then
 		[ "$peak" = 0 ] || fail "held $peak bytes with a 1-byte hold"
-		[ "$loads" -gt 0 ] || fail "the control run loaded nothing from the store"
+		[ "$loads" -gt 50 ] || fail "the control run loaded $loads chunks from the store"
 	else
-		[ "$loads" = 0 ] || fail "$loads chunks loaded back from the store despite the hold"
+		# (a chunk two readahead windows share can leave the 2 MiB cache between its two
+		# reads and come back from the store: seen once in a dozen runs)
+		[ "$loads" -le 4 ] || fail "$loads chunks loaded back from the store despite the hold"
 		[ "$peak" -ge $((size / 2)) ] || fail "held at most $peak bytes"
 		# (the trace's other small files are not read here)
 		[ "$(echo "$s" | jget held_bytes)" -lt 65536 ] || fail "chunks still held after their read"
 	fi
 	"$ISORUN" --root "$R4" umount "$WORK/m4" || fail "umount (hold $hold)"
 done
+
+# The page pusher: the startup list's pages go into the kernel's page cache once their file
+# is looked up (here after the whole list has arrived: every unit waits for its lookup), so
+# reading them makes no FUSE read at all, and the pages hold the file's bytes: libbig.so's
+# chunk boundaries fall inside pages (content-defined chunks of random data), os-release
+# ends inside its only page. With --no-page-push the same reads go to the daemon.
+osize=$(stat -c %s "$osr")
+# push_check NAME [MOUNT OPTION]: mount, look the two files up, read them, check.
+push_check() {
+	local name=$1 R5=$WORK/root-push-$1 s res r0 r1 i
+	shift
+	mkdir -p "$WORK/m5"
+	"$ISORUN" --root "$R5" mount --prefetch=startup "$@" "$ref" "$WORK/m5" || fail "mount ($name)"
+	for i in $(seq 1 300); do
+		s=$(stats_json "$R5" "$WORK/m5")
+		[ "$(echo "$s" | jget prefetch.position)" = "$(echo "$s" | jget prefetch.total)" ] && break
+		sleep 0.1
+	done
+	stat "$WORK/m5/usr/lib/libbig.so" "$WORK/m5/etc/os-release" >/dev/null || fail "stat ($name)"
+	if [ $# = 0 ]; then
+		for i in $(seq 1 300); do
+			s=$(stats_json "$R5" "$WORK/m5")
+			[ "$(echo "$s" | jget pushed_bytes)" -ge $((size + osize)) ] && break
+			sleep 0.1
+		done
+	fi
+	res=$(fincore -b -n -o RES "$WORK/m5/usr/lib/libbig.so" | tr -d ' ')
+	r0=$(echo "$s" | jget reads)
+	cmp "$big" "$WORK/m5/usr/lib/libbig.so" || fail "libbig.so ($name)"
+	cmp "$osr" "$WORK/m5/etc/os-release" || fail "os-release ($name)"
+	s=$(stats_json "$R5" "$WORK/m5")
+	r1=$(echo "$s" | jget reads)
+	echo "$name: $(echo "$s" | jget pushed_bytes) bytes pushed in $(echo "$s" | jget push_sends) sends, libbig.so $res bytes cached before its read, $((r1 - r0)) FUSE reads"
+	if [ $# = 0 ]; then
+		[ "$res" = "$size" ] || fail "$name: $res of libbig.so's $size bytes in the page cache"
+		[ "$r1" = "$r0" ] || fail "$name: $((r1 - r0)) FUSE reads of pushed pages"
+	else
+		[ "$(echo "$s" | jget pushed_bytes)" = 0 ] || fail "$name: pushed pages"
+		[ "$r1" -gt "$r0" ] || fail "$name: the control run made no FUSE read"
+	fi
+	"$ISORUN" --root "$R5" umount "$WORK/m5" || fail "umount ($name)"
+}
+push_check push
+push_check no-push --no-page-push
+# A startup list that reads libbig.so backwards, a MiB at a time: the unit after a boundary
+# comes before the one ahead of it, which then sends the page across their boundary.
+R6=$WORK/root-back
+mkdir -p "$WORK/m6"
+"$ISORUN" --root "$R6" mount --prefetch=none --record-trace "$WORK/trace-back" "$ref" "$WORK/m6" ||
+	fail "mount (backwards trace)"
+for m in $(seq $((size / 1048576 - 1)) -1 0); do
+	dd if="$WORK/m6/usr/lib/libbig.so" of=/dev/null bs=1M skip="$m" count=1 status=none ||
+		fail "backwards read at $m MiB"
+done
+cat "$WORK/m6/etc/os-release" >/dev/null
+pid=$(cat "$R6"/mounts/*/pid)
+"$ISORUN" --root "$R6" umount "$WORK/m6" || fail "umount (backwards trace)"
+for i in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+"$INDEX" --root "$WORK/ci" build --push --force --startup-trace "$WORK/trace-back" "$ref" \
+	>/dev/null || fail "build --startup-trace (backwards)"
+push_check push-backwards
 
 # Damaged local chunks. A frame whose header is gone (what an eviction's hole punch leaves:
 # zeros) reads as absent and is fetched again; a flipped data byte keeps the frame's shape
