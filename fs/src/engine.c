@@ -967,8 +967,8 @@ void fs_engine_put(struct fs_engine *e, struct fs_chunk_ref *ref)
 	ref->priv = NULL;
 }
 
-int fs_engine_peek(struct fs_engine *e, uint32_t c, unsigned wait_ms, struct fs_chunk_ref *ret,
-		   bool *ret_read)
+int fs_engine_peek(struct fs_engine *e, uint32_t c, unsigned wait_ms, bool unread,
+		   struct fs_chunk_ref *ret)
 {
 	if (c >= e->n)
 		return -EIO;
@@ -978,6 +978,10 @@ int fs_engine_peek(struct fs_engine *e, uint32_t c, unsigned wait_ms, struct fs_
 	pthread_mutex_lock(&e->lock);
 	uint32_t f = e->fails[c];
 	for (;;) {
+		if (unread && (e->state[c] & ST_TOUCHED)) {
+			r = -EALREADY;
+			break;
+		}
 		if ((m = e->mem[c])) {
 			take(e, m);
 			r = 0;
@@ -1008,8 +1012,6 @@ int fs_engine_peek(struct fs_engine *e, uint32_t c, unsigned wait_ms, struct fs_
 	}
 	if (r == 0)
 		e->state[c] |= ST_USED;
-	if (ret_read)
-		*ret_read = e->state[c] & ST_TOUCHED;
 	pthread_mutex_unlock(&e->lock);
 	if (r < 0)
 		return r;
@@ -1045,6 +1047,16 @@ void fs_engine_prime(struct fs_engine *e, uint32_t ino, uint32_t ext, uint64_t e
 	}
 	if (queued)
 		pthread_cond_broadcast(&e->ld_cond);
+	pthread_mutex_unlock(&e->lock);
+}
+
+void fs_engine_preload(struct fs_engine *e, uint32_t c)
+{
+	if (c >= e->n)
+		return;
+	pthread_mutex_lock(&e->lock);
+	if (!(e->state[c] & ST_TOUCHED) && queue_load(e, c))
+		pthread_cond_signal(&e->ld_cond);
 	pthread_mutex_unlock(&e->lock);
 }
 

@@ -67,15 +67,14 @@ void fs_engine_put(struct fs_engine *e, struct fs_chunk_ref *ref);
 /*
  * Chunk `chunk` for the page-cache pusher (push.h): from memory or the store, waiting at
  * most `wait_ms` while it is not there yet (the prefetch brings it; nothing is fetched
- * here). Not a read: no trace, no read counters (*ret_read, when not NULL: whether a read
- * has asked for the chunk since the mount started); a held startup chunk leaves the hold (its
+ * here). Not a read: no trace, no read counters; a held startup chunk leaves the hold (its
  * bytes are about to be in the kernel's page cache). -EAGAIN not there yet, -EIO its fetch
  * or load failed while waiting, -ENOENT not local and no remote, -ECANCELED the engine is
- * stopping. Release with
- * fs_engine_put.
+ * stopping; with `unread`, -EALREADY (nothing loaded) once a read has asked for it (the
+ * read's answer gave the kernel its pages). Release with fs_engine_put.
  */
-int fs_engine_peek(struct fs_engine *e, uint32_t chunk, unsigned wait_ms, struct fs_chunk_ref *ret,
-		   bool *ret_read);
+int fs_engine_peek(struct fs_engine *e, uint32_t chunk, unsigned wait_ms, bool unread,
+		   struct fs_chunk_ref *ret);
 
 /* A sequential reader of `ino` reached `off`: queue loads (from the store) or remote
  * fetches of the next chunks of the file (never past its end). */
@@ -83,6 +82,9 @@ void fs_engine_readahead(struct fs_engine *e, uint32_t ino, uint64_t off);
 /* A read of `ino` will need the chunks of extents after `ext` up to byte `end`: load those
  * that are in the store but not in memory in parallel, in the background. */
 void fs_engine_prime(struct fs_engine *e, uint32_t ino, uint32_t ext, uint64_t end);
+/* The pusher will want chunk `chunk` soon: if it is in the store, not in memory and not
+ * read yet, load it in the background (the loaders that fs_engine_prime feeds). */
+void fs_engine_preload(struct fs_engine *e, uint32_t chunk);
 /* Whether a program is starting on the mount: the startup list is still being fetched, or
  * reads come less than 250 ms apart. Work that can wait (the daemon's bookkeeping) waits. */
 bool fs_engine_starting(struct fs_engine *e);

@@ -41,6 +41,8 @@
 /* A chunk the prefetch has not brought after this long (its fetch failed before the wait
  * began, and the pass that tries it again is far): its pages are left to reads. */
 #define GIVE_UP_NS (30 * 1000000000ull)
+/* Units whose chunks are loaded from the store ahead of the one being sent. */
+#define LOAD_AHEAD 64
 
 enum { K_KNOWN = 1, K_QUEUED = 2 };
 
@@ -234,14 +236,14 @@ static int send_unit(struct fs_push *p, uint32_t k, const struct fs_chunk_ref *r
 	struct fs_chunk_ref lead = {0}, trail = {0};
 	if (off % pg && u->ext > 0 && sent(p, u->ino, u->ext - 1, &px) &&
 	    px.file_offset <= off / pg * pg &&
-	    fs_engine_peek(p->e, px.chunk, 0, &lead, NULL) == 0) {
+	    fs_engine_peek(p->e, px.chunk, 0, false, &lead) == 0) {
 		if (px.file_offset + lead.len == off)
 			a = off / pg * pg;
 		else
 			fs_engine_put(p->e, &lead);
 	}
 	if (end % pg && !last && sent(p, u->ino, u->ext + 1, &nx) &&
-	    fs_engine_peek(p->e, nx.chunk, 0, &trail, NULL) == 0) {
+	    fs_engine_peek(p->e, nx.chunk, 0, false, &trail) == 0) {
 		uint64_t tb = MIN(end / pg * pg + pg, in.size);
 		if (tb <= end + trail.len)
 			b = tb;
@@ -309,7 +311,7 @@ static int drain(struct fs_push *p)
 			struct idx_extent ex;
 			struct fs_chunk_ref ref;
 			int r = idx_reader_extent(p->r, ino, p->u[k].ext, &ex);
-			if (r == 0 && (r = fs_engine_peek(p->e, ex.chunk, 0, &ref, NULL)) == 0) {
+			if (r == 0 && (r = fs_engine_peek(p->e, ex.chunk, 0, false, &ref)) == 0) {
 				r = send_unit(p, k, &ref);
 				fs_engine_put(p->e, &ref);
 				if (r < 0)
@@ -333,24 +335,27 @@ static void *push_main(void *arg)
 		  (unsigned long long)((cm_now_ns() - t0) / 1000));
 	uint64_t since = cm_now_ns();
 	bool logged = false;
-	for (uint32_t i = 0;;) {
+	for (uint32_t i = 0, ahead = 0;;) {
 		if ((r = drain(p)) < 0)
 			break;
 		if (i < p->n_u) {
 			struct idx_extent ex;
 			struct fs_chunk_ref ref;
+			/* chunks in the store load in parallel ahead of the sends (a warm start) */
+			for (; ahead < p->n_u && ahead < i + LOAD_AHEAD; ahead++)
+				if (idx_reader_extent(p->r, p->u[ahead].ino, p->u[ahead].ext,
+						      &ex) == 0)
+					fs_engine_preload(p->e, ex.chunk);
 			if (idx_reader_extent(p->r, p->u[i].ino, p->u[i].ext, &ex) < 0) {
 				i++;
 				continue;
 			}
-			bool read = false;
-			r = fs_engine_peek(p->e, ex.chunk, PEEK_WAIT_MS, &ref, &read);
+			r = fs_engine_peek(p->e, ex.chunk, PEEK_WAIT_MS, true, &ref);
 			if (r == -EAGAIN && cm_now_ns() - since < GIVE_UP_NS)
 				continue;
 			if (r == -ECANCELED)
 				break;
-			if (r == 0 && read) {
-				fs_engine_put(p->e, &ref);
+			if (r == -EALREADY) {
 				p->done[i] = 1;
 				count(&p->skipped, 1);
 			} else if (r == 0) {
