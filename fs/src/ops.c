@@ -232,7 +232,8 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		return;
 	}
 	size_t used = 0;
-	for (uint64_t k = off < 0 ? 0 : (uint64_t)off; k < (uint64_t)n + 2; k++) {
+	uint64_t k0 = off < 0 ? 0 : (uint64_t)off, k;
+	for (k = k0; k < (uint64_t)n + 2; k++) {
 		const char *name;
 		char namebuf[256];
 		struct fuse_entry_param e;
@@ -248,8 +249,6 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			if (plus) {
 				if ((r = entry_of(c, de.ino, &e)) < 0)
 					break;
-				/* (before the answer: the pusher tries again a moment later) */
-				fs_push_known(c->push, de.ino);
 			} else {
 				e.attr.st_ino = de.ino;
 				e.attr.st_mode = (mode_t)DTTOIF(de.type);
@@ -274,6 +273,12 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		return;
 	}
 	fuse_reply_buf(req, (const char *)buf, used);
+	/* The kernel has the inodes of the entries it was given with their attributes now. */
+	for (uint64_t j = MAX(k0, 2); plus && c->push && j < k; j++) {
+		struct idx_dirent de;
+		if (idx_reader_dirent(c->r, dir, (uint32_t)(j - 2), &de) == 0)
+			fs_push_known(c->push, de.ino);
+	}
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
