@@ -28,6 +28,9 @@
 #                trace of the same command (isorun mount --record-trace, prefetch=none,
 #                loopback; recorded once per image and command, pushed next to a copy of
 #                the image in IMAGE-traced-LABEL): what CI publishes after one run
+#   run-stored   as run-traced, with every chunk already in the store (a previous run
+#                fetched the image; its daemon stopped) and the page cache dropped: the
+#                floor's state, the image on local disk
 #   mount-cold / mount-index / mount-warm: the same three through `isorun mount REF DIR` and
 #                the first command in a chroot of DIR (mount time included)
 # Bytes: "touched" = page-cache-resident bytes of every file in the unpacked tree after the
@@ -194,7 +197,7 @@ export ISORUN_INSECURE_REGISTRIES=http://$BENCH_WAN_ADDR,$BENCH_WAN_ADDR
 # Methods: avail_<m> says whether it can run (else "n/a"), m_<m> IMAGE LABEL NET REP measures
 # and records. Adding a method = one pair of functions + its name in METHODS.
 # Order matters: each *-warm method reuses the state its *-cold method just left.
-METHODS="baseline floor index-oci index pull run-cold run-warm run-index run-traced mount-cold mount-warm mount-index"
+METHODS="baseline floor index-oci index pull run-cold run-warm run-index run-traced run-stored mount-cold mount-warm mount-index"
 if [ -n "$ONLY_METHODS" ]; then
 	keep="baseline floor"
 	for m in $METHODS; do
@@ -212,6 +215,7 @@ declare -A METHOD_TITLE=(
 	[run-index]="isorun run, cold, pre-built index"
 	[run-warm]="isorun run, warm"
 	[run-traced]="isorun run, cold, trace-ordered index"
+	[run-stored]="isorun run, chunks in the store, trace-ordered index"
 	[mount-cold]="isorun mount+chroot, cold, no index"
 	[mount-index]="isorun mount+chroot, cold, pre-built index"
 	[mount-warm]="isorun mount+chroot, warm"
@@ -228,6 +232,7 @@ avail_run_cold() { has_verb "$ISORUN" run; }
 avail_run_index() { has_verb "$ISORUN" run && avail_index_oci; }
 avail_run_warm() { has_verb "$ISORUN" run; }
 avail_run_traced() { has_verb "$ISORUN" run && has_verb "$ISORUN" mount && index_can_push && index_takes_refs; }
+avail_run_stored() { avail_run_traced; }
 avail_mount_cold() { has_verb "$ISORUN" mount; }
 avail_mount_index() { has_verb "$ISORUN" mount && avail_index_oci; }
 avail_mount_warm() { has_verb "$ISORUN" mount; }
@@ -503,6 +508,23 @@ m_run_traced() {
 	step "isorun run (trace-ordered index)" isorun_run "$1" "$2" "$3" "$TRACED_REF"
 	record "$1" "$2" "$3" run-traced total_ms "$4" "$(ms_since "$t")"
 	record "$1" "$2" "$3" run-traced fetched_bytes "$4" "$(fetched_bytes)"
+}
+
+m_run_stored() {
+	local t i
+	isorun_traced_index "$1" "$2" "$3"
+	step "isorun run (filling the store)" isorun_run "$1" "$2" "$3" "$TRACED_REF"
+	# The rest of the image arrives in the background (the mount is kept warm): every chunk.
+	for i in $(seq 1 600); do
+		[ "$("$ISORUN" --root "$IROOT" stats --json 2>/dev/null | jq -r '.mounts[0].prefetch.complete')" = true ] && break
+		sleep 0.2
+	done
+	isorun_quiesce "$IROOT"
+	drop_caches
+	t=$(now_ns)
+	step "isorun run (chunks in the store)" isorun_run "$1" "$2" "$3" "$TRACED_REF"
+	record "$1" "$2" "$3" run-stored total_ms "$4" "$(ms_since "$t")"
+	record "$1" "$2" "$3" run-stored fetched_bytes "$4" "$(fetched_bytes)"
 }
 
 # WARM_STATE names the image/command/network/repetition whose cold run left the store (and,
