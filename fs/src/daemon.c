@@ -456,9 +456,11 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 	raise_readahead(d.mnt);
 	/* Pages for the kernel's cache as the startup list arrives; not while recording a
 	 * trace (it learns from the reads) nor without background prefetch. */
-	if (!o.trace_path && o.prefetch != FS_PREFETCH_NONE && !o.no_push &&
-	    (r = fs_push_start(e, rd, fuse_session_fd(d.se), &d.push)) < 0)
-		log_warn("fsd: no page pusher: %s", strerror(-r));
+	if (!o.trace_path && o.prefetch != FS_PREFETCH_NONE && !o.no_push) {
+		int pr = fs_push_start(e, rd, fuse_session_fd(d.se), &d.push);
+		if (pr < 0)
+			log_warn("fsd: no page pusher: %s", strerror(-pr));
+	}
 	octx.push = d.push;
 	if (pipe2(d.wake, O_CLOEXEC) < 0 || pthread_create(&d.ctl, NULL, ctl_main, &d) != 0) {
 		r = -errno;
