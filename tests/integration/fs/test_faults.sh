@@ -24,7 +24,7 @@ expect_eio() { # FILE
 	err=$(timeout 120 cat "$WORK/m1/$1" 2>&1 >/dev/null) || rc=$?
 	[ $rc -ne 124 ] || fail "reading $1 hung"
 	[ $rc -ne 0 ] || fail "reading $1 succeeded through a broken registry"
-	echo "$err" | grep -q "Input/output error" || fail "reading $1: $err"
+	grep -q "Input/output error" <<<"$err" || fail "reading $1: $err"
 }
 
 # Registry unreachable: EIO, then the same read works once it is back.

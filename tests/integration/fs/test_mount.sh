@@ -9,7 +9,7 @@ R=$WORK/root
 ref=$REG/fs/img:v1
 
 out=$("$ISORUN" --debug --root "$R" pull "$ref" 2>"$WORK/pull1.log") || fail "pull"
-echo "$out" | grep -q "index artifact" || fail "pull did not use the index artifact: $out"
+grep -q "index artifact" <<<"$out" || fail "pull did not use the index artifact: $out"
 grep -q "named by the referrers list, fetched beside" "$WORK/pull1.log" ||
 	fail "the index blob was not fetched beside the artifact manifest"
 # A loopback registry is an insecure one: the first contact probes TLS, falls back to plain
@@ -52,14 +52,14 @@ mkdir -p "$WORK/m1" "$WORK/m2"
 for o in --check-async --index=sha256:0 --mountpoint=/tmp --ready-fd=3; do
 	rc=0
 	err=$("$ISORUN" --root "$R" mount "$o" "$ref" "$WORK/m1" 2>&1) || rc=$?
-	[ "$rc" = 2 ] && echo "$err" | grep -q -- "${o%%=*} is an option of the mount daemon" ||
+	[ "$rc" = 2 ] && grep -q -- "${o%%=*} is an option of the mount daemon" <<<"$err" ||
 		fail "mount $o: exit $rc: $err"
 done
 # A bad value is named with its own option (whatever the option table's order).
 for o in --prefetch --bwlimit --fg-spill --startup-hold --mem-cache; do
 	rc=0
 	err=$("$ISORUN" --root "$R" mount "$o=bogus" "$ref" "$WORK/m1" 2>&1) || rc=$?
-	[ "$rc" = 2 ] && echo "$err" | grep -q -- "invalid value 'bogus' for $o\$" ||
+	[ "$rc" = 2 ] && grep -q -- "invalid value 'bogus' for $o\$" <<<"$err" ||
 		fail "mount $o=bogus: exit $rc: $err"
 done
 "$ISORUN" --root "$R" mount --prefetch=none "$ref" "$WORK/m1" || fail "mount"
@@ -70,9 +70,9 @@ s=$(stats_json "$R" "$WORK/m1")
 
 # Writes fail with EROFS.
 err=$(touch "$WORK/m1/new" 2>&1) && fail "creating a file succeeded"
-echo "$err" | grep -q "Read-only file system" || fail "create did not fail with EROFS: $err"
+grep -q "Read-only file system" <<<"$err" || fail "create did not fail with EROFS: $err"
 err=$(sh -c "echo x >> '$WORK/m1/etc/passwd'" 2>&1) && fail "appending succeeded"
-echo "$err" | grep -q "Read-only file system" || fail "write did not fail with EROFS: $err"
+grep -q "Read-only file system" <<<"$err" || fail "write did not fail with EROFS: $err"
 
 # statfs: blocks of the regular files' bytes and one file per inode of the image (hardlinks
 # once), the same answer on every call (computed on the first).
@@ -106,7 +106,7 @@ h=$(stats_json "$R" "$WORK/m2")
 	fail "stats do not list the two holders: $h"
 "$ISORUN" --root "$R" stats "$WORK/m2" | grep -q "^holders *2$" || fail "isorun stats: no holders line"
 err=$("$ISORUN" --root "$R" mount "$ref" "$WORK/m2" 2>&1) && fail "mounted twice on m2"
-echo "$err" | grep -q "already an isorun mount" || fail "second mount on m2: $err"
+grep -q "already an isorun mount" <<<"$err" || fail "second mount on m2: $err"
 # m1 goes away with a plain umount (its holder line stays): the release of m2 finds that
 # holder gone (no such mount any more) and the daemon still exits after the last umount.
 umount "$WORK/m1" || fail "umount m1"
@@ -199,7 +199,7 @@ for mode in wrong strip; do
 	relist "$mode"
 	out=$("$ISORUN" --debug --root "$WORK/root-$mode" pull "$ref" 2>"$WORK/pull-$mode.log") ||
 		fail "pull with a referrers list entry ($mode): $(tail -3 "$WORK/pull-$mode.log")"
-	echo "$out" | grep -q "index artifact" || fail "pull ($mode) did not use the artifact"
+	grep -q "index artifact" <<<"$out" || fail "pull ($mode) did not use the artifact"
 	! grep -q "named by the referrers list" "$WORK/pull-$mode.log" ||
 		fail "pull ($mode) took the list's index blob"
 	[ "$(ls "$WORK/root-$mode/indexes")" = "$(ls "$R/indexes")" ] ||
@@ -210,7 +210,7 @@ done
 reart old
 out=$("$ISORUN" --debug --root "$WORK/root-old" pull "$ref" 2>"$WORK/pull-old.log") ||
 	fail "pull of a raw-index artifact: $(tail -3 "$WORK/pull-old.log")"
-echo "$out" | grep -q "index artifact" || fail "pull (old) did not use the artifact"
+grep -q "index artifact" <<<"$out" || fail "pull (old) did not use the artifact"
 grep -q "named by the referrers list" "$WORK/pull-old.log" || fail "pull (old): no early fetch"
 [ "$(ls "$WORK/root-old/indexes")" = "$(ls "$R/indexes")" ] || fail "pull (old): another index"
 # A "+zstd" index layer that is not a zstd frame: refused with the reason, and the image is
@@ -220,7 +220,7 @@ out=$("$ISORUN" --root "$WORK/root-badz" pull "$ref" 2>"$WORK/pull-badz.log") ||
 	fail "pull past a broken index layer: $(tail -3 "$WORK/pull-badz.log")"
 grep -q "not one zstd frame" "$WORK/pull-badz.log" ||
 	fail "pull (badz) did not say what was wrong: $(cat "$WORK/pull-badz.log")"
-echo "$out" | grep -q "index artifact" && fail "pull (badz) used the broken artifact"
+grep -q "index artifact" <<<"$out" && fail "pull (badz) used the broken artifact"
 [ "$(ls "$WORK/root-badz/indexes")" = "$(ls "$R/indexes")" ] ||
 	fail "pull (badz): the local build gave another index"
 "$src/tests/fixtures/registry.sh" stop "$WORK/reg" >/dev/null

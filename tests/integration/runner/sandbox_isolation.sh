@@ -36,7 +36,7 @@ expect_rc "umount fails" 1 "$ISORUN" exec "$ID" -- umount /proc
 host=$(setpriv --reuid=1000 --regid=1000 --clear-groups "$PROBE" seccomp)
 echo "host, uid 1000:" $host
 for s in add_key keyctl unshare_user userfaultfd; do
-	echo "$host" | grep -q "^$s OK" || skip "the host itself refuses $s to users: the check would prove nothing"
+	grep -q "^$s OK" <<<"$host" || skip "the host itself refuses $s to users: the check would prove nothing"
 done
 inside=$("$ISORUN" exec --user 1000 "$ID" -- /bin/probe seccomp)
 echo "$inside"

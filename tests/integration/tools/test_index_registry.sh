@@ -47,7 +47,7 @@ ok "verify"
 
 # 2. push, read back with skopeo, found again
 out=$("$INDEX" --root "$WORK/s3" build --push "$PLAIN/app:v1")
-echo "$out" | grep -q '^pushed ' || fail "no 'pushed' line: $out"
+grep -q '^pushed ' <<<"$out" || fail "no 'pushed' line: $out"
 [ "$(echo "$out" | last)" = "$d_reg" ] || fail "pushed build has another digest"
 mdigest=$(skopeo inspect --raw --tls-verify=false "docker://$PLAIN/app:v1" | sha256sum | cut -d' ' -f1)
 refs=$(skopeo inspect --raw --tls-verify=false "docker://$PLAIN/app:sha256-$mdigest")
@@ -72,7 +72,7 @@ curl -fsS "http://$PLAIN/v2/app/blobs/$blob" >"$WORK/ilayer"
 	fail "the index layer is not smaller than the index"
 ok "artifact pushed and readable by skopeo, its index layer compressed"
 out=$("$INDEX" --root "$WORK/s4" build "$PLAIN/app:v1")
-echo "$out" | grep -q 'already in the registry' || fail "existing artifact not reported: $out"
+grep -q 'already in the registry' <<<"$out" || fail "existing artifact not reported: $out"
 [ "$(echo "$out" | last)" = "$d_reg" ] || fail "existing artifact: wrong digest"
 [ ! -d "$WORK/s4/indexes" ] || [ -z "$(ls "$WORK/s4/indexes")" ] || fail "built although an artifact exists"
 ok "existing artifact found, nothing rebuilt"
@@ -107,8 +107,8 @@ d_multi=$("$INDEX" --root "$WORK/sm" build --push "$PLAIN/multi:v1" | last)
 ixd=$(skopeo inspect --raw --tls-verify=false "docker://$PLAIN/multi:v1" | sha256sum | cut -d' ' -f1)
 out=$("$ISORUN" --debug --root "$WORK/pm" pull "$PLAIN/multi@sha256:$ixd" 2>"$WORK/pm.log") ||
 	fail "pull of an index of platforms by digest: $(tail -3 "$WORK/pm.log")"
-echo "$out" | grep -qx "index    $d_multi" || fail "pull by index digest: $out"
-echo "$out" | grep -q "index artifact" || fail "pull by index digest did not use the artifact"
+grep -qx "index    $d_multi" <<<"$out" || fail "pull by index digest: $out"
+grep -q "index artifact" <<<"$out" || fail "pull by index digest did not use the artifact"
 ! grep -q "asked for beside the manifest" "$WORK/pm.log" ||
 	fail "the referrers of the platforms' index were taken for the manifest's"
 ok "pull by the digest of an index of platforms finds the platform's artifact"

@@ -78,9 +78,9 @@ out=$("$ISORUN" --root "$ROOT" run "$REG/app:v1" -- sh -c \
 echo "$out" | sed -n 1p | grep -qx bar || fail "Env not applied: $out"
 echo "$out" | sed -n 2p | grep -qx /app || fail "WorkingDir not applied: $out"
 echo "$out" | sed -n 3p | grep -qx 1000 || fail "User not applied: $out"
-echo "$out" | grep -qx gone || fail "whiteout not applied: $out"
-echo "$out" | grep -qx "hello from the image" || fail "upper layer file missing: $out"
-echo "$out" | grep -q "^$sha " || fail "file content differs: $out"
+grep -qx gone <<<"$out" || fail "whiteout not applied: $out"
+grep -qx "hello from the image" <<<"$out" || fail "upper layer file missing: $out"
+grep -q "^$sha " <<<"$out" || fail "file content differs: $out"
 ok "run REF from an empty store: Env, WorkingDir, User, whiteout, content"
 set +e
 "$ISORUN" --root "$ROOT" run "$REG/app:v1" -- sh -c 'exit 7'
