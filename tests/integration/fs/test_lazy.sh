@@ -85,8 +85,8 @@ ino=$(stat -c %i "$WORK/unp-img-v1/rootfs/usr/lib/libbig.so")
 awk '/^[0-9]/ { if ($1 != n++) exit 1 }' "$WORK/trace" || fail "trace sequence"
 
 # The trace makes os-release and libbig.so the head of the startup list. Fetched by the prefetch ahead of
-# their first read, its chunks are held for it even though the memory cache (2 MiB here)
-# cannot keep them all: the read loads nothing back from the store, and leaves none held.
+# their first read, its chunks are held for it even though the memory cache (4 MiB here,
+# half the file) cannot keep them all: the read loads nothing back from the store, and leaves none held.
 # With a hold too small for any chunk they go through the cache and come back from the store.
 "$INDEX" --root "$WORK/ci" build --push --force --startup-trace "$WORK/trace" "$ref" >/dev/null ||
 	fail "build --startup-trace"
@@ -94,7 +94,7 @@ for hold in 256M 1; do
 	R4=$WORK/root-hold-$hold
 	mkdir -p "$WORK/m4"
 	# (without the page pusher, which would take the chunks before the reads: below)
-	"$ISORUN" --root "$R4" mount --prefetch=startup --mem-cache 2M --startup-hold "$hold" \
+	"$ISORUN" --root "$R4" mount --prefetch=startup --mem-cache 4M --startup-hold "$hold" \
 		--no-page-push "$ref" "$WORK/m4" || fail "mount --startup-hold $hold"
 	for i in $(seq 1 300); do
 		s=$(stats_json "$R4" "$WORK/m4")
@@ -112,8 +112,9 @@ for hold in 256M 1; do
 		[ "$peak" = 0 ] || fail "held $peak bytes with a 1-byte hold"
 		[ "$loads" -gt 50 ] || fail "the control run loaded $loads chunks from the store"
 	else
-		# (a chunk two readahead windows share can leave the 2 MiB cache between its two
-		# reads and come back from the store: seen once in a dozen runs)
+		# (a chunk two readahead windows share can leave the cache between its two reads
+		# and come back from the store: with a 2 MiB cache, up to 13 loads in a third of
+		# the runs)
 		[ "$loads" -le 4 ] || fail "$loads chunks loaded back from the store despite the hold"
 		[ "$peak" -ge $((size / 2)) ] || fail "held at most $peak bytes"
 		# (the trace's other small files are not read here)
