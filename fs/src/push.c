@@ -49,8 +49,9 @@ enum { K_KNOWN = 1, K_QUEUED = 2 };
 struct unit {
 	uint32_t pos; /* the chunk's (first) position in the startup list */
 	uint32_t ino;
-	uint32_t ext;  /* extent index in the file */
-	uint32_t next; /* the inode's waiting list (lock) */
+	uint32_t ext;	/* extent index in the file */
+	uint32_t chunk; /* that extent's chunk */
+	uint32_t next;	/* the inode's waiting list (lock) */
 };
 
 struct fs_push {
@@ -122,7 +123,7 @@ static int build(struct fs_push *p)
 					return -ENOMEM;
 				p->u = nu;
 			}
-			p->u[p->n_u++] = (struct unit){p->pos_of[ex.chunk], ino, x, NONE};
+			p->u[p->n_u++] = (struct unit){p->pos_of[ex.chunk], ino, x, ex.chunk, NONE};
 		}
 	}
 	qsort(p->u, p->n_u, sizeof(*p->u), cmp_unit);
@@ -131,13 +132,13 @@ static int build(struct fs_push *p)
 	return 0;
 }
 
-/* The unit of extent `x` of `ino`, or NONE when that extent's chunk is not on the list. */
-static uint32_t unit_of(const struct fs_push *p, uint32_t ino, uint32_t x)
+/* The unit of extent `x` of `ino` (*ex: the extent), or NONE when that extent's chunk is not
+ * on the list. */
+static uint32_t unit_of(const struct fs_push *p, uint32_t ino, uint32_t x, struct idx_extent *ex)
 {
-	struct idx_extent ex;
-	if (idx_reader_extent(p->r, ino, x, &ex) < 0 || p->pos_of[ex.chunk] == NONE)
+	if (idx_reader_extent(p->r, ino, x, ex) < 0 || p->pos_of[ex->chunk] == NONE)
 		return NONE;
-	uint32_t pos = p->pos_of[ex.chunk], lo = 0, hi = p->n_u;
+	uint32_t pos = p->pos_of[ex->chunk], lo = 0, hi = p->n_u;
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 		if (p->u[mid].pos < pos)
@@ -195,8 +196,8 @@ static void wait_lookup(struct fs_push *p, uint32_t k)
 /* Whether extent x of `ino` is a unit already sent; *ret = the extent. */
 static bool sent(const struct fs_push *p, uint32_t ino, uint32_t x, struct idx_extent *ret)
 {
-	uint32_t k = unit_of(p, ino, x);
-	return k != NONE && p->done[k] && idx_reader_extent(p->r, ino, x, ret) == 0;
+	uint32_t k = unit_of(p, ino, x, ret);
+	return k != NONE && p->done[k];
 }
 
 /*
@@ -308,11 +309,9 @@ static int drain(struct fs_push *p)
 		pthread_mutex_unlock(&p->lock);
 		for (k = rev; k != NONE;) {
 			uint32_t nk = p->u[k].next;
-			struct idx_extent ex;
 			struct fs_chunk_ref ref;
-			int r = idx_reader_extent(p->r, ino, p->u[k].ext, &ex);
-			if (r == 0 && (r = fs_engine_peek(p->e, ex.chunk, 0, false, &ref)) == 0) {
-				r = send_unit(p, k, &ref);
+			if (fs_engine_peek(p->e, p->u[k].chunk, 0, false, &ref) == 0) {
+				int r = send_unit(p, k, &ref);
 				fs_engine_put(p->e, &ref);
 				if (r < 0)
 					return r;
@@ -339,26 +338,20 @@ static void *push_main(void *arg)
 		if ((r = drain(p)) < 0)
 			break;
 		if (i < p->n_u) {
-			struct idx_extent ex;
 			struct fs_chunk_ref ref;
 			/* chunks in the store load in parallel ahead of the sends (a warm start) */
 			for (; ahead < p->n_u && ahead < i + LOAD_AHEAD; ahead++)
-				if (idx_reader_extent(p->r, p->u[ahead].ino, p->u[ahead].ext,
-						      &ex) == 0)
-					fs_engine_preload(p->e, ex.chunk);
-			if (idx_reader_extent(p->r, p->u[i].ino, p->u[i].ext, &ex) < 0) {
-				i++;
+				fs_engine_preload(p->e, p->u[ahead].chunk);
+			/* (its failures skip the unit: only a send's end the thread) */
+			int pr = fs_engine_peek(p->e, p->u[i].chunk, PEEK_WAIT_MS, true, &ref);
+			if (pr == -EAGAIN && cm_now_ns() - since < GIVE_UP_NS)
 				continue;
-			}
-			r = fs_engine_peek(p->e, ex.chunk, PEEK_WAIT_MS, true, &ref);
-			if (r == -EAGAIN && cm_now_ns() - since < GIVE_UP_NS)
-				continue;
-			if (r == -ECANCELED)
+			if (pr == -ECANCELED)
 				break;
-			if (r == -EALREADY) {
+			if (pr == -EALREADY) {
 				p->done[i] = 1;
 				count(&p->skipped, 1);
-			} else if (r == 0) {
+			} else if (pr == 0) {
 				r = send_unit(p, i, &ref);
 				fs_engine_put(p->e, &ref);
 				if (r < 0)
