@@ -57,7 +57,8 @@ struct daemon {
 	const struct idx_reader *rd;
 	pthread_t refs;
 	bool refs_started, refs_stop;
-	bool check_async; /* the registry check runs on the references thread, first */
+	bool index_fresh; /* the caller has just fetched the index: the registry check runs on
+			   * the references thread, first */
 };
 
 DEFINE_CLEANUP_FUNC(struct fs_engine, fs_engine_free)
@@ -177,7 +178,7 @@ static void serve_one(struct daemon *d, int fd)
 	}
 }
 
-/* The registry check of a mount reported ready before it (--check-async: its caller has just
+/* The registry check of a mount reported ready before it (--index-fresh: its caller has just
  * fetched the index from that registry). A failure is the same message a synchronous check
  * gives; the reads that need the registry then fail with EIO after their own retries. */
 static void check_in_background(struct daemon *d)
@@ -204,7 +205,7 @@ static void check_in_background(struct daemon *d)
 static void *refs_main(void *arg)
 {
 	struct daemon *d = arg;
-	if (d->check_async)
+	if (d->index_fresh)
 		check_in_background(d);
 	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) < 0)
 		log_debug("fsd: cannot lower the references thread's priority: %s",
@@ -394,9 +395,9 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 	    (r = idx_store_index_path(s, idig, &ipath)) < 0)
 		goto out;
 	log_debug("fsd: store open");
-	/* An index this mount's caller has just fetched (check_async) was verified against its
+	/* An index this mount's caller has just fetched (index_fresh) was verified against its
 	 * digest as it was decoded, then stored: validated here, not hashed again (7 ms). */
-	r = o.check_async ? idx_reader_open_digest(ipath, idig, &rd) : idx_reader_open(ipath, &rd);
+	r = o.index_fresh ? idx_reader_open_digest(ipath, idig, &rd) : idx_reader_open(ipath, &rd);
 	if (r < 0) {
 		log_error("fsd: cannot open index %s: %s", idig, strerror(-r));
 		goto out;
@@ -417,10 +418,10 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 	/* Prefetch first: on a distant registry the check's round trip (a connection and a HEAD,
 	 * 40-60 ms on the bench's 20 ms WAN) then overlaps the first ranges of the startup
 	 * list. A failed check stops the engine (out:). */
-	d.check_async = o.check_async;
-	if ((r = fs_engine_start(e)) < 0 || (!d.check_async && (r = fs_engine_check(e)) < 0))
+	d.index_fresh = o.index_fresh;
+	if ((r = fs_engine_start(e)) < 0 || (!d.index_fresh && (r = fs_engine_check(e)) < 0))
 		goto out;
-	if (!d.check_async)
+	if (!d.index_fresh)
 		log_debug("fsd: registry answered");
 	d.e = e;
 
@@ -484,7 +485,7 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 		log_warn("fsd: cannot start the references thread: chunk references of %s are "
 			 "recorded by the next eviction, prune or stats",
 			 idig);
-		if (d.check_async)
+		if (d.index_fresh)
 			check_in_background(&d);
 	}
 

@@ -147,8 +147,8 @@ static char **daemon_argv(const char *exe, const char *root, const char *idig, c
 		ARG("--chunk-format=zstd");
 	if (o->no_push)
 		ARG("--no-page-push");
-	if (o->check_async)
-		ARG("--check-async");
+	if (o->index_fresh)
+		ARG("--index-fresh");
 #undef ARG
 	if (!ok) {
 		fs_strv_free(v, n);

@@ -41,7 +41,7 @@ enum {
 	O_FG_SPILL,
 	O_VERIFY_LOCAL,
 	O_CHUNK_FORMAT,
-	O_CHECK_ASYNC,
+	O_INDEX_FRESH,
 	O_STARTUP_HOLD,
 	O_NO_PUSH,
 };
@@ -66,7 +66,7 @@ static const struct option mount_opts[] = {
     {"fg-spill", required_argument, NULL, O_FG_SPILL},
     {"verify-local", no_argument, NULL, O_VERIFY_LOCAL},
     {"chunk-format", required_argument, NULL, O_CHUNK_FORMAT},
-    {"check-async", no_argument, NULL, O_CHECK_ASYNC},
+    {"index-fresh", no_argument, NULL, O_INDEX_FRESH},
     {"no-page-push", no_argument, NULL, O_NO_PUSH},
     {},
 };
@@ -88,7 +88,7 @@ static int parse(int argc, char **argv, struct mount_args *a, bool fsd)
 	uint64_t v;
 	while ((c = getopt_long(argc, argv, "+", mount_opts, &li)) != -1) {
 		if (!fsd && (c == O_INDEX || c == O_MOUNTPOINT || c == O_READY_FD ||
-			     c == O_CHECK_ASYNC)) {
+			     c == O_INDEX_FRESH)) {
 			fprintf(stderr,
 				"isorun: --%s is an option of the mount daemon (isorun fsd), not "
 				"of isorun mount\n",
@@ -138,8 +138,8 @@ static int parse(int argc, char **argv, struct mount_args *a, bool fsd)
 		case O_VERIFY_LOCAL:
 			a->o.verify_local = true;
 			break;
-		case O_CHECK_ASYNC: /* fsd only: set by create/run after a pull */
-			a->o.check_async = true;
+		case O_INDEX_FRESH: /* fsd only: set by create/run after a pull */
+			a->o.index_fresh = true;
 			break;
 		case O_CHUNK_FORMAT:
 			if (strcmp(optarg, "raw") != 0 && strcmp(optarg, "zstd") != 0)

@@ -104,7 +104,7 @@ static int image_acquire(void *userdata, const char *image_key, const char *hold
 {
 	struct fs_mount_opts o = {.keep_warm_s = KEEP_WARM_DEFAULT_S,
 				  .debug = cm_log_get_level() >= CM_LOG_DEBUG,
-				  .check_async = strcmp(image_key, fresh_from_registry) == 0};
+				  .index_fresh = strcmp(image_key, fresh_from_registry) == 0};
 	const char *pf = getenv("ISORUN_PREFETCH");
 	if (pf && fs_prefetch_parse(pf, &o.prefetch) < 0)
 		log_warn("ignoring ISORUN_PREFETCH=%s (none|startup|all)", pf);

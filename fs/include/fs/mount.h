@@ -55,7 +55,7 @@ struct fs_mount_opts {
 				      reads instead of writing them into the kernel's page
 				      cache as they arrive (fs/src/push.h) */
 	bool debug;		   /* daemon logs at debug level */
-	bool check_async;	   /* the caller has just fetched this image's index from its
+	bool index_fresh;	   /* the caller has just fetched this image's index from its
 				      registry: report the mount ready without waiting for the
 				      registry check (one round trip on a distant registry),
 				      which still runs and logs a failure; and do not hash the

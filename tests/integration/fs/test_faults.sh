@@ -68,7 +68,7 @@ fi
 grep -q "does not serve pack" "$WORK"/root2/mounts/*/daemon.log || fail "cause not logged"
 
 # The same check failing (HEAD of the packs refused) for `isorun create`, which has just
-# fetched the index from that registry: it does not wait for the check (--check-async, one
+# fetched the index from that registry: it does not wait for the check (--index-fresh, one
 # round trip less on a distant registry), its mount comes up and the failed check is logged.
 echo "HEAD%20/v2/fs/img/blobs/ down -1" >"$WORK/rules"
 id=$(ISORUN_PREFETCH=none ISORUN_KEEP_WARM=0 "$ISORUN" --root "$WORK/root4" create "$ref") ||

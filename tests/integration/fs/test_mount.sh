@@ -49,7 +49,7 @@ grep -q "referrers of sha256:$mdig asked for beside the manifest" "$WORK/pull-di
 
 mkdir -p "$WORK/m1" "$WORK/m2"
 # The daemon's own options are refused by `isorun mount`, not silently taken.
-for o in --check-async --index=sha256:0 --mountpoint=/tmp --ready-fd=3; do
+for o in --index-fresh --index=sha256:0 --mountpoint=/tmp --ready-fd=3; do
 	rc=0
 	err=$("$ISORUN" --root "$R" mount "$o" "$ref" "$WORK/m1" 2>&1) || rc=$?
 	[ "$rc" = 2 ] && grep -q -- "${o%%=*} is an option of the mount daemon" <<<"$err" ||
