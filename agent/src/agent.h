@@ -23,3 +23,7 @@ struct agent_user {
  * Not thread-safe (the agent is single-threaded; called in the forked child).
  */
 int agent_user_resolve(const char *spec, struct agent_user *ret, const char **errmsg);
+/* The same from the two files' contents (NUL-terminated, either may be NULL: no such file),
+ * which are split in place. For tests and the fuzz target. */
+int agent_user_resolve_db(const char *spec, char *passwd, char *group, struct agent_user *ret,
+			  const char **errmsg);

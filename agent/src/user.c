@@ -83,7 +83,8 @@ static bool parse_id(const char *s, uint32_t *ret)
 	return true;
 }
 
-int agent_user_resolve(const char *spec, struct agent_user *ret, const char **errmsg)
+int agent_user_resolve_db(const char *spec, char *pw, char *gr, struct agent_user *ret,
+			  const char **errmsg)
 {
 	char buf[AGENT_MAX_USER];
 	char *upart, *gpart;
@@ -103,7 +104,6 @@ int agent_user_resolve(const char *spec, struct agent_user *ret, const char **er
 	if (gpart)
 		*gpart++ = 0;
 
-	char *pw = read_db("/etc/passwd");
 	if (parse_id(upart, &uid))
 		have_uid = true;
 	for (char *line = pw, *next; line && *line; line = next) {
@@ -125,7 +125,6 @@ int agent_user_resolve(const char *spec, struct agent_user *ret, const char **er
 			snprintf(ret->home, sizeof(ret->home), "%s", f[5]);
 		break;
 	}
-	free(pw);
 	if (!have_uid) {
 		*errmsg = "no such user in the image's /etc/passwd";
 		return -ENOENT;
@@ -133,7 +132,6 @@ int agent_user_resolve(const char *spec, struct agent_user *ret, const char **er
 	if (!have_gid)
 		gid = 0;
 
-	char *gr = read_db("/etc/group");
 	bool want_group_name = gpart && !parse_id(gpart, &gid);
 	bool found_group = false;
 	if (gpart && !want_group_name)
@@ -158,18 +156,26 @@ int agent_user_resolve(const char *spec, struct agent_user *ret, const char **er
 			mn = strchr(m, ',');
 			if (mn)
 				*mn++ = 0;
-			if (!strcmp(m, name) && ret->ngroups < AGENT_MAX_GROUPS)
+			/* the last slot is the primary group's */
+			if (!strcmp(m, name) && ret->ngroups < AGENT_MAX_GROUPS - 1)
 				ret->groups[ret->ngroups++] = g;
 		}
 	}
-	free(gr);
 	if (gpart && !found_group) {
 		*errmsg = "no such group in the image's /etc/group";
 		return -ENOENT;
 	}
 	ret->uid = uid;
 	ret->gid = gid;
-	if (ret->ngroups < AGENT_MAX_GROUPS)
-		ret->groups[ret->ngroups++] = gid;
+	ret->groups[ret->ngroups++] = gid;
 	return 0;
+}
+
+int agent_user_resolve(const char *spec, struct agent_user *ret, const char **errmsg)
+{
+	char *pw = read_db("/etc/passwd"), *gr = read_db("/etc/group");
+	int r = agent_user_resolve_db(spec, pw, gr, ret, errmsg);
+	free(pw);
+	free(gr);
+	return r;
 }

@@ -1,2 +1,3 @@
 # Fuzz targets of the agent protocol (replayed over the committed corpus under CTest).
 isorun_fuzz_target(fuzz_agent_frame ${ISORUN_TEST_KIND_DIR}/fuzz_agent_frame.c isorun_agent_proto)
+isorun_fuzz_target(fuzz_agent_user ${ISORUN_TEST_KIND_DIR}/fuzz_agent_user.c isorun_agent_user)
