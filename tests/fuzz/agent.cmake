@@ -1,3 +1,4 @@
-# Fuzz targets of the agent protocol (replayed over the committed corpus under CTest).
+# Fuzz targets of the agent: its protocol, and its reading of the image's user database
+# (replayed over the committed corpora under CTest).
 isorun_fuzz_target(fuzz_agent_frame ${ISORUN_TEST_KIND_DIR}/fuzz_agent_frame.c isorun_agent_proto)
 isorun_fuzz_target(fuzz_agent_user ${ISORUN_TEST_KIND_DIR}/fuzz_agent_user.c isorun_agent_user)
