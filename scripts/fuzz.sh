@@ -24,7 +24,9 @@ while getopts "t:j:h" o; do
 	esac
 done
 shift $((OPTIND - 1))
-[[ $secs =~ ^[0-9]+$ && $jobs =~ ^[1-9][0-9]*$ ]] || { echo "fuzz.sh: -t and -j take numbers" >&2; exit 2; }
+# (libFuzzer takes -max_total_time=0 as "no limit")
+[[ $secs =~ ^[1-9][0-9]*$ && $jobs =~ ^[1-9][0-9]*$ ]] ||
+	{ echo "fuzz.sh: -t and -j take positive numbers" >&2; exit 2; }
 
 cmake --preset fuzz >/dev/null
 cmake --build build/fuzz -j"$(nproc)" >/dev/null
