@@ -70,7 +70,7 @@ struct fs_push {
 	uint32_t *pos_of; /* [chunk count] first position in the list, or NONE; thread only */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool stop; /* lock */
+	bool stop; /* written under lock, read atomically */
 	pthread_t thread;
 	bool started;
 	/* counters (atomics) */
@@ -337,6 +337,9 @@ static void *push_main(void *arg)
 	for (uint32_t i = 0, ahead = 0;;) {
 		if ((r = drain(p)) < 0)
 			break;
+		/* (waiting for a chunk that does not come would keep it here GIVE_UP_NS a unit) */
+		if (__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE))
+			break;
 		if (i < p->n_u) {
 			struct fs_chunk_ref ref;
 			/* chunks in the store load in parallel ahead of the sends (a warm start) */
@@ -430,7 +433,7 @@ void fs_push_free(struct fs_push *p)
 		return;
 	if (p->started) {
 		pthread_mutex_lock(&p->lock);
-		p->stop = true;
+		__atomic_store_n(&p->stop, true, __ATOMIC_RELEASE);
 		pthread_cond_broadcast(&p->cond);
 		pthread_mutex_unlock(&p->lock);
 		pthread_join(p->thread, NULL);

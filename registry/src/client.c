@@ -439,7 +439,7 @@ static int rg_sink(void *ud, const uint8_t *data, size_t n)
 }
 
 int reg_client_get_blob_ranges(struct reg_client *c, const struct reg_ref *repo, const char *digest,
-			       struct reg_range *ranges, size_t n)
+			       struct reg_range *ranges, size_t n, const atomic_bool *cancel)
 {
 	_cleanup_free_ char *scope = reg_scope(repo, "pull");
 	struct rg *g;
@@ -471,6 +471,7 @@ int reg_client_get_blob_ranges(struct reg_client *c, const struct reg_ref *repo,
 	q.start = rg_start;
 	q.restart = rg_restart;
 	q.ud = g;
+	q.cancel = cancel;
 	/* the restart hook clears q.range on resume in dl_*, not here: keep our header */
 	r = q.path ? reg_req_perform(c, &q) : -ENOMEM;
 	if (r == -ECANCELED && g->complete)

@@ -30,6 +30,7 @@
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -137,10 +138,11 @@ struct reg_range {
  * 200 with the whole blob (ranges are cut out of the stream). Ranges must be non-empty and
  * at most REG_RANGES_MAX. Range data cannot be verified by the blob digest: the caller
  * verifies its own (chunk) digests. -EPROTO (answer does not cover a range), -EINVAL,
- * and the transport errors.
+ * and the transport errors. `cancel` (may be NULL) set by another thread ends a transfer
+ * that has gone silent and any retry wait at once: -ECANCELED.
  */
 int reg_client_get_blob_ranges(struct reg_client *c, const struct reg_ref *repo, const char *digest,
-			       struct reg_range *ranges, size_t n);
+			       struct reg_range *ranges, size_t n, const atomic_bool *cancel);
 
 /*
  * A blob as a forward-only stream: a download thread fills a bounded ring buffer (4 MiB)

@@ -99,4 +99,25 @@ n=$(workers "$WORK/root3")
 [ "$n" = 4 ] || fail "a distant registry got $n prefetch workers, not 4"
 n=$(workers "$WORK/root3" --prefetch-threads=3)
 [ "$n" = 3 ] || fail "--prefetch-threads=3 gave $n prefetch workers"
+: >"$WORK/rules"
+
+# Unmounting while the startup list's fetch hangs on the registry: the page pusher, waiting
+# for chunks that do not come, lets the daemon go (it used to wait up to 30 s for each unit
+# of the startup list, its give-up time, before it looked at the stop).
+"$ISORUN" --root "$WORK/root5" pull "$ref" >/dev/null || fail "pull into a fifth store"
+echo "GET%20/v2/fs/img/blobs/ stall -1 600" >"$WORK/rules"
+mkdir -p "$WORK/m5"
+"$ISORUN" --root "$WORK/root5" mount "$ref" "$WORK/m5" || fail "mount, the fetches hanging"
+[ "$(stats_json "$WORK/root5" "$WORK/m5" | jget prefetch.total)" -gt 0 ] ||
+	fail "the test image has no startup list: nothing to push"
+sleep 1 # the pusher waits for the first startup chunk
+pid=$(pgrep -f -- "--root=$WORK/root5 fsd") || fail "no daemon"
+timeout 120 "$ISORUN" --root "$WORK/root5" umount "$WORK/m5" || fail "umount"
+for _ in $(seq 1 250); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then
+	[ -n "${DEBUG_STACKS:-}" ] && gdb -batch -p "$pid" -ex "thread apply all bt" >/tmp/ra/stacks.txt 2>&1
+	kill -9 "$pid"
+	fail "the daemon still ran 25 s after its unmount, the fetches hanging"
+fi
+: >"$WORK/rules"
 pass

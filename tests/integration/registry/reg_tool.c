@@ -332,7 +332,7 @@ int main(int argc, char **argv)
 				rg[0].progress = progress_hook;
 				rg[0].arg = &pc;
 			}
-			e = reg_client_get_blob_ranges(cl, ref, a[1], rg, n);
+			e = reg_client_get_blob_ranges(cl, ref, a[1], rg, n, NULL);
 			if (e == 0 && n == 1) {
 				if (pc.bad || pc.last != rg[0].len ||
 				    memcmp(pc.seen, rg[0].buf, (size_t)rg[0].len) != 0) {
