@@ -128,7 +128,8 @@ struct fs_engine {
 	bool bg_failed;		   /* lock: a background fetch failed in this pass */
 	uint64_t complete_us;	   /* lock: when every chunk became local, 0 before */
 	bool recorded;		   /* lock: ... and a flush since recorded them in store.db */
-	bool stop;		   /* lock */
+	atomic_bool stop;	   /* written under lock; also the registry client's cancel flag
+				      of the fetches in flight (get_range) */
 	struct trace_rec *trace;   /* lock */
 	uint32_t trace_n;	   /* lock */
 	bool trace_dirty;	   /* lock */
@@ -150,7 +151,6 @@ struct fs_engine {
 	pthread_t flusher;
 	bool flusher_started;
 	bool stopped; /* lock */
-	atomic_bool cancel; /* set by fs_engine_stop: cancels the fetches in flight */
 	bool threads_auto; /* no --prefetch-threads: chosen from the registry's latency */
 
 	/* Counters: atomics (__atomic builtins). */
@@ -630,7 +630,7 @@ static int get_range(struct fs_engine *e, uint32_t pack, uint64_t off, uint64_t 
 	    .off = off, .len = len, .buf = buf, .progress = progress, .arg = arg};
 	count(&e->fetch_requests, 1);
 	uint64_t t0 = cm_now_ns();
-	r = reg_client_get_blob_ranges(e->client, e->repo, pd, &rg, 1, &e->cancel);
+	r = reg_client_get_blob_ranges(e->client, e->repo, pd, &rg, 1, &e->stop);
 	uint64_t us = (cm_now_ns() - t0) / 1000;
 	fs_hist_add(&e->fetch_lat, us);
 	log_debug("fetch: pack %u offset %llu, %llu bytes: %s in %llu us", pack,
@@ -1640,9 +1640,8 @@ void fs_engine_stop(struct fs_engine *e)
 {
 	pthread_mutex_lock(&e->lock);
 	bool done = e->stopped;
+	/* (a fetch the registry has stopped answering ends now, not at its deadline) */
 	e->stop = e->stopped = true;
-	/* a fetch the registry has stopped answering ends now, not at its deadline */
-	atomic_store(&e->cancel, true);
 	pthread_cond_broadcast(&e->pf_cond);
 	pthread_cond_broadcast(&e->fl_cond);
 	pthread_cond_broadcast(&e->fg_cond);
