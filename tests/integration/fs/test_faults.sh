@@ -2,7 +2,8 @@
 # Faults between the mount and the registry (tests/fixtures/fault_proxy.py): a registry
 # that goes away fails reads with EIO within the deadline, and the same read succeeds once
 # it is back without remounting; corrupt pack bytes are never served (one refetch heals a
-# transient flip); 429 and 5xx bursts are ridden out.
+# transient flip); 429 and 5xx bursts are ridden out; a mount whose fetches hang unmounts
+# without waiting for them.
 . "$(dirname "$0")/lib.sh"
 start_registry
 make_image img v1 --big-mib 2
@@ -101,21 +102,39 @@ n=$(workers "$WORK/root3" --prefetch-threads=3)
 [ "$n" = 3 ] || fail "--prefetch-threads=3 gave $n prefetch workers"
 : >"$WORK/rules"
 
-# Unmounting while the startup list's fetch hangs on the registry: the page pusher, waiting
-# for chunks that do not come, lets the daemon go (it used to wait up to 30 s for each unit
-# of the startup list, its give-up time, before it looked at the stop).
+# Unmounting while the startup list's fetch hangs on the registry: the prefetch workers,
+# stalled in range requests, and the page pusher, waiting for chunks that do not come, let
+# the daemon go (the pusher waited up to 30 s for each unit of the startup list, its give-up
+# time, before it looked at the stop). The default index lists a few small files; an index
+# ordered by a trace of libbig.so (2 MiB: some 30 chunks for the pusher to wait for) is pushed as
+# the image's newest artifact first.
 "$ISORUN" --root "$WORK/root5" pull "$ref" >/dev/null || fail "pull into a fifth store"
-echo "GET%20/v2/fs/img/blobs/ stall -1 600" >"$WORK/rules"
 mkdir -p "$WORK/m5"
-"$ISORUN" --root "$WORK/root5" mount "$ref" "$WORK/m5" || fail "mount, the fetches hanging"
-[ "$(stats_json "$WORK/root5" "$WORK/m5" | jget prefetch.total)" -gt 0 ] ||
-	fail "the test image has no startup list: nothing to push"
+"$ISORUN" --root "$WORK/root5" mount --prefetch=none --record-trace "$WORK/trace5" "$ref" \
+	"$WORK/m5" || fail "mount --record-trace"
+pid=$(cat "$WORK"/root5/mounts/*/pid)
+cat "$WORK/m5/usr/lib/libbig.so" >/dev/null || fail "read libbig.so"
+"$ISORUN" --root "$WORK/root5" umount "$WORK/m5" || fail "umount the tracing mount"
+for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+"$INDEX" --root "$WORK/ci" build --push --force --startup-trace "$WORK/trace5" \
+	"$REG/fs/img:v1" >/dev/null || fail "build --startup-trace"
+"$ISORUN" --root "$WORK/root6" pull "$ref" >/dev/null || fail "pull the traced index"
+echo "GET%20/v2/fs/img/blobs/ stall -1 600" >"$WORK/rules"
+mkdir -p "$WORK/m6"
+"$ISORUN" --root "$WORK/root6" --debug mount "$ref" "$WORK/m6" ||
+	fail "mount, the fetches hanging"
+pid=$(cat "$WORK"/root6/mounts/*/pid)
+for _ in $(seq 1 100); do
+	units=$(sed -n 's/.*push: \([0-9]*\) units listed.*/\1/p' "$WORK"/root6/mounts/*/daemon.log)
+	[ -n "$units" ] && break
+	sleep 0.1
+done
+[ "${units:-0}" -ge 16 ] || fail "the traced index's startup list has ${units:-no} units, not 16+"
 sleep 1 # the pusher waits for the first startup chunk
-pid=$(pgrep -f -- "--root=$WORK/root5 fsd") || fail "no daemon"
-timeout 120 "$ISORUN" --root "$WORK/root5" umount "$WORK/m5" || fail "umount"
+timeout 120 "$ISORUN" --root "$WORK/root6" umount "$WORK/m6" || fail "umount"
 for _ in $(seq 1 250); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$pid" 2>/dev/null; then
-	[ -n "${DEBUG_STACKS:-}" ] && gdb -batch -p "$pid" -ex "thread apply all bt" >/tmp/ra/stacks.txt 2>&1
+	[ -n "${DEBUG_STACKS:-}" ] && gdb -batch -p "$pid" -ex "thread apply all bt" >&2
 	kill -9 "$pid"
 	fail "the daemon still ran 25 s after its unmount, the fetches hanging"
 fi
