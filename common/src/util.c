@@ -258,6 +258,21 @@ int cm_parse_size(const char *s, uint64_t *ret)
 	return 0;
 }
 
+int cm_parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret)
+{
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (*end)
+		return -EINVAL;
+	if (errno == ERANGE || v < min || v > max)
+		return -ERANGE;
+	*ret = (unsigned)v;
+	return 0;
+}
+
 char *cm_strdupf(const char *fmt, ...)
 {
 	va_list ap;

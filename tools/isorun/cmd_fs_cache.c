@@ -9,14 +9,18 @@
 #include "common/util.h"
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
+#define CACHE_USAGE                                                                                \
+	"  stats [--json]           size, cap, and each image's resident share\n"                  \
+	"  gc [--cache-max SIZE]    evict the least recently used chunks down to the cap\n"        \
+	"  prune --image REF        remove the chunks only that image uses\n"
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: isorun cache stats [--json]\n"
-			"       isorun cache gc [--cache-max SIZE]\n"
-			"       isorun cache prune --image REF\n");
+	fprintf(stderr, "usage: isorun cache stats|gc|prune [...]\n" CACHE_USAGE);
 }
 
 static int stats(struct idx_store *s, bool json)
@@ -70,7 +74,18 @@ static int stats(struct idx_store *s, bool json)
 
 static int cmd_cache(int argc, char **argv)
 {
-	if (argc < 2) {
+	/* The arguments first: a usage error leaves no store behind. */
+	const char *sub = argc > 1 ? argv[1] : "";
+	bool ok = false, json = false, have_max = false;
+	uint64_t max = 0;
+	if (!strcmp(sub, "stats"))
+		ok = argc == 2 || (argc == 3 && (json = !strcmp(argv[2], "--json")));
+	else if (!strcmp(sub, "gc"))
+		ok = argc == 2 || (argc == 4 && !strcmp(argv[2], "--cache-max") &&
+				   (have_max = cm_parse_size(argv[3], &max) == 0));
+	else if (!strcmp(sub, "prune"))
+		ok = argc == 4 && !strcmp(argv[2], "--image");
+	if (!ok) {
 		usage();
 		return ISORUN_EXIT_USAGE;
 	}
@@ -79,21 +94,11 @@ static int cmd_cache(int argc, char **argv)
 		return ISORUN_EXIT_ERROR;
 	int r;
 	struct fs_cache_gc_result res = {0};
-	if (!strcmp(argv[1], "stats")) {
-		r = stats(s, argc > 2 && !strcmp(argv[2], "--json"));
-	} else if (!strcmp(argv[1], "gc")) {
-		uint64_t max = 0;
-		if (argc == 4 && !strcmp(argv[2], "--cache-max")) {
-			if (cm_parse_size(argv[3], &max) < 0) {
-				usage();
-				return ISORUN_EXIT_USAGE;
-			}
-		} else if (argc != 2) {
-			usage();
-			return ISORUN_EXIT_USAGE;
-		} else if ((r = fs_cache_config_max(idx_store_root(s), &max)) < 0) {
+	if (!strcmp(sub, "stats")) {
+		r = stats(s, json);
+	} else if (!strcmp(sub, "gc")) {
+		if (!have_max && (r = fs_cache_config_max(idx_store_root(s), &max)) < 0)
 			return ISORUN_EXIT_ERROR;
-		}
 		r = fs_cache_evict(s, max, true, &res);
 		if (r == 0 || r == -ENOSPC)
 			printf("evicted %llu chunks (%llu bytes); store now %llu bytes in %llu "
@@ -101,21 +106,19 @@ static int cmd_cache(int argc, char **argv)
 			       (unsigned long long)res.evicted_chunks,
 			       (unsigned long long)res.evicted_bytes, (unsigned long long)res.bytes,
 			       (unsigned long long)res.chunks);
-	} else if (!strcmp(argv[1], "prune") && argc == 4 && !strcmp(argv[2], "--image")) {
+	} else {
 		r = fs_cache_prune_image(s, argv[3], &res);
 		if (r == 0)
 			printf("removed %llu chunks (%llu bytes)\n",
 			       (unsigned long long)res.evicted_chunks,
 			       (unsigned long long)res.evicted_bytes);
-	} else {
-		usage();
-		return ISORUN_EXIT_USAGE;
 	}
 	if (r < 0) {
-		fprintf(stderr, "isorun: cache %s: %s\n", argv[1], strerror(-r));
+		fprintf(stderr, "isorun: cache %s: %s\n", sub, strerror(-r));
 		return ISORUN_EXIT_ERROR;
 	}
 	return 0;
 }
-ISORUN_VERB("cache", cmd_cache, "stats|gc|prune [...]",
-	    "the shared chunk cache: usage, eviction to the cap, per-image removal");
+ISORUN_VERB_OPTS("cache", cmd_cache, "stats|gc|prune [...]",
+		 "the shared chunk cache: usage, eviction to the cap, per-image removal",
+		 CACHE_USAGE);

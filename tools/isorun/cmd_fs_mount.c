@@ -123,13 +123,16 @@ static int parse(int argc, char **argv, struct mount_args *a, bool fsd)
 			a->o.trace_path = a->trace_abs;
 			break;
 		case O_FETCH_TIMEOUT:
-			a->o.fetch_timeout_s = (unsigned)atoi(optarg);
+			if (cm_parse_uint(optarg, 1, 3600, &a->o.fetch_timeout_s) < 0)
+				goto bad;
 			break;
 		case O_KEEP_WARM:
-			a->o.keep_warm_s = (unsigned)atoi(optarg);
+			if (cm_parse_uint(optarg, 0, 7 * 86400, &a->o.keep_warm_s) < 0)
+				goto bad;
 			break;
 		case O_PF_THREADS:
-			a->o.prefetch_threads = (unsigned)atoi(optarg);
+			if (cm_parse_uint(optarg, 1, 64, &a->o.prefetch_threads) < 0)
+				goto bad;
 			break;
 		case O_REQ_MAX:
 			if (cm_parse_size(optarg, &a->o.request_max) < 0)
@@ -177,9 +180,13 @@ static int parse(int argc, char **argv, struct mount_args *a, bool fsd)
 		case O_MOUNTPOINT:
 			a->mountpoint = optarg;
 			break;
-		case O_READY_FD:
-			a->ready_fd = atoi(optarg);
+		case O_READY_FD: {
+			unsigned fd;
+			if (cm_parse_uint(optarg, 0, INT_MAX, &fd) < 0)
+				goto bad;
+			a->ready_fd = (int)fd;
 			break;
+		}
 		default:
 			return -1;
 		}
@@ -214,17 +221,12 @@ static int cmd_mount(int argc, char **argv)
 {
 	struct mount_args a;
 	int i = parse(argc, argv, &a, false);
-	if (i < 0 || i + 2 != argc) {
-		fprintf(stderr,
-			"usage: isorun mount [--prefetch=none|startup|all] [--bwlimit RATE]\n"
-			"       [--cache-max SIZE] [--record-trace FILE] [--fetch-timeout S]\n"
-			"       [--keep-warm S] [--chunk-format=raw|zstd] [--platform P]\n"
-			"       [--authfile FILE] [--prefetch-threads N] [--request-max SIZE]\n"
-			"       [--mem-cache SIZE] [--startup-hold SIZE] [--fg-spill SIZE]\n"
-			"       [--verify-local] [--no-page-push]\n"
-			"       [--foreground] REF DIR\n");
+	if (i < 0) { /* getopt or parse said what */
+		fprintf(stderr, "(see isorun mount --help)\n");
 		return ISORUN_EXIT_USAGE;
 	}
+	if (i + 2 != argc)
+		return isorun_usage_error("mount", ISORUN_EXIT_USAGE, "wants REF DIR");
 	char idig[72];
 	int r = ensure_index(argv[i], a.platform, a.o.authfile, idig);
 	if (r < 0) {
@@ -246,8 +248,29 @@ static int cmd_mount(int argc, char **argv)
 	}
 	return 0;
 }
-ISORUN_VERB("mount", cmd_mount, "[options] REF DIR",
-	    "mount an image read-only on DIR, fetching its data lazily (shared per image)");
+ISORUN_VERB_OPTS(
+    "mount", cmd_mount, "[options] REF DIR",
+    "mount an image read-only on DIR, fetching its data lazily (shared per image)",
+    "  --prefetch MODE         all (default): the startup list, then the whole image in the\n"
+    "                          background; startup: the list only; none: what is read only\n"
+    "  --bwlimit SIZE          pace the background prefetch to SIZE bytes a second\n"
+    "  --cache-max SIZE        cap of the host's chunk cache (else ROOT/config.json)\n"
+    "  --record-trace FILE     write the order chunks are first read in (docs/trace.md)\n"
+    "  --fetch-timeout S       a read the registry cannot serve fails (EIO) after S s (30)\n"
+    "  --keep-warm S           stay mounted S s after the last user goes\n"
+    "  --chunk-format FORMAT   raw (default) or zstd: how fetched chunks are stored\n"
+    "  --platform OS/ARCH      the platform to pick from a multi-platform image\n"
+    "  --authfile FILE         registry credentials (docker config format)\n"
+    "  --prefetch-threads N    concurrent prefetch requests, 1-64 (2, or 4 for a distant\n"
+    "                          registry)\n"
+    "  --request-max SIZE      bytes per range request (4M)\n"
+    "  --mem-cache SIZE        decompressed chunks kept in memory (32M)\n"
+    "  --startup-hold SIZE     startup chunks held until first read (256M)\n"
+    "  --fg-spill SIZE         a read's fetch may run this far past its file (512K)\n"
+    "  --verify-local          check the SHA-256 of chunks read back from the local store\n"
+    "  --no-page-push          do not write the startup pages into the page cache ahead\n"
+    "  --foreground            be the daemon, in this process (debugging; not shared)\n"
+    "\nSIZE: bytes, or with K, M, G (binary). One daemon serves all mounts of an image.\n");
 
 static int cmd_umount(int argc, char **argv)
 {
@@ -257,10 +280,8 @@ static int cmd_umount(int argc, char **argv)
 		lazy = true;
 		i++;
 	}
-	if (i + 1 != argc) {
-		fprintf(stderr, "usage: isorun umount [--lazy] DIR\n");
-		return ISORUN_EXIT_USAGE;
-	}
+	if (i + 1 != argc)
+		return isorun_usage_error("umount", ISORUN_EXIT_USAGE, "wants one DIR");
 	int r = fs_mount_unbind(isorun_root(), argv[i], lazy);
 	if (r < 0) {
 		fprintf(stderr, "isorun: umount %s failed: %s\n", argv[i], strerror(-r));
@@ -268,7 +289,8 @@ static int cmd_umount(int argc, char **argv)
 	}
 	return 0;
 }
-ISORUN_VERB("umount", cmd_umount, "[--lazy] DIR", "unmount an image mounted with isorun mount");
+ISORUN_VERB_OPTS("umount", cmd_umount, "[--lazy] DIR", "unmount an image mounted with isorun mount",
+		 "  -l, --lazy         detach now, even if files on it are open\n");
 
 static void print_stats(const char *js)
 {
@@ -333,10 +355,8 @@ static int cmd_stats(int argc, char **argv)
 		json = true;
 		i++;
 	}
-	if (i + 1 < argc) {
-		fprintf(stderr, "usage: isorun stats [--json] [DIR]\n");
-		return ISORUN_EXIT_USAGE;
-	}
+	if (i + 1 < argc)
+		return isorun_usage_error("stats", ISORUN_EXIT_USAGE, "wants at most one DIR");
 	_cleanup_free_ char *js = NULL;
 	int r;
 	if (i == argc) {
@@ -370,8 +390,9 @@ static int cmd_stats(int argc, char **argv)
 		print_stats(js);
 	return 0;
 }
-ISORUN_VERB("stats", cmd_stats, "[--json] [DIR]",
-	    "fetch, cache and latency numbers of a mount (of every mount without DIR)");
+ISORUN_VERB_OPTS("stats", cmd_stats, "[--json] [DIR]",
+		 "fetch, cache and latency numbers of a mount (of every mount without DIR)",
+		 "  --json             the daemon's numbers as JSON\n");
 
 static int cmd_fsd(int argc, char **argv)
 {
@@ -387,4 +408,6 @@ static int cmd_fsd(int argc, char **argv)
 	int r = fs_daemon_run(isorun_root(), a.index, &a.o, a.mountpoint, a.ready_fd);
 	return r < 0 ? ISORUN_EXIT_ERROR : 0;
 }
-ISORUN_VERB("fsd", cmd_fsd, "--index D --mountpoint DIR", "(internal) the daemon behind mount");
+ISORUN_VERB_OPTS("fsd", cmd_fsd, "--index D --mountpoint DIR", "(internal) the daemon behind mount",
+		 "  --ready-fd FD      report the mount's result (an int32) on FD\n"
+		 "  --index-fresh      the caller has just fetched the index from its registry\n");

@@ -38,7 +38,10 @@ static int cmd_pull(int argc, char **argv)
 			o.authfile = optarg;
 			break;
 		case 't':
-			o.timeout_s = (unsigned)atoi(optarg);
+			if (cm_parse_uint(optarg, 1, 3600, &o.timeout_s) < 0)
+				return isorun_usage_error("pull", ISORUN_EXIT_USAGE,
+							  "bad --timeout %s (seconds, 1 to 3600)",
+							  optarg);
 			break;
 		case 'r':
 			o.refresh = true;
@@ -49,16 +52,13 @@ static int cmd_pull(int argc, char **argv)
 		case 'F':
 			allow_floating = true;
 			break;
-		default:
+		default: /* getopt said what */
+			fprintf(stderr, "(see isorun pull --help)\n");
 			return ISORUN_EXIT_USAGE;
 		}
 	}
-	if (optind + 1 != argc) {
-		fprintf(stderr,
-			"usage: isorun pull [--platform P] [--authfile F] [--refresh] "
-			"[--allow-floating-tag] REF\n");
-		return ISORUN_EXIT_USAGE;
-	}
+	if (optind + 1 != argc)
+		return isorun_usage_error("pull", ISORUN_EXIT_USAGE, "wants one REF");
 	/* Pinning policy: floating tags only when asked (local layouts are the caller's). */
 	if (!cm_str_has_prefix(argv[optind], "oci:")) {
 		_cleanup_(reg_ref_freep) struct reg_ref *ref = NULL;
@@ -88,12 +88,24 @@ static int cmd_pull(int argc, char **argv)
 				    : "indexed locally");
 	return 0;
 }
-ISORUN_VERB("pull", cmd_pull, "[--platform P] [--refresh] [--allow-floating-tag] REF",
-	    "get an image's index into the store (oci:PATH[:TAG] or a registry reference)");
+ISORUN_VERB_OPTS(
+    "pull", cmd_pull, "[options] REF",
+    "get an image's index into the store (oci:PATH[:TAG] or a registry reference)",
+    "  --platform OS/ARCH      the platform to pick from a multi-platform image\n"
+    "  --authfile FILE         registry credentials (docker config format)\n"
+    "  --timeout S             deadline of each registry operation (60)\n"
+    "  --refresh               look for a newer index even when the store has one\n"
+    "  --allow-floating-tag    accept latest, stable, lts or no tag\n"
+    "  -q, --quiet             print nothing\n"
+    "\nThe index is the artifact pushed next to the image (isorun-index build --push),\n"
+    "else it is built here from the image's layers.\n");
 
 static int cmd_images(int argc, char **argv)
 {
 	bool quiet = argc > 1 && !strcmp(argv[1], "-q");
+	if (argc > 1 + quiet)
+		return isorun_usage_error("images", ISORUN_EXIT_USAGE, "unexpected %s",
+					  argv[1 + quiet]);
 	_cleanup_(idx_store_freep) struct idx_store *s = NULL;
 	if (idx_store_open(isorun_root(), &s) < 0 || fs_cache_init(s) < 0)
 		return ISORUN_EXIT_ERROR;
@@ -124,4 +136,5 @@ static int cmd_images(int argc, char **argv)
 	fs_cache_stats_fini(&st);
 	return 0;
 }
-ISORUN_VERB("images", cmd_images, "[-q]", "list the images in the store, with resident bytes");
+ISORUN_VERB_OPTS("images", cmd_images, "[-q]", "list the images in the store, with resident bytes",
+		 "  -q                 references only\n");

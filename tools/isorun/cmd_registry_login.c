@@ -90,8 +90,14 @@ static int cmd_login(int argc, char **argv)
 	printf("Login Succeeded (credentials saved in %s)\n", file ? file : "the auth file");
 	return 0;
 }
-ISORUN_VERB("login", cmd_login, "REGISTRY -u USER --password-stdin",
-	    "save credentials for a registry (docker-format auth file, mode 0600)");
+ISORUN_VERB_OPTS(
+    "login", cmd_login, "REGISTRY -u USER --password-stdin",
+    "save credentials for a registry (docker-format auth file, mode 0600)",
+    "  -u, --username USER     the user name\n"
+    "  --password-stdin        read the password from standard input (the only way)\n"
+    "  --authfile FILE         the auth file (default: $DOCKER_CONFIG/config.json, else\n"
+    "                          ~/.docker/config.json)\n"
+    "  --tls-verify=false      do not verify the registry's certificate\n");
 
 static int cmd_logout(int argc, char **argv)
 {
@@ -117,4 +123,6 @@ static int cmd_logout(int argc, char **argv)
 	printf("Removed login credentials for %s\n", argv[i]);
 	return 0;
 }
-ISORUN_VERB("logout", cmd_logout, "[--authfile F] REGISTRY", "forget the credentials of a registry");
+ISORUN_VERB_OPTS("logout", cmd_logout, "[--authfile F] REGISTRY",
+		 "forget the credentials of a registry",
+		 "  --authfile FILE    the auth file (as for login)\n");

@@ -229,6 +229,30 @@ static const char create_usage[] =
     "[--rootfs DIR] [--config FILE] [--net none|host] [--memory SIZE] [--cpus N] "
     "[--pids N] [--hostname NAME] [--userns] [--warm[=N]]";
 
+#define CREATE_OPTIONS                                                                             \
+	"  --rootfs DIR       a directory as the root instead of an image REF\n"                   \
+	"  --config FILE      with --rootfs: an OCI image config (its Env, WorkingDir, User)\n"    \
+	"  --net none|host    loopback only (the default), or the host's network\n"                \
+	"  --memory SIZE      memory limit (bytes, or k/m/g): a process past it is killed\n"       \
+	"  --cpus N           CPU limit in CPUs, fractions allowed (0.5)\n"                        \
+	"  --pids N           limit on the number of processes\n"                                  \
+	"  --hostname NAME    the sandbox's host name\n"                                           \
+	"  --userns           a user namespace with a mapped id range, where the host allows\n"    \
+	"  --warm[=N]         take a sandbox booted ahead with the same options when one is\n"     \
+	"                     ready, and refill the warm pool to N (1) in the background\n"
+
+#define EXEC_OPTIONS                                                                               \
+	"  -i, --interactive  pass stdin to the command\n"                                         \
+	"  -t, --tty          run the command on a pseudo-terminal\n"                              \
+	"  -e, --env K=V      set an environment variable (over the image's Env); repeatable\n"    \
+	"  -w, --workdir DIR  working directory (default: the image's WorkingDir)\n"               \
+	"  -u, --user U       user[:group], by name (the image's /etc/passwd, /etc/group) or id\n" \
+	"  --timeout S        kill the command after S seconds (fractions allowed)\n"
+
+#define EXIT_STATUS                                                                                \
+	"\nexit status: the command's; 125 isorun's own error (a bad option too), 126 not\n"       \
+	"executable, 127 not found, 128+N killed by signal N\n"
+
 /* Resolve the image, open the state root and create the sandbox (shared by create and run):
  * with --warm, a sandbox from the warm pool if one is ready. Errors are printed. */
 static int create_sandbox(struct create_args *a, struct run_ctx **ret_ctx, char **ret_id)
@@ -308,11 +332,10 @@ static int cmd_pool_fill(int argc, char **argv)
 			continue;
 		}
 		r = create_opt(&a, argc, argv, &i);
-		if (r <= 0) {
-			if (r == 0)
-				fprintf(stderr, "isorun pool-fill: unknown option %s\n", argv[i]);
-			return ISORUN_EXIT_USAGE;
-		}
+		if (r <= 0)
+			return r == 0 ? isorun_usage_error("pool-fill", ISORUN_EXIT_USAGE,
+							   "unknown option %s", argv[i])
+				      : ISORUN_EXIT_USAGE;
 	}
 	if (i < argc)
 		a.ref = argv[i++];
@@ -333,8 +356,10 @@ static int cmd_pool_fill(int argc, char **argv)
 	}
 	return 0;
 }
-ISORUN_VERB("pool-fill", cmd_pool_fill, "[--count=N] [options] REF",
-	    "boot sandboxes into the warm pool (what --warm does in the background)");
+ISORUN_VERB_OPTS(
+    "pool-fill", cmd_pool_fill, "[--count=N] [options] REF",
+    "boot sandboxes into the warm pool (what --warm does in the background)",
+    "  --count=N          how many to have ready (1 to 64; default 1)\n" CREATE_OPTIONS);
 
 static int cmd_create(int argc, char **argv)
 {
@@ -344,10 +369,9 @@ static int cmd_create(int argc, char **argv)
 		r = create_opt(&a, argc, argv, &i);
 		if (r < 0)
 			return ISORUN_EXIT_USAGE;
-		if (r == 0) {
-			fprintf(stderr, "isorun create: unknown option %s\n", argv[i]);
-			return ISORUN_EXIT_USAGE;
-		}
+		if (r == 0)
+			return isorun_usage_error("create", ISORUN_EXIT_USAGE, "unknown option %s",
+						  argv[i]);
 	}
 	if (i < argc)
 		a.ref = argv[i++];
@@ -366,7 +390,8 @@ static int cmd_create(int argc, char **argv)
 	create_args_fini(&a);
 	return r < 0 ? ISORUN_EXIT_ERROR : 0;
 }
-ISORUN_VERB("create", cmd_create, "[options] REF|--rootfs DIR", "create and boot a sandbox");
+ISORUN_VERB_OPTS("create", cmd_create, "[options] REF|--rootfs DIR",
+		 "create and boot a sandbox, print its id", CREATE_OPTIONS);
 
 /* ---- exec ---- */
 
@@ -499,30 +524,26 @@ static int cmd_exec(int argc, char **argv)
 	for (; i < argc && argv[i][0] == '-' && strcmp(argv[i], "--"); i++) {
 		r = exec_opt(&e, argc, argv, &i);
 		if (r == 0)
-			fprintf(stderr, "isorun exec: unknown option %s\n", argv[i]);
-		if (r <= 0)
-			return ISORUN_EXIT_USAGE;
+			return isorun_usage_error("exec", ISORUN_EXIT_ERROR, "unknown option %s",
+						  argv[i]);
+		if (r < 0)
+			return ISORUN_EXIT_ERROR;
 	}
-	if (i >= argc) {
-		fprintf(stderr, "usage: isorun exec [-i] [-t] [--env K=V] [--workdir DIR] "
-				"[--user U] [--timeout S] ID -- CMD...\n");
-		return ISORUN_EXIT_USAGE;
-	}
+	if (i >= argc)
+		return isorun_usage_error("exec", ISORUN_EXIT_ERROR, "no sandbox ID");
 	const char *idarg = argv[i++];
 	if (i < argc && !strcmp(argv[i], "--"))
 		i++;
-	if (i >= argc) {
-		fprintf(stderr, "isorun exec: no command\n");
-		return ISORUN_EXIT_USAGE;
-	}
+	if (i >= argc)
+		return isorun_usage_error("exec", ISORUN_EXIT_ERROR, "no command");
 	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
 	_cleanup_free_ char *id = NULL;
 	if (open_ctx(&ctx) < 0 || resolve_id(ctx, idarg, &id) < 0)
 		return ISORUN_EXIT_ERROR;
 	return do_exec(ctx, id, &e, argv + i);
 }
-ISORUN_VERB("exec", cmd_exec, "[options] ID -- CMD...",
-	    "run a command in a sandbox (-i -t --env --workdir --user --timeout)");
+ISORUN_VERB_OPTS("exec", cmd_exec, "[options] ID -- CMD...", "run a command in a sandbox",
+		 EXEC_OPTIONS EXIT_STATUS);
 
 /* ---- run ---- */
 
@@ -540,21 +561,17 @@ static int cmd_run(int argc, char **argv)
 		if ((r = create_opt(&a, argc, argv, &i)) != 0 ||
 		    (r = exec_opt(&e, argc, argv, &i)) != 0) {
 			if (r < 0)
-				return ISORUN_EXIT_USAGE;
+				return ISORUN_EXIT_ERROR;
 			continue;
 		}
-		fprintf(stderr, "isorun run: unknown option %s\n", argv[i]);
-		return ISORUN_EXIT_USAGE;
+		return isorun_usage_error("run", ISORUN_EXIT_ERROR, "unknown option %s", argv[i]);
 	}
 	if (i < argc && strcmp(argv[i], "--"))
 		a.ref = argv[i++];
 	if (i < argc && !strcmp(argv[i], "--"))
 		i++;
-	if (i >= argc) {
-		fprintf(stderr, "usage: isorun run %s [--keep] [exec options] [REF] -- CMD...\n",
-			create_usage);
-		return ISORUN_EXIT_USAGE;
-	}
+	if (i >= argc)
+		return isorun_usage_error("run", ISORUN_EXIT_ERROR, "no command");
 	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
 	_cleanup_free_ char *id = NULL;
 	if (create_sandbox(&a, &ctx, &id) < 0) {
@@ -574,8 +591,10 @@ static int cmd_run(int argc, char **argv)
 	create_args_fini(&a);
 	return status;
 }
-ISORUN_VERB("run", cmd_run, "[options] [--keep] REF -- CMD...",
-	    "create a sandbox, run a command in it, remove it");
+ISORUN_VERB_OPTS("run", cmd_run, "[options] [--keep] REF -- CMD...",
+		 "create a sandbox, run a command in it, remove it",
+		 "  --keep             keep the sandbox (its id goes to stderr)\n" CREATE_OPTIONS
+		     EXEC_OPTIONS EXIT_STATUS);
 
 /* ---- ps ---- */
 
@@ -647,7 +666,8 @@ static int cmd_ps(int argc, char **argv)
 	run_sandbox_info_free(v, n);
 	return 0;
 }
-ISORUN_VERB("ps", cmd_ps, "[--format json]", "list sandboxes");
+ISORUN_VERB_OPTS("ps", cmd_ps, "[--format json]", "list sandboxes",
+		 "  --format json      one JSON array instead of the table\n");
 
 /* ---- stop / start / rm ---- */
 
@@ -683,7 +703,12 @@ static int cmd_stop(int argc, char **argv)
 	uint32_t grace = 10000;
 	int i = 1;
 	if (i + 1 < argc && (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--time"))) {
-		grace = (uint32_t)(strtod(argv[i + 1], NULL) * 1000);
+		char *end;
+		double t = strtod(argv[i + 1], &end);
+		if (end == argv[i + 1] || *end || !(t >= 0 && t <= 3600))
+			return isorun_usage_error("stop", ISORUN_EXIT_USAGE,
+						  "bad -t %s (seconds, 0 to 3600)", argv[i + 1]);
+		grace = (uint32_t)(t * 1000);
 		i += 2;
 	}
 	if (i >= argc) {
@@ -692,7 +717,9 @@ static int cmd_stop(int argc, char **argv)
 	}
 	return for_each_id(argc, argv, i, do_stop, &grace);
 }
-ISORUN_VERB("stop", cmd_stop, "[-t SECONDS] ID...", "stop a sandbox's processes, keep its scratch");
+ISORUN_VERB_OPTS("stop", cmd_stop, "[-t SECONDS] ID...",
+		 "stop a sandbox's processes, keep its scratch",
+		 "  -t, --time S       seconds between SIGTERM and SIGKILL (default 10)\n");
 
 static int do_start(struct run_ctx *ctx, const char *id, void *ud)
 {
@@ -728,15 +755,16 @@ static int cmd_rm(int argc, char **argv)
 	}
 	return for_each_id(argc, argv, i, do_rm, &force);
 }
-ISORUN_VERB("rm", cmd_rm, "[-f] ID...", "remove a sandbox (-f: even if running)");
+ISORUN_VERB_OPTS("rm", cmd_rm, "[-f] ID...", "remove a sandbox and its scratch",
+		 "  -f, --force        remove it even if it is running\n");
 
 /* ---- cp ---- */
 
 /* "ID:/path" -> id prefix and path; false for a host path. */
 static bool split_remote(char *s, char **id, char **path)
 {
-	char *colon = strchr(s, ':');
-	if (!colon || colon == s || strchr(s, '/') < colon)
+	char *colon = strchr(s, ':'), *slash = strchr(s, '/');
+	if (!colon || colon == s || (slash && slash < colon))
 		return false;
 	*colon = 0;
 	*id = s;
@@ -826,4 +854,8 @@ static int cmd_cp(int argc, char **argv)
 	}
 	return 0;
 }
-ISORUN_VERB("cp", cmd_cp, "SRC DST", "copy a file into (DST=ID:/path) or out of a sandbox");
+ISORUN_VERB_OPTS(
+    "cp", cmd_cp, "SRC DST", "copy a file into (DST=ID:/path) or out of a sandbox",
+    "  SRC or DST is ID:/path (an absolute path in the sandbox, ID or a unique prefix\n"
+    "  of it), the other a host path; a destination ending in / or naming a\n"
+    "  directory keeps the source's name\n");

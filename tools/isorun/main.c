@@ -5,6 +5,8 @@
 #include "common/util.h"
 
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +38,40 @@ static void usage(FILE *f)
 	qsort(v, n, sizeof(v[0]), cmp_verb);
 	fprintf(f, "usage: isorun [--root DIR] [--debug] VERB [ARGS...]\n\nverbs:\n");
 	for (size_t i = 0; i < n; i++)
-		fprintf(f, "  %-8s %-34s %s\n", v[i]->name, v[i]->args, v[i]->help);
-	fprintf(f, "\nState lives under --root, $ISORUN_ROOT or /var/lib/isorun.\n");
+		fprintf(f, "  %-9s %-34s %s\n", v[i]->name, v[i]->args, v[i]->help);
+	fprintf(f, "\nState lives under --root, $ISORUN_ROOT or /var/lib/isorun.\n"
+		   "isorun VERB --help (or isorun help VERB) shows a verb's options.\n");
+}
+
+static const struct isorun_verb *find_verb(const char *name)
+{
+	for (const struct isorun_verb *v = __start_isorun_verbs; v < __stop_isorun_verbs; v++)
+		if (!strcmp(v->name, name))
+			return v;
+	return NULL;
+}
+
+static void verb_usage(FILE *f, const struct isorun_verb *v)
+{
+	fprintf(f, "usage: isorun %s%s%s\n\n%s\n", v->name, *v->args ? " " : "", v->args, v->help);
+	if (v->options)
+		fprintf(f, "\noptions:\n%s", v->options);
+}
+
+static bool is_help(const char *a)
+{
+	return !strcmp(a, "-h") || !strcmp(a, "--help");
+}
+
+int isorun_usage_error(const char *verb, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "isorun %s: ", verb);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see isorun %s --help)\n", verb);
+	return status;
 }
 
 int main(int argc, char **argv)
@@ -56,9 +90,12 @@ int main(int argc, char **argv)
 			root_opt = argv[i] + 7;
 		} else if (!strcmp(argv[i], "--debug")) {
 			cm_log_set_level(CM_LOG_DEBUG);
-		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+		} else if (is_help(argv[i])) {
 			usage(stdout);
 			return 0;
+		} else if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
+			char *vargv[] = {(char *)"version", NULL};
+			return find_verb("version")->fn(1, vargv);
 		} else {
 			fprintf(stderr, "isorun: unknown option %s\n", argv[i]);
 			usage(stderr);
@@ -69,11 +106,27 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return ISORUN_EXIT_USAGE;
 	}
-	for (const struct isorun_verb *v = __start_isorun_verbs; v < __stop_isorun_verbs; v++)
-		if (!strcmp(v->name, argv[i])) {
-			log_debug("%s: start", v->name);
-			return v->fn(argc - i, argv + i);
+	/* `isorun help [VERB]`, `isorun VERB -h|--help`: only as the verb's first argument, so
+	 * that `isorun run IMG -- CMD --help` passes it on to CMD. */
+	const char *name = argv[i];
+	bool help = i + 1 < argc && is_help(argv[i + 1]);
+	if (!strcmp(name, "help")) {
+		if (i + 1 >= argc || is_help(argv[i + 1])) {
+			usage(stdout);
+			return 0;
 		}
-	fprintf(stderr, "isorun: unknown verb '%s' (see isorun --help)\n", argv[i]);
-	return ISORUN_EXIT_USAGE;
+		name = argv[i + 1];
+		help = true;
+	}
+	const struct isorun_verb *v = find_verb(name);
+	if (!v) {
+		fprintf(stderr, "isorun: unknown verb '%s' (see isorun --help)\n", name);
+		return ISORUN_EXIT_USAGE;
+	}
+	if (help) {
+		verb_usage(stdout, v);
+		return 0;
+	}
+	log_debug("%s: start", v->name);
+	return v->fn(argc - i, argv + i);
 }

@@ -10,14 +10,20 @@ struct isorun_verb {
 	int (*fn)(int argc, char **argv); /* argv[0] is the verb; returns the exit status */
 	const char *args;		  /* "[options] REF -- CMD..." */
 	const char *help;		  /* one line */
+	const char *options; /* NULL, or its options: one "  -x, --opt V  what" a line */
 };
 
-#define ISORUN_VERB(vname, vfn, vargs, vhelp)                                                      \
+/* `isorun VERB -h|--help` (and `isorun help VERB`) prints "usage: isorun NAME ARGS", the help
+ * line and the options: main.c answers it before the verb runs. */
+#define ISORUN_VERB_OPTS(vname, vfn, vargs, vhelp, vopts)                                          \
 	static const struct isorun_verb verb_##vfn                                                 \
-		__attribute__((used, section("isorun_verbs"), aligned(sizeof(void *)))) = {         \
-			.name = vname, .fn = vfn, .args = vargs, .help = vhelp}
+	    __attribute__((used, section("isorun_verbs"), aligned(sizeof(void *)))) = {            \
+		.name = vname, .fn = vfn, .args = vargs, .help = vhelp, .options = vopts}
+#define ISORUN_VERB(vname, vfn, vargs, vhelp) ISORUN_VERB_OPTS(vname, vfn, vargs, vhelp, NULL)
 
-/* Exit codes shared by the verbs (docker's convention for run/exec). */
+/* Exit codes shared by the verbs (docker's convention for run/exec). A usage error is 2,
+ * except in run and exec, whose status is the command's: there it is isorun's own error (125),
+ * so that a script can tell it from the command exiting 2. */
 #define ISORUN_EXIT_USAGE  2
 #define ISORUN_EXIT_ERROR  125 /* isorun's own failure */
 #define ISORUN_EXIT_NOEXEC 126
@@ -25,3 +31,8 @@ struct isorun_verb {
 
 /* The state root chosen by --root / $ISORUN_ROOT / default. */
 const char *isorun_root(void);
+
+/* Print "isorun VERB: <message>" and where to find the verb's usage to stderr; returns
+ * `status`. */
+int isorun_usage_error(const char *verb, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));

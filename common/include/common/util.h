@@ -50,6 +50,10 @@ void cm_format_bytes(uint64_t n, char *out, size_t outlen);
 /* Parse "64K", "1M", "2G", "123" (binary units) into bytes. -EINVAL if malformed. */
 int cm_parse_size(const char *s, uint64_t *ret);
 
+/* Parse a decimal number from min to max (digits only: no sign, space or suffix).
+ * -EINVAL if malformed, -ERANGE outside [min, max]; *ret is untouched on error. */
+int cm_parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret);
+
 /* asprintf that returns NULL on failure instead of leaving the pointer undefined. */
 char *cm_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -105,6 +105,27 @@ static void test_parse_size(void **state)
 	assert_int_equal(cm_parse_size("", &v), -EINVAL);
 }
 
+static void test_parse_uint(void **state)
+{
+	(void)state;
+	unsigned v = 7;
+	assert_int_equal(cm_parse_uint("64", 1, 64, &v), 0);
+	assert_int_equal(v, 64);
+	assert_int_equal(cm_parse_uint("0", 0, 10, &v), 0);
+	assert_int_equal(v, 0);
+	/* out of range, whatever the width */
+	assert_int_equal(cm_parse_uint("65", 1, 64, &v), -ERANGE);
+	assert_int_equal(cm_parse_uint("0", 1, 64, &v), -ERANGE);
+	assert_int_equal(cm_parse_uint("4294967296", 0, UINT32_MAX, &v), -ERANGE);
+	assert_int_equal(cm_parse_uint("99999999999999999999999", 0, UINT32_MAX, &v), -ERANGE);
+	/* not a plain number: what atoi would have read as 0 or 5 */
+	static const char *const bad[] = {"", "abc", "-1", "+5", " 5", "5 ", "5s", "0x10", "1e3"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(cm_parse_uint(bad[i], 0, UINT32_MAX, &v), -EINVAL);
+	assert_int_equal(cm_parse_uint(NULL, 0, 1, &v), -EINVAL);
+	assert_int_equal(v, 0); /* untouched by the failures */
+}
+
 /* cm_pwritev_full: every piece, in order, from the offset; a short write continues where
  * it stopped (here cut by RLIMIT_FSIZE, which then fails the rest with EFBIG). */
 static void test_writev_full(void **state)
@@ -188,14 +209,17 @@ static void test_json_helpers(void **state)
 
 int main(void)
 {
+	/* clang-format off */
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_buf_cap),
-		cmocka_unit_test(test_digest_roundtrip),
-		cmocka_unit_test(test_sha256_stream),
-		cmocka_unit_test(test_base64),
-		cmocka_unit_test(test_parse_size),
-		cmocka_unit_test(test_writev_full),
-		cmocka_unit_test(test_json_helpers),
+	    cmocka_unit_test(test_buf_cap),
+	    cmocka_unit_test(test_digest_roundtrip),
+	    cmocka_unit_test(test_sha256_stream),
+	    cmocka_unit_test(test_base64),
+	    cmocka_unit_test(test_parse_size),
+	    cmocka_unit_test(test_parse_uint),
+	    cmocka_unit_test(test_writev_full),
+	    cmocka_unit_test(test_json_helpers),
 	};
+	/* clang-format on */
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
