@@ -8,5 +8,5 @@ set_tests_properties(integration/bench_quick PROPERTIES TIMEOUT 600 RUN_SERIAL T
 # The command line's own contract (help, usage errors and their exit statuses); no root.
 if(TARGET isorun)
 	isorun_integration_test(tools_cli ${ISORUN_TEST_KIND_DIR}/tools/test_cli.sh
-		$<TARGET_FILE:isorun>)
+		$<TARGET_FILE:isorun> $<$<TARGET_EXISTS:isorun-index>:$<TARGET_FILE:isorun-index>>)
 endif()

@@ -209,7 +209,17 @@ static int cmd_build(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 't': o.threads = atoi(optarg); break;
+		case 't': {
+			unsigned t;
+			if (cm_parse_uint(optarg, 1, 256, &t) < 0) {
+				fprintf(stderr,
+					"isorun-index: --threads: from 1 to 256, not '%s'\n",
+					optarg);
+				return 2;
+			}
+			o.threads = (int)t;
+			break;
+		}
 		case OPT_PUSH: push = true; break;
 		case OPT_FORCE: force = true; break;
 		case OPT_FLOAT: allow_floating = true; break;
@@ -220,14 +230,16 @@ static int cmd_build(int argc, char **argv)
 			if (ninsecure + 1 < ARRAY_SIZE(insecure))
 				insecure[ninsecure++] = optarg;
 			break;
-		case OPT_STARTUP_LEVEL:
-			o.startup_level = atoi(optarg);
-			if (o.startup_level < 1 || o.startup_level > 19) {
+		case OPT_STARTUP_LEVEL: {
+			unsigned l;
+			if (cm_parse_uint(optarg, 1, 19, &l) < 0) {
 				fprintf(stderr, "isorun-index: --startup-level: a zstd level from 1 "
 						"to 19, not '%s'\n", optarg);
 				return 2;
 			}
+			o.startup_level = (int)l;
 			break;
+		}
 		case OPT_TRACE:
 			if (add_trace(optarg, &startup) < 0)
 				return 1;
@@ -563,6 +575,9 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);
 			return 0;
+		} else if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
+			printf("isorun-index %s\n", ISORUN_VERSION);
+			return 0;
 		} else {
 			usage(stderr);
 			return 2;
@@ -579,6 +594,12 @@ int main(int argc, char **argv)
 		    {"extract", cmd_extract}, {"verify", cmd_verify}};
 	for (size_t k = 0; k < ARRAY_SIZE(cmds); k++)
 		if (!strcmp(argv[i], cmds[k].name)) {
+			/* COMMAND -h|--help, whatever the command takes next */
+			if (i + 1 < argc &&
+			    (!strcmp(argv[i + 1], "-h") || !strcmp(argv[i + 1], "--help"))) {
+				usage(stdout);
+				return 0;
+			}
 			optind = 1;
 			return cmds[k].fn(argc - i, argv + i);
 		}

@@ -4,9 +4,11 @@
 # ones the parser takes; bad options and values are refused naming what was wrong, before
 # anything is touched, with status 125 in run and exec (whose status is otherwise the
 # command's, so a 2 would read as the command's) and 2 in the other verbs; a CMD's own
-# --help is the command's, not run's.
+# --help is the command's, not run's. isorun-index (second argument): --version, each
+# command's --help, and its numeric options checked.
 set -uo pipefail
 ISORUN=$1
+INDEX=${2:-} # isorun-index, when built
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 export ISORUN_ROOT=$WORK/root
@@ -14,11 +16,11 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 # expect STATUS PATTERN ARGS...: isorun ARGS exits STATUS and stderr matches PATTERN.
 expect() {
-	local want=$1 pat=$2 rc=0
+	local want=$1 pat=$2 rc=0 bin=${BIN:-$ISORUN}
 	shift 2
-	"$ISORUN" "$@" >"$WORK/out" 2>"$WORK/err" </dev/null || rc=$?
-	[ "$rc" = "$want" ] || fail "isorun $*: status $rc, not $want ($(cat "$WORK/err"))"
-	grep -q -e "$pat" "$WORK/err" || fail "isorun $*: stderr does not say '$pat': $(cat "$WORK/err")"
+	"$bin" "$@" >"$WORK/out" 2>"$WORK/err" </dev/null || rc=$?
+	[ "$rc" = "$want" ] || fail "$bin $*: status $rc, not $want ($(cat "$WORK/err"))"
+	grep -q -e "$pat" "$WORK/err" || fail "$bin $*: stderr does not say '$pat': $(cat "$WORK/err")"
 }
 
 "$ISORUN" --help >"$WORK/help" || fail "isorun --help"
@@ -63,6 +65,15 @@ expect 2 "bad -t abc" stop -t abc 0123
 expect 2 "exactly one of SRC and DST" cp a b
 expect 2 "unknown verb 'bogus'" bogus
 "$ISORUN" help --help | grep -q "^verbs:" || fail "isorun help --help"
+if [ -n "$INDEX" ]; then
+	"$INDEX" --version | grep -q '^isorun-index [0-9]' || fail "isorun-index --version"
+	for c in build inspect ls extract verify; do
+		"$INDEX" "$c" --help | grep -q '^usage: isorun-index' || fail "isorun-index $c --help"
+	done
+	BIN=$INDEX expect 2 "--threads: from 1 to 256, not 'abc'" build --threads abc oci:"$WORK"/x
+	BIN=$INDEX expect 2 "--startup-level: a zstd level from 1 to 19, not '20'" \
+		build --startup-level 20 oci:"$WORK"/x
+fi
 # None of it touched the state root.
 [ -e "$ISORUN_ROOT" ] && fail "a refused command left $ISORUN_ROOT behind"
 
