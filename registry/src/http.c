@@ -731,9 +731,15 @@ static int attempt_once(struct reg_client *c, struct reg_req *r, const char *url
 			err = -EAGAIN; /* stalled, not the deadline */
 		else
 			err = reg_err_from_curl(cc);
+		if (r->sink_err)
+			r->why = "the receiver refused the data";
+		else if (cc == CURLE_ABORTED_BY_CALLBACK && a.stalled)
+			r->why = "no data for the stall limit";
+		else
+			r->why = curl_easy_strerror(cc);
 		char u[512];
 		reg_url_for_log(url, u, sizeof(u));
-		log_debug("%s %s: %s", r->method, u, curl_easy_strerror(cc));
+		log_debug("%s %s: %s", r->method, u, r->why);
 	}
 out:
 	curl_slist_free_all(hdrs);
@@ -1112,7 +1118,10 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 		r->progressed = false;
 		bool sent_bearer = bearer != NULL;
 		bool sent_auth = sent_bearer || (basic.password && !r->no_auth);
+		const char *why_before = r->why; /* the earlier attempt's transfer error, if any */
 		err = attempt_once(c, r, url, scheme, bearer, basic.password ? &basic : NULL);
+		if (!err)
+			r->why = NULL; /* answered: a failure now is the answer's (its status) */
 		free_secret(bearer);
 		if (!(r->no_auth && r->basic))
 			reg_creds_fini(&basic);
@@ -1158,23 +1167,33 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 		reg_url_for_log(url, u, sizeof(u));
 		if (err == -EAGAIN || (!err && status_retryable(r->status))) {
 			if (retries >= c->o.max_retries || cm_now_ns() >= r->deadline_ns) {
-				if (cm_now_ns() >= r->deadline_ns)
+				if (cm_now_ns() >= r->deadline_ns && err)
 					return cm_log_ret(
 					    -ETIMEDOUT,
-					    "%s %s: deadline of %us reached after %u retries",
-					    r->method, u, c->o.timeout_s, retries);
+					    "%s %s: deadline of %us reached after %u retries (%s)",
+					    r->method, u, c->o.timeout_s, retries,
+					    r->why ? r->why : "transfer error");
+				if (cm_now_ns() >= r->deadline_ns)
+					return cm_log_ret(-ETIMEDOUT,
+							  "%s %s: deadline of %us reached after %u "
+							  "retries (HTTP %ld)",
+							  r->method, u, c->o.timeout_s, retries,
+							  r->status);
 				if (err)
 					return cm_log_ret(
-					    -EAGAIN, "%s %s: transfer failed %u times, giving up",
-					    r->method, u, retries + 1);
+					    -EAGAIN,
+					    "%s %s: transfer failed %u times (%s), giving up",
+					    r->method, u, retries + 1,
+					    r->why ? r->why : "transfer error");
 				return reg_req_fail(r, "request (retries exhausted)");
 			}
 			if (r->status)
 				log_info("%s %s: HTTP %ld, retrying (%u/%u)", r->method, u,
 					 r->status, retries + 1, c->o.max_retries);
 			else
-				log_info("%s %s: transfer error, retrying (%u/%u)", r->method, u,
-					 retries + 1, c->o.max_retries);
+				log_info("%s %s: %s, retrying (%u/%u)", r->method, u,
+					 r->why ? r->why : "transfer error", retries + 1,
+					 c->o.max_retries);
 			backoff_sleep(c, r, retries);
 			/* An attempt that delivered body bytes before breaking resumes where it
 			 * stopped, so it does not use up the retry budget: a long download over a
@@ -1183,6 +1202,10 @@ int reg_req_perform(struct reg_client *c, struct reg_req *r)
 			retries = r->progressed && r->restart ? 0 : retries + 1;
 			continue;
 		}
+		if (err == -ETIMEDOUT && retries && why_before)
+			return cm_log_ret(-ETIMEDOUT,
+					  "%s %s: deadline of %us reached after %u retries (%s)",
+					  r->method, u, c->o.timeout_s, retries, why_before);
 		if (err == -ETIMEDOUT)
 			return cm_log_ret(-ETIMEDOUT, "%s %s: deadline of %us reached", r->method,
 					  u, c->o.timeout_s);

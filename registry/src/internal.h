@@ -122,6 +122,7 @@ struct reg_req {
 	/* private */
 	bool started;
 	bool progressed; /* this attempt delivered 2xx body bytes */
+	const char *why; /* the last failed attempt's transfer error (a static string) */
 	int sink_err;
 	char *url; /* last URL used */
 };

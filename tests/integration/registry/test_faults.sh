@@ -118,7 +118,14 @@ expect_rc 110 "$REG_TOOL" --retry-base-ms 200 --retries 1000 --timeout 3 manifes
 grep -q "deadline" "$WORK/err" || fail "message should name the deadline: $(cat "$WORK/err")"
 rule "/v2/ down -1"
 expect_rc 110 "$REG_TOOL" --retry-base-ms 200 --retries 1000 --timeout 3 manifest "$X/f/app:v1"
-ok "permanently failing registry: EAGAIN after the retries, ETIMEDOUT at the deadline"
+grep -q "deadline of 3s reached after [0-9]* retries (.*[a-z].*)" "$WORK/err" ||
+	fail "message should say why the transfers failed: $(cat "$WORK/err")"
+# Nobody listening: the message says so (it said "transfer failed 3 times" and no more).
+NOPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+expect_rc 11 "$REG_TOOL" --retry-base-ms 20 --retries 2 manifest "127.0.0.1:$NOPORT/f/app:v1"
+grep -q "transfer failed 3 times (Couldn't connect to server)" "$WORK/err" ||
+	fail "message should name the refused connection: $(cat "$WORK/err")"
+ok "permanently failing registry: EAGAIN after the retries, ETIMEDOUT at the deadline, the cause named"
 # Referrers: the tag schema is asked for beside the API. Where the API answers (the proxy
 # serves it: distribution 2.8 has none) its answer wins over the tag's; where it answers 404
 # the tag's is used, and a tag request that failed beside it is asked again, not reported.
