@@ -196,6 +196,7 @@ void run_sandbox_free(struct run_sandbox *sb)
 	free(sb->dir);
 	free(sb->lower_dir);
 	free(sb->image_key);
+	free(sb->image_name);
 	free(sb->backend);
 	free(sb->hostname);
 	run_config_free(sb->config);
@@ -298,6 +299,8 @@ static int save_config(struct run_sandbox *sb)
 		json_object_object_add(o, "lower_dir", json_object_new_string(sb->lower_dir));
 	if (sb->image_key)
 		json_object_object_add(o, "image_key", json_object_new_string(sb->image_key));
+	if (sb->image_name)
+		json_object_object_add(o, "image_name", json_object_new_string(sb->image_name));
 	json_object_object_add(o, "hostname", json_object_new_string(sb->hostname));
 	json_object_object_add(o, "net",
 			       json_object_new_string(sb->net == RUN_NET_HOST ? "host" : "none"));
@@ -346,6 +349,7 @@ int run_sandbox_load(struct run_ctx *ctx, const char *id, struct run_sandbox **r
 	json_object *v;
 	if ((r = cm_json_str(c, "lower_dir", NULL, &sb->lower_dir)) < 0 ||
 	    (r = cm_json_str(c, "image_key", NULL, &sb->image_key)) < 0 ||
+	    (r = cm_json_str(c, "image_name", NULL, &sb->image_name)) < 0 ||
 	    (r = cm_json_str(c, "backend", NULL, &sb->backend)) < 0 ||
 	    (r = cm_json_str(c, "hostname", NULL, &sb->hostname)) < 0)
 		return r;
@@ -747,7 +751,11 @@ int run_sandbox_claim(struct run_ctx *ctx, const struct run_create_opts *o, char
 			if (usable) {
 				sb->pool_key[0] = 0;
 				sb->created = (int64_t)time(NULL);
-				int k = save_config(sb);
+				/* the name is not part of the key: this create's */
+				free(sb->image_name);
+				sb->image_name = o->image_name ? strdup(o->image_name) : NULL;
+				int k =
+				    o->image_name && !sb->image_name ? -ENOMEM : save_config(sb);
 				if (k == 0)
 					k = run_sandbox_save_state(sb);
 				if (k < 0) {
@@ -838,7 +846,8 @@ int run_sandbox_create(struct run_ctx *ctx, const struct run_create_opts *o, cha
 		goto fail;
 	}
 	if ((o->lower_dir && !(sb->lower_dir = strdup(o->lower_dir))) ||
-	    (o->image_key && !(sb->image_key = strdup(o->image_key)))) {
+	    (o->image_key && !(sb->image_key = strdup(o->image_key))) ||
+	    (o->image_name && !(sb->image_name = strdup(o->image_name)))) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -1062,6 +1071,7 @@ void run_sandbox_info_free(struct run_sandbox_info *v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(v[i].lower_dir);
 		free(v[i].image_key);
+		free(v[i].image_name);
 	}
 	free(v);
 }
@@ -1106,6 +1116,7 @@ int run_sandbox_list(struct run_ctx *ctx, struct run_sandbox_info **ret, size_t 
 		i->pooled = i->status == RUN_STATUS_RUNNING && sb->pool_key[0];
 		i->lower_dir = TAKE_PTR(sb->lower_dir);
 		i->image_key = TAKE_PTR(sb->image_key);
+		i->image_name = TAKE_PTR(sb->image_name);
 		if (i->status == RUN_STATUS_RUNNING)
 			i->memory_usage = run_cgroup_memory_usage(sb->id);
 	}

@@ -31,7 +31,7 @@ struct run_sandbox {
 	int dirfd; /* the state directory, O_PATH|O_DIRECTORY */
 	char *dir; /* its path */
 	/* from config.json */
-	char *lower_dir, *image_key, *backend, *hostname;
+	char *lower_dir, *image_key, *image_name, *backend, *hostname;
 	struct run_config *config;
 	enum run_net net;
 	bool userns;

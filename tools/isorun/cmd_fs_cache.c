@@ -58,7 +58,7 @@ static int stats(struct idx_store *s, bool json)
 		cm_format_bytes(st.max_bytes, m, sizeof(m));
 		printf("store     %s\nsize      %s of %s\nchunks    %llu\n\n", idx_store_root(s), b,
 		       m, (unsigned long long)st.chunks);
-		printf("%-50s %8s %10s %s\n", "IMAGE", "RESIDENT", "BYTES", "");
+		printf("%-50s %8s %10s %s\n", "IMAGE", "LOCAL", "ON DISK", "");
 		for (size_t i = 0; i < st.n_images; i++) {
 			const struct fs_cache_image *im = &st.images[i];
 			cm_format_bytes(im->resident_bytes, b, sizeof(b));

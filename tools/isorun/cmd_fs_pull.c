@@ -117,7 +117,7 @@ static int cmd_images(int argc, char **argv)
 	}
 	if (!quiet)
 		printf("%-50s %-19s %-19s %10s %10s %7s\n", "REFERENCE", "MANIFEST", "INDEX",
-		       "SIZE", "RESIDENT", "");
+		       "PACKED", "ON DISK", "LOCAL");
 	for (size_t i = 0; i < st.n_images; i++) {
 		const struct fs_cache_image *im = &st.images[i];
 		if (quiet) {
@@ -137,4 +137,8 @@ static int cmd_images(int argc, char **argv)
 	return 0;
 }
 ISORUN_VERB_OPTS("images", cmd_images, "[-q]", "list the images in the store, with resident bytes",
-		 "  -q                 references only\n");
+		 "  -q                 references only\n"
+		 "\nPACKED: the image's compressed size in its index (what fetching all of it\n"
+		 "downloads); ON DISK: what the store holds of it (chunks fetched by a mount are\n"
+		 "kept uncompressed unless --chunk-format=zstd); LOCAL: the share of its chunks\n"
+		 "in the store.\n");

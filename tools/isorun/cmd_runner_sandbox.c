@@ -213,6 +213,7 @@ static int create_prepare(struct create_args *a)
 	}
 	a->o.lower_dir = a->lower;
 	a->o.image_key = a->key;
+	a->o.image_name = a->ref;
 	a->o.config = a->config;
 	a->o.hostname = a->hostname;
 	return 0;
@@ -641,6 +642,9 @@ static int cmd_ps(int argc, char **argv)
 			if (v[i].image_key)
 				json_object_object_add(o, "image",
 						       json_object_new_string(v[i].image_key));
+			if (v[i].image_name)
+				json_object_object_add(o, "image_name",
+						       json_object_new_string(v[i].image_name));
 			json_object_array_add(a, o);
 		}
 		printf("%s\n", json_object_to_json_string_ext(
@@ -659,8 +663,10 @@ static int cmd_ps(int argc, char **argv)
 			printf("%-16s  %-8s  %-8d  %-19s  %-10s  %s\n", v[i].id,
 			       v[i].pooled ? "pooled" : run_status_name(v[i].status),
 			       (int)v[i].agent_pid, when, mem,
-			       v[i].image_key ? v[i].image_key
-					      : (v[i].lower_dir ? v[i].lower_dir : "-"));
+			       v[i].image_name	? v[i].image_name
+			       : v[i].image_key ? v[i].image_key
+			       : v[i].lower_dir ? v[i].lower_dir
+						: "-");
 		}
 	}
 	run_sandbox_info_free(v, n);

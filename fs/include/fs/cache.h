@@ -108,7 +108,8 @@ struct fs_cache_image {
 	char manifest_digest[72];
 	char *repository; /* NULL for a locally built index */
 	uint64_t chunks, resident_chunks;
-	uint64_t bytes, resident_bytes; /* stored (compressed) bytes */
+	uint64_t bytes;		 /* the index's compressed size of its chunks (packs) */
+	uint64_t resident_bytes; /* what the store holds of them (raw chunks: uncompressed) */
 	bool mounted;
 };
 struct fs_cache_stats {

@@ -82,6 +82,7 @@ enum run_net {
 struct run_create_opts {
 	const char *lower_dir;		 /* the read-only rootfs; NULL to acquire it by image_key */
 	const char *image_key;		 /* optional; stored, passed to run_image_ops */
+	const char *image_name;		 /* optional: what the caller named the image (ps) */
 	const struct run_config *config; /* optional */
 	const char *backend;		 /* NULL or "ns" (the only backend so far) */
 	enum run_net net;
@@ -153,6 +154,7 @@ struct run_sandbox_info {
 	int64_t created;       /* unix seconds */
 	char *lower_dir;       /* as given at create; may be NULL */
 	char *image_key;       /* may be NULL */
+	char *image_name;      /* as given at create (or at the claim from the pool); may be NULL */
 	uint64_t memory_usage; /* cgroup memory usage in bytes, 0 if unknown */
 	bool pooled;	       /* running, waiting in the warm pool */
 };

@@ -127,6 +127,11 @@ for id in "${ids[@]}"; do
 	[ "$got" = "$id" ] || fail "sandbox $id sees $got"
 done
 ok "$N sandboxes created at once: one shared mount, $N holders, separate scratch"
+# ps names the image as it was given, not only by its index digest.
+[ "$("$ISORUN" --root "$ROOT" ps | grep -c " $REG/app:v1\$")" = $N ] ||
+	fail "ps does not name the image: $("$ISORUN" --root "$ROOT" ps)"
+[ "$("$ISORUN" --root "$ROOT" ps --format json | grep -c "\"image_name\":\"$REG/app:v1\"")" = $N ] ||
+	fail "ps --format json has no image_name"
 pids=()
 for id in "${ids[@]}"; do
 	"$ISORUN" --root "$ROOT" rm -f "$id" >/dev/null &
