@@ -41,7 +41,6 @@ int isorun_resolve_ref(const char *ref, char **ret_image_key, char **ret_lower_d
 const struct run_image_ops *isorun_image_ops(void) __attribute__((weak));
 
 DEFINE_CLEANUP_FUNC(struct run_ctx, run_ctx_free)
-DEFINE_CLEANUP_FUNC(struct run_config, run_config_free)
 DEFINE_CLEANUP_FUNC(struct run_client, run_client_free)
 
 static int open_ctx(struct run_ctx **ret)

@@ -223,7 +223,7 @@ static void test_store_in_place(void **state)
 static const char image_hex[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 /* Add the holder line the format gives; returns it (the caller frees). */
-static char *add_f(struct fs_holders *h, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static char *add_f(struct fs_holders *h, const char *fmt, ...)
 {
 	va_list ap;
 	char *line = NULL;
