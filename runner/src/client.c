@@ -447,6 +447,10 @@ int run_sandbox_exec(struct run_ctx *ctx, const char *id, const struct run_exec_
 	int r = run_sandbox_load(ctx, id, &sb);
 	if (r < 0)
 		return r;
+	if (sb->status == RUN_STATUS_STOPPED) {
+		run_sandbox_free(sb);
+		return -ESRCH;
+	}
 	const struct run_config *cfg = sb->config;
 	/* env: PATH first (the image's, else the default), image Env, then overrides */
 	size_t ni = 0, no = 0;

@@ -505,10 +505,18 @@ static int do_exec(struct run_ctx *ctx, const char *id, struct exec_args *e, cha
 	int r = run_sandbox_exec(ctx, id, &o, &res);
 	tty_restore();
 	sigprocmask(SIG_SETMASK, &old, NULL);
-	if (r < 0) {
+	if (r == -ESRCH)
+		fprintf(stderr, "isorun: sandbox %s is stopped (isorun start %s boots it again)\n",
+			id, id);
+	else if (r == -ECONNREFUSED)
+		fprintf(stderr,
+			"isorun: sandbox %s does not answer: its agent is gone (isorun ps "
+			"shows it stale; isorun rm removes it)\n",
+			id);
+	else if (r < 0)
 		fprintf(stderr, "isorun: exec failed: %s\n", strerror(-r));
+	if (r < 0)
 		return ISORUN_EXIT_ERROR;
-	}
 	if (res.kind == RUN_EXEC_FAILED)
 		fprintf(stderr, "isorun: %s: %s: %s\n", argv[0], res.message, strerror(res.code));
 	else if (res.timed_out)
@@ -801,6 +809,13 @@ static int cmd_cp(int argc, char **argv)
 		return ISORUN_EXIT_ERROR;
 	_cleanup_(run_client_freep) struct run_client *c = NULL;
 	int r = run_client_connect(ctx, id, &c);
+	if (r == -ECONNREFUSED) {
+		fprintf(stderr,
+			"isorun cp: sandbox %s is not running (stopped, or its agent is gone: "
+			"see isorun ps)\n",
+			id);
+		return ISORUN_EXIT_ERROR;
+	}
 	if (r < 0) {
 		fprintf(stderr, "isorun cp: cannot reach sandbox %s: %s\n", id, strerror(-r));
 		return ISORUN_EXIT_ERROR;

@@ -223,6 +223,7 @@ int run_client_exec(struct run_client *c, const struct run_exec_opts *opts,
 /*
  * run_client_exec on a sandbox with the image config's defaults applied: Env (PATH first,
  * a default PATH if the image has none), then opts->env overrides; WorkingDir; User.
+ * -ESRCH when the sandbox is stopped; -ECONNREFUSED when its agent does not answer.
  */
 int run_sandbox_exec(struct run_ctx *ctx, const char *id, const struct run_exec_opts *opts,
 		     struct run_exec_result *ret);

@@ -145,6 +145,11 @@ expect_eq "stopped" "$(sandbox_status "$ID")" stopped
 expect_eq "SIGTERM reached the processes at stop" \
 	"$(cat "$ISORUN_ROOT/sandboxes/$ID/scratch/upper/root/term" 2>/dev/null)" graceful
 expect_rc "exec on a stopped sandbox fails" 125 "$ISORUN" exec "$ID" -- true
+grep -q "sandbox $ID is stopped (isorun start $ID" "$WORK/err" ||
+	fail "exec on a stopped sandbox should say so: $(cat "$WORK/err")"
+expect_rc "cp into a stopped sandbox fails" 125 "$ISORUN" cp /etc/hostname "$ID:/tmp/x"
+grep -q "sandbox $ID is not running" "$WORK/err" ||
+	fail "cp into a stopped sandbox should say so: $(cat "$WORK/err")"
 "$ISORUN" start "$ID"
 expect_eq "running again" "$(sandbox_status "$ID")" running
 expect_eq "scratch survived stop/start" "$("$ISORUN" exec "$ID" -- cat /root/note)" persisted
@@ -165,6 +170,9 @@ for _ in $(seq 100); do [ "$(sandbox_status "$ID2")" = stale ] && break; sleep 0
 expect_eq "stale after kill -9 of the agent" "$(sandbox_status "$ID2")" stale
 "$ISORUN" ps | grep -q "$ID2.*stale" || fail "table output lacks the stale sandbox"
 ok "ps table"
+expect_rc "exec in a stale sandbox fails" 125 "$ISORUN" exec "$ID2" -- true
+grep -q "sandbox $ID2 does not answer: its agent is gone" "$WORK/err" ||
+	fail "exec in a stale sandbox should say why: $(cat "$WORK/err")"
 "$ISORUN" rm "$ID2"
 [ ! -d "$ISORUN_ROOT/sandboxes/$ID2" ] || fail "rm left the state dir"
 ok "rm of a stale sandbox"
