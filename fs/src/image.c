@@ -369,7 +369,7 @@ static int pull_registry(struct idx_store *s, const char *refstr, const struct f
 		pthread_join(rth, NULL);
 	_cleanup_(reg_index_freep) struct reg_index *refs = rj.refs;
 	if (r < 0)
-		return cm_log_ret(r, "pull: cannot resolve %s: %s", canon, strerror(-r));
+		return cm_log_ret(r, "pull: cannot resolve %s: %s", canon, reg_strerror(r));
 	if (find(s, ret->manifest_digest, ret->index_digest) == 0) {
 		ret->cached = true;
 		_cleanup_free_ char *old = NULL;

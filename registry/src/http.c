@@ -24,6 +24,28 @@
 
 /* ---- errors ---- */
 
+const char *reg_strerror(int err)
+{
+	switch (err) {
+	case -ENOENT:
+		return "not found in the registry";
+	case -EACCES:
+		return "access denied by the registry (isorun login?)";
+	case -EAGAIN:
+		return "the registry could not be reached";
+	case -ETIMEDOUT:
+		return "the registry did not answer in time";
+	case -EBADMSG:
+		return "the registry sent bytes that do not match their digest";
+	case -EPROTO:
+		return "the registry's answer is malformed";
+	case -ENOTSUP:
+		return "the registry or the image uses something isorun does not support";
+	default:
+		return strerror(-err);
+	}
+}
+
 int reg_err_from_curl(int code)
 {
 	switch ((CURLcode)code) {

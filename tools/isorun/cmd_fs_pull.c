@@ -5,6 +5,7 @@
 #include "fs/image.h"
 
 #include "indexer/store.h"
+#include "registry/client.h"
 #include "registry/ref.h"
 
 #include "common/cleanup.h"
@@ -77,7 +78,8 @@ static int cmd_pull(int argc, char **argv)
 	struct fs_pull_result res;
 	int r = fs_image_pull(s, argv[optind], &o, &res);
 	if (r < 0) {
-		fprintf(stderr, "isorun: pull %s failed: %s\n", argv[optind], strerror(-r));
+		fprintf(stderr, "isorun: pull %s failed: %s\n", argv[optind],
+			cm_str_has_prefix(argv[optind], "oci:") ? strerror(-r) : reg_strerror(r));
 		return ISORUN_EXIT_ERROR;
 	}
 	if (!quiet)

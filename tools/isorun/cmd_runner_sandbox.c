@@ -199,7 +199,8 @@ static int create_prepare(struct create_args *a)
 		struct run_config *cfg = NULL;
 		r = isorun_resolve_ref(a->ref, &a->key, &a->lower, &cfg);
 		if (r < 0) {
-			fprintf(stderr, "isorun: %s: %s\n", a->ref, strerror(-r));
+			/* (what went wrong is logged above: the registry's answer, the policy) */
+			fprintf(stderr, "isorun: cannot get the image %s\n", a->ref);
 			return r;
 		}
 		if (!a->config)

@@ -81,6 +81,10 @@ void reg_client_free(struct reg_client *c);
 int reg_err_from_curl(int curl_code);
 int reg_err_from_http(long status);
 
+/* What a registry call's -errno (above) means, in words for a user: "not found in the
+ * registry", "the registry could not be reached", ...; strerror's text for the others. */
+const char *reg_strerror(int err);
+
 /*
  * GET /v2/ on `registry` (host[:port]) with the configured credentials: 0 when the registry
  * accepts them (or needs none), -EACCES when refused. For `isorun login`.

@@ -94,6 +94,12 @@ if "$ISORUN" --root "$ROOT" run "$REG/app:latest" -- true 2>"$WORK/err"; then
 fi
 grep -q floating "$WORK/err" || fail "no reason for refusing latest: $(cat "$WORK/err")"
 ok "run refuses floating tags"
+rc=0
+"$ISORUN" --root "$ROOT" run "$REG/app:v404" -- true 2>"$WORK/err" || rc=$?
+[ "$rc" = 125 ] || fail "run of a tag the registry lacks: exit $rc, not 125"
+grep -q "cannot resolve $REG/app:v404: not found in the registry" "$WORK/err" ||
+	fail "run of a tag the registry lacks should say so: $(cat "$WORK/err")"
+ok "run of a tag the registry lacks: 125, not found in the registry"
 
 # 20 sandboxes of the image at once, created concurrently (their creators race for the
 # image's mount): one FUSE superblock (one daemon, one page cache) however many places it is

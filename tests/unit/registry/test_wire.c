@@ -173,6 +173,13 @@ static void test_err_translation(void **state)
 	assert_int_equal(reg_err_from_curl(18 /* PARTIAL_FILE */), -EAGAIN);
 	assert_int_equal(reg_err_from_curl(28 /* OPERATION_TIMEDOUT */), -ETIMEDOUT);
 	assert_int_equal(reg_err_from_curl(60 /* PEER_FAILED_VERIFICATION */), -EACCES);
+	/* in words for a user: every -errno the client documents has its own */
+	assert_string_equal(reg_strerror(-ENOENT), "not found in the registry");
+	static const int documented[] = {-ENOENT, -EACCES,    -EAGAIN, -EBADMSG,
+					 -EPROTO, -ETIMEDOUT, -ENOTSUP};
+	for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++)
+		assert_string_not_equal(reg_strerror(documented[i]), strerror(-documented[i]));
+	assert_string_equal(reg_strerror(-ENOMEM), strerror(ENOMEM));
 }
 
 int main(void)
