@@ -10,9 +10,4 @@ if(TARGET isorun AND TARGET isorun-index)
 	# pushed into it: never at the same time.
 	set_tests_properties(integration/fs_mount integration/fs_lazy PROPERTIES
 		RESOURCE_LOCK host_page_cache)
-	# test_lazy alone: in the ASan build, with another test taking the CPUs (or two `yes`),
-	# some pages the pusher counted as written into the page cache are not there when the
-	# test reads (2 failures in 9 runs beside indexer_umoci, none in 3 alone). Not
-	# understood yet; the data read is right either way (the reads go to the daemon).
-	set_tests_properties(integration/fs_lazy PROPERTIES RUN_SERIAL TRUE)
 endif()
