@@ -131,9 +131,9 @@ done
 osize=$(stat -c %s "$osr")
 # Proactive reclaim (a DAMON pageout scheme, as these VMs run; or the damon_reclaim module)
 # pages out page cache that nothing has read for a while, and pushed pages are such pages
-# until their read: with it on, the pages' residency before the read and the count of FUSE
-# reads are checked loosely (a slow host, the ASan build beside another test, lost up to
-# 7 % of the pages between the push and the read).
+# until their read: with it on, only the pushes themselves are checked (the kernel took every
+# page), not what stays in the page cache until the read (beside a busy test, up to 63 % of
+# the pages went between the push and the read).
 damon_pageout() {
 	local k
 	[ "$(cat /sys/module/damon_reclaim/parameters/enabled 2>/dev/null)" = Y ] && return 0
@@ -177,9 +177,10 @@ push_check() {
 	r1=$(echo "$s" | jget reads)
 	echo "$name: $(echo "$s" | jget pushed_bytes) bytes pushed in $(echo "$s" | jget push_sends) sends, libbig.so $res bytes cached before its read, $((r1 - r0)) FUSE reads"
 	if [ $# = 0 ] && damon_pageout; then
-		echo "($name: proactive reclaim is on here: pages it took back are read again)"
-		[ "$res" -ge $((size * 3 / 4)) ] ||
-			fail "$name: $res of libbig.so's $size bytes in the page cache"
+		echo "($name: proactive reclaim is on here: what of the pushed pages stays in the" \
+			"page cache until the read is not checked, only that the kernel took them all)"
+		[ "$(echo "$s" | jget pushed_bytes)" -ge $((size + osize)) ] ||
+			fail "$name: $(echo "$s" | jget pushed_bytes) bytes pushed, not $((size + osize))"
 	elif [ $# = 0 ]; then
 		[ "$res" = "$size" ] || fail "$name: $res of libbig.so's $size bytes in the page cache"
 		[ "$r1" = "$r0" ] || fail "$name: $((r1 - r0)) FUSE reads of pushed pages"
