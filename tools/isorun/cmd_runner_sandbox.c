@@ -226,10 +226,6 @@ static void create_args_fini(struct create_args *a)
 	free(a->key);
 }
 
-static const char create_usage[] =
-    "[--rootfs DIR] [--config FILE] [--net none|host] [--memory SIZE] [--cpus N] "
-    "[--pids N] [--hostname NAME] [--userns] [--warm[=N]]";
-
 #define CREATE_OPTIONS                                                                             \
 	"  --rootfs DIR       a directory as the root instead of an image REF\n"                   \
 	"  --config FILE      with --rootfs: an OCI image config (its Env, WorkingDir, User)\n"    \
@@ -340,10 +336,8 @@ static int cmd_pool_fill(int argc, char **argv)
 	}
 	if (i < argc)
 		a.ref = argv[i++];
-	if (i != argc) {
-		fprintf(stderr, "usage: isorun pool-fill [--count=N] %s [REF]\n", create_usage);
-		return ISORUN_EXIT_USAGE;
-	}
+	if (i != argc)
+		return isorun_usage_error("pool-fill", ISORUN_EXIT_USAGE, "unexpected %s", argv[i]);
 	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
 	r = create_prepare(&a);
 	if (r == 0)
@@ -376,10 +370,8 @@ static int cmd_create(int argc, char **argv)
 	}
 	if (i < argc)
 		a.ref = argv[i++];
-	if (i != argc) {
-		fprintf(stderr, "usage: isorun create %s [REF]\n", create_usage);
-		return ISORUN_EXIT_USAGE;
-	}
+	if (i != argc)
+		return isorun_usage_error("create", ISORUN_EXIT_USAGE, "unexpected %s", argv[i]);
 	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
 	_cleanup_free_ char *id = NULL;
 	r = create_sandbox(&a, &ctx, &id);

@@ -54,6 +54,7 @@ expect 125 "unknown option --bogus" exec --bogus 0123 -- true
 expect 125 "no command" exec 0123 --
 # The other verbs: 2.
 expect 2 "unknown option --bogus" create --bogus busybox:1.36
+expect 2 "unexpected extra" create busybox:1.36 extra
 expect 2 "usage: isorun ps" ps --bogus
 expect 2 "unexpected --bogus" images --bogus
 expect 2 "usage: isorun cache" cache stats --bogus
