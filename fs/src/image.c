@@ -70,14 +70,8 @@ static int find(struct idx_store *s, const char *key, char ret[72])
 /* The canonical form of a user reference: "oci:/abs/path[:tag]" or "domain/path[:tag][@d]". */
 static int canonical(const char *ref, char **ret)
 {
-	if (cm_str_has_prefix(ref, "oci:")) {
-		_cleanup_(idx_source_freep) struct idx_source *src = NULL;
-		int r = idx_source_oci_open(ref, &src);
-		if (r < 0)
-			return r;
-		*ret = strdup(src->ref);
-		return *ret ? 0 : -ENOMEM;
-	}
+	if (cm_str_has_prefix(ref, "oci:")) /* quiet: the pull that follows says what is wrong */
+		return idx_source_oci_ref(ref, ret);
 	_cleanup_(reg_ref_freep) struct reg_ref *rr = NULL;
 	int r = reg_ref_parse(ref, &rr, NULL);
 	if (r < 0)
@@ -127,8 +121,10 @@ static int pull_oci(struct idx_store *s, const char *ref, const struct fs_pull_o
 {
 	_cleanup_(idx_source_freep) struct idx_source *src = NULL;
 	int r = idx_source_oci_open(ref, &src);
-	if (r < 0)
+	if (r == -ENOMEM)
 		return cm_log_ret(r, "pull: cannot open %s: %s", ref, strerror(-r));
+	if (r < 0) /* (idx_source_oci_open said what) */
+		return r;
 	snprintf(ret->ref, sizeof(ret->ref), "%s", src->ref);
 	if (!o->refresh && find(s, src->ref, ret->index_digest) == 0) {
 		ret->cached = true;

@@ -205,36 +205,65 @@ static const struct idx_source_ops oci_ops = {
 	.free = oci_free,
 };
 
-int idx_source_oci_open(const char *spec, struct idx_source **ret)
+/* Split "oci:PATH[:TAG]" into PATH and TAG (NULL without one). PATH may itself contain ':';
+ * the tag is after the last ':' unless PATH names a directory with it. */
+static int oci_split(const char *spec, char **ret_path, char **ret_tag)
 {
 	if (!cm_str_has_prefix(spec, "oci:"))
-		return cm_log_ret(-EINVAL, "'%s' is not an oci:PATH[:TAG] reference", spec);
-	const char *p = spec + 4;
-	_cleanup_free_ char *abs = NULL; /* declared before the gotos that jump over its use */
+		return -EINVAL;
+	_cleanup_free_ char *path = strdup(spec + 4);
+	if (!path)
+		return -ENOMEM;
+	char *tag = NULL;
+	struct stat st;
+	char *colon = strrchr(path, ':');
+	if (colon && !(stat(path, &st) == 0 && S_ISDIR(st.st_mode))) {
+		*colon = 0;
+		if (colon[1] && !(tag = strdup(colon + 1)))
+			return -ENOMEM;
+	}
+	*ret_path = TAKE_PTR(path);
+	*ret_tag = tag;
+	return 0;
+}
+
+/* "oci:/absolute/path[:TAG]" (the relative PATH as given if it cannot be resolved). */
+static char *oci_ref_format(const char *path, const char *tag)
+{
+	_cleanup_free_ char *abs = realpath(path, NULL);
+	return cm_strdupf("oci:%s%s%s", abs ? abs : path, tag ? ":" : "", tag ? tag : "");
+}
+
+int idx_source_oci_ref(const char *spec, char **ret)
+{
+	_cleanup_free_ char *path = NULL, *tag = NULL;
+	int r = oci_split(spec, &path, &tag);
+	if (r < 0)
+		return r;
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return -errno;
+	*ret = oci_ref_format(path, tag);
+	return *ret ? 0 : -ENOMEM;
+}
+
+int idx_source_oci_open(const char *spec, struct idx_source **ret)
+{
 	struct oci_source *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->dirfd = -1;
 	s->base.ops = &oci_ops;
-	s->path = strdup(p);
-	if (!s->path)
-		goto nomem;
-	/* PATH may itself contain ':'; the tag is after the last ':' if PATH exists without it. */
-	struct stat st;
-	char *colon = strrchr(s->path, ':');
-	if (colon && !(stat(s->path, &st) == 0 && S_ISDIR(st.st_mode))) {
-		*colon = 0;
-		s->tag = strdup(colon + 1);
-		if (!s->tag)
-			goto nomem;
-		if (!*s->tag) {
-			free(s->tag);
-			s->tag = NULL;
-		}
+	int r = oci_split(spec, &s->path, &s->tag);
+	if (r < 0) {
+		oci_free(&s->base);
+		if (r == -EINVAL)
+			return cm_log_ret(r, "'%s' is not an oci:PATH[:TAG] reference", spec);
+		return r;
 	}
 	s->dirfd = open(s->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->dirfd < 0) {
-		int r = -errno;
+		r = -errno;
 		log_error("oci layout %s: %s", s->path, strerror(errno));
 		oci_free(&s->base);
 		return r;
@@ -244,16 +273,13 @@ int idx_source_oci_open(const char *spec, struct idx_source **ret)
 		oci_free(&s->base);
 		return -EPROTO;
 	}
-	abs = realpath(s->path, NULL);
-	s->base.ref = cm_strdupf("oci:%s%s%s", abs ? abs : s->path, s->tag ? ":" : "",
-				 s->tag ? s->tag : "");
-	if (!s->base.ref)
-		goto nomem;
+	s->base.ref = oci_ref_format(s->path, s->tag);
+	if (!s->base.ref) {
+		oci_free(&s->base);
+		return -ENOMEM;
+	}
 	*ret = &s->base;
 	return 0;
-nomem:
-	oci_free(&s->base);
-	return -ENOMEM;
 }
 
 void idx_source_free(struct idx_source *src)

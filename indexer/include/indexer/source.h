@@ -50,4 +50,8 @@ struct idx_source {
  * index.json; without TAG the layout must name exactly one manifest). -ENOENT, -EPROTO.
  */
 int idx_source_oci_open(const char *spec, struct idx_source **ret);
+/* The canonical reference idx_source_oci_open() would give SPEC ("oci:/abs/path[:TAG]"),
+ * without opening the layout or logging: -ENOENT if PATH does not exist, -EINVAL if SPEC is
+ * not "oci:...". */
+int idx_source_oci_ref(const char *spec, char **ret);
 void idx_source_free(struct idx_source *src);

@@ -82,4 +82,9 @@ fi
 # not run's usage).
 expect 125 "oci:$WORK/none" run "oci:$WORK/none:x" -- sh --help
 grep -q "usage: isorun" "$WORK/out" "$WORK/err" && fail "run printed its usage for the command's --help"
+# ... and says once what is wrong with it, then which image it could not get.
+[ "$(grep -c "oci layout $WORK/none: No such file" "$WORK/err")" = 1 ] ||
+	fail "run oci:missing does not say once that the layout is missing: $(cat "$WORK/err")"
+[ "$(wc -l <"$WORK/err")" = 2 ] && grep -q "cannot get the image oci:$WORK/none:x" "$WORK/err" ||
+	fail "run oci:missing: $(cat "$WORK/err")"
 echo PASS

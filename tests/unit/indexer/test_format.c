@@ -474,6 +474,30 @@ static void test_deterministic_whatever_the_store_holds(void **state)
 	idx_store_free(s);
 }
 
+/* idx_source_oci_ref() names a layout as idx_source_oci_open() does, without opening it. */
+static void test_oci_ref(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *plain = cm_strdupf("oci:%s", f->layout);
+	_cleanup_free_ char *tagged = cm_strdupf("oci:%s:v1", f->layout);
+	_cleanup_free_ char *untagged = cm_strdupf("oci:%s:", f->layout);
+	const char *specs[] = {plain, tagged, untagged};
+	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
+		struct idx_source *src;
+		_cleanup_free_ char *ref = NULL;
+		assert_int_equal(idx_source_oci_open(specs[i], &src), 0);
+		assert_int_equal(idx_source_oci_ref(specs[i], &ref), 0);
+		assert_string_equal(ref, src->ref);
+		assert_true(cm_str_has_prefix(ref, "oci:/"));
+		idx_source_free(src);
+	}
+	char *ref = NULL;
+	_cleanup_free_ char *missing = cm_strdupf("oci:%s/none:v1", f->tmp);
+	assert_int_equal(idx_source_oci_ref(missing, &ref), -ENOENT);
+	assert_int_equal(idx_source_oci_ref("docker://busybox", &ref), -EINVAL);
+	assert_null(ref);
+}
+
 static void test_rebuild_adds_nothing(void **state)
 {
 	struct fixture *f = *state;
@@ -716,6 +740,7 @@ int main(void)
 	    cmocka_unit_test(test_startup_trace_order),
 	    cmocka_unit_test(test_startup_level),
 	    cmocka_unit_test(test_raw_frames),
+	    cmocka_unit_test(test_oci_ref),
 	    cmocka_unit_test(test_rebuild_adds_nothing),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
