@@ -9,7 +9,8 @@
 #  - 20 sandboxes of the image created at once share one FUSE mount; `rm` of the last
 #    unmounts it
 #    (ISORUN_KEEP_WARM=0), or keeps it for the next sandbox for ISORUN_KEEP_WARM seconds;
-#  - floating tags are refused by create/run.
+#  - floating tags are refused by create/run;
+#  - a sandbox claimed from the warm pool is named as the claiming create named the image.
 set -euo pipefail
 INDEX=$1
 ISORUN=$2
@@ -206,4 +207,23 @@ for _ in $(seq 1 100); do [ "$(mine | wc -l)" = 0 ] && break; sleep 0.1; done
 [ "$(mine | wc -l)" = 0 ] || fail "the daemon kept a mount whose holders are all gone: $(cat "$refs")"
 "$ISORUN" --root "$ROOT" rm -f "$c" >/dev/null || fail "rm of $c"
 ok "the mount daemon drops holders that are gone and unmounts"
+
+# A sandbox from the warm pool takes the name of the create that claims it: the pool is the
+# image's (its index), whatever name it was booted under.
+pooled() {
+	"$ISORUN" --root "$ROOT" ps --format json | python3 -c 'import json,sys
+print(" ".join(s["id"] for s in json.load(sys.stdin) if s["status"] == "pooled"))'
+}
+"$ISORUN" --root "$ROOT" pool-fill "$REG/app:v1" || fail "pool-fill $REG/app:v1"
+p=$(pooled)
+[ "$(wc -w <<<"$p")" = 1 ] || fail "pool-fill: pooled sandboxes '$p'"
+dig=$(skopeo inspect --tls-verify=false "docker://$REG/app:v1" |
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["Digest"])')
+id=$("$ISORUN" --root "$ROOT" create --warm "$REG/app@$dig") || fail "create --warm by digest"
+[ "$id" = "$p" ] || fail "create --warm by digest booted $id, not the pooled $p"
+"$ISORUN" --root "$ROOT" ps | grep -q "^$id .* $REG/app@$dig\$" ||
+	fail "the claimed sandbox is not named as claimed: $("$ISORUN" --root "$ROOT" ps)"
+for f in "$ROOT"/pool/*/.fill; do [ -e "$f" ] && flock "$f" true; done # the refill
+"$ISORUN" --root "$ROOT" rm -f "$id" $(pooled) >/dev/null || fail "rm of the pool"
+ok "a sandbox claimed from the warm pool is named as the claiming create named its image"
 echo "all run tests passed"
