@@ -45,9 +45,11 @@ void cm_log_set_ident(const char *ident)
 	log_ident = ident;
 }
 
-void cm_log_demote_thread(bool on)
+bool cm_log_demote_thread(bool on)
 {
+	bool was = demoted;
 	demoted = on;
+	return was;
 }
 
 __attribute__((format(printf, 2, 0))) static void vlog(enum cm_log_level level, const char *fmt,

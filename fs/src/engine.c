@@ -152,10 +152,14 @@ struct fs_engine {
 	bool flusher_started;
 	bool stopped; /* lock */
 	bool threads_auto; /* no --prefetch-threads: chosen from the registry's latency */
+	/* When the store last refused a fetched chunk (its disk full, say), 0 while it takes
+	 * them: the chunks are served from memory meanwhile, and the rest of the image is not
+	 * prefetched (STORE_RETRY_NS). Atomic. */
+	uint64_t store_refused_ns;
 
 	/* Counters: atomics (__atomic builtins). */
 	uint64_t fetched_bytes, fetch_requests, fetched_chunks, prefetched_bytes;
-	uint64_t mem_hits, store_hits, misses, reads, read_bytes, preloads;
+	uint64_t mem_hits, store_hits, misses, reads, read_bytes, preloads, unstored;
 	uint64_t errors[E_N], read_errors;
 	struct fs_hist lat;
 	struct fs_hist fetch_lat; /* one range request, microseconds */
@@ -641,10 +645,15 @@ static int get_range(struct fs_engine *e, uint32_t pack, uint64_t off, uint64_t 
 	return r;
 }
 
+/* settle()'s outcome for a chunk that was fetched and verified but that the store refused
+ * (publish failed): served from memory, still absent from the store. */
+#define SETTLE_UNSTORED 1
+
 /*
- * Settle chunk c after its fetch: clear ST_BUSY, record the outcome and wake its waiters,
- * chunk by chunk, so a reader waiting for the first chunks of a long run does not wait for
- * the whole run to be verified and stored. `m` (may be NULL) is consumed.
+ * Settle chunk c after its fetch: clear ST_BUSY, record the outcome (0: in the store,
+ * SETTLE_UNSTORED, or -errno) and wake its waiters, chunk by chunk, so a reader waiting for
+ * the first chunks of a long run does not wait for the whole run to be verified and stored.
+ * `m` (may be NULL) is consumed.
  */
 static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, enum keep keep,
 		   struct mentry **want, const struct idx_store_loc *loc)
@@ -654,6 +663,21 @@ static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, e
 	if (res < 0) {
 		e->fails[c]++;
 		free(m);
+	} else if (res == SETTLE_UNSTORED) {
+		/* Only memory has it, whatever `keep` says (it cannot be loaded back): held if
+		 * it is a startup chunk, else in the LRU, where whoever waits for it finds it.
+		 * Once it leaves, it is fetched again. */
+		if (want) {
+			m->refs = 1;
+			mem_insert(e, m);
+			*want = m;
+		} else if (e->mem[c]) {
+			free(m);
+		} else if (keep == KEEP_HOLD) {
+			hold_insert(e, m);
+		} else {
+			mem_insert(e, m);
+		}
 	} else {
 		struct idx_chunk ch;
 		idx_reader_chunk(e->r, c, &ch);
@@ -683,6 +707,8 @@ static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, e
 	pthread_mutex_unlock(&e->lock);
 }
 
+#define STORE_PROBE_NS (1000 * 1000000ull)
+
 /* Put a fetched, verified chunk into the store: as a raw frame of its decompressed bytes
  * `m` appended to this mount's local pack (*loc says where; local reads then copy instead of
  * decompressing), or with --chunk-format=zstd as the fetched frame `cdata` in a chunk file.
@@ -690,10 +716,32 @@ static void settle(struct fs_engine *e, uint32_t c, int res, struct mentry *m, e
 static int publish(struct fs_engine *e, const struct idx_chunk *c, const uint8_t *cdata,
 		   const struct mentry *m, struct idx_store_loc *loc)
 {
-	if (e->o.chunks_zstd)
-		return idx_store_put_chunk(e->store, c->digest, cdata, c->csize, c->usize, false);
-	int r = idx_store_writer_put(e->writer, c->digest, m->data, c->usize, loc);
-	return r < 0 ? r : 1;
+	/* A store that refused a chunk is tried again once per STORE_PROBE_NS, quietly (its
+	 * errors at debug level): the daemon says once that it refuses and once that it takes
+	 * chunks again, not for every chunk. */
+	uint64_t refused = __atomic_load_n(&e->store_refused_ns, __ATOMIC_RELAXED);
+	uint64_t now = cm_now_ns();
+	if (refused && now - refused < STORE_PROBE_NS) {
+		count(&e->unstored, 1);
+		return -EAGAIN;
+	}
+	bool was = refused ? cm_log_demote_thread(true) : false;
+	int r = e->o.chunks_zstd
+		    ? idx_store_put_chunk(e->store, c->digest, cdata, c->csize, c->usize, false)
+		    : idx_store_writer_put(e->writer, c->digest, m->data, c->usize, loc);
+	if (refused)
+		cm_log_demote_thread(was);
+	if (r < 0) {
+		count(&e->unstored, 1);
+		if (__atomic_exchange_n(&e->store_refused_ns, now, __ATOMIC_RELAXED) == 0)
+			log_warn("store: cannot keep fetched chunks (%s): serving them from memory "
+				 "only, and not prefetching the rest of the image until it can",
+				 strerror(-r));
+		return r;
+	}
+	if (refused && __atomic_exchange_n(&e->store_refused_ns, 0, __ATOMIC_RELAXED))
+		log_info("store: keeping fetched chunks again");
+	return e->o.chunks_zstd ? r : 1;
 }
 
 /* A run's chunks as its answer arrives: [next, b) are still to be verified and settled. */
@@ -721,9 +769,7 @@ static int feed_one(struct run_feed *f, uint32_t i, const uint8_t *cd)
 	if (res == -EBADMSG)
 		return res;
 	if (res == 0)
-		res = publish(e, &c, cd, m, &loc);
-	if (res > 0)
-		res = 0;
+		res = publish(e, &c, cd, m, &loc) < 0 ? SETTLE_UNSTORED : 0;
 	if (i == f->a)
 		f->first = res;
 	/* loc.pack is 0 unless the chunk went to the local pack */
@@ -755,7 +801,8 @@ static void feed_progress(void *arg, uint64_t filled)
  * Fetch chunks [a, b) (marked ST_BUSY by plan_run) in one request, verify each, publish it
  * to the store and settle it as soon as its bytes are in. With `want` the entry of `a` is
  * returned referenced; `keep` says whether the other chunks enter the memory cache too (a
- * reader will probably want them next) and how. Returns the outcome for chunk a.
+ * reader will probably want them next) and how. Returns the outcome for chunk a (settle's:
+ * 0, SETTLE_UNSTORED or -errno).
  */
 static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, enum keep keep,
 		     struct mentry **want)
@@ -773,10 +820,13 @@ static int fetch_run(struct fs_engine *e, uint32_t a, uint32_t b, enum keep keep
 	if (r == 0)
 		r = get_range(e, ca.pack, off, len, buf, feed_progress, &f);
 	if (r < 0) {
-		count(&e->errors[cause_of(r)], 1);
-		log_error("fetch: %u chunk(s) of pack %u at offset %llu (%llu bytes) failed: %s",
-			  b - f.next, ca.pack, (unsigned long long)off, (unsigned long long)len,
-			  strerror(-r));
+		bool stopping = r == -ECANCELED && e->stop; /* the unmount cancelled it */
+		if (!stopping)
+			count(&e->errors[cause_of(r)], 1);
+		cm_log(stopping ? CM_LOG_DEBUG : CM_LOG_ERROR,
+		       "fetch: %u chunk(s) of pack %u at offset %llu (%llu bytes) failed: %s",
+		       b - f.next, ca.pack, (unsigned long long)off, (unsigned long long)len,
+		       strerror(-r));
 		for (uint32_t c = f.next; c < b; c++)
 			settle(e, c, r, NULL, KEEP_NONE, NULL, NULL);
 		/* chunk a may have been settled (and handed to `want`) before the failure */
@@ -1220,6 +1270,16 @@ static bool rest_deferred(const struct fs_engine *e)
 	return fs_rest_deferred(cm_now_ns(), e->last_read_ns, e->last_need_ns);
 }
 
+/* After the store refused a chunk, the rest of the image waits this long before one more
+ * request tries it again: fetching what cannot be kept would only spend the link. */
+#define STORE_RETRY_NS (30 * 1000000000ull)
+
+static bool store_refusing(struct fs_engine *e)
+{
+	uint64_t t = __atomic_load_n(&e->store_refused_ns, __ATOMIC_RELAXED);
+	return t && cm_now_ns() - t < STORE_RETRY_NS;
+}
+
 static void *prefetch_main(void *arg)
 {
 	struct fs_engine *e = arg;
@@ -1242,7 +1302,7 @@ static void *prefetch_main(void *arg)
 			from_ra = true;
 		} else if (e->bg_pos < e->bg_total) {
 			startup = e->bg_pos < idx_reader_prefetch_count(e->r);
-			if (!startup && rest_deferred(e)) {
+			if (!startup && (rest_deferred(e) || store_refusing(e))) {
 				pf_wait(e, 50);
 				continue;
 			}
@@ -1744,6 +1804,7 @@ int fs_engine_stats(struct fs_engine *e, struct json_object **ret)
 	add_u64(j, "store_hits", get(&e->store_hits));
 	add_u64(j, "preloads", get(&e->preloads));
 	add_u64(j, "misses", get(&e->misses));
+	add_u64(j, "unstored_chunks", get(&e->unstored));
 	add_u64(j, "mem_cache_bytes", mem);
 	add_u64(j, "held_bytes", held);
 	add_u64(j, "held_peak_bytes", held_peak);

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,8 +59,17 @@ int store_db_err(sqlite3 *db, int rc, const char *what)
 	case SQLITE_PERM:
 	case SQLITE_READONLY:
 	case SQLITE_CANTOPEN: return -EACCES;
+	case SQLITE_FULL:
+		return -ENOSPC;
 	default: return -EIO;
 	}
+}
+
+/* No block left on the store's filesystem (as an unprivileged writer sees it). */
+static bool store_disk_full(const char *root)
+{
+	struct statvfs st;
+	return statvfs(root, &st) == 0 && st.f_bavail == 0;
 }
 
 int idx_store_open(const char *root, struct idx_store **ret)
@@ -132,8 +142,13 @@ int idx_store_open(const char *root, struct idx_store **ret)
 	*ret = s;
 	return 0;
 fail:
-	if (r != -ENOMEM)
+	if (r != -ENOMEM && store_disk_full(root)) {
+		/* SQLite says "disk I/O error" when it cannot make its shared-memory file */
+		r = -ENOSPC;
+		log_error("cannot open store %s: its filesystem is full", root);
+	} else if (r != -ENOMEM) {
 		log_error("cannot open store %s: %s", root, strerror(-r));
+	}
 	idx_store_free(s);
 	return r;
 }

@@ -23,8 +23,9 @@ enum cm_log_level cm_log_get_level(void);
 /* Set the program name printed as prefix ("isorun-index"). The string is not copied. */
 void cm_log_set_ident(const char *ident);
 /* On the calling thread only: log every line at debug level (a speculative request's
- * failures matter only if its answer is used; the caller asks again if so). */
-void cm_log_demote_thread(bool on);
+ * failures matter only if its answer is used; the caller asks again if so). Returns the
+ * previous setting, for a caller that demotes only around one call. */
+bool cm_log_demote_thread(bool on);
 
 void cm_log(enum cm_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

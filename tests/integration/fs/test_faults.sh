@@ -3,7 +3,7 @@
 # that goes away fails reads with EIO within the deadline, and the same read succeeds once
 # it is back without remounting; corrupt pack bytes are never served (one refetch heals a
 # transient flip); 429 and 5xx bursts are ridden out; a mount whose fetches hang unmounts
-# without waiting for them.
+# without waiting for them; a store whose disk is full still serves what is fetched.
 . "$(dirname "$0")/lib.sh"
 start_registry
 make_image img v1 --big-mib 2
@@ -139,4 +139,44 @@ if kill -0 "$pid" 2>/dev/null; then
 	fail "the daemon still ran 25 s after its unmount, the fetches hanging"
 fi
 : >"$WORK/rules"
+
+# The store's disk full (a small tmpfs, filled up; the mounts' directories, with the
+# daemon's log, elsewhere): what is fetched is still served (verified, from memory), said
+# once in the log and counted; the rest of the image is not prefetched meanwhile; once there
+# is room again the chunks are kept.
+R7=$WORK/root7
+mkdir -p "$R7" "$WORK/m7" "$WORK/mounts7"
+mount -t tmpfs -o size=2m tmpfs "$R7" || fail "a tmpfs for the store"
+mkdir "$R7/mounts"
+mount --bind "$WORK/mounts7" "$R7/mounts" || fail "bind the mounts' directory"
+"$ISORUN" --root "$R7" pull "$ref" >/dev/null || fail "pull into a seventh store"
+dd if=/dev/zero of="$R7/filler" bs=4k 2>/dev/null || true # until it is full
+rc=0
+"$ISORUN" --root "$R7" mount "$ref" "$WORK/m7" 2>"$WORK/err7" || rc=$?
+[ $rc != 0 ] && grep -q "cannot open store $R7: its filesystem is full" "$WORK/err7" ||
+	fail "mount on a full store: status $rc, $(cat "$WORK/err7")"
+# Room for store.db's shared memory and journal (and a few chunks), not for the image.
+truncate -s -256K "$R7/filler"
+# (little memory: what is read after the room is back is not all there already)
+"$ISORUN" --root "$R7" mount --prefetch=all --mem-cache 64K --startup-hold 64K "$ref" \
+	"$WORK/m7" || fail "mount, the store full"
+cmp "$ROOTFS/usr/lib/libbig.so" "$WORK/m7/usr/lib/libbig.so" || fail "read, the store full"
+cmp "$ROOTFS/usr/bin/tool" "$WORK/m7/usr/bin/tool" || fail "second read, the store full"
+log7=$(echo "$R7"/mounts/*/daemon.log)
+[ "$(grep -c "cannot keep fetched chunks (No space left on device)" "$log7")" = 1 ] ||
+	fail "the full store not said once: $(grep -c "store:" "$log7") store lines"
+sleep 1 # time for the background prefetch to have gone on, were it not held back
+st=$(stats_json "$R7" "$WORK/m7")
+st7=$st
+[ "$(jget unstored_chunks <<<"$st")" -gt 0 ] || fail "unstored chunks not counted"
+[ "$(jget prefetch.position <<<"$st")" -lt "$(jget prefetch.total <<<"$st")" ] &&
+	[ "$(jget resident_chunks <<<"$st")" -lt "$(jget chunks <<<"$st")" ] ||
+	fail "the whole image was prefetched into a full store"
+rm "$R7/filler"
+compare "$ROOTFS" "$WORK/m7"
+grep -q "store: keeping fetched chunks again" "$log7" || fail "room again, not said"
+st=$(stats_json "$R7" "$WORK/m7")
+[ "$(jget resident_chunks <<<"$st")" -gt "$(jget resident_chunks <<<"$st7")" ] ||
+	fail "room again, yet no chunk kept"
+"$ISORUN" --root "$R7" umount "$WORK/m7" || fail "umount the full store's mount"
 pass
