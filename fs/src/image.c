@@ -67,6 +67,26 @@ static int find(struct idx_store *s, const char *key, char ret[72])
 	return 0;
 }
 
+/* REPO@DIGEST whose manifest the store has, recorded under another reference of the same
+ * repository (a tag): the same image, found with no registry (offline too). A digest that
+ * names a list of platforms is not recorded as such: the registry says which one applies. */
+static int find_by_digest(struct idx_store *s, const char *ref, char ret[72])
+{
+	_cleanup_(reg_ref_freep) struct reg_ref *rr = NULL;
+	if (cm_str_has_prefix(ref, "oci:") || reg_ref_parse(ref, &rr, NULL) < 0 || !rr->digest)
+		return -ENOENT;
+	_cleanup_free_ char *repo = cm_strdupf("%s/%s", rr->domain, rr->path), *d = NULL;
+	if (!repo)
+		return -ENOMEM;
+	int r = idx_store_find_index_in_repo(s, repo, rr->digest, &d);
+	if (r < 0)
+		return r;
+	if (!index_present(s, d))
+		return -ENOENT;
+	snprintf(ret, 72, "%s", d);
+	return 0;
+}
+
 /* The canonical form of a user reference: "oci:/abs/path[:tag]" or "domain/path[:tag][@d]". */
 static int canonical(const char *ref, char **ret)
 {
@@ -91,7 +111,9 @@ int fs_image_lookup(struct idx_store *s, const char *ref, char ret[72])
 	_cleanup_free_ char *canon = NULL;
 	if (cm_digest_valid(ref) || canonical(ref, &canon) < 0)
 		return -ENOENT;
-	return find(s, canon, ret);
+	if (find(s, canon, ret) == 0)
+		return 0;
+	return find_by_digest(s, ref, ret);
 }
 
 /* The ROOT/refs/ answer for exactly `key`, if its index file is present. */

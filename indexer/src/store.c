@@ -614,6 +614,35 @@ int idx_store_find_index(struct idx_store *s, const char *key, char **ret)
 	return r;
 }
 
+int idx_store_find_index_in_repo(struct idx_store *s, const char *repo, const char *manifest_digest,
+				 char **ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r = -ENOENT;
+	idx_store_lock(s);
+	int rc = sqlite3_prepare_v2(s->db,
+				    "SELECT index_digest FROM images WHERE manifest_digest = ?2 AND"
+				    " substr(ref, 1, length(?1) + 1) IN (?1 || ':', ?1 || '@')"
+				    " ORDER BY created DESC LIMIT 1",
+				    -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, repo, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, manifest_digest, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*ret = strdup((const char *)sqlite3_column_text(st, 0));
+			r = *ret ? 0 : -ENOMEM;
+		} else if (rc != SQLITE_DONE) {
+			r = store_db_err(s->db, rc, "find image");
+		}
+	} else {
+		r = store_db_err(s->db, rc, "find image");
+	}
+	sqlite3_finalize(st);
+	idx_store_unlock(s);
+	return r;
+}
+
 int idx_store_list_images(struct idx_store *s, struct idx_store_image **ret, size_t *ret_n)
 {
 	sqlite3_stmt *st = NULL;

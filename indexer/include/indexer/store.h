@@ -153,6 +153,10 @@ int idx_store_record_image(struct idx_store *s, const char *ref, const char *man
 			   const char *index_digest);
 /* Find the index digest for a reference or a manifest digest. -ENOENT. Caller frees. */
 int idx_store_find_index(struct idx_store *s, const char *ref_or_manifest_digest, char **ret);
+/* The index digest of manifest `manifest_digest` as recorded for any reference of repository
+ * `repo` ("domain/path": "domain/path:tag" or "domain/path@digest"). -ENOENT. Caller frees. */
+int idx_store_find_index_in_repo(struct idx_store *s, const char *repo, const char *manifest_digest,
+				 char **ret);
 /*
  * The same answer without opening store.db, from ROOT/refs/: idx_store_record_image also
  * leaves there, for the reference and for the manifest digest, a symlink named by the XXH3-128

@@ -10,7 +10,8 @@
 #    unmounts it
 #    (ISORUN_KEEP_WARM=0), or keeps it for the next sandbox for ISORUN_KEEP_WARM seconds;
 #  - floating tags are refused by create/run;
-#  - a sandbox claimed from the warm pool is named as the claiming create named the image.
+#  - a sandbox claimed from the warm pool is named as the claiming create named the image;
+#  - an image whose chunks are all local runs with the registry gone, by tag and by digest.
 set -euo pipefail
 INDEX=$1
 ISORUN=$2
@@ -32,7 +33,7 @@ cleanup() {
 	"$ISORUN" --root "$ROOT" rm -f $("$ISORUN" --root "$ROOT" ps --format json 2>/dev/null |
 		python3 -c 'import json,sys; print(" ".join(s["id"] for s in json.load(sys.stdin)))' 2>/dev/null) \
 		>/dev/null 2>&1 || true
-	for m in $(grep " $ROOT/" /proc/mounts | cut -d' ' -f2 | sort -r); do umount -l "$m" 2>/dev/null || true; done
+	for m in $(grep " $WORK/" /proc/mounts | cut -d' ' -f2 | sort -r); do umount -l "$m" 2>/dev/null || true; done
 	"$FIX/registry.sh" stop "$WORK/reg" >/dev/null 2>&1 || true
 	rm -rf "$WORK"
 }
@@ -226,4 +227,27 @@ id=$("$ISORUN" --root "$ROOT" create --warm "$REG/app@$dig") || fail "create --w
 for f in "$ROOT"/pool/*/.fill; do [ -e "$f" ] && flock "$f" true; done # the refill
 "$ISORUN" --root "$ROOT" rm -f "$id" $(pooled) >/dev/null || fail "rm of the pool"
 ok "a sandbox claimed from the warm pool is named as the claiming create named its image"
+
+# Offline: an image whose chunks are all local runs with its registry gone, by its tag and by
+# REPO@DIGEST (a store that knows that manifest only under the tag: the same image); another
+# repository's name for the same digest still asks its registry.
+R2=$WORK/host2
+mkdir -p "$WORK/m"
+"$ISORUN" --root "$R2" mount "$REG/app:v1" "$WORK/m" || fail "mount to fetch the image"
+for _ in $(seq 1 300); do
+	"$ISORUN" --root "$R2" stats --json "$WORK/m" | grep -q '"complete": *true' && break
+	sleep 0.1
+done
+"$ISORUN" --root "$R2" umount "$WORK/m" || fail "umount"
+"$FIX/registry.sh" stop "$WORK/reg" >/dev/null
+out=$("$ISORUN" --root "$R2" run "$REG/app:v1" -- cat /app/hello.sh) || fail "offline run by tag"
+grep -q "hello from the image" <<<"$out" || fail "offline run by tag: $out"
+out=$("$ISORUN" --root "$R2" run "$REG/app@$dig" -- cat /app/hello.sh) ||
+	fail "offline run by digest"
+grep -q "hello from the image" <<<"$out" || fail "offline run by digest: $out"
+rc=0
+"$ISORUN" --root "$R2" run "$REG/other@$dig" -- true 2>"$WORK/err" || rc=$?
+[ $rc = 125 ] && grep -q "could not be reached" "$WORK/err" ||
+	fail "another repository's name for the digest, offline: $rc $(cat "$WORK/err")"
+ok "an image in the store runs offline, by tag and by digest"
 echo "all run tests passed"

@@ -201,12 +201,41 @@ static void test_lookup_fast(void **state)
 	assert_int_equal(fs_image_lookup_fast(f->root, "example.com/gone:v1", got), -ENOENT);
 }
 
+/* REPO@DIGEST is found under another reference of the same repository, and only that one:
+ * not a repository whose name merely starts the same, not another digest. */
+static void test_lookup_by_digest(void **state)
+{
+	struct fixture *f = *state;
+	const char *idig = idx_reader_digest(f->rd);
+	char mdig[80], other[80], ref[160], got[72];
+	snprintf(mdig, sizeof(mdig), "sha256:%064d", 1);
+	snprintf(other, sizeof(other), "sha256:%064d", 2);
+	assert_int_equal(idx_store_record_image(f->s, "example.com/app:v1", mdig, idig), 0);
+	snprintf(ref, sizeof(ref), "example.com/app@%s", mdig);
+	assert_int_equal(fs_image_lookup(f->s, ref, got), 0);
+	assert_string_equal(got, idig);
+	snprintf(ref, sizeof(ref), "example.com/app:v2@%s", mdig); /* the tag is not checked */
+	assert_int_equal(fs_image_lookup(f->s, ref, got), 0);
+	snprintf(ref, sizeof(ref), "example.com/ap@%s", mdig);
+	assert_int_equal(fs_image_lookup(f->s, ref, got), -ENOENT);
+	snprintf(ref, sizeof(ref), "example.com/app/sub@%s", mdig);
+	assert_int_equal(fs_image_lookup(f->s, ref, got), -ENOENT);
+	snprintf(ref, sizeof(ref), "example.com/app@%s", other);
+	assert_int_equal(fs_image_lookup(f->s, ref, got), -ENOENT);
+	assert_int_equal(fs_image_lookup(f->s, "example.com/app:v2", got), -ENOENT);
+	_cleanup_free_ char *d = NULL;
+	assert_int_equal(idx_store_find_index_in_repo(f->s, "example.com/ap", mdig, &d), -ENOENT);
+	assert_int_equal(idx_store_find_index_in_repo(f->s, "example.com/app", mdig, &d), 0);
+	assert_string_equal(d, idig);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_deferred, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_flag_migration, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lookup_fast, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lookup_by_digest, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
