@@ -446,7 +446,8 @@ out:
 		}
 		struct pending *nv = realloc(v, (n + w->npend) * sizeof(*v));
 		if (nv) {
-			memcpy(nv + n, w->pend, w->npend * sizeof(*v));
+			if (w->npend) /* (w->pend may be NULL) */
+				memcpy(nv + n, w->pend, w->npend * sizeof(*v));
 			free(w->pend);
 			w->pend = nv;
 			w->npend = w->pend_alloc = n + w->npend;
