@@ -156,6 +156,7 @@ struct fs_engine {
 	 * them: the chunks are served from memory meanwhile, and the rest of the image is not
 	 * prefetched (STORE_RETRY_NS). Atomic. */
 	uint64_t store_refused_ns;
+	bool commit_failing; /* the flusher's (and the stop's, after it): the last commit failed */
 
 	/* Counters: atomics (__atomic builtins). */
 	uint64_t fetched_bytes, fetch_requests, fetched_chunks, prefetched_bytes;
@@ -1409,10 +1410,19 @@ static int flush(struct fs_engine *e)
 		e->state[c] &= (uint8_t) ~(ST_USED | ST_ADDED);
 	}
 	pthread_mutex_unlock(&e->lock);
-	/* The chunks' locations first: a row in fs_chunks says the chunk is in the store. */
+	/* The chunks' locations first: a row in fs_chunks says the chunk is in the store. A
+	 * commit that fails is tried again at the next flush (every 2 s): said the first time
+	 * and when it works again, not every time (a full disk may last). */
+	bool quiet = e->commit_failing ? cm_log_demote_thread(true) : false;
 	int cr = e->writer ? idx_store_writer_commit(e->writer) : 0;
-	if (cr < 0)
-		log_error("cache: recording chunks of the local pack failed: %s", strerror(-cr));
+	if (e->commit_failing)
+		cm_log_demote_thread(quiet);
+	if (cr < 0 && !e->commit_failing)
+		log_error("cache: recording chunks of the local pack failed: %s (trying again)",
+			  strerror(-cr));
+	else if (cr == 0 && e->commit_failing)
+		log_info("cache: chunks of the local pack recorded again");
+	e->commit_failing = cr < 0;
 	/* In key order: the B-tree pages of fs_chunks are then touched once each. */
 	if (n > 1)
 		qsort(v, n, sizeof(*v), cmp_touch);

@@ -157,9 +157,11 @@ rc=0
 	fail "mount on a full store: status $rc, $(cat "$WORK/err7")"
 # Room for store.db's shared memory and journal (and a few chunks), not for the image.
 truncate -s -256K "$R7/filler"
-# (little memory: what is read after the room is back is not all there already)
-"$ISORUN" --root "$R7" mount --prefetch=all --mem-cache 64K --startup-hold 64K "$ref" \
-	"$WORK/m7" || fail "mount, the store full"
+# (Little memory: what is read after the room is back is not all there already. Small
+# requests, one at a time: the requests planned before the first refusal cannot cover the
+# image.)
+"$ISORUN" --root "$R7" mount --prefetch=all --mem-cache 64K --startup-hold 64K \
+	--request-max 128K --prefetch-threads 1 "$ref" "$WORK/m7" || fail "mount, the store full"
 cmp "$ROOTFS/usr/lib/libbig.so" "$WORK/m7/usr/lib/libbig.so" || fail "read, the store full"
 cmp "$ROOTFS/usr/bin/tool" "$WORK/m7/usr/bin/tool" || fail "second read, the store full"
 log7=$(echo "$R7"/mounts/*/daemon.log)
@@ -169,9 +171,11 @@ sleep 1 # time for the background prefetch to have gone on, were it not held bac
 st=$(stats_json "$R7" "$WORK/m7")
 st7=$st
 [ "$(jget unstored_chunks <<<"$st")" -gt 0 ] || fail "unstored chunks not counted"
-[ "$(jget prefetch.position <<<"$st")" -lt "$(jget prefetch.total <<<"$st")" ] &&
-	[ "$(jget resident_chunks <<<"$st")" -lt "$(jget chunks <<<"$st")" ] ||
-	fail "the whole image was prefetched into a full store"
+# (prefetch.total: the startup list's items, then every chunk; the position stays at the
+# list's end while the store refuses)
+listed=$(($(jget prefetch.total <<<"$st") - $(jget chunks <<<"$st")))
+[ "$(jget prefetch.position <<<"$st")" -le "$listed" ] ||
+	fail "the rest of the image was prefetched into a full store: $(jget prefetch <<<"$st")"
 rm "$R7/filler"
 compare "$ROOTFS" "$WORK/m7"
 grep -q "store: keeping fetched chunks again" "$log7" || fail "room again, not said"
