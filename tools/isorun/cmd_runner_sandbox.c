@@ -27,6 +27,7 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -548,6 +549,73 @@ ISORUN_VERB_OPTS("exec", cmd_exec, "[options] ID -- CMD...", "run a command in a
 
 /* ---- run ---- */
 
+/*
+ * run's sandbox must not outlive a run killed with SIGKILL (a CI job's timeout, the OOM
+ * killer), which cleans nothing up: its processes would keep running and its scratch and
+ * image mount stay held. A child in its own session (so a signal to run's process group
+ * spares it) waits on a pipe: run writes the sandbox's id once it exists and "." once it
+ * has removed it itself; if the pipe closes in between, the child becomes
+ * `isorun rm -f ID`. Forked before run opens anything (the child holds no lock or
+ * connection of run's) and doing only async-signal-safe calls until its exec. -1 if it
+ * cannot be started (then run goes on without it).
+ */
+static int reaper_start(pid_t *ret_pid)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	static char id[64];
+	char *argv[] = {"isorun", "--root", (char *)isorun_root(), "rm", "-f", id, NULL};
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid > 0) {
+		close(p[0]);
+		*ret_pid = pid;
+		return p[1];
+	}
+	close(p[1]);
+	setsid();
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	for (int fd = 0; fd < 3 && null >= 0; fd++)
+		dup2(null, fd);
+	size_t n = 0;
+	for (;;) {
+		ssize_t k = read(p[0], id + n, sizeof(id) - 1 - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+		if (n >= sizeof(id) - 1 || memchr(id, '.', n))
+			_exit(0); /* run removed it itself, or is keeping it */
+	}
+	char *nl = memchr(id, '\n', n);
+	if (!nl || nl == id)
+		_exit(0); /* no sandbox yet */
+	*nl = 0;
+	execv("/proc/self/exe", argv);
+	_exit(127);
+}
+
+/* Tell the reaper (reaper_start) the sandbox's id, or that it has nothing to do (id NULL:
+ * then wait for it to exit, so that no zombie is left to a PID 1 that may not reap). */
+static void reaper_tell(int fd, pid_t pid, const char *id)
+{
+	if (fd < 0)
+		return;
+	char buf[64];
+	int n = snprintf(buf, sizeof(buf), "%s\n", id ? id : ".");
+	if (n > 0 && write(fd, buf, (size_t)n) < 0)
+		log_debug("run: telling the reaper: %s", strerror(errno));
+	if (!id)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	struct create_args a = {0};
@@ -573,12 +641,16 @@ static int cmd_run(int argc, char **argv)
 		i++;
 	if (i >= argc)
 		return isorun_usage_error("run", ISORUN_EXIT_ERROR, "no command");
+	pid_t reaper_pid = 0;
+	_cleanup_close_ int reaper = keep ? -1 : reaper_start(&reaper_pid);
 	_cleanup_(run_ctx_freep) struct run_ctx *ctx = NULL;
 	_cleanup_free_ char *id = NULL;
 	if (create_sandbox(&a, &ctx, &id) < 0) {
+		reaper_tell(reaper, reaper_pid, NULL);
 		create_args_fini(&a);
 		return ISORUN_EXIT_ERROR;
 	}
+	reaper_tell(reaper, reaper_pid, id);
 	int status = do_exec(ctx, id, &e, argv + i);
 	log_debug("run: the command exited (status %d)", status);
 	if (keep) {
@@ -588,6 +660,7 @@ static int cmd_run(int argc, char **argv)
 		if (status == 0)
 			status = ISORUN_EXIT_ERROR;
 	}
+	reaper_tell(reaper, reaper_pid, NULL);
 	refill_pool(&a);
 	create_args_fini(&a);
 	return status;

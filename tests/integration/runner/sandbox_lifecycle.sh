@@ -2,7 +2,7 @@
 # Lifecycle end to end: image config defaults, scratch persistence across stop/start,
 # isolation of scratch between sandboxes, /tmp noexec and /sandbox exec, background daemons,
 # exit statuses, timeout, signal forwarding, cp both ways, ps after the creator exited,
-# stale detection after kill -9 of the agent.
+# stale detection after kill -9 of the agent, run's sandbox removed after kill -9 of run.
 . "$(dirname "$0")/lib.sh"
 
 ROOTFS="$WORK/rootfs"
@@ -217,6 +217,31 @@ ok "half-created sandbox: stale, and rm stops its agent"
 rc=${PIPESTATUS[0]}
 expect_eq "run into a closed pipe: 128+SIGPIPE" "$rc" 141
 expect_eq "run into a closed pipe removed its sandbox" "$(ls "$ISORUN_ROOT/sandboxes" | wc -l)" 0
+
+# run killed with SIGKILL (a CI job's timeout, the OOM killer), its whole process group with
+# it: its sandbox, and the command in it, go all the same; with --keep it stays.
+setsid "$ISORUN" run --rootfs "$ROOTFS" -- sh -c 'echo $$ >/sandbox/pid; exec sleep 300' &
+rpid=$!
+for _ in $(seq 100); do [ "$(ls "$ISORUN_ROOT/sandboxes" | wc -l)" = 1 ] && break; sleep 0.1; done
+KID=$(ls "$ISORUN_ROOT/sandboxes")
+for _ in $(seq 100); do [ -s "$ISORUN_ROOT/sandboxes/$KID/scratch/upper/sandbox/pid" ] && break; sleep 0.1; done
+apid=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" \
+	"$ISORUN_ROOT/sandboxes/$KID/state.json")
+kill -KILL -- -"$rpid"
+for _ in $(seq 100); do [ -d "$ISORUN_ROOT/sandboxes/$KID" ] || break; sleep 0.1; done
+[ -d "$ISORUN_ROOT/sandboxes/$KID" ] && fail "run killed: its sandbox $KID is still there"
+running() { [ -e "/proc/$1" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
+for _ in $(seq 50); do running "$apid" || break; sleep 0.1; done
+running "$apid" && fail "run killed: its sandbox's agent still runs"
+setsid "$ISORUN" run --keep --rootfs "$ROOTFS" -- sleep 300 2>/dev/null &
+rpid=$!
+for _ in $(seq 100); do [ "$(sandbox_status "$(ls "$ISORUN_ROOT/sandboxes")")" = running ] && break; sleep 0.1; done
+KID=$(ls "$ISORUN_ROOT/sandboxes")
+kill -KILL -- -"$rpid"
+sleep 1
+expect_eq "run --keep killed: its sandbox stays" "$(sandbox_status "$KID")" running
+"$ISORUN" rm -f "$KID" >/dev/null
+ok "run killed with SIGKILL removes its sandbox (not with --keep)"
 
 # boot writes nothing into the scratch layer: the mount targets come from the shared
 # targets layer (ROOT/targets), and the volatile overlay's mark is cleared at every boot
