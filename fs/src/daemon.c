@@ -167,12 +167,19 @@ static void serve_one(struct daemon *d, int fd)
 			}
 			json_object_put(j);
 		}
-	} else if (!strcmp(req, "last")) {
+	} else if (!strcmp(req, "last") || !strncmp(req, "last ", 5)) {
+		/* "last [S]": the last holder went; unmount after S s (the releaser's delay) or
+		 * after the mount's own */
+		unsigned s = d->keep_warm_s;
+		if (req[4] && cm_parse_uint(req + 5, 0, FS_KEEP_WARM_MAX, &s) < 0) {
+			cm_write_full(fd, "error bad delay\n", 16);
+			return;
+		}
 		cm_write_full(fd, "ok\n", 3);
-		if (d->keep_warm_s == 0)
+		if (s == 0)
 			shutdown_now(d);
 		else
-			d->idle_at_ns = cm_now_ns() + (uint64_t)d->keep_warm_s * 1000000000ull;
+			d->idle_at_ns = cm_now_ns() + (uint64_t)s * 1000000000ull;
 	} else {
 		cm_write_full(fd, "error unknown request\n", 22);
 	}

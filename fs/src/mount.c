@@ -330,7 +330,7 @@ static int hex_of(const char *arg, char hex[65])
  * left, tell the daemon (it unmounts now or after its keep-warm delay). -ENOENT when `line`
  * held none.
  */
-static int release_as(const char *root, const char *hex, const char *line)
+static int release_as(const char *root, const char *hex, const char *line, int keep_warm_s)
 {
 	struct locked l;
 	int r = lock_mount(root, hex, &l);
@@ -349,7 +349,10 @@ static int release_as(const char *root, const char *hex, const char *line)
 	if (r == 0 && fs_holders_count(&h) != before)
 		r = fs_holders_store(l.dir, &h);
 	if (r == 0 && before > 0 && fs_holders_count(&h) == 0) {
-		int cr = fs_ctl_call(root, hex, "last", 10000, NULL);
+		char req[32] = "last";
+		if (keep_warm_s >= 0)
+			snprintf(req, sizeof(req), "last %d", keep_warm_s);
+		int cr = fs_ctl_call(root, hex, req, 10000, NULL);
 		if (cr < 0 && cr != -ENOENT && cr != -ECONNREFUSED)
 			log_warn("mount: daemon of sha256:%s did not answer (%s)", hex,
 				 strerror(-cr));
@@ -359,7 +362,8 @@ static int release_as(const char *root, const char *hex, const char *line)
 	return r < 0 ? r : had ? 0 : -ENOENT;
 }
 
-int fs_mount_release(const char *root, const char *mountpoint, const char *holder_dir)
+int fs_mount_release(const char *root, const char *mountpoint, const char *holder_dir,
+		     int keep_warm_s)
 {
 	char hex[65];
 	int r = hex_of(mountpoint, hex);
@@ -369,7 +373,7 @@ int fs_mount_release(const char *root, const char *mountpoint, const char *holde
 	if (!line)
 		return cm_log_ret(-EINVAL, "release: the holder '%s' is not an absolute path",
 				  holder_dir ? holder_dir : "(null)");
-	return release_as(root, hex, line);
+	return release_as(root, hex, line, keep_warm_s);
 }
 
 int fs_mount_bind(const char *root, const char *ref, const struct fs_mount_opts *o, const char *dir)
@@ -392,7 +396,7 @@ int fs_mount_bind(const char *root, const char *ref, const struct fs_mount_opts 
 		log_error("mount: cannot bind %s on %s: %s", mnt, dir, strerror(-r));
 		umount2(dir, MNT_DETACH);
 		if (hex_of(mnt, hex) == 0)
-			release_as(root, hex, line);
+			release_as(root, hex, line, -1);
 		return r;
 	}
 	return 0;
@@ -423,7 +427,7 @@ int fs_mount_unbind(const char *root, const char *dir, bool lazy)
 		return cm_log_ret(r, "umount: %s: %s%s", dir, strerror(-r),
 				  r == -EBUSY ? " (use --lazy to detach it)" : "");
 	}
-	r = release_as(root, hex, line);
+	r = release_as(root, hex, line, -1);
 	if (r == -ENOENT)
 		log_warn("umount: %s held no reference on the image (mounted by another namespace, "
 			 "or by an older release)",

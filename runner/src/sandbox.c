@@ -309,6 +309,8 @@ static int save_config(struct run_sandbox *sb)
 	json_object_object_add(o, "cpu_millis", json_object_new_int64(sb->cpu_millis));
 	json_object_object_add(o, "pids", json_object_new_int64(sb->pids_max));
 	json_object_object_add(o, "created", json_object_new_int64(sb->created));
+	if (sb->keep_warm_s >= 0)
+		json_object_object_add(o, "keep_warm_s", json_object_new_int64(sb->keep_warm_s));
 	json_object *cfg = json_object_new_object();
 	json_object_object_add(o, "config", cfg);
 	if (sb->config) {
@@ -364,6 +366,9 @@ int run_sandbox_load(struct run_ctx *ctx, const char *id, struct run_sandbox **r
 	sb->cpu_millis = (uint32_t)json_int(c, "cpu_millis");
 	sb->pids_max = (uint32_t)json_int(c, "pids");
 	sb->created = json_int(c, "created");
+	sb->keep_warm_s = json_object_object_get_ex(c, "keep_warm_s", &v)
+			      ? (int)MIN(json_object_get_int64(v), INT32_MAX)
+			      : -1;
 	if (json_object_object_get_ex(c, "config", &v) &&
 	    (r = config_from_json(v, &sb->config)) < 0)
 		return r;
@@ -558,7 +563,8 @@ static void release_lower(struct run_sandbox *sb)
 {
 	struct run_ctx *ctx = sb->ctx;
 	if (sb->image_key && ctx->have_image_ops && ctx->image_ops.release) {
-		ctx->image_ops.release(ctx->image_ops.userdata, sb->image_key, sb->dir);
+		ctx->image_ops.release(ctx->image_ops.userdata, sb->image_key, sb->dir,
+				       sb->keep_warm_s);
 		log_debug("sandbox %s: image mount released", sb->id);
 	}
 }
@@ -751,9 +757,12 @@ int run_sandbox_claim(struct run_ctx *ctx, const struct run_create_opts *o, char
 			if (usable) {
 				sb->pool_key[0] = 0;
 				sb->created = (int64_t)time(NULL);
-				/* the name is not part of the key: this create's */
+				/* the name and the keep-warm delay are not part of the key:
+				 * this create's */
 				free(sb->image_name);
 				sb->image_name = o->image_name ? strdup(o->image_name) : NULL;
+				sb->keep_warm_s =
+				    o->keep_warm_set ? (int)MIN(o->keep_warm_s, INT32_MAX) : -1;
 				int k =
 				    o->image_name && !sb->image_name ? -ENOMEM : save_config(sb);
 				if (k == 0)
@@ -858,6 +867,7 @@ int run_sandbox_create(struct run_ctx *ctx, const struct run_create_opts *o, cha
 	sb->memory_bytes = o->memory_bytes;
 	sb->cpu_millis = o->cpu_millis;
 	sb->pids_max = o->pids_max;
+	sb->keep_warm_s = o->keep_warm_set ? (int)MIN(o->keep_warm_s, INT32_MAX) : -1;
 	sb->created = (int64_t)time(NULL);
 	sb->status = RUN_STATUS_CREATED;
 	/* until the agent's pid replaces it: the creator's, so that `ps` can tell a sandbox

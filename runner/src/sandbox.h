@@ -38,6 +38,7 @@ struct run_sandbox {
 	uint64_t memory_bytes;
 	uint32_t cpu_millis, pids_max;
 	int64_t created;
+	int keep_warm_s; /* -1: none given */
 	/* from state.json */
 	char pool_key[33]; /* "" unless waiting in the warm pool */
 	enum run_status status;

@@ -127,7 +127,7 @@ static int parse(int argc, char **argv, struct mount_args *a, bool fsd)
 				goto bad;
 			break;
 		case O_KEEP_WARM:
-			if (cm_parse_uint(optarg, 0, 7 * 86400, &a->o.keep_warm_s) < 0)
+			if (cm_parse_uint(optarg, 0, FS_KEEP_WARM_MAX, &a->o.keep_warm_s) < 0)
 				goto bad;
 			break;
 		case O_PF_THREADS:

@@ -94,10 +94,26 @@ int isorun_resolve_ref(const char *ref, char **ret_image_key, char **ret_lower_d
 	return 0;
 }
 
-/* How long an image's mount outlives its last sandbox (ISORUN_KEEP_WARM seconds, 0 = unmount
- * at once): the next sandbox of the image then finds the daemon and the page cache of the
- * previous one instead of starting a new mount (110 ms) and reading every page again. */
+/* How long an image's mount outlives its last sandbox (--keep-warm or ISORUN_KEEP_WARM
+ * seconds, 0 = unmount at once): the next sandbox of the image then finds the daemon and the page
+ * cache of the previous one instead of starting a new mount (110 ms) and reading every page again.
+ */
 #define KEEP_WARM_DEFAULT_S 60
+_Static_assert(RUN_KEEP_WARM_MAX == FS_KEEP_WARM_MAX, "one limit for --keep-warm");
+
+/* ISORUN_KEEP_WARM, when set to a valid delay (a bad one is warned about); -1 otherwise. */
+static int env_keep_warm(void)
+{
+	const char *kw = getenv("ISORUN_KEEP_WARM");
+	unsigned s;
+	if (!kw)
+		return -1;
+	if (cm_parse_uint(kw, 0, FS_KEEP_WARM_MAX, &s) < 0) {
+		log_warn("ignoring ISORUN_KEEP_WARM=%s (seconds, 0 to %u)", kw, FS_KEEP_WARM_MAX);
+		return -1;
+	}
+	return (int)s;
+}
 
 static int image_acquire(void *userdata, const char *image_key, const char *holder,
 			 char **ret_lower_dir)
@@ -108,21 +124,19 @@ static int image_acquire(void *userdata, const char *image_key, const char *hold
 	const char *pf = getenv("ISORUN_PREFETCH");
 	if (pf && fs_prefetch_parse(pf, &o.prefetch) < 0)
 		log_warn("ignoring ISORUN_PREFETCH=%s (none|startup|all)", pf);
-	const char *kw = getenv("ISORUN_KEEP_WARM");
-	if (kw) {
-		char *end;
-		unsigned long s = strtoul(kw, &end, 10);
-		if (*kw && !*end && s <= 86400)
-			o.keep_warm_s = (unsigned)s;
-		else
-			log_warn("ignoring ISORUN_KEEP_WARM=%s (seconds, 0 to 86400)", kw);
-	}
+	int kw = env_keep_warm();
+	if (kw >= 0)
+		o.keep_warm_s = (unsigned)kw;
 	return fs_mount_acquire(isorun_root(), image_key, &o, holder, ret_lower_dir);
 }
 
-static void image_release(void *userdata, const char *image_key, const char *holder)
+/* The last sandbox of an image to let go of its mount says how long the mount stays: its
+ * --keep-warm (or ISORUN_KEEP_WARM when it was created), else the delay the mount was made
+ * with. */
+static void image_release(void *userdata, const char *image_key, const char *holder,
+			  int keep_warm_s)
 {
-	int r = fs_mount_release(isorun_root(), image_key, holder);
+	int r = fs_mount_release(isorun_root(), image_key, holder, keep_warm_s);
 	if (r < 0 && r != -ENOENT)
 		log_warn("releasing the mount of %s: %s", image_key, strerror(-r));
 }

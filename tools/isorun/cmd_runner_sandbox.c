@@ -119,7 +119,7 @@ static int create_opt(struct create_args *a, int argc, char **argv, int *i)
 	}
 	if (strcmp(o, "--rootfs") && strcmp(o, "--config") && strcmp(o, "--net") &&
 	    strcmp(o, "--memory") && strcmp(o, "--cpus") && strcmp(o, "--pids") &&
-	    strcmp(o, "--hostname"))
+	    strcmp(o, "--hostname") && strcmp(o, "--keep-warm"))
 		return 0;
 	if (!v) {
 		fprintf(stderr, "isorun: %s needs a value\n", o);
@@ -154,6 +154,15 @@ static int create_opt(struct create_args *a, int argc, char **argv, int *i)
 			fprintf(stderr, "isorun: bad --cpus %s\n", v);
 			return -EINVAL;
 		}
+	} else if (!strcmp(o, "--keep-warm")) {
+		unsigned s;
+		if (cm_parse_uint(v, 0, RUN_KEEP_WARM_MAX, &s) < 0) {
+			fprintf(stderr, "isorun: bad --keep-warm %s (seconds, 0 to %u)\n", v,
+				RUN_KEEP_WARM_MAX);
+			return -EINVAL;
+		}
+		a->o.keep_warm_set = true;
+		a->o.keep_warm_s = s;
 	} else if (!strcmp(o, "--pids")) {
 		char *end;
 		unsigned long p = strtoul(v, &end, 10);
@@ -169,6 +178,14 @@ static int create_opt(struct create_args *a, int argc, char **argv, int *i)
 static int create_prepare(struct create_args *a)
 {
 	int r;
+	/* ISORUN_KEEP_WARM is --keep-warm's default (a bad value is warned about where the
+	 * image is mounted) */
+	const char *kw = getenv("ISORUN_KEEP_WARM");
+	unsigned kws;
+	if (!a->o.keep_warm_set && kw && cm_parse_uint(kw, 0, RUN_KEEP_WARM_MAX, &kws) == 0) {
+		a->o.keep_warm_set = true;
+		a->o.keep_warm_s = kws;
+	}
 	if (a->config_file) {
 		struct cm_buf b;
 		cm_buf_init(&b, 1 << 20);
@@ -236,6 +253,9 @@ static void create_args_fini(struct create_args *a)
 	"  --pids N           limit on the number of processes\n"                                  \
 	"  --hostname NAME    the sandbox's host name\n"                                           \
 	"  --userns           a user namespace with a mapped id range, where the host allows\n"    \
+	"  --keep-warm S      keep the image mounted S s after its last sandbox goes, if this\n"   \
+	"                     one is the last (0: unmount at once; default ISORUN_KEEP_WARM\n"     \
+	"                     or 60)\n"                                                            \
 	"  --warm[=N]         take a sandbox booted ahead with the same options when one is\n"     \
 	"                     ready, and refill the warm pool to N (1) in the background\n"
 

@@ -24,6 +24,9 @@ enum fs_prefetch {
 	FS_PREFETCH_NONE,    /* only what is read (and readahead within read files) */
 };
 
+/* The longest keep-warm delay (s) a mount or a release may ask for: a week. */
+#define FS_KEEP_WARM_MAX (7 * 86400)
+
 struct fs_mount_opts {
 	enum fs_prefetch prefetch;
 	uint64_t bwlimit;	   /* prefetch bytes/s, 0 = unlimited */
@@ -31,7 +34,8 @@ struct fs_mount_opts {
 	const char *trace_path;	   /* --record-trace FILE (docs/trace.md), or NULL */
 	unsigned fetch_timeout_s;  /* a read that cannot be served fails with EIO after this;
 				      0 = 30 s */
-	unsigned keep_warm_s;	   /* delay between the last release and the unmount */
+	unsigned keep_warm_s;	   /* delay between the last release and the unmount, at most
+				      FS_KEEP_WARM_MAX */
 	unsigned prefetch_threads; /* concurrent prefetch requests; 0: 2, or 4 when the
 				    * registry's first answer takes 10 ms or more */
 	uint64_t request_max;	   /* bytes per coalesced range request, 0 = 4 MiB */
@@ -81,11 +85,13 @@ int fs_mount_acquire(const char *store_root, const char *ref_or_digest,
 		     const struct fs_mount_opts *o, const char *holder_dir, char **ret_mountpoint);
 /*
  * Give back the reference `holder_dir` took on the mount (`mountpoint` as returned, or an
- * index digest). The last one unmounts, after keep_warm_s when that was set. -ENOENT when
- * not mounted or when that holder held none (safe to call when unsure). Thread- and
- * process-safe.
+ * index digest). The last one unmounts, after `keep_warm_s` seconds (0: at once), or when
+ * that is negative after the mount's own delay (fs_mount_opts.keep_warm_s when it was
+ * made). -ENOENT when not mounted or when that holder held none (safe to call when unsure).
+ * Thread- and process-safe.
  */
-int fs_mount_release(const char *store_root, const char *mountpoint, const char *holder_dir);
+int fs_mount_release(const char *store_root, const char *mountpoint, const char *holder_dir,
+		     int keep_warm_s);
 
 /* `isorun mount`: acquire and bind-mount the shared mount onto `dir` (read-only). */
 int fs_mount_bind(const char *store_root, const char *ref_or_digest, const struct fs_mount_opts *o,

@@ -56,7 +56,9 @@ int run_ctx_set_agent(struct run_ctx *ctx, const char *path);
 struct run_image_ops {
 	int (*acquire)(void *userdata, const char *image_key, const char *holder,
 		       char **ret_lower_dir);
-	void (*release)(void *userdata, const char *image_key, const char *holder);
+	/* keep_warm_s: how long the image's mount is to outlive this reference if it is the
+	 * last one (the sandbox's --keep-warm), -1 for the mount's own delay */
+	void (*release)(void *userdata, const char *image_key, const char *holder, int keep_warm_s);
 	void *userdata;
 };
 void run_ctx_set_image_ops(struct run_ctx *ctx, const struct run_image_ops *ops);
@@ -92,7 +94,12 @@ struct run_create_opts {
 	uint32_t pids_max;     /* 0: no limit */
 	const char *hostname;  /* NULL: the id's first 12 characters */
 	bool pooled;	       /* boot it into the warm pool (see run_sandbox_claim) */
+	/* how long the image's mount outlives the sandbox when it is the last to release it
+	 * (run_image_ops.release), when keep_warm_set; not part of the warm pool's key */
+	bool keep_warm_set;
+	uint32_t keep_warm_s; /* at most RUN_KEEP_WARM_MAX */
 };
+#define RUN_KEEP_WARM_MAX (7 * 86400) /* a week */
 
 /*
  * Create a sandbox and boot it: state directory, scratch layer, cgroups, namespaces, the

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 static const char *rootfs;
-static int refs, acquires, releases;
+static int refs, acquires, releases, last_keep_warm = -2;
 static bool fail_next;
 
 #define CHECK(c)                                                                                   \
@@ -42,8 +42,9 @@ static int acquire(void *ud, const char *key, const char *holder, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
-static void release(void *ud, const char *key, const char *holder)
+static void release(void *ud, const char *key, const char *holder, int keep_warm_s)
 {
+	last_keep_warm = keep_warm_s;
 	CHECK(!strcmp(key, "registry.example/busybox@sha256:1234"));
 	CHECK(holder && access(holder, F_OK) == 0);
 	releases++;
@@ -78,7 +79,9 @@ int main(int argc, char **argv)
 	CHECK(run_ctx_new(NULL, &ctx) == 0);
 	struct run_image_ops ops = {.acquire = acquire, .release = release, .userdata = &refs};
 	run_ctx_set_image_ops(ctx, &ops);
-	struct run_create_opts o = {.image_key = "registry.example/busybox@sha256:1234"};
+	struct run_create_opts o = {.image_key = "registry.example/busybox@sha256:1234",
+				    .keep_warm_set = true,
+				    .keep_warm_s = 7};
 	char *id = NULL;
 
 	CHECK(run_sandbox_create(ctx, &o, &id) == 0);
@@ -94,6 +97,7 @@ int main(int argc, char **argv)
 
 	CHECK(run_sandbox_stop(ctx, id, 1000) == 0);
 	CHECK(refs == 0 && releases == 1);
+	CHECK(last_keep_warm == 7); /* the sandbox's keep-warm delay, from its config */
 	CHECK(run_sandbox_stop(ctx, id, 1000) == 0); /* idempotent, no double release */
 	CHECK(refs == 0 && releases == 1);
 
@@ -110,6 +114,12 @@ int main(int argc, char **argv)
 	CHECK(run_sandbox_remove(ctx, id, false) == -EBUSY);
 	CHECK(run_sandbox_remove(ctx, id, true) == 0);
 	CHECK(refs == 0 && releases == 2);
+	free(id);
+	/* without one: the mount's own (-1) */
+	struct run_create_opts plain = {.image_key = o.image_key};
+	CHECK(run_sandbox_create(ctx, &plain, &id) == 0);
+	CHECK(run_sandbox_remove(ctx, id, true) == 0);
+	CHECK(refs == 0 && releases == 3 && last_keep_warm == -1);
 	free(id);
 
 	/* a failing acquire at create leaves no sandbox behind */

@@ -38,7 +38,7 @@ done
 
 # Every option run's parser takes is in run --help (and so in create's and exec's).
 "$ISORUN" run --help >"$WORK/run-help"
-for o in --keep --rootfs --config --net --memory --cpus --pids --hostname --userns --warm \
+for o in --keep --rootfs --config --net --memory --cpus --pids --hostname --userns --warm --keep-warm \
 	-i --interactive -t --tty -e --env -w --workdir -u --user --timeout; do
 	grep -q -- "\\s$o\\b" "$WORK/run-help" || fail "run --help does not list $o"
 done
@@ -48,6 +48,7 @@ expect 125 "unknown option --bogus" run --bogus busybox:1.36 -- true
 expect 125 "bad --memory lots" run --memory lots busybox:1.36 -- true
 expect 125 "bad --cpus" run --cpus 0 busybox:1.36 -- true
 expect 125 "bad --timeout" run --timeout -1 busybox:1.36 -- true
+expect 125 "bad --keep-warm 1h" run --keep-warm 1h busybox:1.36 -- true
 expect 125 "no command" run busybox:1.36
 expect 125 "no sandbox ID" exec
 expect 125 "unknown option --bogus" exec --bogus 0123 -- true

@@ -164,6 +164,21 @@ id=$("$ISORUN" --root "$ROOT" create "$REG/app:v1")
 for _ in $(seq 1 100); do [ "$(mine | wc -l)" = 0 ] && break; sleep 0.1; done
 [ "$(mine | wc -l)" = 0 ] || fail "keep-warm: the mount outlived its delay"
 ok "keep-warm keeps the image mounted between sandboxes, then unmounts"
+# --keep-warm S: the delay of the sandbox that lets go of the mount last, over
+# ISORUN_KEEP_WARM (0 here) and over the delay the mount was made with.
+id=$("$ISORUN" --root "$ROOT" create --keep-warm 600 "$REG/app:v1")
+pid=$(pgrep -f "fsd .*$ROOT/" | head -1)
+grep -q '"keep_warm_s":600' "$ROOT/sandboxes/$id/config.json" ||
+	fail "--keep-warm not in the sandbox's config"
+"$ISORUN" --root "$ROOT" rm -f "$id" >/dev/null
+sleep 1
+[ "$(mine | wc -l)" = 1 ] || fail "--keep-warm 600: the mount went away at the last rm"
+id=$(ISORUN_KEEP_WARM=600 "$ISORUN" --root "$ROOT" create --keep-warm 0 "$REG/app:v1")
+[ "$(pgrep -f "fsd .*$ROOT/" | head -1)" = "$pid" ] || fail "--keep-warm: a new mount daemon"
+ISORUN_KEEP_WARM=600 "$ISORUN" --root "$ROOT" rm -f "$id" >/dev/null
+for _ in $(seq 1 50); do [ "$(mine | wc -l)" = 0 ] && break; sleep 0.1; done
+[ "$(mine | wc -l)" = 0 ] || fail "--keep-warm 0: the mount outlived its last sandbox"
+ok "create --keep-warm sets how long the image stays mounted after its last sandbox"
 
 # The mount's holders (ROOT/mounts/<hex>/refs) name the sandbox directories that hold it.
 a=$("$ISORUN" --root "$ROOT" create "$REG/app:v1")
