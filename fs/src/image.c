@@ -54,17 +54,23 @@ static bool index_present(struct idx_store *s, const char *digest)
 	return index_file_present(idx_store_root(s), digest);
 }
 
-/* Index digest recorded for exactly `key`, if its blob is present. */
-static int find(struct idx_store *s, const char *key, char ret[72])
+/* Index digest `d` (a lookup's answer, or its error `r`) into ret, if its blob is present. */
+static int found(struct idx_store *s, int r, const char *d, char ret[72])
 {
-	_cleanup_free_ char *d = NULL;
-	int r = idx_store_find_index(s, key, &d);
 	if (r < 0)
 		return r;
 	if (!index_present(s, d))
 		return -ENOENT;
 	snprintf(ret, 72, "%s", d);
 	return 0;
+}
+
+/* Index digest recorded for exactly `key`, if its blob is present. */
+static int find(struct idx_store *s, const char *key, char ret[72])
+{
+	_cleanup_free_ char *d = NULL;
+	int r = idx_store_find_index(s, key, &d);
+	return found(s, r, d, ret);
 }
 
 /* REPO@DIGEST whose manifest the store has, recorded under another reference of the same
@@ -79,12 +85,7 @@ static int find_by_digest(struct idx_store *s, const char *ref, char ret[72])
 	if (!repo)
 		return -ENOMEM;
 	int r = idx_store_find_index_in_repo(s, repo, rr->digest, &d);
-	if (r < 0)
-		return r;
-	if (!index_present(s, d))
-		return -ENOENT;
-	snprintf(ret, 72, "%s", d);
-	return 0;
+	return found(s, r, d, ret);
 }
 
 /* The canonical form of a user reference: "oci:/abs/path[:tag]" or "domain/path[:tag][@d]". */

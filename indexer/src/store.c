@@ -588,17 +588,19 @@ int idx_store_find_index_fast(const char *root, const char *key, char ret[72])
 	return 0;
 }
 
-int idx_store_find_index(struct idx_store *s, const char *key, char **ret)
+/* The index digest of the newest image row `sql` selects, with ?1 and ?2 (if not NULL)
+ * bound to `a` and `b`. -ENOENT. Caller frees. */
+static int find_index_where(struct idx_store *s, const char *sql, const char *a, const char *b,
+			    char **ret)
 {
 	sqlite3_stmt *st = NULL;
 	int r = -ENOENT;
 	idx_store_lock(s);
-	int rc = sqlite3_prepare_v2(s->db,
-				    "SELECT index_digest FROM images WHERE ref = ?1 OR manifest_digest = ?1"
-				    " OR index_digest = ?1 ORDER BY created DESC LIMIT 1",
-				    -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
 	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+		if (b)
+			sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
 			*ret = strdup((const char *)sqlite3_column_text(st, 0));
@@ -614,33 +616,22 @@ int idx_store_find_index(struct idx_store *s, const char *key, char **ret)
 	return r;
 }
 
-int idx_store_find_index_in_repo(struct idx_store *s, const char *repo, const char *manifest_digest,
-				 char **ret)
+int idx_store_find_index(struct idx_store *s, const char *key, char **ret)
 {
-	sqlite3_stmt *st = NULL;
-	int r = -ENOENT;
-	idx_store_lock(s);
-	int rc = sqlite3_prepare_v2(s->db,
-				    "SELECT index_digest FROM images WHERE manifest_digest = ?2 AND"
-				    " substr(ref, 1, length(?1) + 1) IN (?1 || ':', ?1 || '@')"
-				    " ORDER BY created DESC LIMIT 1",
-				    -1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, repo, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, manifest_digest, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			*ret = strdup((const char *)sqlite3_column_text(st, 0));
-			r = *ret ? 0 : -ENOMEM;
-		} else if (rc != SQLITE_DONE) {
-			r = store_db_err(s->db, rc, "find image");
-		}
-	} else {
-		r = store_db_err(s->db, rc, "find image");
-	}
-	sqlite3_finalize(st);
-	idx_store_unlock(s);
-	return r;
+	return find_index_where(s,
+				"SELECT index_digest FROM images WHERE ref = ?1 OR manifest_digest = ?1"
+				" OR index_digest = ?1 ORDER BY created DESC LIMIT 1",
+				key, NULL, ret);
+}
+
+int idx_store_find_index_in_repo(struct idx_store *s, const char *repo,
+				 const char *manifest_digest, char **ret)
+{
+	return find_index_where(s,
+				"SELECT index_digest FROM images WHERE manifest_digest = ?2 AND"
+				" substr(ref, 1, length(?1) + 1) IN (?1 || ':', ?1 || '@')"
+				" ORDER BY created DESC LIMIT 1",
+				repo, manifest_digest, ret);
 }
 
 int idx_store_list_images(struct idx_store *s, struct idx_store_image **ret, size_t *ret_n)
