@@ -94,10 +94,10 @@ int isorun_resolve_ref(const char *ref, char **ret_image_key, char **ret_lower_d
 	return 0;
 }
 
-/* How long an image's mount outlives its last sandbox (--keep-warm or ISORUN_KEEP_WARM
- * seconds, 0 = unmount at once): the next sandbox of the image then finds the daemon and the page
- * cache of the previous one instead of starting a new mount (110 ms) and reading every page again.
- */
+/* How long an image's mount outlives its last sandbox by default (--keep-warm or
+ * ISORUN_KEEP_WARM seconds otherwise, 0 = unmount at once): the next sandbox of the image
+ * then finds the daemon and the page cache of the previous one instead of starting a new
+ * mount (110 ms) and reading every page again. */
 #define KEEP_WARM_DEFAULT_S 60
 _Static_assert(RUN_KEEP_WARM_MAX == FS_KEEP_WARM_MAX, "one limit for --keep-warm");
 
