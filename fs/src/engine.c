@@ -736,8 +736,10 @@ static int publish(struct fs_engine *e, const struct idx_chunk *c, const uint8_t
 		count(&e->unstored, 1);
 		if (__atomic_exchange_n(&e->store_refused_ns, now, __ATOMIC_RELAXED) == 0)
 			log_warn("store: cannot keep fetched chunks (%s): serving them from memory "
-				 "only, and not prefetching the rest of the image until it can",
-				 strerror(-r));
+				 "only, and not prefetching the rest of the image until it can%s",
+				 strerror(-r),
+				 r == -ENOSPC ? " (isorun cache gc --cache-max SIZE makes room)"
+					      : "");
 		return r;
 	}
 	if (refused && __atomic_exchange_n(&e->store_refused_ns, 0, __ATOMIC_RELAXED))
