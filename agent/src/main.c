@@ -312,8 +312,12 @@ static _Noreturn void child_main(const struct agent_exec_req *q, int in_fd, int 
 		child_fail(errfd, AGENT_STAGE_USER, errno, "setgid");
 	if (setuid(u.uid) < 0)
 		child_fail(errfd, AGENT_STAGE_USER, errno, "setuid");
-	if (chdir(q->cwd[0] ? q->cwd : "/") < 0)
-		child_fail(errfd, AGENT_STAGE_CWD, errno, "chdir to the working directory");
+	if (chdir(q->cwd[0] ? q->cwd : "/") < 0) {
+		static char why[AGENT_MAX_PATH + 32];
+		int e = errno;
+		snprintf(why, sizeof(why), "working directory %s", q->cwd[0] ? q->cwd : "/");
+		child_fail(errfd, AGENT_STAGE_CWD, e, why);
+	}
 
 	/* the environment as sent, plus HOME from passwd when absent (docker's rule) */
 	char **envp = calloc(q->envc + 2, sizeof(char *));

@@ -86,6 +86,7 @@ static bool parse_id(const char *s, uint32_t *ret)
 int agent_user_resolve_db(const char *spec, char *pw, char *gr, struct agent_user *ret,
 			  const char **errmsg)
 {
+	static char msg[AGENT_MAX_USER + 64]; /* an error naming the user or group */
 	char buf[AGENT_MAX_USER];
 	char *upart, *gpart;
 	uint32_t uid = 0, gid = 0;
@@ -126,7 +127,8 @@ int agent_user_resolve_db(const char *spec, char *pw, char *gr, struct agent_use
 		break;
 	}
 	if (!have_uid) {
-		*errmsg = "no such user in the image's /etc/passwd";
+		snprintf(msg, sizeof(msg), "no such user '%s' in the image's /etc/passwd", upart);
+		*errmsg = msg;
 		return -ENOENT;
 	}
 	if (!have_gid)
@@ -162,7 +164,8 @@ int agent_user_resolve_db(const char *spec, char *pw, char *gr, struct agent_use
 		}
 	}
 	if (gpart && !found_group) {
-		*errmsg = "no such group in the image's /etc/group";
+		snprintf(msg, sizeof(msg), "no such group '%s' in the image's /etc/group", gpart);
+		*errmsg = msg;
 		return -ENOENT;
 	}
 	ret->uid = uid;

@@ -9,6 +9,7 @@
  */
 #include "verbs.h"
 
+#include "agent/protocol.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -531,8 +532,14 @@ static int do_exec(struct run_ctx *ctx, const char *id, struct exec_args *e, cha
 		fprintf(stderr, "isorun: exec failed: %s\n", strerror(-r));
 	if (r < 0)
 		return ISORUN_EXIT_ERROR;
-	if (res.kind == RUN_EXEC_FAILED)
+	if (res.kind == RUN_EXEC_FAILED && res.stage == AGENT_STAGE_EXEC)
 		fprintf(stderr, "isorun: %s: %s: %s\n", argv[0], res.message, strerror(res.code));
+	else if (res.kind == RUN_EXEC_FAILED && res.stage == AGENT_STAGE_USER &&
+		 res.code == ENOENT) /* the message says which user or group */
+		fprintf(stderr, "isorun: cannot run %s: %s\n", argv[0], res.message);
+	else if (res.kind == RUN_EXEC_FAILED)
+		fprintf(stderr, "isorun: cannot run %s: %s: %s\n", argv[0], res.message,
+			strerror(res.code));
 	else if (res.timed_out)
 		fprintf(stderr, "isorun: %s: timed out after %.3f s, killed\n", argv[0],
 			e->timeout_ms / 1000.0);

@@ -36,6 +36,8 @@ expect_eq "HOME from passwd" "$("$ISORUN" exec "$ID" -- sh -c 'echo $HOME')" /ho
 expect_eq "--user root" "$("$ISORUN" exec --user root "$ID" -- id -u)" 0
 expect_eq "numeric uid:gid" "$("$ISORUN" exec --user 4242:4343 "$ID" -- sh -c 'echo $(id -u):$(id -g)')" 4242:4343
 expect_rc "unknown user" 126 "$ISORUN" exec --user nosuchuser "$ID" -- true
+grep -qx "isorun: cannot run true: no such user 'nosuchuser' in the image's /etc/passwd" \
+	"$WORK/err" || fail "unknown user: $(cat "$WORK/err")"
 expect_eq "hostname file" "$("$ISORUN" exec "$ID" -- cat /etc/hostname)" "${ID:0:12}"
 
 # stdout and stderr stay separate; stdin is forwarded with -i
@@ -60,6 +62,8 @@ expect_rc "not found by path: 127" 127 "$ISORUN" exec "$ID" -- /no/such/file
 expect_rc "killed by SIGKILL: 137" 137 "$ISORUN" exec "$ID" -- sh -c 'kill -9 $$'
 expect_rc "killed by SIGTERM: 143" 143 "$ISORUN" exec "$ID" -- sh -c 'kill -TERM $$'
 expect_rc "bad cwd: 126" 126 "$ISORUN" exec --workdir /nonexistent "$ID" -- true
+grep -q "cannot run true: working directory /nonexistent: No such file" "$WORK/err" ||
+	fail "bad cwd: $(cat "$WORK/err")"
 
 # /tmp is noexec, /sandbox is writable and exec-able
 "$ISORUN" exec --user root "$ID" -- sh -c 'printf "#!/bin/sh\necho ran\n" > /tmp/s.sh; chmod +x /tmp/s.sh'

@@ -105,7 +105,7 @@ static void test_groups(void **state)
 	assert_int_equal(u.ngroups, 1);
 
 	assert_int_equal(resolve("app:nosuch", PASSWD, GROUP, &u, &err), -ENOENT);
-	assert_string_equal(err, "no such group in the image's /etc/group");
+	assert_string_equal(err, "no such group 'nosuch' in the image's /etc/group");
 	/* a group line with a malformed gid is skipped, also when named */
 	assert_int_equal(resolve("app:bad", PASSWD, GROUP, &u, &err), -ENOENT);
 }
@@ -117,7 +117,7 @@ static void test_refused(void **state)
 	const char *err;
 
 	assert_int_equal(resolve("ghost", PASSWD, GROUP, &u, &err), -ENOENT);
-	assert_string_equal(err, "no such user in the image's /etc/passwd");
+	assert_string_equal(err, "no such user 'ghost' in the image's /etc/passwd");
 	/* a malformed line does not make its name a user */
 	assert_int_equal(resolve("bad", PASSWD, GROUP, &u, &err), -ENOENT);
 	assert_int_equal(resolve("broken", PASSWD, GROUP, &u, &err), -ENOENT);
