@@ -234,7 +234,9 @@ int run_cgroup_destroy(const char *id)
 	switch (cg_detect()) {
 	case CG_V2:
 		group_path(p, sizeof(p), NULL, id);
-		return rmdir_retry(p);
+		if ((r = rmdir_retry(p)) < 0)
+			log_error("cgroup: cannot remove %s: %s", p, strerror(-r));
+		return r;
 	case CG_V1:
 		for (size_t i = 0; i < ARRAY_SIZE(v1_ctrls); i++) {
 			group_path(p, sizeof(p), v1_ctrls[i], id);

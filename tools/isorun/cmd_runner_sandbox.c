@@ -791,10 +791,10 @@ static int for_each_id(int argc, char **argv, int first,
 			continue;
 		}
 		int r = fn(ctx, id, ud);
-		if (r < 0) {
+		if (r < 0 && r != -EBUSY) /* (the runner said why it is busy: running) */
 			fprintf(stderr, "isorun: %s %s: %s\n", argv[0], id, strerror(-r));
+		if (r < 0)
 			status = ISORUN_EXIT_ERROR;
-		}
 	}
 	return status;
 }
