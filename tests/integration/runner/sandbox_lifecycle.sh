@@ -182,6 +182,8 @@ grep -q "sandbox $ID2 does not answer: its agent is gone" "$WORK/err" ||
 ok "rm of a stale sandbox"
 
 expect_rc "rm of a running sandbox without -f" 125 "$ISORUN" rm "$ID"
+[ "$(cat "$WORK/err")" = "isorun: error: sandbox $ID is running (use -f)" ] ||
+	fail "rm of a running sandbox: $(cat "$WORK/err")"
 "$ISORUN" rm -f "$ID"
 [ ! -d "$ISORUN_ROOT/sandboxes/$ID" ] || fail "rm -f left the state dir"
 [ ! -d "/sys/fs/cgroup/memory/isorun/$ID" ] || fail "rm left the memory cgroup"
