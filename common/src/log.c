@@ -9,6 +9,7 @@
 
 static _Atomic int log_level = -1;
 static _Thread_local bool demoted;
+static _Atomic unsigned errors_said; /* error lines written (cm_log_errors) */
 static const char *log_ident = "isorun";
 
 static int level_from_env(void)
@@ -45,6 +46,11 @@ void cm_log_set_ident(const char *ident)
 	log_ident = ident;
 }
 
+unsigned cm_log_errors(void)
+{
+	return errors_said;
+}
+
 bool cm_log_demote_thread(bool on)
 {
 	bool was = demoted;
@@ -63,6 +69,8 @@ __attribute__((format(printf, 2, 0))) static void vlog(enum cm_log_level level, 
 		level = CM_LOG_DEBUG;
 	if ((int)level > (int)cm_log_get_level())
 		return;
+	if (level == CM_LOG_ERROR)
+		errors_said++;
 	if (level == CM_LOG_DEBUG) {
 		/* Debug lines carry the monotonic clock (comparable across processes), so
 		 * `--debug` shows where the time of a command goes. */

@@ -6,6 +6,7 @@
 #include "indexer/store.h"
 
 #include "common/cleanup.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #include <json-c/json.h>
@@ -93,6 +94,7 @@ static int cmd_cache(int argc, char **argv)
 	if (idx_store_open(isorun_root(), &s) < 0 || fs_cache_init(s) < 0)
 		return ISORUN_EXIT_ERROR;
 	int r;
+	unsigned said = cm_log_errors();
 	struct fs_cache_gc_result res = {0};
 	if (!strcmp(sub, "stats")) {
 		r = stats(s, json);
@@ -114,7 +116,8 @@ static int cmd_cache(int argc, char **argv)
 			       (unsigned long long)res.evicted_bytes);
 	}
 	if (r < 0) {
-		fprintf(stderr, "isorun: cache %s: %s\n", sub, strerror(-r));
+		if (cm_log_errors() == said) /* else the cache said what failed */
+			fprintf(stderr, "isorun: cache %s: %s\n", sub, strerror(-r));
 		return ISORUN_EXIT_ERROR;
 	}
 	return 0;

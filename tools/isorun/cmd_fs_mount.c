@@ -233,6 +233,7 @@ static int cmd_mount(int argc, char **argv)
 		fprintf(stderr, "isorun: mount: cannot get %s: %s\n", argv[i], strerror(-r));
 		return ISORUN_EXIT_ERROR;
 	}
+	unsigned said = cm_log_errors();
 	if (a.foreground) {
 		/* Debugging: this process is the daemon, mounted directly on DIR, not shared. */
 		cm_log_set_level(cm_log_get_level() < CM_LOG_INFO ? CM_LOG_INFO
@@ -242,8 +243,9 @@ static int cmd_mount(int argc, char **argv)
 		r = fs_mount_bind(isorun_root(), idig, &a.o, argv[i + 1]);
 	}
 	if (r < 0) {
-		fprintf(stderr, "isorun: mount %s on %s failed: %s\n", argv[i], argv[i + 1],
-			strerror(-r));
+		if (cm_log_errors() == said) /* else the mount said what failed */
+			fprintf(stderr, "isorun: mount %s on %s failed: %s\n", argv[i], argv[i + 1],
+				strerror(-r));
 		return ISORUN_EXIT_ERROR;
 	}
 	return 0;
@@ -282,9 +284,11 @@ static int cmd_umount(int argc, char **argv)
 	}
 	if (i + 1 != argc)
 		return isorun_usage_error("umount", ISORUN_EXIT_USAGE, "wants one DIR");
+	unsigned said = cm_log_errors();
 	int r = fs_mount_unbind(isorun_root(), argv[i], lazy);
 	if (r < 0) {
-		fprintf(stderr, "isorun: umount %s failed: %s\n", argv[i], strerror(-r));
+		if (cm_log_errors() == said)
+			fprintf(stderr, "isorun: umount %s failed: %s\n", argv[i], strerror(-r));
 		return ISORUN_EXIT_ERROR;
 	}
 	return 0;

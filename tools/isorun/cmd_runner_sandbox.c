@@ -790,8 +790,9 @@ static int for_each_id(int argc, char **argv, int first,
 			status = ISORUN_EXIT_ERROR;
 			continue;
 		}
+		unsigned said = cm_log_errors();
 		int r = fn(ctx, id, ud);
-		if (r < 0 && r != -EBUSY) /* (the runner said why it is busy: running) */
+		if (r < 0 && cm_log_errors() == said) /* else the runner said why */
 			fprintf(stderr, "isorun: %s %s: %s\n", argv[0], id, strerror(-r));
 		if (r < 0)
 			status = ISORUN_EXIT_ERROR;

@@ -26,6 +26,9 @@ void cm_log_set_ident(const char *ident);
  * failures matter only if its answer is used; the caller asks again if so). Returns the
  * previous setting, for a caller that demotes only around one call. */
 bool cm_log_demote_thread(bool on);
+/* How many error lines this process has written so far: a command whose library call failed
+ * adds its own line only when the library said nothing (compare before and after). */
+unsigned cm_log_errors(void);
 
 void cm_log(enum cm_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

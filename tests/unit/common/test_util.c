@@ -7,6 +7,7 @@
 #include "common/buf.h"
 #include "common/digest.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -207,6 +208,30 @@ static void test_json_helpers(void **state)
 	json_object_put(o);
 }
 
+/* cm_log_errors counts the error lines written: not warnings, not demoted lines. Stderr
+ * goes to /dev/null meanwhile. */
+static void test_log_errors(void **state)
+{
+	(void)state;
+	int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY);
+	assert_true(saved >= 0 && null >= 0);
+	dup2(null, STDERR_FILENO);
+	unsigned n = cm_log_errors();
+	log_warn("a warning");
+	assert_int_equal(cm_log_errors(), n);
+	log_error("an error");
+	assert_int_equal(cm_log_errors(), n + 1);
+	assert_int_equal(cm_log_ret(-EIO, "another"), -EIO);
+	assert_int_equal(cm_log_errors(), n + 2);
+	bool was = cm_log_demote_thread(true);
+	log_error("demoted");
+	assert_int_equal(cm_log_errors(), n + 2);
+	assert_true(cm_log_demote_thread(was));
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(null);
+}
+
 int main(void)
 {
 	/* clang-format off */
@@ -219,6 +244,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_uint),
 	    cmocka_unit_test(test_writev_full),
 	    cmocka_unit_test(test_json_helpers),
+	    cmocka_unit_test(test_log_errors),
 	};
 	/* clang-format on */
 	return cmocka_run_group_tests(tests, NULL, NULL);
