@@ -282,9 +282,13 @@ static int create_sandbox(struct create_args *a, struct run_ctx **ret_ctx, char 
 	if (r == 0 && a->warm && run_sandbox_claim(*ret_ctx, &a->o, ret_id) == 0)
 		return 0;
 	if (r == 0) {
+		unsigned said = cm_log_errors();
 		r = run_sandbox_create(*ret_ctx, &a->o, ret_id);
-		if (r < 0)
+		if (r < 0 && cm_log_errors() == said) /* else the runner said why */
 			fprintf(stderr, "isorun: create failed: %s\n", strerror(-r));
+		if (r < 0 && geteuid() != 0)
+			fprintf(stderr, "isorun: sandboxes need root (namespaces, mounts, "
+					"cgroups): run isorun as root\n");
 	}
 	return r;
 }
