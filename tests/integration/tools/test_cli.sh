@@ -4,8 +4,9 @@
 # ones the parser takes; bad options and values are refused naming what was wrong, before
 # anything is touched, with status 125 in run and exec (whose status is otherwise the
 # command's, so a 2 would read as the command's) and 2 in the other verbs; a CMD's own
-# --help is the command's, not run's. isorun-index (second argument): --version, each
-# command's --help, and its numeric options checked.
+# --help is the command's, not run's; without root, run says that sandboxes need it.
+# isorun-index (second argument): --version, each command's --help, and its numeric options
+# checked.
 set -uo pipefail
 ISORUN=$1
 INDEX=${2:-} # isorun-index, when built
@@ -38,8 +39,8 @@ done
 
 # Every option run's parser takes is in run --help (and so in create's and exec's).
 "$ISORUN" run --help >"$WORK/run-help"
-for o in --keep --rootfs --config --net --memory --cpus --pids --hostname --userns --warm --keep-warm \
-	-i --interactive -t --tty -e --env -w --workdir -u --user --timeout; do
+for o in --keep --rootfs --config --net --memory --cpus --pids --hostname --userns --warm \
+	--keep-warm -i --interactive -t --tty -e --env -w --workdir -u --user --timeout; do
 	grep -q -- "\\s$o\\b" "$WORK/run-help" || fail "run --help does not list $o"
 done
 
@@ -88,4 +89,23 @@ grep -q "usage: isorun" "$WORK/out" "$WORK/err" && fail "run printed its usage f
 	fail "run oci:missing does not say once that the layout is missing: $(cat "$WORK/err")"
 [ "$(wc -l <"$WORK/err")" = 2 ] && grep -q "cannot get the image oci:$WORK/none:x" "$WORK/err" ||
 	fail "run oci:missing: $(cat "$WORK/err")"
+
+# Without root, a sandbox cannot boot: 125, saying that it needs root (as root, the check
+# runs as nobody through setpriv, when nobody can run the binary).
+chmod 711 "$WORK"
+mkdir -m 1777 "$WORK/nr"
+as_user=()
+if [ "$(id -u)" = 0 ]; then
+	as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+	command -v setpriv >/dev/null && "${as_user[@]}" test -x "$ISORUN" || as_user=(skip)
+fi
+if [ "${as_user[*]}" = skip ]; then
+	echo "SKIP (non-root check): no setpriv, or nobody cannot run $ISORUN"
+else
+	rc=0
+	"${as_user[@]}" "$ISORUN" --root "$WORK/nr/root" run --rootfs / -- true 2>"$WORK/err" ||
+		rc=$?
+	[ $rc = 125 ] && grep -q "sandboxes need root" "$WORK/err" ||
+		fail "run as non-root: status $rc, $(cat "$WORK/err")"
+fi
 echo PASS
