@@ -521,6 +521,7 @@ static int do_exec(struct run_ctx *ctx, const char *id, struct exec_args *e, cha
 	if (e->tty && e->interactive && isatty(0))
 		tty_raw();
 	struct run_exec_result res;
+	unsigned said = cm_log_errors();
 	int r = run_sandbox_exec(ctx, id, &o, &res);
 	tty_restore();
 	sigprocmask(SIG_SETMASK, &old, NULL);
@@ -532,7 +533,7 @@ static int do_exec(struct run_ctx *ctx, const char *id, struct exec_args *e, cha
 			"isorun: sandbox %s does not answer: its agent is gone (isorun ps "
 			"shows it stale; isorun rm removes it)\n",
 			id);
-	else if (r < 0)
+	else if (r < 0 && cm_log_errors() == said) /* else the runner said what failed */
 		fprintf(stderr, "isorun: exec failed: %s\n", strerror(-r));
 	if (r < 0)
 		return ISORUN_EXIT_ERROR;
