@@ -90,6 +90,10 @@ grep -q "usage: isorun" "$WORK/out" "$WORK/err" && fail "run printed its usage f
 [ "$(wc -l <"$WORK/err")" = 2 ] && grep -q "cannot get the image oci:$WORK/none:x" "$WORK/err" ||
 	fail "run oci:missing: $(cat "$WORK/err")"
 
+# A failed verb says what failed once: the library's line, no second one with the errno.
+expect 125 "umount: $WORK is not an isorun mount" umount "$WORK"
+[ "$(wc -l <"$WORK/err")" = 1 ] || fail "umount of a plain directory: $(cat "$WORK/err")"
+
 # Without root, a sandbox cannot boot: 125, saying that it needs root (as root, the check
 # runs as nobody through setpriv, when nobody can run the binary).
 chmod 711 "$WORK"
