@@ -253,6 +253,16 @@ for _ in $(seq 1 300); do
 	"$ISORUN" --root "$R2" stats --json "$WORK/m" | grep -q '"complete": *true' && break
 	sleep 0.1
 done
+# (while it is mounted: a second mount on it and a prune of its image are refused, each
+# saying why in one line)
+for cmd in "mount $REG/app:v1 $WORK/m" "cache prune --image $REG/app:v1"; do
+	rc=0
+	# shellcheck disable=SC2086
+	"$ISORUN" --root "$R2" $cmd 2>"$WORK/err" || rc=$?
+	[ $rc = 125 ] && [ "$(wc -l <"$WORK/err")" = 1 ] ||
+		fail "$cmd: status $rc, $(cat "$WORK/err")"
+done
+grep -q "is mounted" "$WORK/err" || fail "cache prune of a mounted image: $(cat "$WORK/err")"
 "$ISORUN" --root "$R2" umount "$WORK/m" || fail "umount"
 "$FIX/registry.sh" stop "$WORK/reg" >/dev/null
 out=$("$ISORUN" --root "$R2" run "$REG/app:v1" -- cat /app/hello.sh) || fail "offline run by tag"
