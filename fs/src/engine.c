@@ -721,8 +721,7 @@ static int publish(struct fs_engine *e, const struct idx_chunk *c, const uint8_t
 	 * errors at debug level): the daemon says once that it refuses and once that it takes
 	 * chunks again, not for every chunk. */
 	uint64_t refused = __atomic_load_n(&e->store_refused_ns, __ATOMIC_RELAXED);
-	uint64_t now = cm_now_ns();
-	if (refused && now - refused < STORE_PROBE_NS) {
+	if (refused && cm_now_ns() - refused < STORE_PROBE_NS) {
 		count(&e->unstored, 1);
 		return -EAGAIN;
 	}
@@ -734,7 +733,7 @@ static int publish(struct fs_engine *e, const struct idx_chunk *c, const uint8_t
 		cm_log_demote_thread(was);
 	if (r < 0) {
 		count(&e->unstored, 1);
-		if (__atomic_exchange_n(&e->store_refused_ns, now, __ATOMIC_RELAXED) == 0)
+		if (__atomic_exchange_n(&e->store_refused_ns, cm_now_ns(), __ATOMIC_RELAXED) == 0)
 			log_warn("store: cannot keep fetched chunks (%s): serving them from memory "
 				 "only, and not prefetching the rest of the image until it can%s",
 				 strerror(-r),

@@ -76,10 +76,9 @@ static int find(struct idx_store *s, const char *key, char ret[72])
 /* REPO@DIGEST whose manifest the store has, recorded under another reference of the same
  * repository (a tag): the same image, found with no registry (offline too). A digest that
  * names a list of platforms is not recorded as such: the registry says which one applies. */
-static int find_by_digest(struct idx_store *s, const char *ref, char ret[72])
+static int find_by_digest(struct idx_store *s, const struct reg_ref *rr, char ret[72])
 {
-	_cleanup_(reg_ref_freep) struct reg_ref *rr = NULL;
-	if (cm_str_has_prefix(ref, "oci:") || reg_ref_parse(ref, &rr, NULL) < 0 || !rr->digest)
+	if (!rr->digest)
 		return -ENOENT;
 	_cleanup_free_ char *repo = cm_strdupf("%s/%s", rr->domain, rr->path), *d = NULL;
 	if (!repo)
@@ -110,11 +109,16 @@ int fs_image_lookup(struct idx_store *s, const char *ref, char ret[72])
 	if (find(s, ref, ret) == 0)
 		return 0;
 	_cleanup_free_ char *canon = NULL;
-	if (cm_digest_valid(ref) || canonical(ref, &canon) < 0)
+	if (cm_digest_valid(ref))
 		return -ENOENT;
-	if (find(s, canon, ret) == 0)
-		return 0;
-	return find_by_digest(s, ref, ret);
+	if (cm_str_has_prefix(ref, "oci:"))
+		return canonical(ref, &canon) < 0 ? -ENOENT : find(s, canon, ret);
+	_cleanup_(reg_ref_freep) struct reg_ref *rr = NULL; /* parsed once for both lookups */
+	if (reg_ref_parse(ref, &rr, NULL) < 0)
+		return -ENOENT;
+	if (!(canon = reg_ref_format(rr)))
+		return -ENOMEM;
+	return find(s, canon, ret) == 0 ? 0 : find_by_digest(s, rr, ret);
 }
 
 /* The ROOT/refs/ answer for exactly `key`, if its index file is present. */

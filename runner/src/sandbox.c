@@ -559,6 +559,12 @@ static int acquire_lower(struct run_sandbox *sb, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
+/* The create option as the sandbox keeps it: -1 when none was given. */
+static int keep_warm_of(const struct run_create_opts *o)
+{
+	return o->keep_warm_set ? (int)MIN(o->keep_warm_s, INT32_MAX) : -1;
+}
+
 static void release_lower(struct run_sandbox *sb)
 {
 	struct run_ctx *ctx = sb->ctx;
@@ -761,8 +767,7 @@ int run_sandbox_claim(struct run_ctx *ctx, const struct run_create_opts *o, char
 				 * this create's */
 				free(sb->image_name);
 				sb->image_name = o->image_name ? strdup(o->image_name) : NULL;
-				sb->keep_warm_s =
-				    o->keep_warm_set ? (int)MIN(o->keep_warm_s, INT32_MAX) : -1;
+				sb->keep_warm_s = keep_warm_of(o);
 				int k =
 				    o->image_name && !sb->image_name ? -ENOMEM : save_config(sb);
 				if (k == 0)
@@ -867,7 +872,7 @@ int run_sandbox_create(struct run_ctx *ctx, const struct run_create_opts *o, cha
 	sb->memory_bytes = o->memory_bytes;
 	sb->cpu_millis = o->cpu_millis;
 	sb->pids_max = o->pids_max;
-	sb->keep_warm_s = o->keep_warm_set ? (int)MIN(o->keep_warm_s, INT32_MAX) : -1;
+	sb->keep_warm_s = keep_warm_of(o);
 	sb->created = (int64_t)time(NULL);
 	sb->status = RUN_STATUS_CREATED;
 	/* until the agent's pid replaces it: the creator's, so that `ps` can tell a sandbox

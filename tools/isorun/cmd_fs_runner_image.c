@@ -101,20 +101,6 @@ int isorun_resolve_ref(const char *ref, char **ret_image_key, char **ret_lower_d
 #define KEEP_WARM_DEFAULT_S 60
 _Static_assert(RUN_KEEP_WARM_MAX == FS_KEEP_WARM_MAX, "one limit for --keep-warm");
 
-/* ISORUN_KEEP_WARM, when set to a valid delay (a bad one is warned about); -1 otherwise. */
-static int env_keep_warm(void)
-{
-	const char *kw = getenv("ISORUN_KEEP_WARM");
-	unsigned s;
-	if (!kw)
-		return -1;
-	if (cm_parse_uint(kw, 0, FS_KEEP_WARM_MAX, &s) < 0) {
-		log_warn("ignoring ISORUN_KEEP_WARM=%s (seconds, 0 to %u)", kw, FS_KEEP_WARM_MAX);
-		return -1;
-	}
-	return (int)s;
-}
-
 static int image_acquire(void *userdata, const char *image_key, const char *holder,
 			 char **ret_lower_dir)
 {
@@ -124,7 +110,7 @@ static int image_acquire(void *userdata, const char *image_key, const char *hold
 	const char *pf = getenv("ISORUN_PREFETCH");
 	if (pf && fs_prefetch_parse(pf, &o.prefetch) < 0)
 		log_warn("ignoring ISORUN_PREFETCH=%s (none|startup|all)", pf);
-	int kw = env_keep_warm();
+	int kw = isorun_env_keep_warm();
 	if (kw >= 0)
 		o.keep_warm_s = (unsigned)kw;
 	return fs_mount_acquire(isorun_root(), image_key, &o, holder, ret_lower_dir);

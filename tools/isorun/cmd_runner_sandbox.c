@@ -179,13 +179,11 @@ static int create_opt(struct create_args *a, int argc, char **argv, int *i)
 static int create_prepare(struct create_args *a)
 {
 	int r;
-	/* ISORUN_KEEP_WARM is --keep-warm's default (a bad value is warned about where the
-	 * image is mounted) */
-	const char *kw = getenv("ISORUN_KEEP_WARM");
-	unsigned kws;
-	if (!a->o.keep_warm_set && kw && cm_parse_uint(kw, 0, RUN_KEEP_WARM_MAX, &kws) == 0) {
+	/* ISORUN_KEEP_WARM is --keep-warm's default */
+	int kw = isorun_env_keep_warm();
+	if (!a->o.keep_warm_set && kw >= 0) {
 		a->o.keep_warm_set = true;
-		a->o.keep_warm_s = kws;
+		a->o.keep_warm_s = (uint32_t)kw;
 	}
 	if (a->config_file) {
 		struct cm_buf b;

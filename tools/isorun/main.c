@@ -3,6 +3,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "runner/runner.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -61,6 +62,21 @@ static void verb_usage(FILE *f, const struct isorun_verb *v)
 static bool is_help(const char *a)
 {
 	return !strcmp(a, "-h") || !strcmp(a, "--help");
+}
+
+int isorun_env_keep_warm(void)
+{
+	static int value = -2; /* not read yet */
+	if (value != -2)
+		return value;
+	const char *kw = getenv("ISORUN_KEEP_WARM");
+	unsigned s;
+	value = -1;
+	if (kw && cm_parse_uint(kw, 0, RUN_KEEP_WARM_MAX, &s) == 0)
+		value = (int)s;
+	else if (kw)
+		log_warn("ignoring ISORUN_KEEP_WARM=%s (seconds, 0 to %u)", kw, RUN_KEEP_WARM_MAX);
+	return value;
 }
 
 int isorun_usage_error(const char *verb, int status, const char *fmt, ...)

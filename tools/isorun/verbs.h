@@ -32,6 +32,9 @@ struct isorun_verb {
 /* The state root chosen by --root / $ISORUN_ROOT / default. */
 const char *isorun_root(void);
 
+/* ISORUN_KEEP_WARM in seconds (0 to a week), -1 when unset or bad (warned about once). */
+int isorun_env_keep_warm(void);
+
 /* Print "isorun VERB: <message>" and where to find the verb's usage to stderr; returns
  * `status`. */
 int isorun_usage_error(const char *verb, int status, const char *fmt, ...)
