@@ -22,6 +22,7 @@
  *   pipeline whose reader exited.
  */
 #include "agent.h"
+#include "agent/tree.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,6 +57,7 @@ struct conn {
 	int fd; /* -1: free slot */
 	uint32_t gen;
 	bool hello, closing;
+	uint32_t version; /* agreed by HELLO */
 	struct agent_wbuf in, out;
 };
 
@@ -72,11 +74,16 @@ struct proc {
 
 struct xfer {
 	bool used, get;
+	bool failed; /* a put that failed: its FILE_DATA is dropped up to the empty one */
 	int conn;
 	uint32_t gen, stream;
-	int fd;
+	int fd; /* the file; the directory of a tree put */
 	uint32_t mode, uid, gid;
 	char path[AGENT_MAX_PATH], tmp[AGENT_MAX_PATH + 32];
+	/* a directory (version 2): a tree stream out (rd) or in (dec into wr) */
+	struct agent_tree_reader *rd;
+	struct agent_tree_dec *dec;
+	struct agent_tree_writer *wr;
 };
 
 static struct conn conns[MAX_CONNS];
@@ -152,6 +159,15 @@ static void closefd(int *fd)
 
 static void xfer_free(struct xfer *x)
 {
+	if (x->rd) {
+		agent_tree_reader_fini(x->rd);
+		free(x->rd);
+	}
+	if (x->wr) {
+		agent_tree_writer_fini(x->wr);
+		free(x->wr);
+	}
+	free(x->dec);
 	closefd(&x->fd);
 	if (!x->get && x->tmp[0])
 		unlink(x->tmp);
@@ -546,13 +562,57 @@ static void flush_stdin(struct proc *p)
 
 /* ---- files ---- */
 
+/* A put that failed, its ERROR sent: the client sends its data before it reads our answer,
+ * so the stream stays to drop that data, up to the empty FILE_DATA. */
+static void xfer_failed(struct xfer *x)
+{
+	int conn = x->conn;
+	uint32_t gen = x->gen, stream = x->stream;
+	xfer_free(x);
+	x->used = x->failed = true;
+	x->conn = conn;
+	x->gen = gen;
+	x->stream = stream;
+}
+
+/* An ERROR on a file stream; with `what`, its message is "what: op". */
+static void file_error(struct conn *c, uint32_t stream, int err, const char *what, const char *op)
+{
+	char msg[AGENT_MAX_MSG];
+	snprintf(msg, sizeof(msg), "%s%s%s", what ? what : "", what ? ": " : "", op);
+	struct agent_error e = {.err = err, .msg = msg};
+	if (agent_error_encode(&c->out, AGENT_MSG_ERROR, stream, &e) < 0)
+		c->closing = true;
+}
+
+static void do_file_stat(struct conn *c, uint32_t stream, const struct agent_frame *f)
+{
+	struct agent_file_hdr h;
+	struct stat st;
+	if (stream == 0 || agent_file_hdr_decode(f->type, f->payload, f->len, &h) < 0) {
+		conn_fail(c, stream, EPROTO, "malformed FILE_STAT");
+		return;
+	}
+	if (stat(h.path, &st) < 0) {
+		file_error(c, stream, errno, NULL, "stat");
+		return;
+	}
+	struct agent_file_hdr info = {.mode = st.st_mode & (S_IFMT | 07777),
+				      .uid = st.st_uid,
+				      .gid = st.st_gid,
+				      .size = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0};
+	if (agent_file_hdr_encode(&c->out, AGENT_MSG_FILE_INFO, stream, &info) < 0)
+		c->closing = true;
+}
+
 static void do_file_put(struct conn *c, uint32_t stream, const struct agent_frame *f)
 {
 	int cidx = (int)(c - conns);
 	struct agent_file_hdr h;
 	int r = agent_file_hdr_decode(f->type, f->payload, f->len, &h);
+	bool dir = r >= 0 && f->type == AGENT_MSG_FILE_PUT && S_ISDIR(h.mode);
 	if (r < 0 || stream == 0 || xfer_by_stream(cidx, c->gen, stream) ||
-	    proc_by_stream(cidx, c->gen, stream)) {
+	    proc_by_stream(cidx, c->gen, stream) || (dir && c->version < 2)) {
 		conn_fail(c, stream, EPROTO, "malformed FILE_PUT/FILE_GET");
 		return;
 	}
@@ -560,57 +620,137 @@ static void do_file_put(struct conn *c, uint32_t stream, const struct agent_fram
 	for (int i = 0; i < MAX_XFERS && !x; i++)
 		if (!xfers[i].used)
 			x = &xfers[i];
-	struct agent_error e = {.err = EAGAIN, .msg = "too many transfers"};
-	if (!x)
-		goto err;
+	int err = EAGAIN;
+	const char *op = "too many transfers";
+	if (!x) {
+		file_error(c, stream, err, NULL, op);
+		return;
+	}
 	memset(x, 0, sizeof(*x));
 	x->fd = -1;
-	snprintf(x->path, sizeof(x->path), "%s", h.path);
-	if (f->type == AGENT_MSG_FILE_GET) {
-		struct stat st;
-		x->fd = open(h.path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-		e.err = errno;
-		e.msg = "open";
-		if (x->fd < 0)
-			goto err;
-		if (fstat(x->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-			closefd(&x->fd);
-			e.err = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
-			e.msg = "not a regular file";
-			goto err;
-		}
-		struct agent_file_hdr info = {.mode = st.st_mode & 07777,
-					      .uid = st.st_uid,
-					      .gid = st.st_gid,
-					      .size = (uint64_t)st.st_size};
-		if (agent_file_hdr_encode(&c->out, AGENT_MSG_FILE_INFO, stream, &info) < 0) {
-			closefd(&x->fd);
-			c->closing = true;
-			return;
-		}
-		x->get = true;
-	} else {
-		/* write a temporary file beside the target, rename on the final FILE_DATA */
-		snprintf(x->tmp, sizeof(x->tmp), "%s.isorun-%u", h.path, stream);
-		x->fd = open(x->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-		e.err = errno;
-		e.msg = "create";
-		if (x->fd < 0) {
-			x->tmp[0] = 0;
-			goto err;
-		}
-		x->mode = h.mode;
-		x->uid = h.uid;
-		x->gid = h.gid;
-	}
 	x->used = true;
 	x->conn = cidx;
 	x->gen = c->gen;
 	x->stream = stream;
+	snprintf(x->path, sizeof(x->path), "%s", h.path);
+	if (f->type == AGENT_MSG_FILE_GET) {
+		struct stat st = {0};
+		x->get = true;
+		x->fd = open(h.path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+		err = errno;
+		op = "open";
+		if (x->fd < 0)
+			goto err;
+		bool tree = false;
+		if (fstat(x->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+			err = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+			op = "not a regular file";
+			if (!S_ISDIR(st.st_mode) || c->version < 2)
+				goto err;
+			/* version 2: a directory's contents as a tree stream */
+			x->rd = malloc(sizeof(*x->rd));
+			err = ENOMEM;
+			op = "out of memory";
+			if (!x->rd)
+				goto err;
+			int dfd = x->fd;
+			x->fd = -1;
+			if ((r = agent_tree_reader_init(x->rd, dfd)) < 0) {
+				free(x->rd);
+				x->rd = NULL;
+				err = -r;
+				op = "opendir";
+				goto err;
+			}
+			tree = true;
+		}
+		struct agent_file_hdr info = {.mode = st.st_mode & (tree ? S_IFMT | 07777 : 07777),
+					      .uid = st.st_uid,
+					      .gid = st.st_gid,
+					      .size = tree ? 0 : (uint64_t)st.st_size};
+		if (agent_file_hdr_encode(&c->out, AGENT_MSG_FILE_INFO, stream, &info) < 0) {
+			xfer_free(x);
+			c->closing = true;
+		}
+		return;
+	}
+	x->mode = h.mode & 07777;
+	x->uid = h.uid;
+	x->gid = h.gid;
+	if (dir) {
+		/* version 2: a tree stream into the directory, made if it is not there */
+		if (mkdir(h.path, 0700) < 0 && errno != EEXIST) {
+			err = errno;
+			op = "mkdir";
+			goto err;
+		}
+		x->fd = open(h.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		err = errno;
+		op = errno == ENOTDIR ? "exists and is not a directory" : "open";
+		if (x->fd < 0)
+			goto err;
+		x->dec = malloc(sizeof(*x->dec));
+		x->wr = malloc(sizeof(*x->wr));
+		err = ENOMEM;
+		op = "out of memory";
+		if (!x->dec || !x->wr)
+			goto err;
+		agent_tree_dec_init(x->dec);
+		agent_tree_writer_init(x->wr, x->fd, true, 07777);
+		return;
+	}
+	/* write a temporary file beside the target, rename on the final FILE_DATA */
+	snprintf(x->tmp, sizeof(x->tmp), "%s.isorun-%u", h.path, stream);
+	x->fd = open(x->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	err = errno;
+	op = "create";
+	if (x->fd < 0) {
+		x->tmp[0] = 0;
+		goto err;
+	}
 	return;
 err:
-	if (agent_error_encode(&c->out, AGENT_MSG_ERROR, stream, &e) < 0)
-		c->closing = true;
+	file_error(c, stream, err, NULL, op);
+	if (x->get)
+		xfer_free(x);
+	else
+		xfer_failed(x);
+}
+
+/* A tree put's data: the stream into the directory; at its end, the directory's own
+ * owner, mode and the modes of the directories it made. 0, or -errno after an ERROR. */
+static int tree_put_data(struct conn *c, struct xfer *x, const struct agent_frame *f)
+{
+	struct agent_tree_writer *w = x->wr;
+	int r;
+	if (f->len) {
+		r = agent_tree_dec_feed(x->dec, f->payload, f->len, &agent_tree_writer_sink, w);
+		if (r < 0) {
+			if (r == -EPROTO || r == -EFBIG)
+				file_error(c, x->stream, -r, NULL, "malformed directory stream");
+			else
+				file_error(c, x->stream, -r, w->where, w->op);
+		}
+		return r;
+	}
+	if ((r = agent_tree_dec_finish(x->dec)) < 0) {
+		file_error(c, x->stream, -r, NULL, "directory stream ends inside a record");
+		return r;
+	}
+	if ((r = agent_tree_writer_finish(w)) < 0) {
+		file_error(c, x->stream, -r, w->where, w->op);
+		return r;
+	}
+	const char *op = NULL;
+	if (fchown(x->fd, x->uid, x->gid) < 0)
+		op = "chown";
+	else if (fchmod(x->fd, x->mode) < 0)
+		op = "chmod";
+	if (op) {
+		file_error(c, x->stream, errno, NULL, op);
+		return -EIO;
+	}
+	return 0;
 }
 
 static void do_file_data(struct conn *c, uint32_t stream, const struct agent_frame *f)
@@ -620,7 +760,22 @@ static void do_file_data(struct conn *c, uint32_t stream, const struct agent_fra
 		conn_fail(c, stream, EPROTO, "FILE_DATA without FILE_PUT");
 		return;
 	}
-	struct agent_error e = {.err = 0};
+	if (x->failed) { /* answered already */
+		if (!f->len)
+			xfer_free(x);
+		return;
+	}
+	if (x->wr) {
+		if (tree_put_data(c, x, f) < 0)
+			goto failed;
+		if (!f->len) {
+			conn_put(c, AGENT_MSG_FILE_DONE, stream, NULL, 0);
+			xfer_free(x);
+		}
+		return;
+	}
+	int err = 0;
+	const char *op = NULL;
 	if (f->len) {
 		size_t off = 0;
 		while (off < f->len) {
@@ -628,8 +783,8 @@ static void do_file_data(struct conn *c, uint32_t stream, const struct agent_fra
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0) {
-				e.err = n < 0 ? errno : EIO;
-				e.msg = "write";
+				err = n < 0 ? errno : EIO;
+				op = "write";
 				goto err;
 			}
 			off += (size_t)n;
@@ -637,19 +792,19 @@ static void do_file_data(struct conn *c, uint32_t stream, const struct agent_fra
 		return;
 	}
 	if (fchown(x->fd, x->uid, x->gid) < 0) {
-		e.err = errno;
-		e.msg = "chown";
+		err = errno;
+		op = "chown";
 		goto err;
 	}
 	/* after chown, which clears set-id bits */
 	if (fchmod(x->fd, x->mode) < 0) {
-		e.err = errno;
-		e.msg = "chmod";
+		err = errno;
+		op = "chmod";
 		goto err;
 	}
 	if (rename(x->tmp, x->path) < 0) {
-		e.err = errno;
-		e.msg = "rename";
+		err = errno;
+		op = "rename";
 		goto err;
 	}
 	x->tmp[0] = 0;
@@ -657,9 +812,12 @@ static void do_file_data(struct conn *c, uint32_t stream, const struct agent_fra
 	xfer_free(x);
 	return;
 err:
-	if (agent_error_encode(&c->out, AGENT_MSG_ERROR, stream, &e) < 0)
-		c->closing = true;
-	xfer_free(x);
+	file_error(c, stream, err, NULL, op);
+failed:
+	if (f->len)
+		xfer_failed(x);
+	else
+		xfer_free(x);
 }
 
 static void pump_get(struct xfer *x)
@@ -670,15 +828,24 @@ static void pump_get(struct xfer *x)
 		return;
 	}
 	while (c->out.len < OUT_HIGH) {
-		ssize_t n = read(x->fd, iobuf, sizeof(iobuf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			struct agent_error e = {.err = errno, .msg = "read"};
-			if (agent_error_encode(&c->out, AGENT_MSG_ERROR, x->stream, &e) < 0)
-				c->closing = true;
-			xfer_free(x);
-			return;
+		ssize_t n;
+		if (x->rd) {
+			n = agent_tree_reader_read(x->rd, iobuf, sizeof(iobuf));
+			if (n < 0) {
+				file_error(c, x->stream, (int)-n,
+					   x->rd->path[0] ? x->rd->path : NULL, x->rd->op);
+				xfer_free(x);
+				return;
+			}
+		} else {
+			n = read(x->fd, iobuf, sizeof(iobuf));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				file_error(c, x->stream, errno, NULL, "read");
+				xfer_free(x);
+				return;
+			}
 		}
 		conn_put(c, AGENT_MSG_FILE_DATA, x->stream, iobuf, (size_t)n);
 		if (n == 0) {
@@ -765,13 +932,14 @@ static void handle_frame(struct conn *c, const struct agent_frame *f)
 			conn_fail(c, 0, EPROTO, "malformed or repeated HELLO");
 			return;
 		}
-		if (a > AGENT_PROTO_VERSION || b < AGENT_PROTO_VERSION) {
+		if (a > AGENT_PROTO_VERSION || b < AGENT_PROTO_MIN_VERSION || a > b) {
 			conn_fail(c, 0, EPROTONOSUPPORT, "no common protocol version");
 			return;
 		}
+		c->version = b < AGENT_PROTO_VERSION ? b : AGENT_PROTO_VERSION;
 		size_t off;
 		if (agent_frame_begin(&c->out, AGENT_MSG_HELLO_OK, 0, &off) < 0 ||
-		    agent_put_u32(&c->out, AGENT_PROTO_VERSION) < 0 ||
+		    agent_put_u32(&c->out, c->version) < 0 ||
 		    agent_put_str(&c->out, "isorun-agent/" AGENT_VERSION_STR) < 0 ||
 		    agent_frame_end(&c->out, off) < 0) {
 			c->closing = true;
@@ -837,6 +1005,13 @@ static void handle_frame(struct conn *c, const struct agent_frame *f)
 		}
 		return;
 	}
+	case AGENT_MSG_FILE_STAT:
+		if (c->version < 2) {
+			conn_fail(c, f->stream, EPROTO, "FILE_STAT needs protocol version 2");
+			return;
+		}
+		do_file_stat(c, f->stream, f);
+		return;
 	case AGENT_MSG_FILE_PUT:
 	case AGENT_MSG_FILE_GET:
 		do_file_put(c, f->stream, f);

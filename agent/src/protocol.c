@@ -5,6 +5,7 @@
 #include "agent/protocol.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,7 @@ static const struct {
     {AGENT_MSG_FILE_INFO, "FILE_INFO"},
     {AGENT_MSG_FILE_DATA, "FILE_DATA"},
     {AGENT_MSG_FILE_DONE, "FILE_DONE"},
+    {AGENT_MSG_FILE_STAT, "FILE_STAT"},
 };
 
 bool agent_msg_type_known(uint16_t type)
@@ -441,11 +443,15 @@ int agent_file_hdr_decode(uint16_t type, const uint8_t *p, size_t len, struct ag
 	struct agent_file_hdr h = {0};
 	int e;
 	agent_rd_init(&r, p, len);
-	if (type != AGENT_MSG_FILE_GET) {
+	bool path_only = type == AGENT_MSG_FILE_GET || type == AGENT_MSG_FILE_STAT;
+	if (!path_only) {
 		if (agent_get_u32(&r, &h.mode) < 0 || agent_get_u32(&r, &h.uid) < 0 ||
 		    agent_get_u32(&r, &h.gid) < 0)
 			return -EPROTO;
-		if (h.mode & ~07777u)
+		/* version 2: FILE_PUT of a directory, FILE_INFO of anything (STAT) */
+		uint32_t t = h.mode & S_IFMT;
+		if ((h.mode & ~(S_IFMT | 07777u)) ||
+		    (type == AGENT_MSG_FILE_PUT && t != 0 && t != S_IFDIR))
 			return -EPROTO;
 	}
 	if (type == AGENT_MSG_FILE_INFO) {
@@ -472,9 +478,9 @@ int agent_file_hdr_encode(struct agent_wbuf *b, uint16_t type, uint32_t stream,
 		return -EFBIG;
 	if ((e = agent_frame_begin(b, type, stream, &off)) < 0)
 		return e;
-	if (type != AGENT_MSG_FILE_GET &&
-	    ((e = agent_put_u32(b, h->mode & 07777u)) < 0 || (e = agent_put_u32(b, h->uid)) < 0 ||
-	     (e = agent_put_u32(b, h->gid)) < 0))
+	if (type != AGENT_MSG_FILE_GET && type != AGENT_MSG_FILE_STAT &&
+	    ((e = agent_put_u32(b, h->mode & (S_IFMT | 07777u))) < 0 ||
+	     (e = agent_put_u32(b, h->uid)) < 0 || (e = agent_put_u32(b, h->gid)) < 0))
 		goto fail;
 	if (type == AGENT_MSG_FILE_INFO)
 		e = agent_put_u64(b, h->size);

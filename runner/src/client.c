@@ -6,6 +6,7 @@
 #include "sandbox.h"
 
 #include "agent/protocol.h"
+#include "agent/tree.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -15,12 +16,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <termios.h>
 #include <unistd.h>
@@ -38,6 +41,8 @@ struct run_client {
 	/* HELLO sent, its answer not read yet: next_frame() checks it before any other frame
 	 * (client_open without waiting, so that the first request shares the round trip) */
 	bool hello_pending;
+	uint32_t version;		     /* agreed by HELLO, once its answer was read */
+	char last_error[2 * AGENT_MAX_PATH]; /* what failed: an agent ERROR's message, or ours */
 };
 
 DEFINE_CLEANUP_FUNC(struct run_client, run_client_free)
@@ -60,20 +65,22 @@ static int flush_out(struct run_client *c)
 	return r == -EPIPE || r == -ECONNRESET ? -EPIPE : r;
 }
 
-static int error_from_frame(const struct agent_frame *f);
+static int error_from_frame(struct run_client *c, const struct agent_frame *f);
 
 /* The agent's answer to HELLO: 0 if it speaks our version, else -errno. */
-static int hello_check(const struct agent_frame *f)
+static int hello_check(struct run_client *c, const struct agent_frame *f)
 {
 	if (f->type == AGENT_MSG_ERROR)
-		return error_from_frame(f);
+		return error_from_frame(c, f);
 	struct agent_rd rd;
 	uint32_t ver;
 	const char *ident;
 	agent_rd_init(&rd, f->payload, f->len);
 	if (f->type != AGENT_MSG_HELLO_OK || agent_get_u32(&rd, &ver) < 0 ||
-	    agent_get_str(&rd, AGENT_MAX_MSG, &ident) < 0 || ver != AGENT_PROTO_VERSION)
+	    agent_get_str(&rd, AGENT_MAX_MSG, &ident) < 0 || ver < AGENT_PROTO_MIN_VERSION ||
+	    ver > AGENT_PROTO_VERSION)
 		return cm_log_ret(-EPROTO, "agent handshake failed");
+	c->version = ver;
 	return 0;
 }
 
@@ -89,7 +96,7 @@ static int next_frame(struct run_client *c, struct agent_frame *f)
 		if (!c->hello_pending)
 			return 1;
 		c->hello_pending = false;
-		if ((r = hello_check(f)) < 0)
+		if ((r = hello_check(c, f)) < 0)
 			return r;
 	}
 }
@@ -126,13 +133,14 @@ static int recv_frame(struct run_client *c, struct agent_frame *f)
 	}
 }
 
-static int error_from_frame(const struct agent_frame *f)
+static int error_from_frame(struct run_client *c, const struct agent_frame *f)
 {
 	struct agent_error e;
 	if (agent_error_decode(f->type, f->payload, f->len, &e) < 0)
 		return -EPROTO;
 	log_debug("agent error: %s (%s)", e.msg, strerror(e.err));
-	return -e.err;
+	snprintf(c->last_error, sizeof(c->last_error), "%s", e.msg);
+	return e.err > 0 ? -e.err : -EIO;
 }
 
 /*
@@ -156,13 +164,13 @@ static int client_open(int fd, bool wait, struct run_client **ret)
 	size_t off;
 	int r;
 	if ((r = agent_frame_begin(&c->out, AGENT_MSG_HELLO, 0, &off)) < 0 ||
-	    (r = agent_put_u32(&c->out, AGENT_PROTO_VERSION)) < 0 ||
+	    (r = agent_put_u32(&c->out, AGENT_PROTO_MIN_VERSION)) < 0 ||
 	    (r = agent_put_u32(&c->out, AGENT_PROTO_VERSION)) < 0 ||
 	    (r = agent_frame_end(&c->out, off)) < 0 || (r = flush_out(c)) < 0)
 		return r;
 	if (wait) {
 		struct agent_frame f;
-		if ((r = recv_frame(c, &f)) < 0 || (r = hello_check(&f)) < 0)
+		if ((r = recv_frame(c, &f)) < 0 || (r = hello_check(c, &f)) < 0)
 			return r;
 	} else {
 		c->hello_pending = true;
@@ -348,7 +356,7 @@ int run_client_exec(struct run_client *c, const struct run_exec_opts *o,
 				return 0;
 			}
 			case AGENT_MSG_ERROR:
-				return error_from_frame(&f);
+				return error_from_frame(c, &f);
 			default:
 				return cm_log_ret(-EPROTO, "unexpected %s from the agent",
 						  agent_msg_type_name(f.type));
@@ -499,11 +507,89 @@ int run_sandbox_exec(struct run_ctx *ctx, const char *id, const struct run_exec_
 
 /* ---- files ---- */
 
+/* Read the agent's answer to HELLO if it is still to come: c->version is known after. */
+static int hello_wait(struct run_client *c)
+{
+	while (c->hello_pending) {
+		struct agent_frame f;
+		int r = agent_frame_parse(c->in + c->in_off, c->in_len - c->in_off, &f);
+		if (r < 0)
+			return cm_log_ret(-EPROTO, "agent sent a malformed frame");
+		if (r == 0) {
+			if ((r = fill(c)) < 0)
+				return r;
+			continue;
+		}
+		c->in_off += (size_t)r;
+		c->hello_pending = false;
+		return hello_check(c, &f);
+	}
+	return 0;
+}
+
+/* While a put sends its data: an ERROR the agent already sent on `stream` (it then drops
+ * the rest of the put), or 0 when none came. */
+static int early_answer(struct run_client *c, uint32_t stream)
+{
+	for (;;) {
+		struct agent_frame f;
+		int r = next_frame(c, &f);
+		if (r < 0)
+			return r;
+		if (r == 0) {
+			struct pollfd p = {.fd = c->fd, .events = POLLIN};
+			if (poll(&p, 1, 0) <= 0)
+				return 0;
+			if ((r = fill(c)) < 0)
+				return r;
+			continue;
+		}
+		if (f.stream != stream)
+			continue;
+		return f.type == AGENT_MSG_ERROR ? error_from_frame(c, &f) : -EPROTO;
+	}
+}
+
+/* One FILE_DATA frame of a put. An agent of protocol 1 closes the connection after the
+ * ERROR that refused the put: that ERROR, not the broken pipe, is the answer. */
+static int send_data(struct run_client *c, uint32_t stream, const void *p, size_t n)
+{
+	int r = agent_frame_put(&c->out, AGENT_MSG_FILE_DATA, stream, p, n);
+	if (r < 0)
+		return r;
+	if ((r = flush_out(c)) == -EPIPE) {
+		struct agent_frame f;
+		while (recv_frame(c, &f) == 0)
+			if (f.stream == stream && f.type == AGENT_MSG_ERROR)
+				return error_from_frame(c, &f);
+		return -EPIPE;
+	}
+	return r < 0 ? r : early_answer(c, stream);
+}
+
+static int wait_done(struct run_client *c, uint32_t stream)
+{
+	struct agent_frame f;
+	for (;;) {
+		int r = recv_frame(c, &f);
+		if (r < 0)
+			return r;
+		if (f.stream != stream && f.stream != 0)
+			continue;
+		if (f.type == AGENT_MSG_FILE_DONE)
+			return 0;
+		if (f.type == AGENT_MSG_ERROR)
+			return error_from_frame(c, &f);
+		return -EPROTO;
+	}
+}
+
 int run_client_put_file(struct run_client *c, int fd, const char *path, uint32_t mode, uint32_t uid,
 			uint32_t gid)
 {
 	uint32_t stream = c->next_stream++;
 	struct agent_file_hdr h = {.mode = mode & 07777, .uid = uid, .gid = gid, .path = path};
+	c->last_error[0] = 0;
 	int r = agent_file_hdr_encode(&c->out, AGENT_MSG_FILE_PUT, stream, &h);
 	if (r < 0)
 		return r;
@@ -512,33 +598,110 @@ int run_client_put_file(struct run_client *c, int fd, const char *path, uint32_t
 		ssize_t n = read(fd, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
+		if (n < 0) {
+			snprintf(c->last_error, sizeof(c->last_error), "read");
 			return -errno;
-		if ((r = agent_frame_put(&c->out, AGENT_MSG_FILE_DATA, stream, buf, (size_t)n)) <
-			0 ||
-		    (r = flush_out(c)) < 0)
+		}
+		if ((r = send_data(c, stream, buf, (size_t)n)) < 0)
 			return r;
+		if (n == 0)
+			return wait_done(c, stream);
+	}
+}
+
+int run_client_put_dir(struct run_client *c, int dirfd, const char *path, uint32_t mode,
+		       uint64_t *ret_entries, uint64_t *ret_skipped)
+{
+	struct agent_tree_reader rd;
+	_cleanup_free_ uint8_t *buf = NULL;
+	uint32_t stream = c->next_stream++;
+	c->last_error[0] = 0;
+	int r = hello_wait(c);
+	if (r < 0 || c->version < 2) {
+		close(dirfd);
+		return r < 0 ? r : -EOPNOTSUPP;
+	}
+	if ((r = agent_tree_reader_init(&rd, dirfd)) < 0)
+		return r;
+	struct agent_file_hdr h = {.mode = S_IFDIR | (mode & 07777), .path = path};
+	if ((r = agent_file_hdr_encode(&c->out, AGENT_MSG_FILE_PUT, stream, &h)) < 0)
+		goto out;
+	if (!(buf = malloc(AGENT_DATA_CHUNK))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = agent_tree_reader_read(&rd, buf, AGENT_DATA_CHUNK);
+		if (n < 0) { /* a host-side failure: the connection's end aborts the put */
+			snprintf(c->last_error, sizeof(c->last_error), "%s%s%s", rd.path,
+				 rd.path[0] ? ": " : "", rd.op);
+			r = (int)n;
+			goto out;
+		}
+		if ((r = send_data(c, stream, buf, (size_t)n)) < 0)
+			goto out;
 		if (n == 0)
 			break;
 	}
+	r = wait_done(c, stream);
+	if (r >= 0 && ret_entries)
+		*ret_entries = rd.entries;
+	if (r >= 0 && ret_skipped)
+		*ret_skipped = rd.skipped;
+out:
+	agent_tree_reader_fini(&rd);
+	return r;
+}
+
+int run_client_stat(struct run_client *c, const char *path, uint32_t *ret_mode)
+{
+	uint32_t stream = c->next_stream++;
+	c->last_error[0] = 0;
+	int r = hello_wait(c);
+	if (r < 0)
+		return r;
+	if (c->version < 2)
+		return -EOPNOTSUPP;
+	struct agent_file_hdr h = {.path = path};
+	if ((r = agent_file_hdr_encode(&c->out, AGENT_MSG_FILE_STAT, stream, &h)) < 0 ||
+	    (r = flush_out(c)) < 0)
+		return r;
 	struct agent_frame f;
 	for (;;) {
 		if ((r = recv_frame(c, &f)) < 0)
 			return r;
 		if (f.stream != stream && f.stream != 0)
 			continue;
-		if (f.type == AGENT_MSG_FILE_DONE)
-			return 0;
 		if (f.type == AGENT_MSG_ERROR)
-			return error_from_frame(&f);
-		return -EPROTO;
+			return error_from_frame(c, &f);
+		struct agent_file_hdr i;
+		if (f.type != AGENT_MSG_FILE_INFO ||
+		    agent_file_hdr_decode(f.type, f.payload, f.len, &i) < 0)
+			return -EPROTO;
+		*ret_mode = i.mode;
+		return 0;
 	}
 }
 
-int run_client_get_file(struct run_client *c, const char *path, int fd, uint32_t *ret_mode)
+/* Where a get's bytes go: a regular file's into fd, a directory's stream through a
+ * decoder into a writer. */
+struct get_sink {
+	int fd;			    /* a file's destination, or -1 */
+	const char *dir;	    /* a directory's destination path, or NULL */
+	int dirfd;		    /* it, open, once its FILE_INFO came */
+	bool made;		    /* we made it (so it takes the source's mode) */
+	uint32_t mode;		    /* FILE_INFO's */
+	struct agent_tree_dec *dec; /* directories */
+	struct agent_tree_writer wr;
+};
+
+/* FILE_GET `path` into `s`: a file into s->fd; a directory, when s->dir is set, into that
+ * directory (made if absent). -EISDIR for a directory without s->dir. */
+static int get_into(struct run_client *c, const char *path, struct get_sink *s)
 {
 	uint32_t stream = c->next_stream++;
 	struct agent_file_hdr h = {.path = path};
+	c->last_error[0] = 0;
 	int r = agent_file_hdr_encode(&c->out, AGENT_MSG_FILE_GET, stream, &h);
 	if (r < 0 || (r = flush_out(c)) < 0)
 		return r;
@@ -555,22 +718,240 @@ int run_client_get_file(struct run_client *c, const char *path, int fd, uint32_t
 			if (info || agent_file_hdr_decode(f.type, f.payload, f.len, &i) < 0)
 				return -EPROTO;
 			info = true;
-			if (ret_mode)
-				*ret_mode = i.mode;
+			s->mode = i.mode;
+			if (!S_ISDIR(i.mode)) {
+				if (i.mode & S_IFMT)
+					return -EPROTO;
+				break;
+			}
+			if (!s->dir)
+				return -EISDIR;
+			if (mkdir(s->dir, 0700) == 0)
+				s->made = true;
+			else if (errno != EEXIST) {
+				snprintf(c->last_error, sizeof(c->last_error), "%s: mkdir", s->dir);
+				return -errno;
+			}
+			s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (s->dirfd < 0) {
+				snprintf(c->last_error, sizeof(c->last_error), "%s: %s", s->dir,
+					 errno == ENOTDIR ? "exists and is not a directory"
+							  : "open");
+				return -errno;
+			}
+			if (!(s->dec = malloc(sizeof(*s->dec))))
+				return -ENOMEM;
+			agent_tree_dec_init(s->dec);
+			/* the sandbox is not trusted: no set-id bits, ownership ours */
+			agent_tree_writer_init(&s->wr, s->dirfd, false, 0777);
 			break;
 		}
 		case AGENT_MSG_FILE_DATA:
 			if (!info)
 				return -EPROTO;
+			if (s->dec && f.len) {
+				r = agent_tree_dec_feed(s->dec, f.payload, f.len,
+							&agent_tree_writer_sink, &s->wr);
+			} else if (s->dec) {
+				if ((r = agent_tree_dec_finish(s->dec)) >= 0)
+					r = agent_tree_writer_finish(&s->wr);
+				if (r >= 0 && s->made && fchmod(s->dirfd, s->mode & 0777) < 0)
+					r = -errno;
+			} else if (f.len) {
+				r = cm_write_full(s->fd, f.payload, f.len);
+			} else {
+				r = 0;
+			}
+			if (r < 0) {
+				if (s->dec && s->wr.op)
+					snprintf(c->last_error, sizeof(c->last_error), "%s/%s: %s",
+						 s->dir, s->wr.where, s->wr.op);
+				else if (s->dec && (r == -EPROTO || r == -EFBIG))
+					snprintf(c->last_error, sizeof(c->last_error),
+						 "the sandbox sent a malformed directory stream");
+				return r;
+			}
 			if (f.len == 0)
 				return 0;
-			if ((r = cm_write_full(fd, f.payload, f.len)) < 0)
-				return r;
 			break;
 		case AGENT_MSG_ERROR:
-			return error_from_frame(&f);
+			return error_from_frame(c, &f);
 		default:
 			return -EPROTO;
 		}
 	}
+}
+
+static void get_sink_fini(struct get_sink *s)
+{
+	if (s->dec)
+		agent_tree_writer_fini(&s->wr);
+	free(s->dec);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+}
+
+int run_client_get_file(struct run_client *c, const char *path, int fd, uint32_t *ret_mode)
+{
+	struct get_sink s = {.fd = fd, .dirfd = -1};
+	int r = get_into(c, path, &s);
+	if (r >= 0 && ret_mode)
+		*ret_mode = s.mode;
+	get_sink_fini(&s);
+	return r;
+}
+
+/* ---- isorun cp ---- */
+
+/* The last component of a path, trailing slashes ignored ("" for "/"). */
+static char *base_name(const char *p)
+{
+	size_t l = strlen(p);
+	while (l > 1 && p[l - 1] == '/')
+		l--;
+	size_t b = l;
+	while (b > 0 && p[b - 1] != '/')
+		b--;
+	return strndup(p + b, l - b);
+}
+
+/* The name a copy takes in a destination directory: NULL for the source's contents
+ * ("SRC/.", ".", "/"), else its last component. */
+static int copy_name(const char *src, char **ret)
+{
+	size_t l = strlen(src);
+	*ret = NULL;
+	if (l >= 2 && !strcmp(src + l - 2, "/."))
+		return 0;
+	char *b = base_name(src);
+	if (!b)
+		return -ENOMEM;
+	if (!b[0] || !strcmp(b, ".") || !strcmp(b, "/")) {
+		free(b);
+		return 0;
+	}
+	*ret = b;
+	return 0;
+}
+
+static char *join(const char *dir, const char *name)
+{
+	size_t l = strlen(dir);
+	return cm_strdupf("%s%s%s", dir, l && dir[l - 1] == '/' ? "" : "/", name);
+}
+
+/* "cannot copy SRC to DST: [detail: ]error", once. */
+__attribute__((format(printf, 3, 4))) static int copy_fail(struct run_client *c, int r,
+							   const char *fmt, ...)
+{
+	char what[2 * AGENT_MAX_PATH + 64];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (r == -EOPNOTSUPP)
+		log_error("%s: the sandbox's agent predates directory copies (protocol %u); "
+			  "isorun stop and isorun start give it the current one",
+			  what, c->version);
+	else if (c->last_error[0])
+		log_error("%s: %s: %s", what, c->last_error, strerror(-r));
+	else
+		log_error("%s: %s", what, strerror(-r));
+	return r;
+}
+
+int run_client_copy_in(struct run_client *c, const char *src, const char *dst, const char *label,
+		       struct run_copy_stats *st)
+{
+	struct stat s;
+	memset(st, 0, sizeof(*st));
+	c->last_error[0] = 0;
+	if (stat(src, &s) < 0)
+		return copy_fail(c, -errno, "cannot copy %s", src);
+	bool dir = S_ISDIR(s.st_mode);
+	if (!dir && !S_ISREG(s.st_mode))
+		return copy_fail(c, -EINVAL, "cannot copy %s: not a regular file or directory",
+				 src);
+	_cleanup_free_ char *name = NULL, *target = NULL;
+	int r = copy_name(src, &name);
+	if (r < 0)
+		return r;
+	if (!dir && !name) /* "file/." */
+		return copy_fail(c, -ENOTDIR, "cannot copy %s", src);
+	uint32_t dmode = 0;
+	size_t dl = strlen(dst);
+	r = hello_wait(c);
+	if (r >= 0)
+		r = run_client_stat(c, dst, &dmode);
+	if (r == -EOPNOTSUPP && !dir) { /* protocol 1: a trailing / names a directory */
+		r = dl && dst[dl - 1] == '/' ? 0 : -ENOENT;
+		dmode = S_IFDIR;
+	}
+	if (r == 0 && S_ISDIR(dmode))
+		target = name ? join(dst, name) : strdup(dst);
+	else if (r == 0 && dir)
+		return copy_fail(c, -ENOTDIR, "cannot copy %s to %s:%s", src, label, dst);
+	else if (r == 0 || (r == -ENOENT && !(dl && dst[dl - 1] == '/')))
+		target = strdup(dst);
+	else
+		return copy_fail(c, r, "cannot copy %s to %s:%s", src, label, dst);
+	if (!target)
+		return -ENOMEM;
+	if (dir) {
+		int fd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		r = fd < 0
+			? -errno
+			: run_client_put_dir(c, fd, target, s.st_mode, &st->entries, &st->skipped);
+	} else {
+		_cleanup_close_ int fd = open(src, O_RDONLY | O_CLOEXEC);
+		r = fd < 0 ? -errno : run_client_put_file(c, fd, target, s.st_mode & 07777, 0, 0);
+		st->entries = 1;
+	}
+	if (r < 0)
+		return copy_fail(c, r, "cannot copy %s to %s:%s", src, label, target);
+	return 0;
+}
+
+int run_client_copy_out(struct run_client *c, const char *src, const char *dst, const char *label,
+			struct run_copy_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	c->last_error[0] = 0;
+	_cleanup_free_ char *name = NULL, *target = NULL;
+	int r = copy_name(src, &name);
+	if (r < 0)
+		return r;
+	struct stat s;
+	if (stat(dst, &s) == 0 && S_ISDIR(s.st_mode))
+		target = name ? join(dst, name) : strdup(dst);
+	else
+		target = strdup(dst);
+	if (!target)
+		return -ENOMEM;
+	/* a file goes through a temporary file beside its name, renamed at the end */
+	_cleanup_free_ char *tmp = cm_strdupf("%s.isorun-cp.XXXXXX", target);
+	if (!tmp)
+		return -ENOMEM;
+	struct get_sink g = {.fd = -1, .dirfd = -1, .dir = target};
+	g.fd = mkostemp(tmp, O_CLOEXEC);
+	if (g.fd < 0)
+		return copy_fail(c, -errno, "cannot copy %s:%s to %s", label, src, target);
+	r = get_into(c, src, &g);
+	if (r == -EISDIR || (r >= 0 && S_ISDIR(g.mode))) { /* the temporary file was not needed */
+		if (r == -EISDIR)
+			r = -EOPNOTSUPP;
+	} else if (r >= 0 && (fchmod(g.fd, g.mode & 0777) < 0 || rename(tmp, target) < 0)) {
+		r = -errno; /* no set-id bits from a sandbox */
+	}
+	close(g.fd);
+	if (r < 0 || S_ISDIR(g.mode))
+		unlink(tmp);
+	if (r >= 0)
+		st->entries = S_ISDIR(g.mode) ? g.wr.written : 1;
+	if (r >= 0 && S_ISDIR(g.mode))
+		st->skipped = g.wr.skipped;
+	get_sink_fini(&g);
+	if (r < 0)
+		return copy_fail(c, r, "cannot copy %s:%s to %s", label, src, target);
+	return 0;
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -68,10 +69,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		case AGENT_MSG_FILE_PUT:
 		case AGENT_MSG_FILE_GET:
-		case AGENT_MSG_FILE_INFO: {
+		case AGENT_MSG_FILE_INFO:
+		case AGENT_MSG_FILE_STAT: {
 			struct agent_file_hdr h;
-			if (agent_file_hdr_decode(f.type, f.payload, f.len, &h) == 0 && h.path)
-				check_str(&f, h.path);
+			if (agent_file_hdr_decode(f.type, f.payload, f.len, &h) == 0) {
+				if (h.path)
+					check_str(&f, h.path);
+				/* only type and permission bits; in a put, only a directory's type
+				 */
+				if ((h.mode & ~(S_IFMT | 07777u)) ||
+				    (f.type == AGENT_MSG_FILE_PUT && (h.mode & S_IFMT) &&
+				     !S_ISDIR(h.mode)))
+					abort();
+			}
 			break;
 		}
 		case AGENT_MSG_HELLO:

@@ -917,62 +917,27 @@ static int cmd_cp(int argc, char **argv)
 		fprintf(stderr, "isorun cp: cannot reach sandbox %s: %s\n", id, strerror(-r));
 		return ISORUN_EXIT_ERROR;
 	}
-	if (dremote) {
-		_cleanup_close_ int fd = open(argv[1], O_RDONLY | O_CLOEXEC);
-		struct stat st;
-		if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-			fprintf(stderr, "isorun cp: %s: %s\n", argv[1],
-				fd < 0 ? strerror(errno) : "not a regular file");
-			return ISORUN_EXIT_ERROR;
-		}
-		_cleanup_free_ char *target = NULL;
-		size_t dl = strlen(dpath);
-		if (dl && dpath[dl - 1] == '/') { /* a directory: keep the source's name */
-			const char *base = strrchr(argv[1], '/');
-			target = cm_strdupf("%s%s", dpath, base ? base + 1 : argv[1]);
-		} else {
-			target = strdup(dpath);
-		}
-		if (!target)
-			return ISORUN_EXIT_ERROR;
-		r = run_client_put_file(c, fd, target, st.st_mode & 07777, 0, 0);
-		if (r < 0) {
-			fprintf(stderr, "isorun cp: %s:%s: %s\n", id, target, strerror(-r));
-			return ISORUN_EXIT_ERROR;
-		}
-		return 0;
-	}
-	_cleanup_free_ char *target = NULL;
-	struct stat st;
-	if (stat(argv[2], &st) == 0 && S_ISDIR(st.st_mode)) {
-		const char *base = strrchr(spath, '/');
-		target = cm_strdupf("%s/%s", argv[2], base + 1);
-	} else {
-		target = strdup(argv[2]);
-	}
-	if (!target)
-		return ISORUN_EXIT_ERROR;
-	_cleanup_free_ char *tmp = cm_strdupf("%s.isorun-cp.XXXXXX", target);
-	if (!tmp)
-		return ISORUN_EXIT_ERROR;
-	_cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "isorun cp: %s: %s\n", target, strerror(errno));
-		return ISORUN_EXIT_ERROR;
-	}
-	uint32_t mode = 0644;
-	r = run_client_get_file(c, spath, fd, &mode);
-	if (r >= 0 && (fchmod(fd, mode) < 0 || rename(tmp, target) < 0))
-		r = -errno;
+	struct run_copy_stats st;
+	unsigned said = cm_log_errors();
+	r = dremote ? run_client_copy_in(c, argv[1], dpath, id, &st)
+		    : run_client_copy_out(c, spath, argv[2], id, &st);
 	if (r < 0) {
-		unlink(tmp);
-		fprintf(stderr, "isorun cp: %s:%s: %s\n", id, spath, strerror(-r));
+		if (cm_log_errors() == said) /* else the runner said what failed */
+			fprintf(stderr, "isorun cp: %s\n", strerror(-r));
 		return ISORUN_EXIT_ERROR;
 	}
+	if (st.skipped)
+		fprintf(stderr,
+			"isorun cp: left out %llu device(s), fifo(s) or socket(s): only files, "
+			"directories and symlinks are copied\n",
+			(unsigned long long)st.skipped);
 	return 0;
 }
 ISORUN_VERB_OPTS(
-    "cp", cmd_cp, "SRC DST", "copy a file into (DST=ID:/path) or out of a sandbox",
+    "cp", cmd_cp, "SRC DST", "copy a file or a directory into (DST=ID:/path) or out of a sandbox",
     "  SRC or DST is ID:/path (an absolute path in the sandbox, ID or a unique prefix\n"
-    "  of it), the other a host path; a destination ending in / or naming a\n"
-    "  directory keeps the source's name\n");
+    "  of it), the other a host path. A directory is copied with everything in it\n"
+    "  (files, directories, symlinks; modes and times kept). A destination that is a\n"
+    "  directory receives the source under its own name (SRC/. : its contents);\n"
+    "  else the copy takes the destination's name. Copies in are owned by root;\n"
+    "  copies out by you, without set-id bits, and never through a symlink.\n");

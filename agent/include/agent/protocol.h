@@ -26,7 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AGENT_PROTO_VERSION	1 /* bumped on any incompatible change */
+#define AGENT_PROTO_VERSION	2 /* the newest version this side speaks */
+#define AGENT_PROTO_MIN_VERSION 1 /* the oldest: agents of sandboxes started before an upgrade */
 #define AGENT_FRAME_HDR		12
 #define AGENT_FRAME_MAX_PAYLOAD (1u << 20)  /* 1 MiB: any larger frame closes the connection */
 #define AGENT_DATA_CHUNK	(64u << 10) /* senders split stream data into chunks of this size */
@@ -63,6 +64,7 @@ enum agent_msg_type {
 	AGENT_MSG_FILE_INFO = 34, /* a->c: u32 mode, u32 uid, u32 gid, u64 size; then FILE_DATA */
 	AGENT_MSG_FILE_DATA = 35, /* both: bytes; an empty payload ends the file */
 	AGENT_MSG_FILE_DONE = 36, /* a->c: empty; the put is complete (fsync'd, renamed) */
+	AGENT_MSG_FILE_STAT = 37, /* c->a (version 2): str path; answered by FILE_INFO or ERROR */
 };
 
 /* EXEC flags */
@@ -187,7 +189,11 @@ int agent_error_decode(uint16_t type, const uint8_t *p, size_t len, struct agent
 int agent_error_encode(struct agent_wbuf *b, uint16_t type, uint32_t stream,
 		       const struct agent_error *e);
 
-/* FILE_PUT / FILE_INFO (size only in FILE_INFO) / FILE_GET (path only). */
+/*
+ * FILE_PUT / FILE_INFO (size only in FILE_INFO) / FILE_GET and FILE_STAT (path only).
+ * mode: permission bits, and in version 2 the type bits of a directory (FILE_PUT and
+ * FILE_INFO: a tree stream follows, agent/tree.h) or of anything FILE_STAT found.
+ */
 struct agent_file_hdr {
 	uint32_t mode, uid, gid;
 	uint64_t size;

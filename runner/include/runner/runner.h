@@ -245,15 +245,46 @@ int run_exec_status(const struct run_exec_result *r);
  * Copy a file into the sandbox: the bytes read from fd until EOF are written to `path`
  * (absolute, resolved inside the sandbox) through a temporary file beside it, renamed at the
  * end, with mode/uid/gid (ids as seen inside the sandbox). The caller keeps fd.
- * -errno from the agent (-ENOENT, -EACCES, ...) or from reading fd.
+ * -errno from the agent (-ENOENT, -EACCES, ...; it stops the put at once) or from reading fd.
  */
 int run_client_put_file(struct run_client *c, int fd, const char *path, uint32_t mode, uint32_t uid,
 			uint32_t gid);
+/*
+ * Copy a directory's contents (files, directories, symlinks, with their modes and times;
+ * owned by root in the sandbox) into the sandbox directory `path`, made if it is absent,
+ * merged if it is there; devices, fifos and sockets are left out (*ret_skipped), and
+ * filesystems mounted below it (their mount points arrive empty). Takes
+ * dirfd. -EOPNOTSUPP from an agent of protocol 1.
+ */
+int run_client_put_dir(struct run_client *c, int dirfd, const char *path, uint32_t mode,
+		       uint64_t *ret_entries, uint64_t *ret_skipped);
 /*
  * Copy a regular file out of the sandbox into fd. *ret_mode (optional) gets its mode bits.
  * -ENOENT, -EISDIR, -EINVAL (not a regular file), -EPROTO.
  */
 int run_client_get_file(struct run_client *c, const char *path, int fd, uint32_t *ret_mode);
+/* What `path` is in the sandbox (symlinks followed): *ret_mode gets its st_mode.
+ * -EOPNOTSUPP from an agent of protocol 1. */
+int run_client_stat(struct run_client *c, const char *path, uint32_t *ret_mode);
+
+/*
+ * isorun cp, like docker cp: a file or a directory (recursively), in (src a host path, dst
+ * a sandbox path) or out (src a sandbox path, dst a host path). A destination that is a
+ * directory receives the source under its own name, or its contents for "SRC/."; else the
+ * copy takes the destination's name. Files keep their permission bits and times; owned by
+ * root in the sandbox, by the caller on the host, without set-id bits (a sandbox is not
+ * trusted); directories out of a sandbox are written without following any symlink.
+ * Errors are logged in one line naming the source, the destination and the entry;
+ * `label` names the sandbox in them (its id).
+ */
+struct run_copy_stats {
+	uint64_t entries; /* files, directories and symlinks copied */
+	uint64_t skipped; /* devices, fifos and sockets left out */
+};
+int run_client_copy_in(struct run_client *c, const char *src, const char *dst, const char *label,
+		       struct run_copy_stats *st);
+int run_client_copy_out(struct run_client *c, const char *src, const char *dst, const char *label,
+			struct run_copy_stats *st);
 
 /*
  * Send SHUTDOWN and wait for the answer (or EOF) at most grace_ms + 5 s (used by stop).

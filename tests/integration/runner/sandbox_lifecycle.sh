@@ -134,6 +134,70 @@ expect_eq "cp in: mode" "$("$ISORUN" exec "$ID" -- stat -c %a /sandbox/blob)" 75
 cmp "$WORK/blob" "$WORK/blob.back" || fail "cp out differs"
 ok "cp out"
 expect_rc "cp of a missing file" 125 "$ISORUN" cp "$ID:/no/such" "$WORK/x"
+# a put the agent refuses at once says why, not "Broken pipe" (the data was still coming)
+expect_rc "cp into a missing directory" 125 "$ISORUN" cp "$WORK/blob" "$ID:/no/such/dir/blob"
+grep -q "cannot copy $WORK/blob to $ID:/no/such/dir/blob: create: No such file or directory" \
+	"$WORK/err" || fail "cp into a missing directory should say why: $(cat "$WORK/err")"
+# a destination that is a directory keeps the source's name, with or without a slash
+"$ISORUN" cp "$WORK/blob" "$ID:/tmp"
+expect_eq "cp into a directory keeps the name" \
+	"$("$ISORUN" exec --user root "$ID" -- md5sum /tmp/blob | cut -d' ' -f1)" "$(md5sum <"$WORK/blob" | cut -d' ' -f1)"
+# a set-id file out of a sandbox loses its set-id bits (the sandbox is not trusted)
+"$ISORUN" exec --user root "$ID" -- sh -c 'cp /bin/true /sandbox/suid && chmod 6755 /sandbox/suid'
+"$ISORUN" cp "$ID:/sandbox/suid" "$WORK/suid"
+expect_eq "cp out drops set-id bits" "$(stat -c %a "$WORK/suid")" 755
+
+# directories both ways: nested, symlinks, modes, times, a read-only directory, a fifo
+T="$WORK/tree"
+mkdir -p "$T/a/b/c" "$T/ro" "$T/empty"
+head -c 1500000 /dev/urandom >"$T/a/big"
+for i in $(seq 1 200); do echo "$i" >"$T/a/b/f$i"; done
+: >"$T/a/b/c/zero"
+ln -s ../big "$T/a/b/rel"
+ln -s /etc/passwd "$T/abs"
+echo x >"$T/ro/file"
+chmod 0555 "$T/ro"
+chmod 0700 "$T/a/b/c"
+touch -d 2021-02-03T04:05:06 "$T/a/big"
+mkfifo "$T/fifo"
+listing() { # path, type, mode, size (not of dirs), symlink target, content digest
+	(cd "$1" && find . -mindepth 1 ! -type p -printf '%p %y %m %s %l\n' | sed 's/ d \([0-7]*\) [0-9]* / d \1 /' | sort &&
+		find . -type f -exec md5sum {} + | sort)
+}
+"$ISORUN" cp "$T" "$ID:/sandbox/" 2>"$WORK/err" || fail "cp of a directory in: $(cat "$WORK/err")"
+grep -q "left out 1 device(s), fifo(s) or socket(s)" "$WORK/err" ||
+	fail "cp in should say it left the fifo out: $(cat "$WORK/err")"
+want=$(listing "$T")
+# the sandbox's /sandbox is in its scratch layer: read the copy there with the host's tools
+expect_eq "cp of a directory in: same tree" \
+	"$(listing "$ISORUN_ROOT/sandboxes/$ID/scratch/upper/sandbox/tree")" "$want"
+expect_eq "cp in keeps times" "$("$ISORUN" exec "$ID" -- stat -c %Y /sandbox/tree/a/big)" "$(stat -c %Y "$T/a/big")"
+expect_eq "cp in: owned by root" "$("$ISORUN" exec "$ID" -- stat -c %u:%g /sandbox/tree/a/b/f1)" 0:0
+"$ISORUN" cp "$ID:/sandbox/tree" "$WORK/treeout"
+expect_eq "cp of a directory out: same tree" "$(listing "$WORK/treeout")" "$want"
+expect_eq "cp out keeps times" "$(stat -c %Y "$WORK/treeout/a/big")" "$(stat -c %Y "$T/a/big")"
+# SRC/. copies the contents into an existing directory; a plain SRC goes under its name
+mkdir "$WORK/merge"
+"$ISORUN" cp "$ID:/sandbox/tree/a/." "$WORK/merge"
+[ -f "$WORK/merge/big" ] && [ -L "$WORK/merge/b/rel" ] || fail "SRC/. should copy the contents"
+"$ISORUN" cp "$ID:/sandbox/tree/a" "$WORK/merge"
+[ -f "$WORK/merge/a/b/f7" ] || fail "cp out into an existing directory should keep the name"
+ok "cp SRC/. and SRC into a directory"
+# a sandbox cannot make a copy out write through a symlink: its link lands as a link, and a
+# later copy into the same place that has a directory there stops at the link
+mkdir "$WORK/victim"
+"$ISORUN" exec --user root "$ID" -- sh -c "mkdir /sandbox/ev && ln -s $WORK/victim /sandbox/ev/d"
+"$ISORUN" cp "$ID:/sandbox/ev" "$WORK/evout"
+[ -L "$WORK/evout/d" ] || fail "a symlink out of the sandbox should stay a symlink"
+"$ISORUN" exec --user root "$ID" -- sh -c 'rm /sandbox/ev/d && mkdir /sandbox/ev/d && echo pwn > /sandbox/ev/d/x'
+expect_rc "cp out onto a symlink to a directory" 125 "$ISORUN" cp "$ID:/sandbox/ev/." "$WORK/evout"
+grep -q "evout/d: exists and is not a directory" "$WORK/err" ||
+	fail "cp out onto a symlink should say why: $(cat "$WORK/err")"
+[ ! -e "$WORK/victim/x" ] || fail "cp out wrote through a symlink"
+ok "cp out never writes through a symlink"
+expect_rc "cp of a directory onto a file" 125 "$ISORUN" cp "$T" "$ID:/sandbox/blob"
+grep -q "Not a directory" "$WORK/err" || fail "cp of a directory onto a file: $(cat "$WORK/err")"
+chmod -R u+w "$T" "$WORK/treeout" "$WORK/merge" 2>/dev/null || true
 
 # writes land in the scratch layer, survive stop/start, are invisible to another sandbox
 "$ISORUN" exec --user root "$ID" -- sh -c 'echo persisted > /root/note; rm /bin/vi'

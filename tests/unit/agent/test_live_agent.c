@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -115,20 +116,31 @@ static int next(int s, struct reader *r, struct agent_frame *f)
 	}
 }
 
-static void hello(int s, struct reader *r)
+/* HELLO min..max; returns the version the agent chose. */
+static uint32_t hello_range(int s, struct reader *r, uint32_t min, uint32_t max)
 {
 	struct agent_wbuf b;
 	struct agent_frame f;
+	struct agent_rd rd;
+	uint32_t ver = 0;
 	size_t off;
 	agent_wbuf_init(&b, 1 << 20);
 	assert_int_equal(agent_frame_begin(&b, AGENT_MSG_HELLO, 0, &off), 0);
-	agent_put_u32(&b, 1);
-	agent_put_u32(&b, 7);
+	agent_put_u32(&b, min);
+	agent_put_u32(&b, max);
 	agent_frame_end(&b, off);
 	send_wbuf(s, &b);
 	assert_int_equal(next(s, r, &f), 1);
 	assert_int_equal(f.type, AGENT_MSG_HELLO_OK);
+	agent_rd_init(&rd, f.payload, f.len);
+	assert_int_equal(agent_get_u32(&rd, &ver), 0);
 	agent_wbuf_fini(&b);
+	return ver;
+}
+
+static void hello(int s, struct reader *r)
+{
+	assert_int_equal(hello_range(s, r, 1, 7), AGENT_PROTO_VERSION);
 }
 
 static void ping_ok(void)
@@ -214,6 +226,62 @@ static void test_bad_frames(void **state)
 	/* FILE_DATA with no transfer */
 	put_hdr(h, 1, AGENT_MSG_FILE_DATA, 0, 3);
 	expect_rejected(h, AGENT_FRAME_HDR + 1, true, EPROTO);
+}
+
+/* A client of version 1 (a host older than the agent) gets version 1 and none of what 2
+ * adds; no common version is refused. */
+static void test_versions(void **state)
+{
+	static struct reader r;
+	struct agent_frame f;
+	struct agent_wbuf b;
+	uint8_t h[AGENT_FRAME_HDR + 16];
+	int s = conn();
+	r.len = r.off = 0;
+	assert_int_equal(hello_range(s, &r, 1, 1), 1);
+	/* version 1 still does files */
+	agent_wbuf_init(&b, 1 << 20);
+	struct agent_file_hdr fh = {.path = "/"};
+	assert_int_equal(agent_file_hdr_encode(&b, AGENT_MSG_FILE_GET, 1, &fh), 0);
+	send_wbuf(s, &b);
+	assert_int_equal(next(s, &r, &f), 1);
+	assert_int_equal(f.type, AGENT_MSG_ERROR); /* a directory: EISDIR in version 1 */
+	struct agent_error e;
+	assert_int_equal(agent_error_decode(f.type, f.payload, f.len, &e), 0);
+	assert_int_equal(e.err, EISDIR);
+	/* FILE_STAT is version 2's: refused, connection closed */
+	b.len = 0;
+	assert_int_equal(agent_file_hdr_encode(&b, AGENT_MSG_FILE_STAT, 2, &fh), 0);
+	send_wbuf(s, &b);
+	assert_int_equal(next(s, &r, &f), 1);
+	assert_int_equal(f.type, AGENT_MSG_ERROR);
+	assert_int_equal(next(s, &r, &f), 0);
+	close(s);
+	/* version 2: a directory's FILE_GET answers its type */
+	s = conn();
+	r.len = r.off = 0;
+	assert_int_equal(hello_range(s, &r, 2, 2), 2);
+	b.len = 0;
+	assert_int_equal(agent_file_hdr_encode(&b, AGENT_MSG_FILE_STAT, 1, &fh), 0);
+	send_wbuf(s, &b);
+	assert_int_equal(next(s, &r, &f), 1);
+	assert_int_equal(f.type, AGENT_MSG_FILE_INFO);
+	struct agent_file_hdr info;
+	assert_int_equal(agent_file_hdr_decode(f.type, f.payload, f.len, &info), 0);
+	assert_true(S_ISDIR(info.mode));
+	close(s);
+	agent_wbuf_fini(&b);
+	/* no common version */
+	struct agent_wbuf hb;
+	size_t off;
+	agent_wbuf_init(&hb, 64);
+	agent_frame_begin(&hb, AGENT_MSG_HELLO, 0, &off);
+	agent_put_u32(&hb, AGENT_PROTO_VERSION + 1);
+	agent_put_u32(&hb, AGENT_PROTO_VERSION + 5);
+	agent_frame_end(&hb, off);
+	memcpy(h, hb.data, hb.len);
+	expect_rejected(h, hb.len, false, EPROTONOSUPPORT);
+	agent_wbuf_fini(&hb);
 }
 
 static void test_truncated_and_split(void **state)
@@ -351,6 +419,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_bad_frames),
+	    cmocka_unit_test(test_versions),
 	    cmocka_unit_test(test_truncated_and_split),
 	    cmocka_unit_test(test_exec_multiplexed),
 	    cmocka_unit_test(test_shutdown),

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -51,6 +52,14 @@ static void test_frame_roundtrip(void **state)
 	agent_wbuf_fini(&b);
 }
 
+static void le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
 static void test_frame_rejects(void **state)
 {
 	uint8_t h[AGENT_FRAME_HDR];
@@ -67,7 +76,7 @@ static void test_frame_rejects(void **state)
 	hdr(h, 0, AGENT_MSG_PING, 1, 0);
 	assert_int_equal(agent_frame_parse(h, sizeof(h), &f), -EPROTO);
 	/* unknown types */
-	uint16_t bad[] = {0, 8, 15, 25, 31, 37, 0xffff};
+	uint16_t bad[] = {0, 8, 15, 25, 31, 38, 0xffff};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		hdr(h, 0, bad[i], 0, 0);
 		assert_int_equal(agent_frame_parse(h, sizeof(h), &f), -EPROTO);
@@ -208,6 +217,46 @@ static void test_small_messages(void **state)
 	assert_true(agent_frame_parse(b.data, b.len, &f) > 0);
 	assert_int_equal(agent_file_hdr_decode(f.type, f.payload, f.len, &h2), 0);
 	assert_int_equal(h2.size, 1ull << 40);
+	/* version 2: type bits of a directory in FILE_PUT and of anything in FILE_INFO; none
+	 * other in FILE_PUT, and no bit outside S_IFMT|07777 anywhere */
+	struct {
+		uint16_t type;
+		uint32_t mode;
+		int want;
+	} modes[] = {
+	    {AGENT_MSG_FILE_PUT, S_IFDIR | 0755, 0},
+	    {AGENT_MSG_FILE_PUT, S_IFREG | 0644, -EPROTO},
+	    {AGENT_MSG_FILE_PUT, S_IFLNK | 0777, -EPROTO},
+	    {AGENT_MSG_FILE_INFO, S_IFLNK | 0777, 0},
+	    {AGENT_MSG_FILE_INFO, S_IFDIR | 01777, 0},
+	    {AGENT_MSG_FILE_PUT, 0x10000000u | 0644, -EPROTO},
+	};
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		uint8_t raw[64];
+		size_t n = 0;
+		le32(raw, modes[i].mode);
+		memset(raw + 4, 0, 8); /* uid, gid */
+		n = 12;
+		if (modes[i].type == AGENT_MSG_FILE_INFO) {
+			memset(raw + n, 0, 8);
+			n += 8;
+		} else {
+			le32(raw + n, 3);
+			memcpy(raw + n + 4, "/a", 3);
+			n += 7;
+		}
+		assert_int_equal(agent_file_hdr_decode(modes[i].type, raw, n, &h2), modes[i].want);
+		if (modes[i].want == 0)
+			assert_int_equal(h2.mode, modes[i].mode);
+	}
+	/* FILE_STAT carries a path only */
+	h.path = "/x";
+	b.len = 0;
+	assert_int_equal(agent_file_hdr_encode(&b, AGENT_MSG_FILE_STAT, 5, &h), 0);
+	assert_true(agent_frame_parse(b.data, b.len, &f) > 0);
+	assert_int_equal(f.len, 4 + 3);
+	assert_int_equal(agent_file_hdr_decode(f.type, f.payload, f.len, &h2), 0);
+	assert_string_equal(h2.path, "/x");
 
 	uint16_t rows, cols;
 	uint8_t rz[4] = {24, 0, 80, 0};
