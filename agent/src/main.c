@@ -696,7 +696,8 @@ static void do_file_put(struct conn *c, uint32_t stream, const struct agent_fram
 		if (!x->dec || !x->wr)
 			goto err;
 		agent_tree_dec_init(x->dec);
-		agent_tree_writer_init(x->wr, x->fd, true, 07777);
+		/* owned by the agent (root), like a file put; set-id bits kept */
+		agent_tree_writer_init(x->wr, x->fd, false, 07777);
 		return;
 	}
 	/* write a temporary file beside the target, rename on the final FILE_DATA */

@@ -106,7 +106,7 @@ void agent_tree_reader_fini(struct agent_tree_reader *r);
 struct agent_tree_dirmeta;
 struct agent_tree_writer {
 	int root;
-	bool chown;	    /* give entries their uid/gid (the agent, as root); else keep ours */
+	bool chown;	    /* give entries the records' uid/gid; else they are ours */
 	uint32_t perm_mask; /* applied to every mode */
 	/* the current entry */
 	struct agent_tree_entry e;

@@ -160,6 +160,7 @@ chmod 0555 "$T/ro"
 chmod 0700 "$T/a/b/c"
 touch -d 2021-02-03T04:05:06 "$T/a/big"
 mkfifo "$T/fifo"
+chown -R 1234:1234 "$T/a/b" # a host user's files: root's in the sandbox, like docker cp
 listing() { # path, type, mode, size (not of dirs), symlink target, content digest
 	(cd "$1" && find . -mindepth 1 ! -type p -printf '%p %y %m %s %l\n' | sed 's/ d \([0-7]*\) [0-9]* / d \1 /' | sort &&
 		find . -type f -exec md5sum {} + | sort)
@@ -172,7 +173,8 @@ want=$(listing "$T")
 expect_eq "cp of a directory in: same tree" \
 	"$(listing "$ISORUN_ROOT/sandboxes/$ID/scratch/upper/sandbox/tree")" "$want"
 expect_eq "cp in keeps times" "$("$ISORUN" exec "$ID" -- stat -c %Y /sandbox/tree/a/big)" "$(stat -c %Y "$T/a/big")"
-expect_eq "cp in: owned by root" "$("$ISORUN" exec "$ID" -- stat -c %u:%g /sandbox/tree/a/b/f1)" 0:0
+expect_eq "cp in: owned by root" "$("$ISORUN" exec "$ID" -- stat -c %u:%g /sandbox/tree/a/b/f1 /sandbox/tree/a/b)" "0:0
+0:0"
 "$ISORUN" cp "$ID:/sandbox/tree" "$WORK/treeout"
 expect_eq "cp of a directory out: same tree" "$(listing "$WORK/treeout")" "$want"
 expect_eq "cp out keeps times" "$(stat -c %Y "$WORK/treeout/a/big")" "$(stat -c %Y "$T/a/big")"
