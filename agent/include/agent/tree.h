@@ -110,7 +110,10 @@ struct agent_tree_writer {
 	uint32_t perm_mask; /* applied to every mode */
 	/* the current entry */
 	struct agent_tree_entry e;
-	int pfd, fd;
+	int pfd, fd; /* its directory (borrowed), its temporary file */
+	int cfd;     /* the directory last walked to, kept open; its path: */
+	char cpath[AGENT_MAX_PATH];
+	long pid; /* in temporary names */
 	char name[256], tmp[64];
 	char link[AGENT_MAX_PATH];
 	size_t link_len;

@@ -633,6 +633,27 @@ static void test_symlink_escape(void **state)
 	agent_tree_writer_fini(&w);
 	assert_listing(f->outfd, "");
 	assert_listing(f->dstfd, "a l\nd d\nd/up l\n");
+
+	/* the writer keeps the directory it last walked to open: a name that starts like it
+	 * ("e" then "ef") is not below it, and a symlink next to it is still not followed */
+	b.len = 0;
+	put_rec(&b, S_IFDIR | 0755, "e", NULL, 0);
+	put_rec(&b, S_IFDIR | 0755, "e/g", NULL, 0);
+	put_rec(&b, S_IFREG | 0644, "e/g/x", "ok", 2);
+	put_rec(&b, S_IFLNK | 0777, "ef", f->out, strlen(f->out));
+	put_rec(&b, S_IFREG | 0644, "ef/g", "pwned", 5);
+	assert_true(run_writer(&w, f->dstfd, &b) < 0);
+	assert_string_equal(w.where, "ef/g");
+	agent_tree_writer_fini(&w);
+	assert_listing(f->outfd, "");
+	b.len = 0;
+	put_rec(&b, S_IFLNK | 0777, "e/gXh", f->out, strlen(f->out));
+	put_rec(&b, S_IFDIR | 0755, "e/g/h", NULL, 0);
+	put_rec(&b, S_IFREG | 0644, "e/gXh/x", "pwned", 5); /* not e/g + "h/x" */
+	assert_true(run_writer(&w, f->dstfd, &b) < 0);
+	assert_string_equal(w.where, "e/gXh/x");
+	agent_tree_writer_fini(&w);
+	assert_listing(f->outfd, "");
 	agent_wbuf_fini(&b);
 }
 
