@@ -528,7 +528,8 @@ static int hello_wait(struct run_client *c)
 }
 
 /* While a put sends its data: an ERROR the agent already sent on `stream` (it then drops
- * the rest of the put), or 0 when none came. */
+ * the rest of the put), or 0 when none came. Before the put's empty FILE_DATA nothing else
+ * can come on its stream. */
 static int early_answer(struct run_client *c, uint32_t stream)
 {
 	for (;;) {
@@ -564,7 +565,8 @@ static int send_data(struct run_client *c, uint32_t stream, const void *p, size_
 				return error_from_frame(c, &f);
 		return -EPIPE;
 	}
-	return r < 0 ? r : early_answer(c, stream);
+	/* after the empty frame the answer is FILE_DONE or ERROR: wait_done's to read */
+	return r < 0 || n == 0 ? r : early_answer(c, stream);
 }
 
 static int wait_done(struct run_client *c, uint32_t stream)
