@@ -374,6 +374,8 @@ struct agent_tree_dirmeta {
 	uint64_t mtime_ns;
 };
 
+static unsigned writer_ids; /* temporary names of writers at work at once differ */
+
 void agent_tree_writer_init(struct agent_tree_writer *w, int root, bool chown, uint32_t perm_mask)
 {
 	memset(w, 0, sizeof(*w));
@@ -382,6 +384,7 @@ void agent_tree_writer_init(struct agent_tree_writer *w, int root, bool chown, u
 	w->perm_mask = perm_mask;
 	w->pfd = w->fd = w->cfd = -1;
 	w->pid = (long)getpid();
+	w->id = __atomic_fetch_add(&writer_ids, 1, __ATOMIC_RELAXED);
 }
 
 static void close_fd(int *fd)
@@ -481,6 +484,12 @@ static struct timespec ts_of(uint64_t ns)
 	return t;
 }
 
+/* A temporary name beside the entry's: this process, this writer, a sequence number. */
+static void tmp_name(struct agent_tree_writer *w)
+{
+	snprintf(w->tmp, sizeof(w->tmp), ".isorun-cp-%ld-%u-%u", w->pid, w->id, w->tmp_seq++);
+}
+
 static int writer_entry(void *ud, const struct agent_tree_entry *e)
 {
 	struct agent_tree_writer *w = ud;
@@ -526,10 +535,14 @@ static int writer_entry(void *ud, const struct agent_tree_entry *e)
 		w->written++;
 		return 0;
 	}
-	snprintf(w->tmp, sizeof(w->tmp), ".isorun-cp-%ld-%u", w->pid, w->tmp_seq++);
 	if (type == S_IFREG) {
-		w->fd = openat(w->pfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-			       0600);
+		for (int i = 0;; i++) { /* a name left by a writer that crashed: the next one */
+			tmp_name(w);
+			w->fd = openat(w->pfd, w->tmp,
+				       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+			if (w->fd >= 0 || errno != EEXIST || i == 8)
+				break;
+		}
 		if (w->fd < 0) {
 			w->tmp[0] = 0;
 			return fail(w, "create", errno);
@@ -581,7 +594,14 @@ static int writer_end(void *ud)
 		w->link[w->link_len] = 0;
 		if (memchr(w->link, 0, w->link_len))
 			return fail(w, "symlink target holds a NUL byte", EINVAL);
-		if (symlinkat(w->link, w->pfd, w->tmp) < 0) {
+		int r;
+		for (int i = 0;; i++) {
+			tmp_name(w);
+			r = symlinkat(w->link, w->pfd, w->tmp);
+			if (r == 0 || errno != EEXIST || i == 8)
+				break;
+		}
+		if (r < 0) {
 			w->tmp[0] = 0;
 			return fail(w, "symlink", errno);
 		}

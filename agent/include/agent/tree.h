@@ -113,7 +113,7 @@ struct agent_tree_writer {
 	int pfd, fd; /* its directory (borrowed), its temporary file */
 	int cfd;     /* the directory last walked to, kept open; its path: */
 	char cpath[AGENT_MAX_PATH];
-	long pid; /* in temporary names */
+	long pid;    /* in temporary names */
 	char name[256], tmp[64];
 	char link[AGENT_MAX_PATH];
 	size_t link_len;
@@ -121,7 +121,7 @@ struct agent_tree_writer {
 	struct agent_tree_dirmeta *dirs;
 	size_t ndirs, adirs;
 	uint64_t written, skipped; /* entries made; entries of other types left out */
-	unsigned tmp_seq;
+	unsigned id, tmp_seq; /* in temporary names */
 	char where[AGENT_MAX_PATH]; /* on failure: the entry, and what failed */
 	const char *op;
 };

@@ -1026,6 +1026,51 @@ static void test_writer_cleanup(void **state)
 	agent_wbuf_fini(&b);
 }
 
+/* Two writers at work in one directory at once (two `isorun cp` into one sandbox: one
+ * agent process) do not collide on their temporary names, nor on a stale one. */
+static void test_writers_at_once(void **state)
+{
+	struct fixture *f = *state;
+	struct agent_wbuf b1, b2;
+	agent_wbuf_init(&b1, 1 << 16);
+	agent_wbuf_init(&b2, 1 << 16);
+	put_rec(&b1, S_IFREG | 0644, "one", "1111", 4);
+	put_rec(&b1, S_IFLNK | 0777, "l1", "one", 3);
+	put_rec(&b2, S_IFREG | 0644, "two", "2222", 4);
+	put_rec(&b2, S_IFLNK | 0777, "l2", "two", 3);
+	struct agent_tree_writer w1, w2;
+	struct agent_tree_dec d1, d2;
+	agent_tree_writer_init(&w1, f->dstfd, false, 0777);
+	agent_tree_writer_init(&w2, f->dstfd, false, 0777);
+	/* a temporary name of each writer's first entry, left behind by a crash */
+	char stale[64];
+	snprintf(stale, sizeof(stale), ".isorun-cp-%ld-%u-0", (long)getpid(), w2.id);
+	write_file(f->dstfd, stale, "old", 3, 0600);
+	agent_tree_dec_init(&d1);
+	agent_tree_dec_init(&d2);
+	/* both files open at once: each header and half of its body, then the rest */
+	size_t h = AGENT_TREE_FIXED + 4 + 4 + 2;
+	assert_int_equal(agent_tree_dec_feed(&d1, b1.data, h, &agent_tree_writer_sink, &w1), 0);
+	assert_int_equal(agent_tree_dec_feed(&d2, b2.data, h, &agent_tree_writer_sink, &w2), 0);
+	assert_int_equal(
+	    agent_tree_dec_feed(&d1, b1.data + h, b1.len - h, &agent_tree_writer_sink, &w1), 0);
+	assert_int_equal(
+	    agent_tree_dec_feed(&d2, b2.data + h, b2.len - h, &agent_tree_writer_sink, &w2), 0);
+	assert_int_equal(agent_tree_dec_finish(&d1), 0);
+	assert_int_equal(agent_tree_dec_finish(&d2), 0);
+	assert_int_equal(agent_tree_writer_finish(&w1), 0);
+	assert_int_equal(agent_tree_writer_finish(&w2), 0);
+	agent_tree_writer_fini(&w1);
+	agent_tree_writer_fini(&w2);
+	assert_file(f->dstfd, "one", "1111", 4);
+	assert_file(f->dstfd, "two", "2222", 4);
+	assert_link(f->dstfd, "l1", "one");
+	assert_link(f->dstfd, "l2", "two");
+	assert_file(f->dstfd, stale, "old", 3);
+	agent_wbuf_fini(&b1);
+	agent_wbuf_fini(&b2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1038,6 +1083,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_special_skipped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_writer_cleanup, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_writers_at_once, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
