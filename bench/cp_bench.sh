@@ -3,7 +3,10 @@
 # without it: a tar stream through `isorun exec -i` (and `tar` on the host), and against
 # `cp -a` between two host directories (the floor: the same bytes, no sandbox), side by side
 # in one hyperfine run per direction. Two trees: many small files (a copy of /usr/include)
-# and one large file (256 MiB of random bytes).
+# and one large file (256 MiB of random bytes). Everything (the trees, the sandbox's scratch,
+# the destinations) is on a tmpfs: on this host's disk, writeback of the previous run's
+# 134 MiB of small files made every row, the host's cp -a too, take 2-7 s at random, which
+# measured the disk; the copy's own cost is what the rows compare.
 #
 # usage: bench/cp_bench.sh [BUILD_DIR]      (root; writes bench/results/cp.md)
 #   RUNS=N   hyperfine runs per command (default 10)
@@ -23,14 +26,20 @@ for t in hyperfine busybox tar; do
 done
 [ -x "$ISORUN" ] || { echo "no $ISORUN (build first)" >&2; exit 1; }
 
+if mountpoint -q "$WORK"; then umount -l "$WORK"; fi
 rm -rf "$WORK"
-mkdir -p "$WORK/rootfs/bin" "$WORK/rootfs/sandbox" "$SRC/bench/results"
+mkdir -p "$WORK" "$SRC/bench/results"
+mount -t tmpfs -o size=3g isorun-cp-bench "$WORK"
+mkdir -p "$WORK/rootfs/bin" "$WORK/rootfs/sandbox"
 export ISORUN_ROOT="$WORK/root"
 # a busybox rootfs: its tar is the in-sandbox end of the tar-stream rows
 cp "$(command -v busybox)" "$WORK/rootfs/bin/busybox"
 for a in sh tar rm mkdir true; do ln -s busybox "$WORK/rootfs/bin/$a"; done
 ID=$("$ISORUN" create --rootfs "$WORK/rootfs")
-cleanup() { "$ISORUN" rm -f "$ID" >/dev/null 2>&1 || true; }
+cleanup() {
+	"$ISORUN" rm -f "$ID" >/dev/null 2>&1 || true
+	umount -l "$WORK" 2>/dev/null || true
+}
 trap cleanup EXIT
 
 cp -a /usr/include "$WORK/small"
@@ -44,7 +53,7 @@ SZSMALL=$(du -sm "$WORK/small" | cut -f1)
 	echo
 	echo "$(date -u +%Y-%m-%d), $(git -C "$SRC" rev-parse --short HEAD), $(nproc) vCPUs, RUNS=$RUNS."
 	echo "small: a copy of /usr/include ($NSMALL entries, $SZSMALL MiB); large: one 256 MiB file."
-	echo "in: host directory to /sandbox/t of a running sandbox (its scratch layer, same disk);"
+	echo "in: host directory to /sandbox/t of a running sandbox (its scratch layer; all on tmpfs);"
 	echo "out: the sandbox's copy back to a host directory. The destination is removed before"
 	echo "each run (hyperfine --prepare). Rows: isorun cp; tar | isorun exec -i ID -- tar -x"
 	echo "(and its reverse), what users do without directory copies; cp -a on the host (floor)."

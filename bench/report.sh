@@ -22,6 +22,7 @@ this page.
 | indexing straight from the registry vs from a layout on disk | `bench/index_registry.sh` | [Indexing from a registry](#indexing-from-a-registry) |
 | lazy filesystem: cold starts, bytes fetched vs touched, sequential read, daemon RSS | `bench/fs_bench.sh` | [Filesystem](#filesystem) |
 | sandbox start, exec round trip, memory per sandbox | `bench/sandbox_bench.sh` | [Sandboxes](#sandboxes) |
+| `isorun cp` of directories vs a tar stream through exec vs `cp -a` | `bench/cp_bench.sh` | [Copying directories](#copying-directories) |
 
 HDR
 	section() { # TITLE FILE
@@ -42,5 +43,6 @@ HDR
 	section "Indexing from a registry" bench/results/index_registry.md
 	section "Filesystem" bench/results/fs.md
 	section "Sandboxes" bench/results/sandbox.md
+	section "Copying directories" bench/results/cp.md
 } >"$out"
 echo "wrote $out"
