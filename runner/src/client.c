@@ -734,7 +734,9 @@ static int get_into(struct run_client *c, const char *path, struct get_sink *s)
 				snprintf(c->last_error, sizeof(c->last_error), "%s: mkdir", s->dir);
 				return -errno;
 			}
-			s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			/* the destination the user named may be a symlink to a directory;
+			 * nothing below it is followed (the writer) */
+			s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 			if (s->dirfd < 0) {
 				snprintf(c->last_error, sizeof(c->last_error), "%s: %s", s->dir,
 					 errno == ENOTDIR ? "exists and is not a directory"

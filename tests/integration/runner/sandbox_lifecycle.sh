@@ -185,6 +185,11 @@ mkdir "$WORK/merge"
 "$ISORUN" cp "$ID:/sandbox/tree/a" "$WORK/merge"
 [ -f "$WORK/merge/a/b/f7" ] || fail "cp out into an existing directory should keep the name"
 ok "cp SRC/. and SRC into a directory"
+# a destination the user names through a symlink of theirs is followed (only that one)
+ln -s "$WORK/merge" "$WORK/merge-link"
+"$ISORUN" cp "$ID:/sandbox/tree/a/b/c/." "$WORK/merge-link"
+[ -f "$WORK/merge/zero" ] || fail "cp out to a symlink to a directory should write into it"
+ok "cp out through the destination's own symlink"
 # a sandbox cannot make a copy out write through a symlink: its link lands as a link, and a
 # later copy into the same place that has a directory there stops at the link
 mkdir "$WORK/victim"
