@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -43,7 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CONNS    64
+#define MAX_CONNS    1024 /* beyond, clients wait in the listen backlog */
 #define MAX_PROCS    1024
 #define MAX_XFERS    64
 #define OUT_HIGH     (1u << 20)
@@ -90,6 +91,8 @@ static struct conn conns[MAX_CONNS];
 static struct proc procs[MAX_PROCS];
 static struct xfer xfers[MAX_XFERS];
 static int listen_fd = 3, sig_fd = -1;
+static int nconns;
+static struct rlimit nofile; /* the limit the agent was started with: its commands' */
 static uint32_t gen_counter;
 static uint8_t iobuf[AGENT_DATA_CHUNK];
 
@@ -193,6 +196,7 @@ static void conn_close(struct conn *c)
 			xfer_free(&xfers[i]);
 	close(c->fd);
 	c->fd = -1;
+	nconns--;
 	agent_wbuf_fini(&c->in);
 	agent_wbuf_fini(&c->out);
 }
@@ -294,6 +298,7 @@ static _Noreturn void child_main(const struct agent_exec_req *q, int in_fd, int 
 
 	if (setsid() < 0)
 		child_fail(errfd, AGENT_STAGE_SETUP, errno, "setsid");
+	setrlimit(RLIMIT_NOFILE, &nofile); /* not the agent's raised one */
 	if (pty_master >= 0) {
 		int slave = ioctl(pty_master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
 		if (slave < 0)
@@ -1103,7 +1108,9 @@ static void do_accept(void)
 		if (conns[i].fd < 0) {
 			conns[i].fd = fd;
 			conns[i].gen = ++gen_counter;
+			nconns++;
 			conns[i].hello = conns[i].closing = false;
+			conns[i].version = 0;
 			agent_wbuf_init(&conns[i].in, IN_CAP);
 			agent_wbuf_init(&conns[i].out, OUT_CAP);
 			return;
@@ -1135,6 +1142,12 @@ int main(int argc, char **argv)
 	set_nonblock(listen_fd);
 	for (int i = 0; i < MAX_CONNS; i++)
 		conns[i].fd = -1;
+	/* a connection and three pipes per command: room for MAX_CONNS and MAX_PROCS */
+	getrlimit(RLIMIT_NOFILE, &nofile);
+	struct rlimit raised = nofile;
+	raised.rlim_cur = raised.rlim_max < 16384 ? raised.rlim_max : 16384;
+	if (raised.rlim_cur > nofile.rlim_cur)
+		setrlimit(RLIMIT_NOFILE, &raised);
 	for (int i = 0; i < MAX_XFERS; i++)
 		xfers[i].fd = -1;
 
@@ -1161,7 +1174,8 @@ int main(int argc, char **argv)
 	for (;;) {
 		int n = 0;
 		int64_t now = now_ms(), next_deadline = -1;
-		pfd[n] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
+		/* all slots taken: new clients wait in the backlog until one is free */
+		pfd[n] = (struct pollfd){.fd = listen_fd, .events = nconns < MAX_CONNS ? POLLIN : 0};
 		map[n++].kind = P_LISTEN;
 		pfd[n] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
 		map[n++].kind = P_SIG;

@@ -751,7 +751,8 @@ static int listen_at(int dirfd, int *ret)
 		return -errno;
 	if (fchmodat(dirfd, "agent.sock", 0600, 0) < 0)
 		return -errno;
-	if (listen(s, 64) < 0)
+	/* clients beyond the agent's connections wait here (connect blocks when it is full) */
+	if (listen(s, SOMAXCONN) < 0)
 		return -errno;
 	*ret = TAKE_FD(s);
 	return 0;

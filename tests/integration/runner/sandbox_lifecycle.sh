@@ -231,7 +231,22 @@ expect_eq "scratch survived stop/start" "$("$ISORUN" exec "$ID" -- cat /root/not
 expect_rc "deletion survived too" 1 "$ISORUN" exec "$ID" -- test -e /bin/vi
 expect_rc "processes ended at stop" 1 "$ISORUN" exec "$ID" -- pidof httpd
 
-ID2=$("$ISORUN" create --rootfs "$ROOTFS")
+# the agent raises its own open-file limit for its connections and pipes; its commands get
+# the limit the sandbox was created with
+ID2=$(ulimit -Sn 512 && "$ISORUN" create --rootfs "$ROOTFS")
+expect_eq "commands keep the creator's open-file limit" "$("$ISORUN" exec "$ID2" -- sh -c 'ulimit -Sn')" 512
+# many execs at once on one sandbox (an agent framework's parallel tool calls): more than
+# the agent has connection slots for would once fail ("the agent went away"); now they wait
+pids=
+for i in $(seq 1 80); do
+	("$ISORUN" exec "$ID2" -- sh -c "sleep 1; echo $i" >"$WORK/par.$i" 2>&1 || echo "rc $?" >>"$WORK/par.$i") &
+	pids="$pids $!"
+done
+# shellcheck disable=SC2086
+wait $pids
+bad=0
+for i in $(seq 1 80); do [ "$(cat "$WORK/par.$i")" = "$i" ] || bad=$((bad + 1)); done
+expect_eq "80 execs at once on one sandbox" "$bad failed" "0 failed"
 expect_rc "other sandbox does not see the write" 1 "$ISORUN" exec "$ID2" -- test -e /root/note
 expect_rc "other sandbox still has /bin/vi" 0 "$ISORUN" exec "$ID2" -- test -e /bin/vi
 expect_eq "no image config: root" "$("$ISORUN" exec "$ID2" -- id -u)" 0
