@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -128,9 +129,12 @@ int fs_cache_init(struct idx_store *s)
 	return r;
 }
 
-int fs_cache_config_max(const char *root, uint64_t *ret)
+/* A size from ROOT/config.json: *found false (and *ret untouched) when the file or the key
+ * is missing. -EPROTO for a malformed file or value (logged). `zero_ok`: 0 is a value. */
+static int config_size(const char *root, const char *key, bool zero_ok, uint64_t *ret,
+		       bool *found)
 {
-	*ret = FS_CACHE_MAX_DEFAULT;
+	*found = false;
 	_cleanup_free_ char *p = cm_strdupf("%s/config.json", root);
 	if (!p)
 		return -ENOMEM;
@@ -155,16 +159,63 @@ int fs_cache_config_max(const char *root, uint64_t *ret)
 	}
 	json_object *v;
 	r = 0;
-	if (json_object_object_get_ex(j, "cache_max", &v)) {
-		if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) > 0)
-			*ret = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(j, key, &v)) {
+		uint64_t x = 0;
+		if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0)
+			x = (uint64_t)json_object_get_int64(v);
 		else if (!json_object_is_type(v, json_type_string) ||
-			 cm_parse_size(json_object_get_string(v), ret) < 0)
-			r = cm_log_ret(-EPROTO, "%s: cache_max must be a size (\"10G\") or bytes",
-				       p);
+			 cm_parse_size(json_object_get_string(v), &x) < 0)
+			r = -EPROTO;
+		if (r == 0 && (x > 0 || zero_ok)) {
+			*ret = x;
+			*found = true;
+		} else {
+			r = cm_log_ret(-EPROTO, "%s: %s must be a size (\"10G\") or bytes%s", p,
+				       key, zero_ok ? "" : ", not 0");
+		}
 	}
 	json_object_put(j);
 	return r;
+}
+
+int fs_cache_config_max(const char *root, uint64_t *ret)
+{
+	bool found;
+	*ret = FS_CACHE_MAX_DEFAULT;
+	return config_size(root, "cache_max", false, ret, &found);
+}
+
+int fs_cache_config_min_free(const char *root, uint64_t *ret)
+{
+	bool found;
+	int r = config_size(root, "cache_min_free", true, ret, &found);
+	if (r < 0 || found)
+		return r;
+	struct statvfs sv;
+	*ret = 0;
+	if (statvfs(root, &sv) < 0)
+		return 0; /* no filesystem to measure: nothing kept free */
+	uint64_t size = (uint64_t)sv.f_blocks * sv.f_frsize;
+	*ret = size / 100 * FS_CACHE_MIN_FREE_PCT;
+	if (*ret > FS_CACHE_MIN_FREE_MAX)
+		*ret = FS_CACHE_MIN_FREE_MAX;
+	return 0;
+}
+
+uint64_t fs_cache_evict_cap(const char *root, uint64_t bytes, uint64_t cache_max,
+			    uint64_t min_free, uint64_t *ret_short)
+{
+	struct statvfs sv;
+	uint64_t cap = cache_max ? cache_max : UINT64_MAX;
+	*ret_short = 0;
+	if (!min_free || statvfs(root, &sv) < 0)
+		return cap;
+	uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (avail >= min_free)
+		return cap;
+	*ret_short = min_free - avail;
+	uint64_t room = bytes > *ret_short ? bytes - *ret_short : 0;
+	return room < cap ? room : cap;
 }
 
 struct ref_row {

@@ -362,12 +362,12 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 {
 	struct fs_mount_opts o = *opts;
 	fs_mount_opts_defaults(&o);
-	if (!o.cache_max) {
-		int cr = fs_cache_config_max(root, &o.cache_max);
-		if (cr < 0) {
-			report(&ready_fd, cr);
-			return cr;
-		}
+	int cr = o.cache_max ? 0 : fs_cache_config_max(root, &o.cache_max);
+	if (cr == 0)
+		cr = fs_cache_config_min_free(root, &o.cache_min_free);
+	if (cr < 0) {
+		report(&ready_fd, cr);
+		return cr;
 	}
 	struct daemon d = {.root = root,
 			   .listen_fd = -1,

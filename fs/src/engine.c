@@ -157,6 +157,7 @@ struct fs_engine {
 	 * prefetched (STORE_RETRY_NS). Atomic. */
 	uint64_t store_refused_ns;
 	bool commit_failing; /* the flusher's (and the stop's, after it): the last commit failed */
+	bool min_free_said;  /* the flusher's: the filesystem's shortage of free space was said */
 
 	/* Counters: atomics (__atomic builtins). */
 	uint64_t fetched_bytes, fetch_requests, fetched_chunks, prefetched_bytes;
@@ -1434,12 +1435,31 @@ static int flush(struct fs_engine *e)
 		e->recorded = e->complete_us != 0;
 		pthread_mutex_unlock(&e->lock);
 	}
-	if (added && e->o.cache_max) {
-		uint64_t bytes = 0;
-		if (fs_cache_size(e->store, &bytes, NULL) == 0 && bytes > e->o.cache_max) {
-			int er = fs_cache_evict(e->store, e->o.cache_max, false, NULL);
+	/* The cap, and the free space the host keeps: checked when chunks were added, and
+	 * while the store refuses them (a disk filled by something else: the cache yields) */
+	uint64_t bytes = 0, short_by = 0;
+	if ((added || store_refusing(e)) && (e->o.cache_max || e->o.cache_min_free) &&
+	    fs_cache_size(e->store, &bytes, NULL) == 0) {
+		uint64_t cap = fs_cache_evict_cap(idx_store_root(e->store), bytes, e->o.cache_max,
+						  e->o.cache_min_free, &short_by);
+		if (short_by && !e->min_free_said) {
+			char f[32], m[32];
+			cm_format_bytes(e->o.cache_min_free - short_by, f, sizeof(f));
+			cm_format_bytes(e->o.cache_min_free, m, sizeof(m));
+			log_info("cache: the store's filesystem has %s free, under the %s the cache "
+				 "leaves free: evicting what the store holds beyond that",
+				 f, m);
+		}
+		e->min_free_said = short_by != 0;
+		if (bytes > cap) {
+			struct fs_cache_gc_result res = {0};
+			int er = fs_cache_evict(e->store, cap, false, &res);
 			if (er < 0 && er != -ENOSPC)
 				r = er;
+			else if (res.evicted_chunks)
+				log_debug("cache: evicted %llu chunks (%llu bytes)",
+					  (unsigned long long)res.evicted_chunks,
+					  (unsigned long long)res.evicted_bytes);
 		}
 	}
 	return r;

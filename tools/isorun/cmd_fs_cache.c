@@ -16,7 +16,8 @@
 
 #define CACHE_USAGE                                                                                \
 	"  stats [--json]           size, cap, and each image's resident share\n"                  \
-	"  gc [--cache-max SIZE]    evict the least recently used chunks down to the cap\n"        \
+	"  gc [--cache-max SIZE]    evict the least recently used chunks down to the cap (and\n" \
+	"                           to what leaves the filesystem cache_min_free free)\n"        \
 	"  prune --image REF        remove the chunks only that image uses\n"
 
 static void usage(void)
@@ -99,8 +100,20 @@ static int cmd_cache(int argc, char **argv)
 	if (!strcmp(sub, "stats")) {
 		r = stats(s, json);
 	} else if (!strcmp(sub, "gc")) {
-		if (!have_max && (r = fs_cache_config_max(idx_store_root(s), &max)) < 0)
+		uint64_t min_free = 0, bytes = 0, short_by = 0;
+		if ((!have_max && (r = fs_cache_config_max(idx_store_root(s), &max)) < 0) ||
+		    (r = fs_cache_config_min_free(idx_store_root(s), &min_free)) < 0)
 			return ISORUN_EXIT_ERROR;
+		/* the cap, lowered while the filesystem has less free than the cache leaves */
+		if (fs_cache_size(s, &bytes, NULL) == 0)
+			max = fs_cache_evict_cap(idx_store_root(s), bytes, max, min_free, &short_by);
+		if (short_by) {
+			char sb[32];
+			cm_format_bytes(short_by, sb, sizeof(sb));
+			printf("the store's filesystem is %s short of the free space the cache "
+			       "leaves (cache_min_free)\n",
+			       sb);
+		}
 		r = fs_cache_evict(s, max, true, &res);
 		if (r == 0 || r == -ENOSPC)
 			printf("evicted %llu chunks (%llu bytes); store now %llu bytes in %llu "

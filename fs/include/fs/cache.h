@@ -11,7 +11,8 @@
  * files are the truth: fs_cache_reconcile() repairs rows after crashes or writes by other
  * tools (the indexer does not write fs_chunks).
  *
- * Eviction removes least-recently-used chunk files until the store is under the cap.
+ * Eviction removes least-recently-used chunk files until the store is under the cap, and
+ * under what leaves the filesystem its minimum of free space (fs_cache_config_min_free).
  * Chunks referenced by a mounted image that has no remote (it could not fetch them again)
  * are never evicted; chunks of unmounted images go before chunks of mounted ones. A mount
  * that reads a chunk holds its decompressed bytes in memory (or an open fd), so unlinking
@@ -41,6 +42,23 @@ int fs_cache_init(struct idx_store *s);
  * is not an error.
  */
 int fs_cache_config_max(const char *root, uint64_t *ret);
+
+/*
+ * Free space the cache leaves on its filesystem, which it shares with sandboxes' scratch
+ * layers and everything else on the host: ROOT/config.json {"cache_min_free": "4G"} (0
+ * turns it off), else FS_CACHE_MIN_FREE_PCT of the filesystem, at most
+ * FS_CACHE_MIN_FREE_MAX. -EPROTO for a malformed file (logged).
+ */
+#define FS_CACHE_MIN_FREE_PCT 5
+#define FS_CACHE_MIN_FREE_MAX (2ull << 30)
+int fs_cache_config_min_free(const char *root, uint64_t *ret);
+/*
+ * The size eviction must bring a store of `bytes` down to: `cache_max` (0: none), lower
+ * when the filesystem of `root` has less than `min_free` available, by what it is short
+ * (*ret_short, 0 when it is not).
+ */
+uint64_t fs_cache_evict_cap(const char *root, uint64_t bytes, uint64_t cache_max,
+			    uint64_t min_free, uint64_t *ret_short);
 
 /*
  * Chunk references. fs_cache_add_index notes an index as present (what a pull does: cheap);

@@ -31,6 +31,8 @@ struct fs_mount_opts {
 	enum fs_prefetch prefetch;
 	uint64_t bwlimit;	   /* prefetch bytes/s, 0 = unlimited */
 	uint64_t cache_max;	   /* store cap in bytes, 0 = ROOT/config.json or default */
+	uint64_t cache_min_free;   /* free space kept on the store's filesystem (the daemon
+				      sets it from ROOT/config.json or the default) */
 	const char *trace_path;	   /* --record-trace FILE (docs/trace.md), or NULL */
 	unsigned fetch_timeout_s;  /* a read that cannot be served fails with EIO after this;
 				      0 = 30 s */

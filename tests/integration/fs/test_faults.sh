@@ -3,7 +3,8 @@
 # that goes away fails reads with EIO within the deadline, and the same read succeeds once
 # it is back without remounting; corrupt pack bytes are never served (one refetch heals a
 # transient flip); 429 and 5xx bursts are ridden out; a mount whose fetches hang unmounts
-# without waiting for them; a store whose disk is full still serves what is fetched.
+# without waiting for them; a store whose disk is full still serves what is fetched; the
+# cache gives back room when the host's free space runs short.
 . "$(dirname "$0")/lib.sh"
 start_registry
 make_image img v1 --big-mib 2
@@ -183,4 +184,44 @@ st=$(stats_json "$R7" "$WORK/m7")
 [ "$(jget resident_chunks <<<"$st")" -gt "$(jget resident_chunks <<<"$st7")" ] ||
 	fail "room again, yet no chunk kept"
 "$ISORUN" --root "$R7" umount "$WORK/m7" || fail "umount the full store's mount"
+
+# The cache yields to the host's free space: when another tenant leaves the store's
+# filesystem less free than cache_min_free, the mount's daemon evicts what the store holds
+# beyond that as chunks arrive (said once), and `isorun cache gc` does the same; what was
+# evicted is fetched again when read.
+R8=$WORK/root8
+mkdir -p "$R8" "$WORK/m8"
+mount -t tmpfs -o size=48m tmpfs "$R8" || fail "a tmpfs for the eighth store"
+echo '{"cache_min_free": "24M"}' >"$R8/config.json"
+"$ISORUN" --root "$R8" pull "$ref" >/dev/null || fail "pull into an eighth store"
+"$ISORUN" --root "$R8" mount --prefetch=none "$ref" "$WORK/m8" || fail "mount the eighth store"
+store_bytes() { "$ISORUN" --root "$R8" cache stats --json | jget bytes; }
+cmp "$ROOTFS/usr/lib/libbig.so" "$WORK/m8/usr/lib/libbig.so" || fail "read, eighth store"
+for _ in $(seq 1 150); do [ "$(store_bytes)" -gt 1000000 ] && break; sleep 0.1; done
+b0=$(store_bytes)
+[ "$b0" -gt 1000000 ] || fail "the eighth store kept nothing: $b0 bytes"
+# another tenant takes the room: 16M free left, 8M short of what the cache leaves
+avail=$(df --output=avail -B1 "$R8" | tail -n1)
+fallocate -l $((avail - (16 << 20))) "$R8/filler" || fail "fill the eighth store's tmpfs"
+cmp "$ROOTFS/usr/bin/tool" "$WORK/m8/usr/bin/tool" || fail "read with little room"
+log8=$(echo "$R8"/mounts/*/daemon.log)
+for _ in $(seq 1 200); do grep -q "the cache leaves free" "$log8" && break; sleep 0.1; done
+grep -q "under the 24.0 MiB the cache leaves free" "$log8" ||
+	fail "the daemon did not yield to the host's free space: $(tail -n3 "$log8")"
+b1=$(store_bytes)
+[ "$b1" -lt "$b0" ] || fail "nothing evicted for the host's free space: $b0 -> $b1 bytes"
+compare "$ROOTFS" "$WORK/m8" # evicted chunks come back
+"$ISORUN" --root "$R8" umount "$WORK/m8" || fail "umount the eighth store's mount"
+# gc, with no daemon: room again, a mount keeps a file's chunks, then the tenant is back
+rm "$R8/filler"
+"$ISORUN" --root "$R8" mount --prefetch=none "$ref" "$WORK/m8" || fail "mount the eighth again"
+cmp "$ROOTFS/usr/lib/libbig.so" "$WORK/m8/usr/lib/libbig.so" || fail "read, eighth store again"
+for _ in $(seq 1 150); do [ "$(store_bytes)" -gt 1000000 ] && break; sleep 0.1; done
+"$ISORUN" --root "$R8" umount "$WORK/m8" || fail "umount the eighth store's mount again"
+b2=$(store_bytes)
+[ "$b2" -gt 1000000 ] || fail "the eighth store kept nothing the second time: $b2 bytes"
+fallocate -l $(($(df --output=avail -B1 "$R8" | tail -n1) - (16 << 20))) "$R8/filler"
+"$ISORUN" --root "$R8" cache gc >"$WORK/gc8" || fail "cache gc, little room: $(cat "$WORK/gc8")"
+grep -q "short of the free space the cache leaves" "$WORK/gc8" || fail "gc: $(cat "$WORK/gc8")"
+[ "$(store_bytes)" -lt "$b2" ] || fail "gc did not yield to the host's free space"
 pass

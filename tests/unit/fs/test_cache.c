@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -148,6 +149,68 @@ static void test_config(void **state)
 	assert_int_equal(fs_cache_config_max(f->root, &max), -EPROTO);
 }
 
+/* The free space the cache leaves: config.json, else 5 % of the filesystem (at most
+ * 2 GiB); and the cap eviction aims for when the filesystem has less. */
+static void test_min_free(void **state)
+{
+	struct fixture *f = *state;
+	struct statvfs sv;
+	assert_int_equal(statvfs(f->root, &sv), 0);
+	uint64_t fs = (uint64_t)sv.f_blocks * sv.f_frsize;
+	uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	uint64_t v;
+	assert_int_equal(fs_cache_config_min_free(f->root, &v), 0);
+	uint64_t want = fs / 100 * FS_CACHE_MIN_FREE_PCT;
+	assert_int_equal(v, want < FS_CACHE_MIN_FREE_MAX ? want : FS_CACHE_MIN_FREE_MAX);
+	char p[128];
+	snprintf(p, sizeof(p), "%s/config.json", f->root);
+	const struct {
+		const char *json;
+		int r;
+		uint64_t v;
+	} cases[] = {
+	    {"{\"cache_min_free\": \"3M\"}", 0, 3u << 20},
+	    {"{\"cache_min_free\": 0}", 0, 0}, /* off */
+	    {"{\"cache_min_free\": \"0\"}", 0, 0},
+	    {"{\"cache_min_free\": -1}", -EPROTO, 0},
+	    {"{\"cache_min_free\": \"much\"}", -EPROTO, 0},
+	    {"{\"cache_max\": \"1G\"}", 0, v}, /* absent: the default */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		FILE *c = fopen(p, "w");
+		fputs(cases[i].json, c);
+		fclose(c);
+		uint64_t got = 12345;
+		assert_int_equal(fs_cache_config_min_free(f->root, &got), cases[i].r);
+		if (cases[i].r == 0)
+			assert_int_equal(got, cases[i].v);
+	}
+	/* a cap of 0 stays refused */
+	FILE *c = fopen(p, "w");
+	fputs("{\"cache_max\": 0}", c);
+	fclose(c);
+	uint64_t max;
+	assert_int_equal(fs_cache_config_max(f->root, &max), -EPROTO);
+
+	uint64_t short_by;
+	/* room to spare: the cap, or none */
+	assert_int_equal(fs_cache_evict_cap(f->root, 1000, 500, 0, &short_by), 500);
+	assert_int_equal(short_by, 0);
+	assert_int_equal(fs_cache_evict_cap(f->root, 1000, 0, 0, &short_by), UINT64_MAX);
+	assert_int_equal(fs_cache_evict_cap(f->root, 1000, 500, 1, &short_by), 500);
+	assert_int_equal(short_by, 0);
+	/* asking for 1 GiB more free than there is (other writers move it a little): the
+	 * store must shrink by what is missing */
+	const uint64_t G = 1ull << 30;
+	uint64_t ask = avail + G;
+	uint64_t cap = fs_cache_evict_cap(f->root, 10 * G, 0, ask, &short_by);
+	assert_true(short_by > G / 2 && short_by < G + G / 2);
+	assert_int_equal(cap, 10 * G - short_by);
+	assert_int_equal(fs_cache_evict_cap(f->root, 10 * G, 4u << 20, ask, &short_by),
+			 4u << 20); /* the lower of the two */
+	assert_int_equal(fs_cache_evict_cap(f->root, 1u << 20, 0, ask, &short_by), 0);
+}
+
 static void test_remote(void **state)
 {
 	struct fixture *f = *state;
@@ -207,6 +270,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_evict_lru, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_config, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_min_free, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_remote, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refs_migration, setup, teardown),
 	};
