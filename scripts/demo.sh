@@ -5,7 +5,8 @@
 #     with the image pushed to it (bench/images.sh, bench/registry.sh);
 #  3. CI step: index the image and push the index artifact next to it (isorun-index --push);
 #  4. a new host (empty store): pull only the index, mount the image lazily and run commands
-#     in a sandbox; show how little was fetched.
+#     in a sandbox; show how little was fetched; copy a directory into a kept sandbox, build
+#     there, copy the results out.
 # Each step uses what isorun provides; see README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,5 +66,19 @@ fi
 if has_verb run; then
 	say "host: isorun run $REF -- cat /etc/debian_version"
 	isorun --root "$HOST_ROOT" run "$REF" -- sh -c 'cat /etc/debian_version; id; ls /'
+fi
+if has_verb cp; then
+	say "host: a sandbox kept running: create, cp a directory in, exec, cp the results out, rm"
+	ID=$(isorun --root "$HOST_ROOT" create "$REF")
+	proj=$(mktemp -d)
+	mkdir -p "$proj/src"
+	printf '#!/bin/sh\necho "built in $(hostname)" > /sandbox/out/result.txt\n' >"$proj/src/build.sh"
+	chmod +x "$proj/src/build.sh"
+	isorun --root "$HOST_ROOT" cp "$proj" "$ID:/sandbox/proj"
+	isorun --root "$HOST_ROOT" exec "$ID" -- sh -c 'mkdir -p /sandbox/out && /sandbox/proj/src/build.sh'
+	isorun --root "$HOST_ROOT" cp "$ID:/sandbox/out" "$proj/out"
+	cat "$proj/out/result.txt"
+	isorun --root "$HOST_ROOT" rm -f "$ID"
+	rm -rf "$proj"
 fi
 say "done"
