@@ -129,12 +129,42 @@ int fs_cache_init(struct idx_store *s)
 	return r;
 }
 
-/* A size from ROOT/config.json: *found false (and *ret untouched) when the file or the key
- * is missing. -EPROTO for a malformed file or value (logged). `zero_ok`: 0 is a value. */
-static int config_size(const char *root, const char *key, bool zero_ok, uint64_t *ret,
-		       bool *found)
+/* A size under `key` of the config object `j`: *ret untouched when the key is missing.
+ * -EPROTO for a malformed value (logged, naming the file `p`). `zero_ok`: 0 is a value. */
+static int config_size(json_object *j, const char *p, const char *key, bool zero_ok,
+		       uint64_t *ret)
 {
-	*found = false;
+	json_object *v;
+	if (!json_object_object_get_ex(j, key, &v))
+		return 0;
+	uint64_t x = 0;
+	bool ok = false;
+	if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0) {
+		x = (uint64_t)json_object_get_int64(v);
+		ok = true;
+	} else if (json_object_is_type(v, json_type_string))
+		ok = cm_parse_size(json_object_get_string(v), &x) == 0;
+	if (!ok || (!x && !zero_ok))
+		return cm_log_ret(-EPROTO, "%s: %s must be a size (\"10G\") or bytes%s", p, key,
+				  zero_ok ? "" : ", not 0");
+	*ret = x;
+	return 0;
+}
+
+int fs_cache_config(const char *root, uint64_t *max, uint64_t *min_free)
+{
+	if (max)
+		*max = FS_CACHE_MAX_DEFAULT;
+	if (min_free) { /* the default: a share of the store's filesystem */
+		struct statvfs sv;
+		*min_free = 0; /* no filesystem to measure: nothing kept free */
+		if (statvfs(root, &sv) == 0) {
+			uint64_t size = (uint64_t)sv.f_blocks * sv.f_frsize;
+			*min_free = size / 100 * FS_CACHE_MIN_FREE_PCT;
+			if (*min_free > FS_CACHE_MIN_FREE_MAX)
+				*min_free = FS_CACHE_MIN_FREE_MAX;
+		}
+	}
 	_cleanup_free_ char *p = cm_strdupf("%s/config.json", root);
 	if (!p)
 		return -ENOMEM;
@@ -157,49 +187,11 @@ static int config_size(const char *root, const char *key, bool zero_ok, uint64_t
 		json_object_put(j);
 		return cm_log_ret(-EPROTO, "%s: not a JSON object", p);
 	}
-	json_object *v;
-	r = 0;
-	if (json_object_object_get_ex(j, key, &v)) {
-		uint64_t x = 0;
-		if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0)
-			x = (uint64_t)json_object_get_int64(v);
-		else if (!json_object_is_type(v, json_type_string) ||
-			 cm_parse_size(json_object_get_string(v), &x) < 0)
-			r = -EPROTO;
-		if (r == 0 && (x > 0 || zero_ok)) {
-			*ret = x;
-			*found = true;
-		} else {
-			r = cm_log_ret(-EPROTO, "%s: %s must be a size (\"10G\") or bytes%s", p,
-				       key, zero_ok ? "" : ", not 0");
-		}
-	}
+	r = max ? config_size(j, p, "cache_max", false, max) : 0;
+	if (r == 0 && min_free)
+		r = config_size(j, p, "cache_min_free", true, min_free);
 	json_object_put(j);
 	return r;
-}
-
-int fs_cache_config_max(const char *root, uint64_t *ret)
-{
-	bool found;
-	*ret = FS_CACHE_MAX_DEFAULT;
-	return config_size(root, "cache_max", false, ret, &found);
-}
-
-int fs_cache_config_min_free(const char *root, uint64_t *ret)
-{
-	bool found;
-	int r = config_size(root, "cache_min_free", true, ret, &found);
-	if (r < 0 || found)
-		return r;
-	struct statvfs sv;
-	*ret = 0;
-	if (statvfs(root, &sv) < 0)
-		return 0; /* no filesystem to measure: nothing kept free */
-	uint64_t size = (uint64_t)sv.f_blocks * sv.f_frsize;
-	*ret = size / 100 * FS_CACHE_MIN_FREE_PCT;
-	if (*ret > FS_CACHE_MIN_FREE_MAX)
-		*ret = FS_CACHE_MIN_FREE_MAX;
-	return 0;
 }
 
 uint64_t fs_cache_evict_cap(const char *root, uint64_t bytes, uint64_t cache_max,
@@ -776,7 +768,7 @@ int fs_cache_stats_get(struct idx_store *s, struct fs_cache_stats *ret)
 	int r = fs_cache_complete_refs(s);
 	if (r < 0 || (r = fs_cache_reconcile(s, &ret->bytes, &ret->chunks)) < 0)
 		return r;
-	if ((r = fs_cache_config_max(idx_store_root(s), &ret->max_bytes)) < 0)
+	if ((r = fs_cache_config(idx_store_root(s), &ret->max_bytes, NULL)) < 0)
 		return r;
 	struct idx_store_image *imgs = NULL;
 	size_t n = 0;

@@ -362,9 +362,7 @@ int fs_daemon_run(const char *root, const char *idig, const struct fs_mount_opts
 {
 	struct fs_mount_opts o = *opts;
 	fs_mount_opts_defaults(&o);
-	int cr = o.cache_max ? 0 : fs_cache_config_max(root, &o.cache_max);
-	if (cr == 0)
-		cr = fs_cache_config_min_free(root, &o.cache_min_free);
+	int cr = fs_cache_config(root, o.cache_max ? NULL : &o.cache_max, &o.cache_min_free);
 	if (cr < 0) {
 		report(&ready_fd, cr);
 		return cr;

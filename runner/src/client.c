@@ -689,6 +689,7 @@ int run_client_stat(struct run_client *c, const char *path, uint32_t *ret_mode)
  * decoder into a writer. */
 struct get_sink {
 	int fd;			    /* a file's destination, or -1 */
+	char *tmp;		    /* else a template (mkostemp) for it, made when a file comes */
 	const char *dir;	    /* a directory's destination path, or NULL */
 	int dirfd;		    /* it, open, once its FILE_INFO came */
 	bool made;		    /* we made it (so it takes the source's mode) */
@@ -697,8 +698,9 @@ struct get_sink {
 	struct agent_tree_writer wr;
 };
 
-/* FILE_GET `path` into `s`: a file into s->fd; a directory, when s->dir is set, into that
- * directory (made if absent). -EISDIR for a directory without s->dir. */
+/* FILE_GET `path` into `s`: a file into s->fd (or a temporary file made from s->tmp); a
+ * directory, when s->dir is set, into that directory (made if absent). -EISDIR for a
+ * directory without s->dir. */
 static int get_into(struct run_client *c, const char *path, struct get_sink *s)
 {
 	uint32_t stream = c->next_stream++;
@@ -724,6 +726,10 @@ static int get_into(struct run_client *c, const char *path, struct get_sink *s)
 			if (!S_ISDIR(i.mode)) {
 				if (i.mode & S_IFMT)
 					return -EPROTO;
+				if (s->fd < 0 && (s->fd = mkostemp(s->tmp, O_CLOEXEC)) < 0) {
+					snprintf(c->last_error, sizeof(c->last_error), "create");
+					return -errno;
+				}
 				break;
 			}
 			if (!s->dir)
@@ -884,9 +890,7 @@ int run_client_copy_in(struct run_client *c, const char *src, const char *dst, c
 		return copy_fail(c, -ENOTDIR, "cannot copy %s", src);
 	uint32_t dmode = 0;
 	size_t dl = strlen(dst);
-	r = hello_wait(c);
-	if (r >= 0)
-		r = run_client_stat(c, dst, &dmode);
+	r = run_client_stat(c, dst, &dmode); /* reads the agent's version too */
 	if (r == -EOPNOTSUPP && !dir) { /* protocol 1: a trailing / names a directory */
 		r = dl && dst[dl - 1] == '/' ? 0 : -ENOENT;
 		dmode = S_IFDIR;
@@ -936,24 +940,22 @@ int run_client_copy_out(struct run_client *c, const char *src, const char *dst, 
 	_cleanup_free_ char *tmp = cm_strdupf("%s.isorun-cp.XXXXXX", target);
 	if (!tmp)
 		return -ENOMEM;
-	struct get_sink g = {.fd = -1, .dirfd = -1, .dir = target};
-	g.fd = mkostemp(tmp, O_CLOEXEC);
-	if (g.fd < 0)
-		return copy_fail(c, -errno, "cannot copy %s:%s to %s", label, src, target);
+	struct get_sink g = {.fd = -1, .tmp = tmp, .dirfd = -1, .dir = target};
 	r = get_into(c, src, &g);
-	if (r == -EISDIR || (r >= 0 && S_ISDIR(g.mode))) { /* the temporary file was not needed */
-		if (r == -EISDIR)
-			r = -EOPNOTSUPP;
-	} else if (r >= 0 && (fchmod(g.fd, g.mode & 0777) < 0 || rename(tmp, target) < 0)) {
-		r = -errno; /* no set-id bits from a sandbox */
+	if (r == -EISDIR) /* a directory, from an agent of protocol 1 */
+		r = -EOPNOTSUPP;
+	if (g.fd >= 0) {
+		/* no set-id bits from a sandbox */
+		if (r >= 0 && (fchmod(g.fd, g.mode & 0777) < 0 || rename(tmp, target) < 0))
+			r = -errno;
+		close(g.fd);
+		if (r < 0)
+			unlink(tmp);
 	}
-	close(g.fd);
-	if (r < 0 || S_ISDIR(g.mode))
-		unlink(tmp);
-	if (r >= 0)
+	if (r >= 0) {
 		st->entries = S_ISDIR(g.mode) ? g.wr.written : 1;
-	if (r >= 0 && S_ISDIR(g.mode))
-		st->skipped = g.wr.skipped;
+		st->skipped = S_ISDIR(g.mode) ? g.wr.skipped : 0;
+	}
 	get_sink_fini(&g);
 	if (r < 0)
 		return copy_fail(c, r, "cannot copy %s:%s to %s", label, src, target);

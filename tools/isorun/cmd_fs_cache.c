@@ -101,8 +101,7 @@ static int cmd_cache(int argc, char **argv)
 		r = stats(s, json);
 	} else if (!strcmp(sub, "gc")) {
 		uint64_t min_free = 0, bytes = 0, short_by = 0;
-		if ((!have_max && (r = fs_cache_config_max(idx_store_root(s), &max)) < 0) ||
-		    (r = fs_cache_config_min_free(idx_store_root(s), &min_free)) < 0)
+		if (fs_cache_config(idx_store_root(s), have_max ? NULL : &max, &min_free) < 0)
 			return ISORUN_EXIT_ERROR;
 		/* the cap, lowered while the filesystem has less free than the cache leaves */
 		if (fs_cache_size(s, &bytes, NULL) == 0)

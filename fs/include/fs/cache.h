@@ -12,7 +12,7 @@
  * tools (the indexer does not write fs_chunks).
  *
  * Eviction removes least-recently-used chunk files until the store is under the cap, and
- * under what leaves the filesystem its minimum of free space (fs_cache_config_min_free).
+ * under what leaves the filesystem its minimum of free space (fs_cache_config).
  * Chunks referenced by a mounted image that has no remote (it could not fetch them again)
  * are never evicted; chunks of unmounted images go before chunks of mounted ones. A mount
  * that reads a chunk holds its decompressed bytes in memory (or an open fd), so unlinking
@@ -37,21 +37,17 @@ struct idx_reader;
 int fs_cache_init(struct idx_store *s);
 
 /*
- * The cache cap: ROOT/config.json {"cache_max": "10G"} (a size string or a number of
- * bytes), else FS_CACHE_MAX_DEFAULT. -EPROTO for a malformed file (logged); a missing file
- * is not an error.
- */
-int fs_cache_config_max(const char *root, uint64_t *ret);
-
-/*
- * Free space the cache leaves on its filesystem, which it shares with sandboxes' scratch
- * layers and everything else on the host: ROOT/config.json {"cache_min_free": "4G"} (0
+ * The cache's bounds, from one read of ROOT/config.json (either pointer may be NULL):
+ * *max, the cap: {"cache_max": "10G"} (a size string or bytes), else FS_CACHE_MAX_DEFAULT;
+ * *min_free, the free space the cache leaves on its filesystem, which it shares with
+ * sandboxes' scratch layers and everything else on the host: {"cache_min_free": "4G"} (0
  * turns it off), else FS_CACHE_MIN_FREE_PCT of the filesystem, at most
- * FS_CACHE_MIN_FREE_MAX. -EPROTO for a malformed file (logged).
+ * FS_CACHE_MIN_FREE_MAX. -EPROTO for a malformed file or value (logged); a missing file is
+ * not an error.
  */
 #define FS_CACHE_MIN_FREE_PCT 5
 #define FS_CACHE_MIN_FREE_MAX (2ull << 30)
-int fs_cache_config_min_free(const char *root, uint64_t *ret);
+int fs_cache_config(const char *root, uint64_t *max, uint64_t *min_free);
 /*
  * The size eviction must bring a store of `bytes` down to: `cache_max` (0: none), lower
  * when the filesystem of `root` has less than `min_free` available, by what it is short

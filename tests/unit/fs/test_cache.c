@@ -125,28 +125,28 @@ static void test_config(void **state)
 {
 	struct fixture *f = *state;
 	uint64_t max;
-	assert_int_equal(fs_cache_config_max(f->root, &max), 0);
+	assert_int_equal(fs_cache_config(f->root, &max, NULL), 0);
 	assert_int_equal(max, FS_CACHE_MAX_DEFAULT);
 	char p[128];
 	snprintf(p, sizeof(p), "%s/config.json", f->root);
 	FILE *c = fopen(p, "w");
 	fputs("{\"cache_max\": \"10M\"}", c);
 	fclose(c);
-	assert_int_equal(fs_cache_config_max(f->root, &max), 0);
+	assert_int_equal(fs_cache_config(f->root, &max, NULL), 0);
 	assert_int_equal(max, 10u << 20);
 	c = fopen(p, "w");
 	fputs("{\"cache_max\": 12345}", c);
 	fclose(c);
-	assert_int_equal(fs_cache_config_max(f->root, &max), 0);
+	assert_int_equal(fs_cache_config(f->root, &max, NULL), 0);
 	assert_int_equal(max, 12345);
 	c = fopen(p, "w");
 	fputs("{\"cache_max\": \"lots\"}", c);
 	fclose(c);
-	assert_int_equal(fs_cache_config_max(f->root, &max), -EPROTO);
+	assert_int_equal(fs_cache_config(f->root, &max, NULL), -EPROTO);
 	c = fopen(p, "w");
 	fputs("[1, 2", c);
 	fclose(c);
-	assert_int_equal(fs_cache_config_max(f->root, &max), -EPROTO);
+	assert_int_equal(fs_cache_config(f->root, &max, NULL), -EPROTO);
 }
 
 /* The free space the cache leaves: config.json, else 5 % of the filesystem (at most
@@ -159,7 +159,7 @@ static void test_min_free(void **state)
 	uint64_t fs = (uint64_t)sv.f_blocks * sv.f_frsize;
 	uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
 	uint64_t v;
-	assert_int_equal(fs_cache_config_min_free(f->root, &v), 0);
+	assert_int_equal(fs_cache_config(f->root, NULL, &v), 0);
 	uint64_t want = fs / 100 * FS_CACHE_MIN_FREE_PCT;
 	assert_int_equal(v, want < FS_CACHE_MIN_FREE_MAX ? want : FS_CACHE_MIN_FREE_MAX);
 	char p[128];
@@ -181,7 +181,7 @@ static void test_min_free(void **state)
 		fputs(cases[i].json, c);
 		fclose(c);
 		uint64_t got = 12345;
-		assert_int_equal(fs_cache_config_min_free(f->root, &got), cases[i].r);
+		assert_int_equal(fs_cache_config(f->root, NULL, &got), cases[i].r);
 		if (cases[i].r == 0)
 			assert_int_equal(got, cases[i].v);
 	}
@@ -190,7 +190,7 @@ static void test_min_free(void **state)
 	fputs("{\"cache_max\": 0}", c);
 	fclose(c);
 	uint64_t max;
-	assert_int_equal(fs_cache_config_max(f->root, &max), -EPROTO);
+	assert_int_equal(fs_cache_config(f->root, &max, NULL), -EPROTO);
 
 	uint64_t short_by;
 	/* room to spare: the cap, or none */
